@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Installs every Debian package Portico's build, tests and benchmarks need.
+# Idempotent: packages already present are left alone; runs apt-get update only
+# when something is missing.  Usage: scripts/setup.sh [--bench]
+set -euo pipefail
+
+PKGS=(
+  # build
+  build-essential cmake pkg-config clang libclang-rt-14-dev clang-format
+  libuv1-dev node-llhttp libssl-dev libyaml-dev libcmocka-dev
+  # tests
+  python3-pytest python3-requests openssl curl valgrind iproute2
+  # benchmarks (bench/run.sh and ../shared/bench/peers.sh)
+  nginx wrk util-linux procps
+)
+if [ "${1:-}" = "--bench" ]; then PKGS+=(haproxy caddy); fi
+
+missing=()
+for p in "${PKGS[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+if [ ${#missing[@]} -eq 0 ]; then
+  echo "setup: all ${#PKGS[@]} packages present"
+  exit 0
+fi
+echo "setup: installing ${missing[*]}"
+SUDO=""
+[ "$(id -u)" -eq 0 ] || SUDO="sudo"
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq
+$SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+# Debian's nginx package starts a system nginx on :80; the project never uses it.
+if [[ " ${missing[*]} " == *" nginx "* ]] && command -v systemctl >/dev/null; then
+  $SUDO systemctl disable --now nginx >/dev/null 2>&1 || true
+fi

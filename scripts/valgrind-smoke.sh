@@ -1,0 +1,82 @@
+#!/usr/bin/env bash
+# The end-to-end smoke path under valgrind (memcheck): start a node, send good
+# and bad requests (keep-alive, pipelining, chunked, limits, smuggling shapes,
+# reload), stop it with SIGTERM, and fail on any memory error or definite leak.
+# Usage: scripts/valgrind-smoke.sh PATH/TO/portico
+set -euo pipefail
+bin=${1:?portico binary}
+root=$(cd "$(dirname "$0")/.." && pwd)
+dir=$(mktemp -d)
+pid=""
+cleanup() { [ -n "$pid" ] && kill -KILL "$pid" 2>/dev/null; rm -rf "$dir"; }
+trap cleanup EXIT
+mkdir -p "$dir/apis"
+cp "$root"/examples/apis/*.yaml "$dir/apis/"
+cat > "$dir/portico.yaml" <<YAML
+workers: 2
+listen:
+  - address: 127.0.0.1:0
+limits:
+  max_body_size: 1KiB
+log:
+  level: info
+  access_log: $dir/access.log
+apis: apis
+YAML
+valgrind --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite \
+  --show-leak-kinds=definite --track-fds=no --log-file="$dir/valgrind.log" \
+  "$bin" serve --config "$dir/portico.yaml" 2> "$dir/stderr.log" &
+pid=$!
+for _ in $(seq 1 300); do
+  grep -q " started: " "$dir/stderr.log" 2>/dev/null && break
+  kill -0 "$pid" 2>/dev/null || { cat "$dir/stderr.log" "$dir/valgrind.log"; exit 1; }
+  sleep 0.1
+done
+port=$(sed -n 's/.*listening on http:\/\/127.0.0.1:\([0-9]*\).*/\1/p' "$dir/stderr.log" | head -1)
+[ -n "$port" ] || { echo "no port"; cat "$dir/stderr.log"; exit 1; }
+u="http://127.0.0.1:$port"
+check() { # expected-status curl-args...
+  local want=$1; shift
+  local got; got=$(curl -s -o /dev/null -w '%{http_code}' "$@")
+  [ "$got" = "$want" ] || { echo "expected $want got $got for $*"; exit 1; }
+}
+check 200 "$u/hello/v1/greetings"
+check 200 "$u/hello/v1/greetings/fr" "$u/hello/v1/greetings/de"
+check 201 -X POST -d '{"a":1}' "$u/hello/v1/greetings"
+check 201 -X POST -H 'Transfer-Encoding: chunked' -d 'abc' "$u/hello/v1/greetings"
+check 413 -X POST --data-binary @"$root/examples/apis/hello.yaml" "$u/hello/v1/greetings"
+check 404 "$u/nowhere"
+check 405 -X DELETE "$u/hello/v1/greetings"
+check 200 "$u/_portico/apis"
+check 200 "$u/_portico/ready"
+/usr/bin/python3 - "$port" <<'PY'
+import socket, sys
+port = int(sys.argv[1])
+def send(data):
+    s = socket.create_connection(("127.0.0.1", port), timeout=5)
+    s.sendall(data); s.shutdown(socket.SHUT_WR)
+    out = b""
+    while True:
+        b = s.recv(65536)
+        if not b: break
+        out += b
+    s.close(); return out
+r = send(b"GET /hello/v1/greetings HTTP/1.1\r\nHost: a\r\n\r\n" * 3)
+assert r.count(b"HTTP/1.1 200") == 3, r
+r = send(b"POST /hello/v1/greetings HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n")
+assert r.startswith(b"HTTP/1.1 400"), r
+r = send(b"GET / HTTP/1.1\r\nHost: a\r\nX: a\x01b\r\n\r\n")
+assert r.startswith(b"HTTP/1.1 400"), r
+r = send(b"GET /" + b"a" * 20000 + b" HTTP/1.1\r\nHost: a\r\n\r\n")
+assert r.startswith(b"HTTP/1.1 414"), r
+r = send(b"\x16\x03\x01garbage\r\n\r\n")
+assert r.startswith(b"HTTP/1.1 400"), r
+PY
+kill -HUP "$pid"
+sleep 1
+check 200 "$u/hello/v1/greetings"
+kill -TERM "$pid"
+set +e; wait "$pid"; rc=$?; set -e; pid=""
+if [ "$rc" -ne 0 ]; then echo "valgrind/portico exit $rc"; cat "$dir/valgrind.log"; exit 1; fi
+grep -q "ERROR SUMMARY: 0 errors" "$dir/valgrind.log" || { cat "$dir/valgrind.log"; exit 1; }
+echo "valgrind: clean ($(grep -c '"status"' "$dir/access.log") requests logged; $(grep 'ERROR SUMMARY' "$dir/valgrind.log" | sed 's/==[0-9]*== //'))"

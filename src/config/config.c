@@ -1,0 +1,774 @@
+/*
+ * config.c - the node configuration (`portico.yaml`): workers, listeners, TLS,
+ * limits, logging and the directory of API definitions; plus error collection
+ * and `portico validate`.
+ *
+ * Validation is strict: an unknown key, a value of the wrong type, a missing
+ * required key or a value out of range is an error naming the file, the line
+ * and the dotted key, and every error of a file is reported, not just the
+ * first. See docs/configuration.md for the schema.
+ */
+#include "config/config.h"
+
+#include <arpa/inet.h>
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "config/schema.h"
+#include "config/yaml.h"
+
+#define WORKERS_MAX       256
+#define LISTENER_NAME_MAX 64
+
+static const char *const top_keys[] = {"workers", "listen", "limits", "log", "apis", NULL};
+static const char *const listen_keys[] = {"address", "name", "tls", NULL};
+static const char *const tls_keys[] = {"cert", "key", "client_ca", "client_cert", NULL};
+static const char *const log_keys[] = {"level", "access_log", NULL};
+
+typedef enum limit_kind_e { LIMIT_COUNT, LIMIT_SIZE, LIMIT_DURATION } limit_kind_t;
+
+typedef struct limit_def_s {
+    const char *key;
+    limit_kind_t kind;
+    uint64_t min, max;
+    size_t off;
+    int wide; /* uint64_t field (else uint32_t) */
+} limit_def_t;
+
+#define KIB  1024ull
+#define MIB  (1024ull * 1024)
+#define HOUR 3600000ull
+
+static const limit_def_t limit_defs[] = {
+    {"max_header_size", LIMIT_SIZE, KIB, MIB, offsetof(pt_limits_t, max_header_size), 0},
+    {"max_uri_length", LIMIT_SIZE, 64, MIB, offsetof(pt_limits_t, max_uri_length), 0},
+    {"max_headers", LIMIT_COUNT, 1, 10000, offsetof(pt_limits_t, max_headers), 0},
+    {"max_body_size", LIMIT_SIZE, 0, 1ull << 40, offsetof(pt_limits_t, max_body_size), 1},
+    {"header_timeout", LIMIT_DURATION, 100, HOUR, offsetof(pt_limits_t, header_timeout_ms), 0},
+    {"body_timeout", LIMIT_DURATION, 100, HOUR, offsetof(pt_limits_t, body_timeout_ms), 0},
+    /* 0 disables keep-alive: the connection is closed after each response. */
+    {"keepalive_timeout", LIMIT_DURATION, 0, HOUR, offsetof(pt_limits_t, keepalive_timeout_ms), 0},
+    {"max_connections", LIMIT_COUNT, 1, 1000000, offsetof(pt_limits_t, max_connections), 0},
+    /* 0: in-flight requests are cut at once on shutdown. */
+    {"drain_timeout", LIMIT_DURATION, 0, HOUR, offsetof(pt_limits_t, drain_timeout_ms), 0},
+    {"max_pipelined", LIMIT_COUNT, 1, 1024, offsetof(pt_limits_t, max_pipelined), 0},
+    {"max_output_buffer", LIMIT_SIZE, 16 * KIB, 1024 * MIB,
+     offsetof(pt_limits_t, max_output_buffer), 1},
+};
+
+static const char *const limit_keys[] = {"max_header_size",   "max_uri_length",    "max_headers",
+                                         "max_body_size",     "header_timeout",    "body_timeout",
+                                         "keepalive_timeout", "max_connections",   "drain_timeout",
+                                         "max_pipelined",     "max_output_buffer", NULL};
+
+/* ------------------------------------------------------------ errors */
+
+void pt_config_error(pt_config_errors_t *errs, const char *file, unsigned line, const char *key,
+                     const char *fmt, ...)
+{
+    char msg[1024], lines[16] = "";
+    va_list ap;
+    char *s;
+    int n;
+
+    if (errs == NULL)
+        return;
+    if (errs->count >= PT_CONFIG_MAX_ERRORS) {
+        errs->dropped++;
+        return;
+    }
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    if (line > 0)
+        snprintf(lines, sizeof(lines), ":%u", line);
+    n = snprintf(NULL, 0, "%s%s: %s%s%s", file ? file : "-", lines, key && *key ? key : "",
+                 key && *key ? ": " : "", msg);
+    if (n < 0 || (s = malloc((size_t)n + 1)) == NULL) {
+        errs->dropped++;
+        return;
+    }
+    snprintf(s, (size_t)n + 1, "%s%s: %s%s%s", file ? file : "-", lines, key && *key ? key : "",
+             key && *key ? ": " : "", msg);
+    errs->msgs[errs->count++] = s;
+}
+
+void pt_config_errors_free(pt_config_errors_t *errs)
+{
+    size_t i;
+    if (errs == NULL)
+        return;
+    for (i = 0; i < errs->count; i++)
+        free(errs->msgs[i]);
+    errs->count = 0;
+    errs->dropped = 0;
+}
+
+/* ------------------------------------------------------------ lifecycle */
+
+void pt_limits_defaults(pt_limits_t *l)
+{
+    l->max_header_size = 16384;
+    l->max_uri_length = 8192;
+    l->max_headers = 100;
+    l->max_body_size = 8 * MIB;
+    l->header_timeout_ms = 10000;
+    l->body_timeout_ms = 30000;
+    l->keepalive_timeout_ms = 75000;
+    l->max_connections = 16384;
+    l->drain_timeout_ms = 10000;
+    l->max_pipelined = 64;
+    l->max_output_buffer = MIB;
+}
+
+pt_config_t *pt_config_new(const char *path)
+{
+    pt_config_t *cfg = calloc(1, sizeof(*cfg));
+
+    if (cfg == NULL)
+        return NULL;
+    pt_arena_init(&cfg->arena, NULL);
+    pt_limits_defaults(&cfg->limits);
+    cfg->log.level = pt_arena_strdup(&cfg->arena, "info");
+    cfg->log.access_log = pt_arena_strdup(&cfg->arena, "-");
+    if (path != NULL)
+        cfg->path = pt_arena_strdup(&cfg->arena, path);
+    if (cfg->log.level == NULL || cfg->log.access_log == NULL || (path && cfg->path == NULL)) {
+        pt_config_free(cfg);
+        return NULL;
+    }
+    return cfg;
+}
+
+void pt_config_free(pt_config_t *cfg)
+{
+    if (cfg == NULL)
+        return;
+    pt_arena_destroy(&cfg->arena);
+    free(cfg);
+}
+
+/* ------------------------------------------------------------ node schema */
+
+typedef struct addr_key_s {
+    int family;
+    unsigned char addr[16];
+    uint16_t port;
+} addr_key_t;
+
+static int parse_port(const char *s, size_t len, uint16_t *port)
+{
+    unsigned v = 0;
+    size_t i;
+    if (len == 0 || len > 5)
+        return -1;
+    for (i = 0; i < len; i++) {
+        if (s[i] < '0' || s[i] > '9')
+            return -1;
+        v = v * 10 + (unsigned)(s[i] - '0');
+    }
+    if (v > 65535)
+        return -1;
+    *port = (uint16_t)v;
+    return 0;
+}
+
+/* Parses "host:port" / "[v6]:port" into l->host, l->port and k. */
+static int parse_address(pt__cfg_ctx_t *c, const pt_ynode_t *n, pt_listener_config_t *l,
+                         addr_key_t *k)
+{
+    char *s, host[64];
+    const char *colon, *port;
+    size_t hlen;
+
+    if (pt__cfg_string(c, n, &s) != 0)
+        return -1;
+    if (s[0] == '[') {
+        const char *close = strchr(s, ']');
+        if (close == NULL || close[1] != ':') {
+            pt__cfg_err(c, n->line, "expected \"[IPv6]:port\", e.g. \"[::1]:8080\"");
+            return -1;
+        }
+        hlen = (size_t)(close - s - 1);
+        memcpy(host, s + 1, PT_MIN(hlen, sizeof(host) - 1));
+        host[PT_MIN(hlen, sizeof(host) - 1)] = '\0';
+        port = close + 2;
+        k->family = AF_INET6;
+        if (hlen >= sizeof(host) || inet_pton(AF_INET6, host, k->addr) != 1) {
+            pt__cfg_err(c, n->line, "\"%s\" is not a numeric IPv6 address", host);
+            return -1;
+        }
+    } else {
+        if ((colon = strrchr(s, ':')) == NULL) {
+            pt__cfg_err(c, n->line, "expected \"host:port\", e.g. \"127.0.0.1:8080\"");
+            return -1;
+        }
+        if (strchr(s, ':') != colon) {
+            pt__cfg_err(c, n->line, "an IPv6 address must be in brackets, e.g. \"[::1]:8080\"");
+            return -1;
+        }
+        hlen = (size_t)(colon - s);
+        if (hlen == 0) {
+            pt__cfg_err(c, n->line, "missing host (use 0.0.0.0 or [::] for every address)");
+            return -1;
+        }
+        memcpy(host, s, PT_MIN(hlen, sizeof(host) - 1));
+        host[PT_MIN(hlen, sizeof(host) - 1)] = '\0';
+        port = colon + 1;
+        k->family = AF_INET;
+        if (hlen >= sizeof(host) || inet_pton(AF_INET, host, k->addr) != 1) {
+            pt__cfg_err(c, n->line,
+                        "host must be a numeric IP address (host names are not resolved)");
+            return -1;
+        }
+    }
+    if (parse_port(port, strlen(port), &k->port) != 0) {
+        pt__cfg_err(c, n->line, "port must be an integer between 0 and 65535 (0 = ephemeral)");
+        return -1;
+    }
+    l->port = k->port;
+    if ((l->host = pt_arena_strdup(c->arena, host)) == NULL) {
+        pt__cfg_err(c, n->line, "out of memory");
+        return -1;
+    }
+    return 0;
+}
+
+/* Checks that a file named in the configuration exists and can be read now. */
+static void check_readable(pt__cfg_ctx_t *c, unsigned line, const char *path)
+{
+    struct stat st;
+    int fd;
+
+    if (stat(path, &st) != 0) {
+        pt__cfg_err(c, line, "cannot read \"%s\": %s", path, strerror(errno));
+        return;
+    }
+    if (!S_ISREG(st.st_mode)) {
+        pt__cfg_err(c, line, "\"%s\" is not a regular file", path);
+        return;
+    }
+    if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0) {
+        pt__cfg_err(c, line, "cannot read \"%s\": %s", path, strerror(errno));
+        return;
+    }
+    close(fd);
+}
+
+/* Reads a key naming a file that must be readable; returns the resolved path or NULL. */
+static char *file_key(pt__cfg_ctx_t *c, const pt_ynode_t *m, const char *key, int required)
+{
+    const pt_ynode_t *v = pt_yaml_get(m, key);
+    char *s = NULL, *path = NULL;
+    size_t mark;
+
+    if (pt_yaml_is_null(v)) {
+        if (required)
+            pt__cfg_missing(c, m, key);
+        return NULL;
+    }
+    mark = pt__cfg_push(c, key, strlen(key));
+    if (pt__cfg_string(c, v, &s) == 0) {
+        if (s[0] == '\0')
+            pt__cfg_err(c, v->line, "must not be empty");
+        else if ((path = pt__cfg_path(c, v->line, s)) != NULL)
+            check_readable(c, v->line, path);
+    }
+    pt__cfg_pop(c, mark);
+    return path;
+}
+
+static pt_tls_config_t *parse_tls(pt__cfg_ctx_t *c, const pt_ynode_t *n)
+{
+    pt_tls_config_t *tls;
+    const pt_ynode_t *v;
+    char tmp[300];
+    size_t mark;
+
+    if (pt__cfg_mapping(c, n, tls_keys) != 0)
+        return NULL;
+    if ((tls = pt_arena_calloc(c->arena, sizeof(*tls))) == NULL) {
+        pt__cfg_err(c, n->line, "out of memory");
+        return NULL;
+    }
+    tls->cert_file = file_key(c, n, "cert", 1);
+    tls->key_file = file_key(c, n, "key", 1);
+    if (!pt_yaml_is_null(v = pt_yaml_get(n, "client_cert"))) {
+        mark = pt__cfg_push(c, "client_cert", 11);
+        if (v->kind == PT_YNODE_SCALAR && strcmp(v->value, "none") == 0)
+            tls->client_cert = PT_CLIENT_CERT_NONE;
+        else if (v->kind == PT_YNODE_SCALAR && strcmp(v->value, "optional") == 0)
+            tls->client_cert = PT_CLIENT_CERT_OPTIONAL;
+        else if (v->kind == PT_YNODE_SCALAR && strcmp(v->value, "required") == 0)
+            tls->client_cert = PT_CLIENT_CERT_REQUIRED;
+        else
+            pt__cfg_err(c, v->line, "expected none, optional or required, got %s",
+                        pt__cfg_quote(v, tmp, sizeof(tmp)));
+        pt__cfg_pop(c, mark);
+    }
+    tls->client_ca_file = file_key(c, n, "client_ca", 0);
+    if (tls->client_cert != PT_CLIENT_CERT_NONE && pt_yaml_is_null(pt_yaml_get(n, "client_ca"))) {
+        mark = pt__cfg_push(c, "client_ca", 9);
+        pt__cfg_err(c, n->line,
+                    "required when client_cert is optional or required (the CA bundle that "
+                    "verifies client certificates)");
+        pt__cfg_pop(c, mark);
+    }
+    return tls;
+}
+
+static int name_ok(const char *s)
+{
+    size_t i, len = strlen(s);
+    if (len == 0 || len > LISTENER_NAME_MAX)
+        return 0;
+    for (i = 0; i < len; i++)
+        if ((unsigned char)s[i] <= 0x20 || (unsigned char)s[i] >= 0x7f || s[i] == '"')
+            return 0;
+    return 1;
+}
+
+static void parse_listener(pt__cfg_ctx_t *c, const pt_ynode_t *n, size_t i, pt_listener_config_t *l,
+                           addr_key_t *k)
+{
+    const pt_ynode_t *v;
+    size_t mark;
+
+    l->line = n->line;
+    if (pt__cfg_mapping(c, n, listen_keys) != 0)
+        return;
+    mark = pt__cfg_push(c, "address", 7);
+    if (pt_yaml_is_null(v = pt_yaml_get(n, "address")))
+        pt__cfg_err(c, n->line, "required key is missing");
+    else
+        parse_address(c, v, l, k);
+    pt__cfg_pop(c, mark);
+
+    if (!pt_yaml_is_null(v = pt_yaml_get(n, "name"))) {
+        mark = pt__cfg_push(c, "name", 4);
+        if (pt__cfg_string(c, v, &l->name) == 0 && !name_ok(l->name)) {
+            pt__cfg_err(c, v->line,
+                        "expected 1 to %d printable characters without spaces or quotes",
+                        LISTENER_NAME_MAX);
+            l->name = NULL;
+        }
+        pt__cfg_pop(c, mark);
+    } else if ((l->name = pt_arena_printf(c->arena, "listen[%zu]", i)) == NULL) {
+        pt__cfg_err(c, n->line, "out of memory");
+    }
+
+    if (!pt_yaml_is_null(v = pt_yaml_get(n, "tls"))) {
+        mark = pt__cfg_push(c, "tls", 3);
+        l->tls = parse_tls(c, v);
+        pt__cfg_pop(c, mark);
+    }
+}
+
+static void parse_listeners(pt__cfg_ctx_t *c, const pt_ynode_t *n, pt_config_t *cfg)
+{
+    addr_key_t *keys;
+    char tmp[300];
+    size_t i, j, mark;
+
+    if (n->kind != PT_YNODE_SEQUENCE || n->n == 0) {
+        pt__cfg_err(c, n->line, "expected a list of at least one listener, got %s",
+                    n->kind == PT_YNODE_SEQUENCE ? "an empty list"
+                                                 : pt__cfg_quote(n, tmp, sizeof(tmp)));
+        return;
+    }
+    cfg->listeners = pt_arena_calloc(c->arena, n->n * sizeof(*cfg->listeners));
+    keys = pt_arena_calloc(c->scratch, n->n * sizeof(*keys));
+    if (cfg->listeners == NULL || keys == NULL) {
+        pt__cfg_err(c, n->line, "out of memory");
+        return;
+    }
+    cfg->nlisteners = n->n;
+    for (i = 0; i < n->n; i++) {
+        pt_listener_config_t *l = &cfg->listeners[i];
+        mark = pt__cfg_push_index(c, i);
+        parse_listener(c, n->items[i], i, l, &keys[i]);
+        /* Two ephemeral ports never collide; a same name would make logs ambiguous. */
+        for (j = 0; j < i; j++) {
+            const pt_listener_config_t *o = &cfg->listeners[j];
+            if (l->host != NULL && o->host != NULL && keys[i].port != 0 &&
+                keys[i].family == keys[j].family && keys[i].port == keys[j].port &&
+                memcmp(keys[i].addr, keys[j].addr, sizeof(keys[i].addr)) == 0)
+                pt__cfg_err(c, l->line,
+                            "address %s%s%s:%u is already used by listen[%zu] (line %u)",
+                            keys[i].family == AF_INET6 ? "[" : "", l->host,
+                            keys[i].family == AF_INET6 ? "]" : "", l->port, j, o->line);
+            if (l->name != NULL && o->name != NULL && strcmp(l->name, o->name) == 0)
+                pt__cfg_err(c, l->line, "name \"%s\" is already used by listen[%zu] (line %u)",
+                            l->name, j, o->line);
+        }
+        pt__cfg_pop(c, mark);
+    }
+}
+
+static void parse_limits(pt__cfg_ctx_t *c, const pt_ynode_t *n, pt_limits_t *lim)
+{
+    const pt_ynode_t *v;
+    char a[32], b[32];
+    size_t i, mark;
+    uint64_t x;
+    int rc;
+
+    if (pt__cfg_mapping(c, n, limit_keys) != 0)
+        return;
+    for (i = 0; i < PT_ARRAY_SIZE(limit_defs); i++) {
+        const limit_def_t *d = &limit_defs[i];
+        if (pt_yaml_is_null(v = pt_yaml_get(n, d->key)))
+            continue;
+        mark = pt__cfg_push(c, d->key, strlen(d->key));
+        if (d->kind == LIMIT_COUNT)
+            rc = pt__cfg_uint(c, v, d->min, d->max, &x);
+        else if (d->kind == LIMIT_SIZE)
+            rc = pt__cfg_size(c, v, d->min, d->max, &x);
+        else
+            rc = pt__cfg_duration(c, v, d->min, d->max, &x);
+        if (rc == 0 && d->wide)
+            *(uint64_t *)(void *)((char *)lim + d->off) = x;
+        else if (rc == 0)
+            *(uint32_t *)(void *)((char *)lim + d->off) = (uint32_t)x;
+        pt__cfg_pop(c, mark);
+    }
+    if (lim->max_uri_length > lim->max_header_size) {
+        v = pt_yaml_get(n, "max_uri_length");
+        mark = pt__cfg_push(c, "max_uri_length", 14);
+        pt__cfg_err(c, v ? v->line : n->line, "must not exceed max_header_size (%s), got %s",
+                    pt__cfg_size_str(lim->max_header_size, a, sizeof(a)),
+                    pt__cfg_size_str(lim->max_uri_length, b, sizeof(b)));
+        pt__cfg_pop(c, mark);
+    }
+}
+
+static void parse_log(pt__cfg_ctx_t *c, const pt_ynode_t *n, pt_log_config_t *log)
+{
+    const pt_ynode_t *v;
+    char *s, tmp[300];
+    size_t mark;
+
+    if (pt__cfg_mapping(c, n, log_keys) != 0)
+        return;
+    if (!pt_yaml_is_null(v = pt_yaml_get(n, "level"))) {
+        mark = pt__cfg_push(c, "level", 5);
+        if (v->kind == PT_YNODE_SCALAR &&
+            (strcmp(v->value, "debug") == 0 || strcmp(v->value, "info") == 0 ||
+             strcmp(v->value, "warn") == 0 || strcmp(v->value, "error") == 0))
+            pt__cfg_string(c, v, &log->level);
+        else
+            pt__cfg_err(c, v->line, "expected debug, info, warn or error, got %s",
+                        pt__cfg_quote(v, tmp, sizeof(tmp)));
+        pt__cfg_pop(c, mark);
+    }
+    if (!pt_yaml_is_null(v = pt_yaml_get(n, "access_log"))) {
+        mark = pt__cfg_push(c, "access_log", 10);
+        if (pt__cfg_string(c, v, &s) == 0) {
+            if (s[0] == '\0')
+                pt__cfg_err(c, v->line, "must not be empty (use \"off\" to disable)");
+            else if (strcmp(s, "-") == 0 || strcmp(s, "stdout") == 0 || strcmp(s, "off") == 0)
+                log->access_log = s;
+            else if ((s = pt__cfg_path(c, v->line, s)) != NULL)
+                log->access_log = s;
+        }
+        pt__cfg_pop(c, mark);
+    }
+}
+
+static void parse_apis_dir(pt__cfg_ctx_t *c, const pt_ynode_t *v, pt_config_t *cfg)
+{
+    struct stat st;
+    char *s, *path, *real;
+    size_t mark = pt__cfg_push(c, "apis", 4);
+
+    if (pt__cfg_string(c, v, &s) != 0 || (path = pt__cfg_path(c, v->line, s)) == NULL)
+        goto done;
+    if ((real = realpath(path, NULL)) == NULL) {
+        pt__cfg_err(c, v->line, "directory \"%s\" does not exist (%s)", path, strerror(errno));
+        goto done;
+    }
+    if (stat(real, &st) != 0 || !S_ISDIR(st.st_mode))
+        pt__cfg_err(c, v->line, "\"%s\" is not a directory", real);
+    else if ((cfg->apis_dir = pt_arena_strdup(c->arena, real)) == NULL)
+        pt__cfg_err(c, v->line, "out of memory");
+    free(real);
+done:
+    pt__cfg_pop(c, mark);
+}
+
+static void parse_node(pt__cfg_ctx_t *c, const pt_ynode_t *root, pt_config_t *cfg)
+{
+    const pt_ynode_t *v;
+    uint64_t workers = 0;
+    size_t mark;
+
+    if (pt__cfg_mapping(c, root, top_keys) != 0)
+        return;
+    if (!pt_yaml_is_null(v = pt_yaml_get(root, "workers"))) {
+        mark = pt__cfg_push(c, "workers", 7);
+        pt__cfg_uint(c, v, 0, WORKERS_MAX, &workers);
+        pt__cfg_pop(c, mark);
+    }
+    if (workers == 0) {
+        long n = sysconf(_SC_NPROCESSORS_ONLN);
+        workers = n < 1 ? 1 : n > WORKERS_MAX ? WORKERS_MAX : (uint64_t)n;
+    }
+    cfg->workers = (unsigned)workers;
+
+    mark = pt__cfg_push(c, "listen", 6);
+    if (pt_yaml_is_null(v = pt_yaml_get(root, "listen")))
+        pt__cfg_err(c, root->line, "required key is missing (at least one listener)");
+    else
+        parse_listeners(c, v, cfg);
+    pt__cfg_pop(c, mark);
+
+    if (!pt_yaml_is_null(v = pt_yaml_get(root, "limits"))) {
+        mark = pt__cfg_push(c, "limits", 6);
+        parse_limits(c, v, &cfg->limits);
+        pt__cfg_pop(c, mark);
+    }
+    if (!pt_yaml_is_null(v = pt_yaml_get(root, "log"))) {
+        mark = pt__cfg_push(c, "log", 3);
+        parse_log(c, v, &cfg->log);
+        pt__cfg_pop(c, mark);
+    }
+    if (!pt_yaml_is_null(v = pt_yaml_get(root, "apis")))
+        parse_apis_dir(c, v, cfg);
+}
+
+/* ------------------------------------------------------------ loading */
+
+static int name_cmp(const void *x, const void *y)
+{
+    return strcmp(*(char *const *)x, *(char *const *)y);
+}
+
+static int api_cmp(const void *x, const void *y)
+{
+    const pt_api_def_t *a = x, *b = y;
+    int c = strcmp(a->name, b->name);
+    return c != 0 ? c : strcmp(a->file, b->file);
+}
+
+/* Loads every visible *.yaml file of cfg->apis_dir, in file name order. */
+static int load_apis_dir(pt_config_t *cfg, pt_arena_t *scratch, pt_config_errors_t *errs)
+{
+    struct dirent *de;
+    char **names = NULL, *path;
+    size_t n = 0, cap = 0, i;
+    DIR *d;
+    int bad = 0;
+
+    if ((d = opendir(cfg->apis_dir)) == NULL) {
+        pt_config_error(errs, cfg->apis_dir, 0, NULL, "cannot open directory: %s", strerror(errno));
+        return -1;
+    }
+    while ((de = readdir(d)) != NULL) {
+        size_t len = strlen(de->d_name);
+        if (de->d_name[0] == '.' || len <= 5 || strcmp(de->d_name + len - 5, ".yaml") != 0)
+            continue;
+        if (n == cap) {
+            char **p = pt_arena_realloc(scratch, names, cap * sizeof(*names),
+                                        (cap ? cap * 2 : 16) * sizeof(*names));
+            if (p == NULL)
+                goto nomem;
+            names = p;
+            cap = cap ? cap * 2 : 16;
+        }
+        if ((names[n++] = pt_arena_strdup(scratch, de->d_name)) == NULL)
+            goto nomem;
+    }
+    closedir(d);
+    if (n > 1)
+        qsort(names, n, sizeof(*names), name_cmp);
+    for (i = 0; i < n; i++) {
+        if ((path = pt_arena_printf(scratch, "%s/%s", cfg->apis_dir, names[i])) == NULL) {
+            pt_config_error(errs, cfg->apis_dir, 0, NULL, "out of memory");
+            return -1;
+        }
+        if (pt_api_def_load(cfg, path, errs) != 0)
+            bad = 1;
+    }
+    return bad ? -1 : 0;
+
+nomem:
+    closedir(d);
+    pt_config_error(errs, cfg->apis_dir, 0, NULL, "out of memory");
+    return -1;
+}
+
+static char *dir_of(pt_arena_t *a, const char *path)
+{
+    const char *slash = strrchr(path, '/');
+    if (slash == NULL)
+        return pt_arena_strdup(a, ".");
+    if (slash == path)
+        return pt_arena_strdup(a, "/");
+    return pt_arena_strndup(a, path, (size_t)(slash - path));
+}
+
+pt_config_t *pt_config_load_buffer(const char *name, const char *data, size_t len,
+                                   pt_config_errors_t *errs)
+{
+    pt_config_errors_t local = {{0}, 0, 0};
+    pt_config_t *cfg;
+    pt__cfg_ctx_t c;
+    pt_arena_t scratch;
+    const pt_ynode_t *root;
+
+    if (errs == NULL)
+        errs = &local;
+    pt_arena_init(&scratch, NULL);
+    if ((cfg = pt_config_new(name)) == NULL) {
+        pt_config_error(errs, name, 0, NULL, "out of memory");
+        goto fail;
+    }
+    memset(&c, 0, sizeof(c));
+    c.arena = &cfg->arena;
+    c.scratch = &scratch;
+    c.file = name;
+    c.errs = errs;
+    if ((c.dir = dir_of(&scratch, name)) == NULL) {
+        pt_config_error(errs, name, 0, NULL, "out of memory");
+        goto fail;
+    }
+    if ((root = pt_yaml_parse(&scratch, name, data, len, errs)) == NULL)
+        goto fail;
+    parse_node(&c, root, cfg);
+    if (c.nerr > 0)
+        goto fail;
+    if (cfg->apis_dir != NULL && load_apis_dir(cfg, &scratch, errs) != 0)
+        goto fail;
+    if (cfg->napis > 1)
+        qsort(cfg->apis, cfg->napis, sizeof(*cfg->apis), api_cmp);
+    if (pt_config_check_apis(cfg, errs) != 0)
+        goto fail;
+    pt_arena_destroy(&scratch);
+    pt_config_errors_free(&local);
+    return cfg;
+
+fail:
+    pt_arena_destroy(&scratch);
+    pt_config_free(cfg);
+    pt_config_errors_free(&local);
+    return NULL;
+}
+
+pt_config_t *pt_config_load(const char *path, pt_config_errors_t *errs)
+{
+    pt_config_t *cfg;
+    char *data;
+    size_t len;
+
+    if (pt_yaml_read_file(path, &data, &len, errs) != 0)
+        return NULL;
+    cfg = pt_config_load_buffer(path, data, len, errs);
+    free(data);
+    return cfg;
+}
+
+/* ------------------------------------------------------------ portico validate */
+
+typedef enum file_kind_e { FILE_BAD, FILE_NODE, FILE_API } file_kind_t;
+
+/* Decides what a file is from its top-level keys. */
+static file_kind_t detect(const char *path, pt_config_errors_t *errs)
+{
+    pt_arena_t a;
+    const pt_ynode_t *root;
+    file_kind_t kind = FILE_BAD;
+    char *data;
+    size_t len;
+
+    if (pt_yaml_read_file(path, &data, &len, errs) != 0)
+        return FILE_BAD;
+    pt_arena_init(&a, NULL);
+    if ((root = pt_yaml_parse(&a, path, data, len, errs)) != NULL) {
+        if (pt_yaml_get(root, "listen") != NULL)
+            kind = FILE_NODE;
+        else if (pt_yaml_get(root, "base_path") != NULL)
+            kind = FILE_API;
+        else
+            pt_config_error(errs, path, root->line, NULL,
+                            "neither a node configuration (no `listen` key) nor an API "
+                            "definition (no `base_path` key)");
+    }
+    pt_arena_destroy(&a);
+    free(data);
+    return kind;
+}
+
+int pt_config_validate_files(int argc, char **argv)
+{
+    pt_config_errors_t *errs, cross = {{0}, 0, 0};
+    pt_config_t *apis = NULL;
+    int i, status = 0;
+    size_t k;
+
+    if (argc <= 0) {
+        fputs("portico validate: no file given\n", stderr);
+        return 1;
+    }
+    if ((errs = calloc((size_t)argc, sizeof(*errs))) == NULL ||
+        (apis = pt_config_new(NULL)) == NULL) {
+        fputs("portico validate: out of memory\n", stderr);
+        free(errs);
+        return 1;
+    }
+    for (i = 0; i < argc; i++) {
+        pt_config_t *cfg;
+        switch (detect(argv[i], &errs[i])) {
+        case FILE_NODE:
+            if ((cfg = pt_config_load(argv[i], &errs[i])) != NULL)
+                pt_config_free(cfg);
+            break;
+        case FILE_API:
+            pt_api_def_load(apis, argv[i], &errs[i]);
+            break;
+        default:
+            break;
+        }
+    }
+    /* API definitions given together are checked as one set (names, base paths, routes). */
+    pt_config_check_apis(apis, &cross);
+    for (k = 0; k < cross.count; k++) {
+        for (i = argc - 1; i >= 0; i--) {
+            size_t l = strlen(argv[i]);
+            if (strncmp(cross.msgs[k], argv[i], l) == 0 && cross.msgs[k][l] == ':')
+                break;
+        }
+        i = i < 0 ? 0 : i;
+        if (errs[i].count < PT_CONFIG_MAX_ERRORS) {
+            errs[i].msgs[errs[i].count++] = cross.msgs[k];
+            cross.msgs[k] = NULL;
+        } else {
+            errs[i].dropped++;
+        }
+    }
+    if (cross.dropped > 0)
+        errs[0].dropped += cross.dropped;
+    for (i = 0; i < argc; i++) {
+        if (errs[i].count == 0 && errs[i].dropped == 0) {
+            printf("%s: ok\n", argv[i]);
+            continue;
+        }
+        status = 1;
+        for (k = 0; k < errs[i].count; k++)
+            fprintf(stderr, "%s\n", errs[i].msgs[k]);
+        if (errs[i].dropped > 0)
+            fprintf(stderr, "%s: %zu more errors not shown\n", argv[i], errs[i].dropped);
+        pt_config_errors_free(&errs[i]);
+    }
+    fflush(stdout);
+    pt_config_errors_free(&cross);
+    pt_config_free(apis);
+    free(errs);
+    return status;
+}

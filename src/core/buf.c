@@ -1,0 +1,209 @@
+/*
+ * buf.c - growable byte buffer (see buf.h).
+ */
+#include "core/buf.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+void pt_buf_init(pt_buf_t *b, size_t limit)
+{
+    b->data = NULL;
+    b->len = 0;
+    b->cap = 0;
+    b->limit = limit;
+}
+
+int pt_buf_reserve(pt_buf_t *b, size_t extra)
+{
+    size_t need, cap;
+    char *p;
+
+    if (extra > SIZE_MAX - b->len)
+        return PT_ENOMEM;
+    need = b->len + extra;
+    if (b->limit != 0 && need > b->limit)
+        return PT_ELIMIT;
+    if (need <= b->cap)
+        return PT_OK;
+    cap = b->cap ? b->cap : 256;
+    while (cap < need)
+        cap = cap > SIZE_MAX / 2 ? need : cap * 2;
+    if (b->limit != 0 && cap > b->limit)
+        cap = b->limit;
+    p = realloc(b->data, cap);
+    if (p == NULL)
+        return PT_ENOMEM;
+    b->data = p;
+    b->cap = cap;
+    return PT_OK;
+}
+
+int pt_buf_append(pt_buf_t *b, const void *p, size_t n)
+{
+    int rc = pt_buf_reserve(b, n);
+    if (rc != PT_OK)
+        return rc;
+    if (n)
+        memcpy(b->data + b->len, p, n);
+    b->len += n;
+    return PT_OK;
+}
+
+int pt_buf_append_str(pt_buf_t *b, const char *s)
+{
+    return pt_buf_append(b, s, strlen(s));
+}
+
+int pt_buf_append_char(pt_buf_t *b, char c)
+{
+    return pt_buf_append(b, &c, 1);
+}
+
+int pt_buf_printf(pt_buf_t *b, const char *fmt, ...)
+{
+    va_list ap;
+    int n, rc;
+
+    va_start(ap, fmt);
+    n = vsnprintf(NULL, 0, fmt, ap);
+    va_end(ap);
+    if (n < 0)
+        return PT_EINVAL;
+    if ((rc = pt_buf_reserve(b, (size_t)n + 1)) != PT_OK)
+        return rc;
+    va_start(ap, fmt);
+    vsnprintf(b->data + b->len, (size_t)n + 1, fmt, ap);
+    va_end(ap);
+    b->len += (size_t)n;
+    return PT_OK;
+}
+
+size_t pt_u64_to_str(uint64_t v, char *out)
+{
+    char tmp[21];
+    size_t n = 0, i;
+    do {
+        tmp[n++] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    for (i = 0; i < n; i++)
+        out[i] = tmp[n - 1 - i];
+    out[n] = '\0';
+    return n;
+}
+
+int pt_buf_append_u64(pt_buf_t *b, uint64_t v)
+{
+    char tmp[24];
+    size_t n = pt_u64_to_str(v, tmp);
+    return pt_buf_append(b, tmp, n);
+}
+
+/* Length of the valid UTF-8 sequence at s (1..4), or 0 if invalid. */
+static size_t utf8_seq(const unsigned char *s, size_t n)
+{
+    unsigned char c = s[0];
+    size_t len, i;
+    uint32_t cp;
+
+    if (c < 0x80)
+        return 1;
+    if (c >= 0xc2 && c <= 0xdf) {
+        len = 2;
+        cp = c & 0x1f;
+    } else if (c >= 0xe0 && c <= 0xef) {
+        len = 3;
+        cp = c & 0x0f;
+    } else if (c >= 0xf0 && c <= 0xf4) {
+        len = 4;
+        cp = c & 0x07;
+    } else {
+        return 0;
+    }
+    if (n < len)
+        return 0;
+    for (i = 1; i < len; i++) {
+        if ((s[i] & 0xc0) != 0x80)
+            return 0;
+        cp = (cp << 6) | (s[i] & 0x3f);
+    }
+    if ((len == 3 && (cp < 0x800 || (cp >= 0xd800 && cp <= 0xdfff))) ||
+        (len == 4 && (cp < 0x10000 || cp > 0x10ffff)))
+        return 0;
+    return len;
+}
+
+int pt_buf_append_json_str(pt_buf_t *b, const char *s, size_t n)
+{
+    static const char hex[] = "0123456789abcdef";
+    const unsigned char *p = (const unsigned char *)s;
+    size_t i = 0, start = 0, k;
+    int rc;
+
+    /* Worst case 6 bytes per input byte. */
+    if (n > (SIZE_MAX - 16) / 6)
+        return PT_ENOMEM;
+    if ((rc = pt_buf_reserve(b, n + 16)) != PT_OK)
+        return rc;
+    while (i < n) {
+        unsigned char c = p[i];
+        if (c >= 0x20 && c != '"' && c != '\\' && c < 0x80) {
+            i++;
+            continue;
+        }
+        if (c >= 0x80) {
+            k = utf8_seq(p + i, n - i);
+            if (k) {
+                i += k;
+                continue;
+            }
+        }
+        if ((rc = pt_buf_append(b, s + start, i - start)) != PT_OK)
+            return rc;
+        if (c == '"')
+            rc = pt_buf_append(b, "\\\"", 2);
+        else if (c == '\\')
+            rc = pt_buf_append(b, "\\\\", 2);
+        else if (c == '\n')
+            rc = pt_buf_append(b, "\\n", 2);
+        else if (c == '\r')
+            rc = pt_buf_append(b, "\\r", 2);
+        else if (c == '\t')
+            rc = pt_buf_append(b, "\\t", 2);
+        else if (c < 0x20) {
+            char u[6] = {'\\', 'u', '0', '0', hex[c >> 4], hex[c & 15]};
+            rc = pt_buf_append(b, u, 6);
+        } else {
+            rc = pt_buf_append(b, "\xef\xbf\xbd", 3); /* U+FFFD */
+        }
+        if (rc != PT_OK)
+            return rc;
+        i++;
+        start = i;
+    }
+    return pt_buf_append(b, s + start, n - start);
+}
+
+void pt_buf_consume(pt_buf_t *b, size_t n)
+{
+    if (n >= b->len) {
+        b->len = 0;
+        return;
+    }
+    memmove(b->data, b->data + n, b->len - n);
+    b->len -= n;
+}
+
+void pt_buf_reset(pt_buf_t *b)
+{
+    b->len = 0;
+}
+
+void pt_buf_free(pt_buf_t *b)
+{
+    free(b->data);
+    b->data = NULL;
+    b->len = b->cap = 0;
+}

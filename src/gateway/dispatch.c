@@ -1,0 +1,109 @@
+/*
+ * dispatch.c - built-ins, routing and dispatch (see dispatch.h).
+ */
+#include "gateway/dispatch.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#include "event/worker-t.h"
+#include "gateway/router.h"
+#include "gateway/snapshot-t.h"
+#include "http/http.h"
+
+#define BUILTIN_PREFIX "/_portico/"
+
+static const pt_header_kv_t no_store[] = {{"Cache-Control", "no-store"}};
+
+static int is_get(const pt_req_t *req)
+{
+    return (req->method_len == 3 && memcmp(req->method, "GET", 3) == 0) || req->is_head;
+}
+
+static void builtin(pt_req_t *req, const pt_snapshot_t *s, int draining)
+{
+    const char *name = req->path.p + sizeof(BUILTIN_PREFIX) - 1;
+    size_t len = req->path.len - (sizeof(BUILTIN_PREFIX) - 1);
+    static const pt_header_kv_t allow[] = {{"Allow", "GET, HEAD"}};
+    char body[160];
+    int n;
+
+    if (len == 6 && memcmp(name, "health", 6) == 0) {
+        if (!is_get(req))
+            goto method;
+        pt_http_respond(req, 200, no_store, 1, "application/json", "{\"status\":\"ok\"}", 15);
+        return;
+    }
+    if (len == 5 && memcmp(name, "ready", 5) == 0) {
+        if (!is_get(req))
+            goto method;
+        if (draining) {
+            n = snprintf(body, sizeof(body), "{\"status\":\"draining\",\"generation\":%llu}",
+                         (unsigned long long)s->generation);
+            pt_http_respond(req, 503, no_store, 1, "application/json", body, (size_t)n);
+        } else {
+            n = snprintf(body, sizeof(body), "{\"status\":\"ready\",\"generation\":%llu,\"apis\":%zu}",
+                         (unsigned long long)s->generation, s->config->napis);
+            pt_http_respond(req, 200, no_store, 1, "application/json", body, (size_t)n);
+        }
+        return;
+    }
+    if (len == 4 && memcmp(name, "apis", 4) == 0) {
+        if (!is_get(req))
+            goto method;
+        pt_http_respond(req, 200, no_store, 1, "application/json", s->apis_json, s->apis_json_len);
+        return;
+    }
+    pt_http_problem(req, 404, "not-found", "No built-in resource at this path.", NULL, 0);
+    return;
+method:
+    pt_http_problem(req, 405, "method-not-allowed", "This resource supports GET and HEAD.", allow,
+                    1);
+}
+
+static void respond_static(pt_req_t *req)
+{
+    const pt_respond_t *r = &req->match.route->respond;
+    pt_http_respond(req, r->status, r->headers, r->nheaders, r->content_type, r->body, r->body_len);
+}
+
+void pt_gateway_handle(pt_req_t *req)
+{
+    const pt_snapshot_t *s = req->snap->snap;
+    pt_route_result_t rr;
+
+    if (req->path.len >= sizeof(BUILTIN_PREFIX) - 1 &&
+        memcmp(req->path.p, BUILTIN_PREFIX, sizeof(BUILTIN_PREFIX) - 1) == 0) {
+        builtin(req, s, req->snap->worker->draining);
+        return;
+    }
+    if (req->path.len == 1 && req->path.p[0] == '*') { /* OPTIONS * */
+        static const pt_header_kv_t allow[] = {
+            {"Allow", "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS"}};
+        pt_http_respond(req, 204, allow, 1, NULL, NULL, 0);
+        return;
+    }
+    rr = pt_router_match(s->router, req->method, req->method_len, req->path.p, req->path.len,
+                         &req->match);
+    if (rr == PT_ROUTE_NOT_FOUND) {
+        pt_http_problem(req, 404, "not-found", "No route matches this path.", NULL, 0);
+        return;
+    }
+    if (rr == PT_ROUTE_METHOD_NOT_ALLOWED) {
+        pt_header_kv_t allow = {"Allow", (char *)req->match.allow};
+        pt_http_problem(req, 405, "method-not-allowed", "The route does not accept this method.",
+                        &allow, 1);
+        return;
+    }
+    switch (req->match.route->kind) {
+    case PT_DISPATCH_RESPOND:
+        /* With a body, answer once it has been read: the client gets
+         * "100 Continue" when it asked, and the connection stays usable. */
+        if (req->chunked || req->content_length > 0)
+            req->on_complete = respond_static;
+        else
+            respond_static(req);
+        return;
+    }
+    pt_http_problem(req, 500, "internal-error", "The route has no dispatch kind.", NULL, 0);
+}

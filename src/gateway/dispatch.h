@@ -1,0 +1,15 @@
+/*
+ * dispatch.h - the gateway's request handler: built-ins, routing, dispatch.
+ */
+#ifndef PT_DISPATCH_H
+#define PT_DISPATCH_H
+
+#include "http/http-t.h"
+
+/* Called by the HTTP layer once a request head is complete (worker thread).
+ * Answers built-ins (/_portico/...), routes the request through the
+ * snapshot's route table and dispatches it (static responses for now);
+ * answers 404/405 as problem+json otherwise. */
+void pt_gateway_handle(pt_req_t *req);
+
+#endif

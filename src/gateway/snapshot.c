@@ -1,0 +1,119 @@
+/*
+ * snapshot.c - building and releasing snapshots (see snapshot.h).
+ */
+#include "gateway/snapshot.h"
+
+#include <openssl/ssl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "config/config.h"
+#include "core/buf.h"
+#include "gateway/router.h"
+#include "http/tls.h"
+
+static void snapshot_free(pt_snapshot_t *s)
+{
+    size_t i;
+    if (s->tls != NULL) {
+        for (i = 0; i < s->config->nlisteners; i++)
+            SSL_CTX_free(s->tls[i]);
+        free(s->tls);
+    }
+    free(s->apis_json);
+    pt_arena_destroy(&s->arena);
+    pt_config_free(s->config);
+    free(s);
+}
+
+/* The body of GET /_portico/apis: every API the snapshot serves. */
+static int render_apis(pt_snapshot_t *s)
+{
+    const pt_config_t *cfg = s->config;
+    pt_buf_t b;
+    size_t i;
+    int rc = 0;
+
+    pt_buf_init(&b, 0);
+    rc |= pt_buf_printf(&b, "{\"generation\":%llu,\"apis\":[", (unsigned long long)s->generation);
+    for (i = 0; i < cfg->napis; i++) {
+        const pt_api_def_t *a = &cfg->apis[i];
+        const char *fields[][2] = {{"name", a->name},   {"base_path", a->base_path},
+                                   {"kind", a->kind},   {"title", a->title},
+                                   {"version", a->version}};
+        size_t k;
+        rc |= pt_buf_append_str(&b, i ? ",{" : "{");
+        for (k = 0; k < PT_ARRAY_SIZE(fields); k++) {
+            rc |= pt_buf_printf(&b, "%s\"%s\":\"", k ? "," : "", fields[k][0]);
+            rc |= pt_buf_append_json_str(&b, fields[k][1], strlen(fields[k][1]));
+            rc |= pt_buf_append_char(&b, '"');
+        }
+        rc |= pt_buf_printf(&b, ",\"routes\":%zu}", a->nroutes);
+    }
+    rc |= pt_buf_append_str(&b, "]}");
+    if (rc != 0) {
+        pt_buf_free(&b);
+        return PT_ENOMEM;
+    }
+    s->apis_json = b.data;
+    s->apis_json_len = b.len;
+    return PT_OK;
+}
+
+pt_snapshot_t *pt_snapshot_build(pt_config_t *cfg, uint64_t generation, char *err, size_t errlen)
+{
+    pt_snapshot_t *s = calloc(1, sizeof(*s));
+    size_t i;
+
+    if (s == NULL) {
+        snprintf(err, errlen, "out of memory");
+        pt_config_free(cfg);
+        return NULL;
+    }
+    atomic_init(&s->refs, 1);
+    s->generation = generation;
+    s->config = cfg;
+    pt_arena_init(&s->arena, NULL);
+    s->router = pt_router_build(&s->arena, cfg->apis, cfg->napis, err, errlen);
+    if (s->router == NULL)
+        goto fail;
+    s->tls = calloc(cfg->nlisteners ? cfg->nlisteners : 1, sizeof(SSL_CTX *));
+    if (s->tls == NULL) {
+        snprintf(err, errlen, "out of memory");
+        goto fail;
+    }
+    for (i = 0; i < cfg->nlisteners; i++) {
+        char why[512];
+        if (cfg->listeners[i].tls == NULL)
+            continue;
+        s->tls[i] = pt_tls_ctx_new(cfg->listeners[i].tls, why, sizeof(why));
+        if (s->tls[i] == NULL) {
+            snprintf(err, errlen, "%s:%u: listen[%zu].tls: %s", cfg->path, cfg->listeners[i].line,
+                     i, why);
+            goto fail;
+        }
+    }
+    if (render_apis(s) != PT_OK) {
+        snprintf(err, errlen, "out of memory");
+        goto fail;
+    }
+    return s;
+fail:
+    snapshot_free(s);
+    return NULL;
+}
+
+void pt_snapshot_ref(pt_snapshot_t *s)
+{
+    atomic_fetch_add_explicit(&s->refs, 1, memory_order_relaxed);
+}
+
+void pt_snapshot_unref(pt_snapshot_t *s)
+{
+    unsigned prev = atomic_fetch_sub_explicit(&s->refs, 1, memory_order_acq_rel);
+    if (prev == 0)
+        abort(); /* below zero: a bug */
+    if (prev == 1)
+        snapshot_free(s);
+}

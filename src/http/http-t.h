@@ -1,0 +1,90 @@
+/*
+ * http-t.h - types of the HTTP/1.1 server side: connections and requests.
+ */
+#ifndef PT_HTTP_T_H
+#define PT_HTTP_T_H
+
+#include <llhttp.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "config/config-t.h"
+#include "core/arena.h"
+#include "core/buf.h"
+#include "core/common.h"
+#include "gateway/router.h"
+
+typedef struct pt_worker_s pt_worker_t;
+typedef struct pt_wsnap_s pt_wsnap_t;
+typedef struct pt_conn_s pt_conn_t;
+typedef struct pt_req_s pt_req_t;
+typedef struct ssl_st SSL;
+typedef struct bio_st BIO;
+
+#define PT_REQUEST_ID_MAX 64
+
+typedef struct pt_http_header_s {
+    pt_str_t name;  /* as received */
+    pt_str_t value; /* OWS trimmed */
+} pt_http_header_t;
+
+/* A listener as a worker sees it. */
+typedef struct pt_listener_rt_s {
+    uv_tcp_t tcp;
+    pt_worker_t *worker;
+    unsigned index; /* in config->listeners */
+    int tls;        /* listener terminates TLS */
+    uint16_t port;
+    int fd;         /* the SO_REUSEPORT socket handed over by the main thread */
+} pt_listener_rt_t;
+
+typedef enum pt_resp_state_e {
+    PT_RESP_NONE = 0, /* nothing sent yet */
+    PT_RESP_HEAD,     /* status and headers sent, body streaming */
+    PT_RESP_DONE      /* complete */
+} pt_resp_state_t;
+
+struct pt_req_s {
+    pt_conn_t *conn;
+    pt_wsnap_t *snap;      /* the snapshot the request started on (one reference) */
+    uint64_t start_ns;     /* uv_hrtime() at the first byte */
+    const char *method;    /* "GET": static string from llhttp */
+    size_t method_len;
+    char *url;             /* raw request-target, NUL-terminated (arena) */
+    size_t url_len;
+    pt_str_t path;         /* origin-form path (into url) */
+    pt_str_t query;        /* after '?', without it; len 0 if none */
+    pt_str_t host;         /* Host (or absolute-form authority) */
+    uint8_t http_major, http_minor;
+    pt_http_header_t *headers; /* arena */
+    unsigned nheaders, headers_cap;
+    char *hname, *hvalue;  /* header being received (arena) */
+    size_t hname_len, hvalue_len;
+    size_t head_bytes;     /* request line + headers received */
+    int64_t content_length; /* -1: none */
+    uint64_t body_bytes;   /* body bytes received */
+    unsigned chunked : 1;
+    unsigned expect_continue : 1;
+    unsigned keepalive : 1;
+    unsigned is_head : 1;
+    unsigned complete : 1;  /* whole request message received */
+    unsigned dispatched : 1;
+    int error_status;       /* set by a parser callback to refuse the request */
+    const char *error_type; /* problem type slug for error_status */
+    const char *error_detail;
+    char request_id[PT_REQUEST_ID_MAX + 1];
+    uint8_t request_id_len;
+    pt_route_match_t match;
+    /* hooks set by the handler at dispatch time (called on the worker thread) */
+    void (*on_body)(pt_req_t *req, const char *data, size_t len); /* each body span */
+    void (*on_complete)(pt_req_t *req); /* message fully read, no response yet */
+    void *hook_data;
+    /* response */
+    pt_resp_state_t resp_state;
+    int status;
+    unsigned resp_chunked : 1;
+    uint64_t bytes_out;     /* response bytes (head + body) handed to the connection */
+    uint64_t bytes_in;      /* request bytes (head + body) */
+};
+
+#endif

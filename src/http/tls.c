@@ -1,0 +1,96 @@
+/*
+ * tls.c - TLS contexts for listeners (see tls.h).
+ */
+#include "http/tls.h"
+
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <stdio.h>
+#include <string.h>
+
+static void openssl_reason(char *err, size_t errlen, const char *what, const char *file)
+{
+    unsigned long e = ERR_get_error();
+    char buf[256] = "unknown error";
+    if (e != 0)
+        ERR_error_string_n(e, buf, sizeof(buf));
+    ERR_clear_error();
+    snprintf(err, errlen, "%s %s: %s", what, file ? file : "", buf);
+}
+
+static int alpn_select_cb(SSL *ssl, const unsigned char **out, unsigned char *outlen,
+                          const unsigned char *in, unsigned int inlen, void *arg)
+{
+    static const unsigned char protos[] = "\x08http/1.1";
+    unsigned char *sel = NULL;
+    (void)ssl;
+    (void)arg;
+    if (SSL_select_next_proto(&sel, outlen, protos, sizeof(protos) - 1, in, inlen) !=
+        OPENSSL_NPN_NEGOTIATED)
+        return SSL_TLSEXT_ERR_ALERT_FATAL; /* the client offers no protocol we speak */
+    *out = sel;
+    return SSL_TLSEXT_ERR_OK;
+}
+
+SSL_CTX *pt_tls_ctx_new(const pt_tls_config_t *c, char *err, size_t errlen)
+{
+    SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
+    if (ctx == NULL) {
+        openssl_reason(err, errlen, "cannot create a TLS context", NULL);
+        return NULL;
+    }
+    SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+    SSL_CTX_set_max_proto_version(ctx, TLS1_3_VERSION);
+    SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_CIPHER_SERVER_PREFERENCE |
+                                 SSL_OP_NO_COMPRESSION | SSL_OP_SINGLE_ECDH_USE);
+    SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
+    /* TLS 1.2: forward secrecy and AEAD only (Mozilla "intermediate"). */
+    if (SSL_CTX_set_cipher_list(ctx, "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:"
+                                     "ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:"
+                                     "ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305") !=
+        1) {
+        openssl_reason(err, errlen, "cannot set ciphers", NULL);
+        goto fail;
+    }
+    if (SSL_CTX_use_certificate_chain_file(ctx, c->cert_file) != 1) {
+        openssl_reason(err, errlen, "cannot load certificate", c->cert_file);
+        goto fail;
+    }
+    if (SSL_CTX_use_PrivateKey_file(ctx, c->key_file, SSL_FILETYPE_PEM) != 1) {
+        openssl_reason(err, errlen, "cannot load private key", c->key_file);
+        goto fail;
+    }
+    if (SSL_CTX_check_private_key(ctx) != 1) {
+        snprintf(err, errlen, "private key %s does not match certificate %s", c->key_file,
+                 c->cert_file);
+        ERR_clear_error();
+        goto fail;
+    }
+    if (c->client_cert != PT_CLIENT_CERT_NONE) {
+        STACK_OF(X509_NAME) *names;
+        if (c->client_ca_file == NULL ||
+            SSL_CTX_load_verify_locations(ctx, c->client_ca_file, NULL) != 1) {
+            openssl_reason(err, errlen, "cannot load client CA bundle", c->client_ca_file);
+            goto fail;
+        }
+        names = SSL_load_client_CA_file(c->client_ca_file);
+        if (names == NULL) {
+            openssl_reason(err, errlen, "no CA names in", c->client_ca_file);
+            goto fail;
+        }
+        SSL_CTX_set_client_CA_list(ctx, names);
+        SSL_CTX_set_verify(ctx,
+                           SSL_VERIFY_PEER | (c->client_cert == PT_CLIENT_CERT_REQUIRED
+                                                  ? SSL_VERIFY_FAIL_IF_NO_PEER_CERT
+                                                  : 0),
+                           NULL);
+        SSL_CTX_set_verify_depth(ctx, 8);
+        /* Session resumption must not skip client verification across contexts. */
+        SSL_CTX_set_session_id_context(ctx, (const unsigned char *)"portico", 7);
+    }
+    SSL_CTX_set_alpn_select_cb(ctx, alpn_select_cb, NULL);
+    return ctx;
+fail:
+    SSL_CTX_free(ctx);
+    return NULL;
+}

@@ -1,0 +1,328 @@
+/*
+ * main.c - the `portico` command: serve, validate, version.
+ *
+ * The main thread is the control thread: it loads the configuration, builds
+ * snapshots, starts the I/O workers, and handles signals (SIGHUP reload,
+ * SIGTERM/SIGINT graceful shutdown) on its own libuv loop.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <uv.h>
+
+#include "config/config.h"
+#include "core/log.h"
+#include "event/worker.h"
+#include "gateway/dispatch.h"
+#include "gateway/snapshot.h"
+
+typedef struct node_s {
+    uv_loop_t loop;
+    uv_signal_t sig_term, sig_int, sig_hup;
+    uv_async_t worker_exit;
+    uv_timer_t drain_timer;
+    const char *config_path;
+    pt_snapshot_t *snap;  /* the published snapshot (main's reference) */
+    uint64_t generation;
+    pt_worker_t **workers;
+    unsigned nworkers;
+    _Atomic unsigned exited;
+    int draining;
+    pt_access_sink_t *access;
+    char *access_path;
+} node_t;
+
+static void usage(FILE *f)
+{
+    fputs("Usage:\n"
+          "  portico serve --config FILE      run a node (also: portico --config FILE)\n"
+          "  portico validate FILE...         check node configurations and API definitions\n"
+          "  portico version                  print the version\n"
+          "\n"
+          "Signals: SIGHUP reloads the configuration and API definitions without dropping\n"
+          "connections; SIGTERM/SIGINT stop accepting, finish in-flight requests (within\n"
+          "limits.drain_timeout) and exit 0; a second SIGTERM/SIGINT stops at once.\n",
+          f);
+}
+
+static void print_errors(pt_config_errors_t *errs, pt_log_level_t level)
+{
+    size_t i;
+    for (i = 0; i < errs->count; i++)
+        pt_log(level, "%s", errs->msgs[i]);
+    if (errs->dropped)
+        pt_log(level, "... and %zu more errors", errs->dropped);
+}
+
+static void apply_log_level(const pt_config_t *cfg)
+{
+    int lvl = cfg->log.level ? pt_log_level_parse(cfg->log.level) : PT_LOG_INFO;
+    if (lvl >= 0)
+        atomic_store(&pt_log_level, lvl);
+}
+
+static pt_snapshot_t *load_snapshot(node_t *n, pt_log_level_t level)
+{
+    pt_config_errors_t errs = {0};
+    pt_config_t *cfg = pt_config_load(n->config_path, &errs);
+    pt_snapshot_t *s;
+    char err[1024];
+
+    if (cfg == NULL) {
+        print_errors(&errs, level);
+        pt_config_errors_free(&errs);
+        return NULL;
+    }
+    pt_config_errors_free(&errs);
+    s = pt_snapshot_build(cfg, n->generation + 1, err, sizeof(err));
+    if (s == NULL) {
+        pt_log(level, "%s", err);
+        return NULL;
+    }
+    n->generation++;
+    return s;
+}
+
+static int listeners_equal(const pt_config_t *a, const pt_config_t *b)
+{
+    size_t i;
+    if (a->nlisteners != b->nlisteners)
+        return 0;
+    for (i = 0; i < a->nlisteners; i++) {
+        const pt_listener_config_t *x = &a->listeners[i], *y = &b->listeners[i];
+        if (strcmp(x->host, y->host) != 0 || (x->port != y->port && x->port != 0) ||
+            (x->tls == NULL) != (y->tls == NULL))
+            return 0;
+    }
+    return 1;
+}
+
+static void reload(node_t *n)
+{
+    pt_snapshot_t *s;
+    unsigned i;
+    const pt_config_t *old = n->snap->config;
+
+    if (n->draining)
+        return;
+    pt_log_info("SIGHUP: reloading %s", n->config_path);
+    s = load_snapshot(n, PT_LOG_ERROR);
+    if (s == NULL) {
+        pt_log_error("reload refused: keeping configuration generation %llu",
+                     (unsigned long long)n->snap->generation);
+        return;
+    }
+    if (!listeners_equal(old, s->config)) {
+        pt_log_error("reload refused: listeners changed (address, port or TLS on/off); restart "
+                     "the node to apply; keeping generation %llu",
+                     (unsigned long long)n->snap->generation);
+        pt_snapshot_unref(s);
+        return;
+    }
+    if ((s->config->workers != old->workers))
+        pt_log_warn("workers changed to %u: applies at the next restart", s->config->workers);
+    if ((s->config->log.access_log == NULL) != (old->log.access_log == NULL) ||
+        (s->config->log.access_log && strcmp(s->config->log.access_log, old->log.access_log)))
+        pt_log_warn("log.access_log changed: applies at the next restart");
+    apply_log_level(s->config);
+    for (i = 0; i < n->nworkers; i++) {
+        pt_snapshot_ref(s);
+        pt_worker_send(n->workers[i], PT_MSG_SNAPSHOT, s);
+    }
+    pt_snapshot_unref(n->snap);
+    n->snap = s;
+    pt_log_info("configuration generation %llu published (%zu APIs)",
+                (unsigned long long)s->generation, s->config->napis);
+}
+
+static void stop_now(node_t *n)
+{
+    unsigned i;
+    for (i = 0; i < n->nworkers; i++)
+        pt_worker_send(n->workers[i], PT_MSG_STOP, NULL);
+}
+
+static void drain_timer_cb(uv_timer_t *t)
+{
+    node_t *n = t->data;
+    pt_log_warn("drain timeout: closing the remaining connections");
+    stop_now(n);
+}
+
+static void signal_cb(uv_signal_t *h, int signum)
+{
+    node_t *n = h->data;
+    unsigned i;
+    if (signum == SIGHUP) {
+        reload(n);
+        return;
+    }
+    if (n->draining) {
+        pt_log_warn("second signal: stopping now");
+        stop_now(n);
+        return;
+    }
+    n->draining = 1;
+    pt_log_info("%s: draining (up to %u ms)", signum == SIGTERM ? "SIGTERM" : "SIGINT",
+                n->snap->config->limits.drain_timeout_ms);
+    for (i = 0; i < n->nworkers; i++)
+        pt_worker_send(n->workers[i], PT_MSG_DRAIN, NULL);
+    uv_timer_start(&n->drain_timer, drain_timer_cb, n->snap->config->limits.drain_timeout_ms, 0);
+}
+
+static void worker_exit_cb(uv_async_t *a)
+{
+    node_t *n = a->data;
+    if (atomic_load(&n->exited) == n->nworkers)
+        uv_stop(&n->loop);
+}
+
+static void on_worker_exit(pt_worker_t *w, void *arg)
+{
+    node_t *n = arg;
+    (void)w;
+    atomic_fetch_add(&n->exited, 1);
+    uv_async_send(&n->worker_exit);
+}
+
+static void close_walk_cb(uv_handle_t *h, void *arg)
+{
+    (void)arg;
+    if (!uv_is_closing(h))
+        uv_close(h, NULL);
+}
+
+static int serve(const char *config_path)
+{
+    node_t n;
+    int *fds = NULL;
+    uint16_t *ports = NULL;
+    char err[512];
+    unsigned i;
+    size_t l;
+    int rc = 1;
+    const pt_config_t *cfg;
+
+    memset(&n, 0, sizeof(n));
+    n.config_path = config_path;
+    n.snap = load_snapshot(&n, PT_LOG_ERROR);
+    if (n.snap == NULL) {
+        pt_log_error("invalid configuration: not starting");
+        return 1;
+    }
+    cfg = n.snap->config;
+    apply_log_level(cfg);
+    n.nworkers = cfg->workers;
+    if (cfg->log.access_log != NULL && strcmp(cfg->log.access_log, "off") != 0) {
+        n.access = pt_access_sink_open(cfg->log.access_log);
+        if (n.access == NULL)
+            goto out;
+    }
+    fds = malloc(sizeof(int) * cfg->nlisteners * n.nworkers);
+    ports = calloc(cfg->nlisteners ? cfg->nlisteners : 1, sizeof(uint16_t));
+    n.workers = calloc(n.nworkers, sizeof(pt_worker_t *));
+    if (fds == NULL || ports == NULL || n.workers == NULL)
+        goto out;
+    for (l = 0; l < cfg->nlisteners * n.nworkers; l++)
+        fds[l] = -1;
+    if (pt_listen_sockets(cfg, n.nworkers, fds, ports, err, sizeof(err)) != 0) {
+        pt_log_error("%s", err);
+        goto out;
+    }
+    uv_loop_init(&n.loop);
+    uv_async_init(&n.loop, &n.worker_exit, worker_exit_cb);
+    n.worker_exit.data = &n;
+    uv_timer_init(&n.loop, &n.drain_timer);
+    n.drain_timer.data = &n;
+    for (i = 0; i < n.nworkers; i++) {
+        n.workers[i] = calloc(1, sizeof(pt_worker_t));
+        if (n.workers[i] == NULL ||
+            pt_worker_init(n.workers[i], i, n.snap, pt_gateway_handle, n.access) != 0) {
+            pt_log_error("cannot initialise worker %u", i);
+            abort();
+        }
+        if (pt_worker_start(n.workers[i], fds + (size_t)i * cfg->nlisteners, cfg->nlisteners,
+                            on_worker_exit, &n) != 0) {
+            pt_log_error("cannot start worker %u", i);
+            abort();
+        }
+    }
+    uv_signal_init(&n.loop, &n.sig_term);
+    uv_signal_init(&n.loop, &n.sig_int);
+    uv_signal_init(&n.loop, &n.sig_hup);
+    n.sig_term.data = n.sig_int.data = n.sig_hup.data = &n;
+    uv_signal_start(&n.sig_term, signal_cb, SIGTERM);
+    uv_signal_start(&n.sig_int, signal_cb, SIGINT);
+    uv_signal_start(&n.sig_hup, signal_cb, SIGHUP);
+    for (l = 0; l < cfg->nlisteners; l++) {
+        const pt_listener_config_t *lc = &cfg->listeners[l];
+        int v6 = strchr(lc->host, ':') != NULL;
+        pt_log_info("listening on %s://%s%s%s:%u (listener \"%s\")", lc->tls ? "https" : "http",
+                    v6 ? "[" : "", lc->host, v6 ? "]" : "", (unsigned)ports[l], lc->name);
+    }
+    pt_log_info("portico %s started: %u workers, %zu APIs, configuration generation %llu",
+                PT_VERSION, n.nworkers, cfg->napis, (unsigned long long)n.snap->generation);
+    uv_run(&n.loop, UV_RUN_DEFAULT);
+    for (i = 0; i < n.nworkers; i++) {
+        pt_worker_join(n.workers[i]);
+        free(n.workers[i]);
+    }
+    uv_walk(&n.loop, close_walk_cb, NULL);
+    uv_run(&n.loop, UV_RUN_DEFAULT);
+    uv_loop_close(&n.loop);
+    pt_log_info("stopped");
+    rc = 0;
+out:
+    pt_access_sink_close(n.access);
+    if (n.snap != NULL)
+        pt_snapshot_unref(n.snap);
+    free(n.workers);
+    free(fds);
+    free(ports);
+    return rc;
+}
+
+int main(int argc, char **argv)
+{
+    const char *config = NULL;
+    int i;
+
+    signal(SIGPIPE, SIG_IGN);
+    if (argc >= 2 && strcmp(argv[1], "validate") == 0) {
+        if (argc < 3) {
+            fputs("portico validate: no file given\n", stderr);
+            return 2;
+        }
+        return pt_config_validate_files(argc - 2, argv + 2);
+    }
+    if (argc >= 2 && (strcmp(argv[1], "version") == 0 || strcmp(argv[1], "--version") == 0)) {
+        printf("portico %s\n", PT_VERSION);
+        return 0;
+    }
+    i = 1;
+    if (argc >= 2 && strcmp(argv[1], "serve") == 0)
+        i = 2;
+    for (; i < argc; i++) {
+        if ((strcmp(argv[i], "--config") == 0 || strcmp(argv[i], "-c") == 0) && i + 1 < argc) {
+            config = argv[++i];
+        } else if (strncmp(argv[i], "--config=", 9) == 0) {
+            config = argv[i] + 9;
+        } else if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+            usage(stdout);
+            return 0;
+        } else {
+            fprintf(stderr, "portico: unknown argument \"%s\"\n", argv[i]);
+            usage(stderr);
+            return 2;
+        }
+    }
+    if (config == NULL) {
+        usage(stderr);
+        return 2;
+    }
+    return serve(config);
+}
