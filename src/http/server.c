@@ -60,6 +60,8 @@ struct pt_conn_s {
     BIO *rbio, *wbio;
     char *tls_subject;        /* verified client certificate subject (heap) */
     conn_timer_t timer_kind;
+    uint64_t timer_deadline;  /* loop time (ms) at which the current wait ends */
+    uint64_t timer_armed;     /* loop time the libuv timer fires at; 0 = not armed */
     unsigned handles_open;    /* tcp + timer; freed when both are closed */
     unsigned reading : 1;
     unsigned writing : 1;
@@ -292,7 +294,17 @@ static void timer_cb(uv_timer_t *t)
 {
     pt_conn_t *c = pt_container_of(t, pt_conn_t, timer);
     conn_timer_t kind = c->timer_kind;
+    uint64_t now = uv_now(t->loop);
 
+    c->timer_armed = 0;
+    if (kind == TIMER_NONE)
+        return;
+    if (c->timer_deadline > now) {
+        /* the wait was extended since the timer was armed */
+        c->timer_armed = c->timer_deadline;
+        uv_timer_start(&c->timer, timer_cb, c->timer_deadline - now, 0);
+        return;
+    }
     c->timer_kind = TIMER_NONE;
     switch (kind) {
     case TIMER_HEADER:
@@ -317,16 +329,25 @@ static void timer_cb(uv_timer_t *t)
     }
 }
 
-/* Arms the connection's single timer for one named wait. */
+/* Sets the connection's single named wait (TIMER_NONE: no wait). The libuv
+ * timer is re-armed only when the new deadline is earlier than the armed
+ * one; a timer that fires early re-arms itself for the rest. This keeps
+ * keep-alive traffic at zero timer-heap operations per request in the
+ * steady state. */
 static void conn_timer(pt_conn_t *c, conn_timer_t kind, uint64_t ms)
 {
+    uint64_t deadline;
     if (c->noio)
         return;
     c->timer_kind = kind;
     if (kind == TIMER_NONE)
-        uv_timer_stop(&c->timer);
-    else
+        return;
+    deadline = uv_now(c->timer.loop) + ms;
+    c->timer_deadline = deadline;
+    if (c->timer_armed == 0 || c->timer_armed > deadline) {
+        c->timer_armed = deadline;
         uv_timer_start(&c->timer, timer_cb, ms, 0);
+    }
 }
 
 /* ------------------------------------------------------------------ requests */
@@ -1415,28 +1436,62 @@ static void write_cb(uv_write_t *wr, int status)
     conn_update_reading(c);
 }
 
-/* Hands queued output to the kernel (one write in flight at a time). */
+/* Hands queued output to the kernel. Tries a direct write first: when the
+ * kernel takes everything (the common case) no write request, callback or
+ * poll change is needed. Otherwise the rest goes to uv_write, one write in
+ * flight at a time. Does what write_cb does after a completed write. */
 static void conn_flush(pt_conn_t *c)
 {
-    uv_buf_t b;
-    if (c->noio || c->writing || (c->closing && !c->lingering))
-        return;
-    if (c->out.len == 0) {
-        if (c->close_after && c->req == NULL && !c->lingering)
-            conn_linger(c);
+    for (;;) {
+        uv_buf_t b;
+        int n;
+        if (c->noio || c->writing || (c->closing && !c->lingering))
+            return;
+        if (c->out.len == 0) {
+            if (c->close_after && c->req == NULL && !c->lingering)
+                conn_linger(c);
+            return;
+        }
+        b = uv_buf_init(c->out.data, (unsigned)c->out.len);
+        n = uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
+        if (n == (int)c->out.len) {
+            out_release(c, &c->out);
+            if (c->close_after && c->req == NULL) {
+                conn_linger(c);
+                return;
+            }
+            if (c->pending_len > 0 && !c->waiting) {
+                char *data = c->pending;
+                size_t len = c->pending_len;
+                c->pending = NULL;
+                c->pending_len = 0;
+                conn_input(c, data, len);
+                free(data);
+                continue;
+            }
+            if (!c->closing)
+                conn_update_reading(c);
+            return;
+        }
+        if (n < 0 && n != UV_EAGAIN) {
+            conn_close(c);
+            return;
+        }
+        if (n > 0)
+            pt_buf_consume(&c->out, (size_t)n);
+        c->inflight = c->out;
+        pt_buf_init(&c->out, 0);
+        b = uv_buf_init(c->inflight.data, (unsigned)c->inflight.len);
+        c->wreq.data = c;
+        if (uv_write(&c->wreq, (uv_stream_t *)&c->tcp, &b, 1, write_cb) != 0) {
+            conn_close(c);
+            return;
+        }
+        c->writing = 1;
+        if (!c->closing)
+            conn_update_reading(c);
         return;
     }
-    c->inflight = c->out;
-    pt_buf_init(&c->out, 0);
-    b = uv_buf_init(c->inflight.data, (unsigned)c->inflight.len);
-    c->wreq.data = c;
-    if (uv_write(&c->wreq, (uv_stream_t *)&c->tcp, &b, 1, write_cb) != 0) {
-        conn_close(c);
-        return;
-    }
-    c->writing = 1;
-    if (!c->closing)
-        conn_update_reading(c);
 }
 
 static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
