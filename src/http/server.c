@@ -75,6 +75,8 @@ struct pt_conn_s {
     unsigned in_input : 1;       /* inside conn_input (re-entrancy guard) */
     unsigned requests;
     uint64_t linger_bytes;
+    const char *in_base;      /* start of the buffer being parsed */
+    char in_prev;             /* last byte of the previous buffer parsed */
     char peer[INET6_ADDRSTRLEN + 8];
 };
 
@@ -455,8 +457,15 @@ static int on_header_value(llhttp_t *p, const char *at, size_t len)
     pt_conn_t *c = p->data;
     pt_req_t *req = c->req;
     size_t i;
+    char before = at > c->in_base ? at[-1] : c->in_prev;
     if (head_account(c, len) != 0)
         return -1;
+    /* A value span that starts right after a line break is an obs-fold
+     * continuation line (RFC 9112 §5.2): refused, as a server may. */
+    if (before == '\n') {
+        req_set_error(req, 400, "bad-request", "Obsolete line folding in a header is refused.");
+        return -1;
+    }
     /* RFC 9110 §5.5: field values are VCHAR, SP, HTAB and obs-text. NUL, CR,
      * LF and other controls are a smuggling vector: refuse the request. */
     for (i = 0; i < len; i++) {
@@ -1250,7 +1259,10 @@ static void conn_input(pt_conn_t *c, const char *data, size_t len)
 {
     unsigned served = 0;
     int body_seen = 0;
+    const char *last = len > 0 ? data + len - 1 : NULL;
+    char last_byte = last != NULL ? *last : c->in_prev;
 
+    c->in_base = data;
     c->in_input++;
     while (len > 0 && !c->closing && !c->close_after) {
         llhttp_errno_t err;
@@ -1284,6 +1296,7 @@ static void conn_input(pt_conn_t *c, const char *data, size_t len)
         break;
     }
     c->in_input--;
+    c->in_prev = last_byte;
     if (body_seen && c->timer_kind == TIMER_BODY)
         conn_timer(c, TIMER_BODY, c->limits->body_timeout_ms);
     if (!c->closing)
