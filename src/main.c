@@ -110,6 +110,7 @@ static void reload(node_t *n)
     if (n->draining)
         return;
     pt_log_info("SIGHUP: reloading %s", n->config_path);
+    pt_access_sink_reopen(n->access);
     s = load_snapshot(n, PT_LOG_ERROR);
     if (s == NULL) {
         pt_log_error("reload refused: keeping configuration generation %llu",

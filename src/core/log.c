@@ -78,7 +78,9 @@ struct pt_access_sink_s {
     sem_t wake;
     _Atomic(chunk_t *) head; /* lock-free LIFO of chunks from all workers */
     atomic_int stop;
+    atomic_int reopen;
     atomic_ulong dropped;
+    char *path; /* NULL for standard output */
 };
 
 static void write_all(int fd, const char *p, size_t n)
@@ -112,6 +114,21 @@ static void drain(pt_access_sink_t *s)
     }
 }
 
+static void reopen_file(pt_access_sink_t *s)
+{
+    int fd;
+    if (s->path == NULL)
+        return;
+    fd = open(s->path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
+    if (fd < 0) {
+        pt_log_error("cannot reopen access log %s: %s (still writing to the old file)", s->path,
+                     strerror(errno));
+        return;
+    }
+    close(s->fd);
+    s->fd = fd;
+}
+
 static void *writer_main(void *arg)
 {
     pt_access_sink_t *s = arg;
@@ -121,6 +138,8 @@ static void *writer_main(void *arg)
         ts.tv_sec += 1;
         sem_timedwait(&s->wake, &ts);
         drain(s);
+        if (atomic_exchange(&s->reopen, 0))
+            reopen_file(s);
         if (atomic_load(&s->stop)) {
             drain(s);
             return NULL;
@@ -143,6 +162,12 @@ pt_access_sink_t *pt_access_sink_open(const char *path)
             return NULL;
         }
         s->owns_fd = 1;
+        s->path = strdup(path);
+        if (s->path == NULL) {
+            close(s->fd);
+            free(s);
+            return NULL;
+        }
     }
     atomic_init(&s->head, NULL);
     sem_init(&s->wake, 0, 0);
@@ -151,6 +176,7 @@ pt_access_sink_t *pt_access_sink_open(const char *path)
         if (s->owns_fd)
             close(s->fd);
         sem_destroy(&s->wake);
+        free(s->path);
         free(s);
         return NULL;
     }
@@ -168,7 +194,16 @@ void pt_access_sink_close(pt_access_sink_t *s)
     if (s->owns_fd)
         close(s->fd);
     sem_destroy(&s->wake);
+    free(s->path);
     free(s);
+}
+
+void pt_access_sink_reopen(pt_access_sink_t *s)
+{
+    if (s == NULL)
+        return;
+    atomic_store(&s->reopen, 1);
+    sem_post(&s->wake);
 }
 
 pt_buf_t *pt_access_log_buf(pt_access_log_t *l)

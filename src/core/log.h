@@ -43,6 +43,8 @@ typedef struct pt_access_sink_s pt_access_sink_t;
 /* Opens path ("-" or "stdout" for standard output) and starts the writer thread.
  * Returns NULL (and logs why) on failure. */
 pt_access_sink_t *pt_access_sink_open(const char *path);
+/* Asks the writer thread to reopen the file (log rotation); no-op for stdout. */
+void pt_access_sink_reopen(pt_access_sink_t *s);
 /* Flushes everything queued, stops the thread, closes the file. */
 void pt_access_sink_close(pt_access_sink_t *s);
 

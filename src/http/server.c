@@ -816,7 +816,8 @@ static int on_headers_complete(llhttp_t *p)
     }
     if (req->request_id_len == 0)
         request_id_generate(c->worker, req);
-    req->keepalive = llhttp_should_keep_alive(p) != 0;
+    /* keepalive_timeout 0 disables keep-alive: say so with Connection: close */
+    req->keepalive = llhttp_should_keep_alive(p) != 0 && c->limits->keepalive_timeout_ms > 0;
     has_body = req->chunked || req->content_length > 0;
     if (has_body)
         conn_timer(c, TIMER_BODY, c->limits->body_timeout_ms);
