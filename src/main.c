@@ -26,7 +26,7 @@ typedef struct node_s {
     uv_async_t worker_exit;
     uv_timer_t drain_timer;
     const char *config_path;
-    pt_snapshot_t *snap;  /* the published snapshot (main's reference) */
+    pt_snapshot_t *snap; /* the published snapshot (main's reference) */
     uint64_t generation;
     pt_worker_t **workers;
     unsigned nworkers;

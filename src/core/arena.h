@@ -31,10 +31,10 @@ typedef struct pt_block_cache_s {
 } pt_block_cache_t;
 
 typedef struct pt_arena_s {
-    pt_arena_block_t *head;      /* current block (list of blocks, newest first) */
+    pt_arena_block_t *head; /* current block (list of blocks, newest first) */
     pt_arena_cleanup_t *cleanups;
-    pt_block_cache_t *cache;     /* may be NULL: blocks come from malloc */
-    size_t total;                /* bytes handed out, for limits and metrics */
+    pt_block_cache_t *cache; /* may be NULL: blocks come from malloc */
+    size_t total;            /* bytes handed out, for limits and metrics */
 } pt_arena_t;
 
 /* Initialises an arena; no memory is taken until the first allocation. */

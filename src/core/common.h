@@ -8,15 +8,15 @@
 #include <stdint.h>
 
 /* Return codes: 0 success, negative failure (STYLE.md "Errors"). */
-#define PT_OK        0
-#define PT_ERROR     (-1)
-#define PT_ENOMEM    (-2)
-#define PT_EINVAL    (-3)
-#define PT_ENOENT    (-4)
-#define PT_EIO       (-5)
-#define PT_ELIMIT    (-6)
-#define PT_DECLINED  (-100)
-#define PT_AGAIN     (-101)
+#define PT_OK       0
+#define PT_ERROR    (-1)
+#define PT_ENOMEM   (-2)
+#define PT_EINVAL   (-3)
+#define PT_ENOENT   (-4)
+#define PT_EIO      (-5)
+#define PT_ELIMIT   (-6)
+#define PT_DECLINED (-100)
+#define PT_AGAIN    (-101)
 
 #define PT_ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
 #define PT_MIN(a, b)     ((a) < (b) ? (a) : (b))

@@ -57,15 +57,15 @@ struct pt_worker_s {
     pt_block_cache_t blocks; /* arena blocks for requests */
     pt_outbuf_t *outbufs;    /* free output buffers of PT_OUTBUF_SIZE */
     size_t noutbufs;
-    pt_conn_t *conns;        /* all open connections (doubly linked) */
+    pt_conn_t *conns; /* all open connections (doubly linked) */
     unsigned nconns;
     int draining;
     int stopping;
     uint64_t drain_deadline_ms;
-    char date[40];           /* current "Date" value, e.g. "Fri, 04 Dec 2026 16:02:13 GMT" */
+    char date[40]; /* current "Date" value, e.g. "Fri, 04 Dec 2026 16:02:13 GMT" */
     size_t date_len;
     uint64_t date_sec;
-    uint64_t rid_seed[2];    /* per-worker random for request ids */
+    uint64_t rid_seed[2]; /* per-worker random for request ids */
     uint64_t rid_counter;
     pt_access_log_t alog;
     void (*handler)(pt_req_t *req); /* the gateway's dispatch */

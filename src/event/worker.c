@@ -113,8 +113,8 @@ void pt_worker_update_date(pt_worker_t *w)
     w->date_sec = (uint64_t)now;
 }
 
-int pt_worker_init(pt_worker_t *w, unsigned id, pt_snapshot_t *snap,
-                   void (*handler)(pt_req_t *req), pt_access_sink_t *sink)
+int pt_worker_init(pt_worker_t *w, unsigned id, pt_snapshot_t *snap, void (*handler)(pt_req_t *req),
+                   pt_access_sink_t *sink)
 {
     int rc;
     memset(w, 0, sizeof(*w));

@@ -16,8 +16,8 @@ int pt_listen_sockets(const pt_config_t *cfg, unsigned n, int *fds, uint16_t *po
 
 /* Initialises a worker (not started): its loop, caches, and a holder of
  * snap (the caller's reference is shared: the worker takes its own). */
-int pt_worker_init(pt_worker_t *w, unsigned id, pt_snapshot_t *snap,
-                   void (*handler)(pt_req_t *req), pt_access_sink_t *sink);
+int pt_worker_init(pt_worker_t *w, unsigned id, pt_snapshot_t *snap, void (*handler)(pt_req_t *req),
+                   pt_access_sink_t *sink);
 
 /* Starts the worker thread: adopts fds[0..nlisteners) and runs the loop.
  * on_exit is called from the worker thread when its loop has ended. */

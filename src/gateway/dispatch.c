@@ -42,7 +42,8 @@ static void builtin(pt_req_t *req, const pt_snapshot_t *s, int draining)
                          (unsigned long long)s->generation);
             pt_http_respond(req, 503, no_store, 1, "application/json", body, (size_t)n);
         } else {
-            n = snprintf(body, sizeof(body), "{\"status\":\"ready\",\"generation\":%llu,\"apis\":%zu}",
+            n = snprintf(body, sizeof(body),
+                         "{\"status\":\"ready\",\"generation\":%llu,\"apis\":%zu}",
                          (unsigned long long)s->generation, s->config->napis);
             pt_http_respond(req, 200, no_store, 1, "application/json", body, (size_t)n);
         }

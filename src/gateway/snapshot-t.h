@@ -15,13 +15,13 @@ typedef struct pt_router_s pt_router_t;
 typedef struct ssl_ctx_st SSL_CTX;
 
 typedef struct pt_snapshot_s {
-    atomic_uint refs;      /* one per holder: the publisher and every worker holder */
-    uint64_t generation;   /* 1, 2, ... in publication order */
-    pt_config_t *config;   /* owned */
-    pt_arena_t arena;      /* router and rendered documents */
+    atomic_uint refs;    /* one per holder: the publisher and every worker holder */
+    uint64_t generation; /* 1, 2, ... in publication order */
+    pt_config_t *config; /* owned */
+    pt_arena_t arena;    /* router and rendered documents */
     pt_router_t *router;
-    SSL_CTX **tls;         /* per listener index; NULL entries for plain listeners */
-    char *apis_json;       /* pre-rendered body of /_portico/apis */
+    SSL_CTX **tls;   /* per listener index; NULL entries for plain listeners */
+    char *apis_json; /* pre-rendered body of /_portico/apis */
     size_t apis_json_len;
 } pt_snapshot_t;
 

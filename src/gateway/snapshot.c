@@ -39,8 +39,10 @@ static int render_apis(pt_snapshot_t *s)
     rc |= pt_buf_printf(&b, "{\"generation\":%llu,\"apis\":[", (unsigned long long)s->generation);
     for (i = 0; i < cfg->napis; i++) {
         const pt_api_def_t *a = &cfg->apis[i];
-        const char *fields[][2] = {{"name", a->name},   {"base_path", a->base_path},
-                                   {"kind", a->kind},   {"title", a->title},
+        const char *fields[][2] = {{"name", a->name},
+                                   {"base_path", a->base_path},
+                                   {"kind", a->kind},
+                                   {"title", a->title},
                                    {"version", a->version}};
         size_t k;
         rc |= pt_buf_append_str(&b, i ? ",{" : "{");

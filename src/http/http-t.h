@@ -35,7 +35,7 @@ typedef struct pt_listener_rt_s {
     unsigned index; /* in config->listeners */
     int tls;        /* listener terminates TLS */
     uint16_t port;
-    int fd;         /* the SO_REUSEPORT socket handed over by the main thread */
+    int fd; /* the SO_REUSEPORT socket handed over by the main thread */
 } pt_listener_rt_t;
 
 typedef enum pt_resp_state_e {
@@ -46,28 +46,28 @@ typedef enum pt_resp_state_e {
 
 struct pt_req_s {
     pt_conn_t *conn;
-    pt_wsnap_t *snap;      /* the snapshot the request started on (one reference) */
-    uint64_t start_ns;     /* uv_hrtime() at the first byte */
-    const char *method;    /* "GET": static string from llhttp */
+    pt_wsnap_t *snap;   /* the snapshot the request started on (one reference) */
+    uint64_t start_ns;  /* uv_hrtime() at the first byte */
+    const char *method; /* "GET": static string from llhttp */
     size_t method_len;
-    char *url;             /* raw request-target, NUL-terminated (arena) */
+    char *url; /* raw request-target, NUL-terminated (arena) */
     size_t url_len;
-    pt_str_t path;         /* origin-form path (into url) */
-    pt_str_t query;        /* after '?', without it; len 0 if none */
-    pt_str_t host;         /* Host (or absolute-form authority) */
+    pt_str_t path;  /* origin-form path (into url) */
+    pt_str_t query; /* after '?', without it; len 0 if none */
+    pt_str_t host;  /* Host (or absolute-form authority) */
     uint8_t http_major, http_minor;
     pt_http_header_t *headers; /* arena */
     unsigned nheaders, headers_cap;
-    char *hname, *hvalue;  /* header being received (arena) */
+    char *hname, *hvalue; /* header being received (arena) */
     size_t hname_len, hvalue_len;
-    size_t head_bytes;     /* request line + headers received */
+    size_t head_bytes;      /* request line + headers received */
     int64_t content_length; /* -1: none */
-    uint64_t body_bytes;   /* body bytes received */
+    uint64_t body_bytes;    /* body bytes received */
     unsigned chunked : 1;
     unsigned expect_continue : 1;
     unsigned keepalive : 1;
     unsigned is_head : 1;
-    unsigned complete : 1;  /* whole request message received */
+    unsigned complete : 1; /* whole request message received */
     unsigned dispatched : 1;
     int error_status;       /* set by a parser callback to refuse the request */
     const char *error_type; /* problem type slug for error_status */
@@ -83,8 +83,8 @@ struct pt_req_s {
     pt_resp_state_t resp_state;
     int status;
     unsigned resp_chunked : 1;
-    uint64_t bytes_out;     /* response bytes (head + body) handed to the connection */
-    uint64_t bytes_in;      /* request bytes (head + body) */
+    uint64_t bytes_out; /* response bytes (head + body) handed to the connection */
+    uint64_t bytes_in;  /* request bytes (head + body) */
 };
 
 #endif

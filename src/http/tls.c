@@ -45,10 +45,10 @@ SSL_CTX *pt_tls_ctx_new(const pt_tls_config_t *c, char *err, size_t errlen)
                                  SSL_OP_NO_COMPRESSION | SSL_OP_SINGLE_ECDH_USE);
     SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
     /* TLS 1.2: forward secrecy and AEAD only (Mozilla "intermediate"). */
-    if (SSL_CTX_set_cipher_list(ctx, "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:"
-                                     "ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:"
-                                     "ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305") !=
-        1) {
+    if (SSL_CTX_set_cipher_list(ctx,
+                                "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:"
+                                "ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:"
+                                "ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305") != 1) {
         openssl_reason(err, errlen, "cannot set ciphers", NULL);
         goto fail;
     }
@@ -67,7 +67,7 @@ SSL_CTX *pt_tls_ctx_new(const pt_tls_config_t *c, char *err, size_t errlen)
         goto fail;
     }
     if (c->client_cert != PT_CLIENT_CERT_NONE) {
-        STACK_OF(X509_NAME) *names;
+        STACK_OF(X509_NAME) * names;
         if (c->client_ca_file == NULL ||
             SSL_CTX_load_verify_locations(ctx, c->client_ca_file, NULL) != 1) {
             openssl_reason(err, errlen, "cannot load client CA bundle", c->client_ca_file);
@@ -79,11 +79,11 @@ SSL_CTX *pt_tls_ctx_new(const pt_tls_config_t *c, char *err, size_t errlen)
             goto fail;
         }
         SSL_CTX_set_client_CA_list(ctx, names);
-        SSL_CTX_set_verify(ctx,
-                           SSL_VERIFY_PEER | (c->client_cert == PT_CLIENT_CERT_REQUIRED
-                                                  ? SSL_VERIFY_FAIL_IF_NO_PEER_CERT
-                                                  : 0),
-                           NULL);
+        SSL_CTX_set_verify(
+            ctx,
+            SSL_VERIFY_PEER |
+                (c->client_cert == PT_CLIENT_CERT_REQUIRED ? SSL_VERIFY_FAIL_IF_NO_PEER_CERT : 0),
+            NULL);
         SSL_CTX_set_verify_depth(ctx, 8);
         /* Session resumption must not skip client verification across contexts. */
         SSL_CTX_set_session_id_context(ctx, (const unsigned char *)"portico", 7);

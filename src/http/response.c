@@ -1,0 +1,531 @@
+/*
+ * response.c - responses: reason phrases, connection output buffers (TLS
+ * encryption included), status line and headers, streaming bodies,
+ * problem+json errors, and the access log line written when a request ends.
+ */
+#include "http/http.h"
+
+#include <errno.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "core/log.h"
+#include "event/worker-t.h"
+#include "event/worker.h"
+#include "gateway/snapshot-t.h"
+#include "http/conn-i.h"
+
+/* ------------------------------------------------------------------ reasons */
+
+const char *pt_http_reason(int status)
+{
+    switch (status) {
+    case 100:
+        return "Continue";
+    case 101:
+        return "Switching Protocols";
+    case 200:
+        return "OK";
+    case 201:
+        return "Created";
+    case 202:
+        return "Accepted";
+    case 203:
+        return "Non-Authoritative Information";
+    case 204:
+        return "No Content";
+    case 205:
+        return "Reset Content";
+    case 206:
+        return "Partial Content";
+    case 300:
+        return "Multiple Choices";
+    case 301:
+        return "Moved Permanently";
+    case 302:
+        return "Found";
+    case 303:
+        return "See Other";
+    case 304:
+        return "Not Modified";
+    case 307:
+        return "Temporary Redirect";
+    case 308:
+        return "Permanent Redirect";
+    case 400:
+        return "Bad Request";
+    case 401:
+        return "Unauthorized";
+    case 402:
+        return "Payment Required";
+    case 403:
+        return "Forbidden";
+    case 404:
+        return "Not Found";
+    case 405:
+        return "Method Not Allowed";
+    case 406:
+        return "Not Acceptable";
+    case 407:
+        return "Proxy Authentication Required";
+    case 408:
+        return "Request Timeout";
+    case 409:
+        return "Conflict";
+    case 410:
+        return "Gone";
+    case 411:
+        return "Length Required";
+    case 412:
+        return "Precondition Failed";
+    case 413:
+        return "Content Too Large";
+    case 414:
+        return "URI Too Long";
+    case 415:
+        return "Unsupported Media Type";
+    case 416:
+        return "Range Not Satisfiable";
+    case 417:
+        return "Expectation Failed";
+    case 421:
+        return "Misdirected Request";
+    case 422:
+        return "Unprocessable Content";
+    case 425:
+        return "Too Early";
+    case 426:
+        return "Upgrade Required";
+    case 428:
+        return "Precondition Required";
+    case 429:
+        return "Too Many Requests";
+    case 431:
+        return "Request Header Fields Too Large";
+    case 451:
+        return "Unavailable For Legal Reasons";
+    case 500:
+        return "Internal Server Error";
+    case 501:
+        return "Not Implemented";
+    case 502:
+        return "Bad Gateway";
+    case 503:
+        return "Service Unavailable";
+    case 504:
+        return "Gateway Timeout";
+    case 505:
+        return "HTTP Version Not Supported";
+    case 507:
+        return "Insufficient Storage";
+    case 511:
+        return "Network Authentication Required";
+    default:
+        return "Unknown";
+    }
+}
+
+/* ------------------------------------------------------------------ output buffers */
+
+/* Output buffers of the standard size come from a per-worker free list so
+ * that a steady stream of responses allocates nothing. */
+int pt__conn_out_reserve(pt_conn_t *c, pt_buf_t *b, size_t extra)
+{
+    pt_worker_t *w = c->worker;
+    if (b->data == NULL && extra <= PT_OUTBUF_SIZE) {
+        if (w->outbufs != NULL) {
+            pt_outbuf_t *o = w->outbufs;
+            w->outbufs = o->next;
+            w->noutbufs--;
+            b->data = (char *)o;
+        } else {
+            b->data = malloc(PT_OUTBUF_SIZE);
+            if (b->data == NULL)
+                return PT_ENOMEM;
+        }
+        b->cap = PT_OUTBUF_SIZE;
+        b->len = 0;
+        return PT_OK;
+    }
+    return pt_buf_reserve(b, extra);
+}
+
+void pt__conn_out_release(pt_conn_t *c, pt_buf_t *b)
+{
+    pt_worker_t *w = c->worker;
+    if (b->data != NULL && b->cap == PT_OUTBUF_SIZE && w->noutbufs < PT_OUTBUF_CACHE_MAX) {
+        pt_outbuf_t *o = (pt_outbuf_t *)b->data;
+        o->next = w->outbufs;
+        w->outbufs = o;
+        w->noutbufs++;
+    } else {
+        free(b->data);
+    }
+    b->data = NULL;
+    b->len = b->cap = 0;
+}
+
+/* Moves whatever TLS produced into the output buffer. */
+int pt__conn_tls_drain(pt_conn_t *c)
+{
+    size_t n;
+    int r;
+    while ((n = BIO_ctrl_pending(c->wbio)) > 0) {
+        if (pt__conn_out_reserve(c, &c->out, n) != PT_OK)
+            return PT_ENOMEM;
+        r = BIO_read(c->wbio, c->out.data + c->out.len, (int)PT_MIN(n, (size_t)INT32_MAX));
+        if (r <= 0)
+            break;
+        c->out.len += (size_t)r;
+    }
+    return PT_OK;
+}
+
+/* Sends plaintext bytes (encrypting them on TLS connections). */
+int pt__conn_send(pt_conn_t *c, const void *data, size_t len)
+{
+    if (c->closing && !c->lingering)
+        return PT_EIO;
+    if (c->ssl == NULL) {
+        if (pt__conn_out_reserve(c, &c->out, len) != PT_OK)
+            return PT_ENOMEM;
+        memcpy(c->out.data + c->out.len, data, len);
+        c->out.len += len;
+        return PT_OK;
+    }
+    while (len > 0) {
+        int chunk = (int)PT_MIN(len, (size_t)16384);
+        int r = SSL_write(c->ssl, data, chunk);
+        if (r <= 0) {
+            ERR_clear_error();
+            return PT_EIO;
+        }
+        data = (const char *)data + r;
+        len -= (size_t)r;
+    }
+    return pt__conn_tls_drain(c);
+}
+
+/* Formats into a scratch buffer then sends: one TLS record per response. */
+typedef struct out_s {
+    pt_conn_t *c;
+    pt_buf_t *b;
+    pt_buf_t scratch;
+    int err;
+} out_t;
+
+static void out_begin(out_t *o, pt_conn_t *c)
+{
+    o->c = c;
+    o->err = 0;
+    pt_buf_init(&o->scratch, 0);
+    if (c->ssl == NULL) {
+        o->b = &c->out;
+    } else {
+        o->b = &o->scratch;
+    }
+}
+
+static void out_add(out_t *o, const void *p, size_t n)
+{
+    if (o->err)
+        return;
+    if (o->b == &o->c->out) {
+        if (pt__conn_out_reserve(o->c, o->b, n) != PT_OK) {
+            o->err = 1;
+            return;
+        }
+        memcpy(o->b->data + o->b->len, p, n);
+        o->b->len += n;
+    } else if (pt_buf_append(o->b, p, n) != PT_OK) {
+        o->err = 1;
+    }
+}
+
+static void out_str(out_t *o, const char *s)
+{
+    out_add(o, s, strlen(s));
+}
+
+static void out_u64(out_t *o, uint64_t v)
+{
+    char tmp[24];
+    out_add(o, tmp, pt_u64_to_str(v, tmp));
+}
+
+static int out_end(out_t *o)
+{
+    int rc = o->err ? PT_ENOMEM : PT_OK;
+    if (o->b == &o->scratch) {
+        if (rc == PT_OK)
+            rc = pt__conn_send(o->c, o->scratch.data, o->scratch.len);
+        pt_buf_free(&o->scratch);
+    }
+    return rc;
+}
+
+/* ------------------------------------------------------------------ responses */
+
+static void resp_head(pt_req_t *req, out_t *o, int status, const pt_header_kv_t *hdrs, size_t nh,
+                      const char *ctype, int64_t clen, int body_allowed)
+{
+    pt_conn_t *c = req->conn;
+    pt_worker_t *w = c->worker;
+    char line[64];
+    int n;
+    size_t i;
+
+    if (!req->keepalive || w->draining || c->close_after)
+        c->close_after = 1;
+    n = snprintf(line, sizeof(line), "HTTP/1.1 %d ", status);
+    out_add(o, line, (size_t)n);
+    out_str(o, pt_http_reason(status));
+    out_add(o, "\r\nDate: ", 8);
+    out_add(o, w->date, w->date_len);
+    out_add(o, "\r\nServer: portico\r\nX-Request-Id: ", 33);
+    out_add(o, req->request_id, req->request_id_len);
+    out_add(o, "\r\n", 2);
+    if (ctype != NULL && body_allowed) {
+        out_add(o, "Content-Type: ", 14);
+        out_str(o, ctype);
+        out_add(o, "\r\n", 2);
+    }
+    if (status >= 200 && status != 204 && status != 304) {
+        if (clen >= 0) {
+            out_add(o, "Content-Length: ", 16);
+            out_u64(o, (uint64_t)clen);
+            out_add(o, "\r\n", 2);
+        } else if (req->http_minor >= 1) {
+            out_add(o, "Transfer-Encoding: chunked\r\n", 28);
+            req->resp_chunked = 1;
+        } else {
+            c->close_after = 1; /* HTTP/1.0: the body ends at close */
+        }
+    }
+    if (c->close_after)
+        out_add(o, "Connection: close\r\n", 19);
+    else if (req->http_minor == 0)
+        out_add(o, "Connection: keep-alive\r\n", 24);
+    for (i = 0; i < nh; i++) {
+        out_str(o, hdrs[i].name);
+        out_add(o, ": ", 2);
+        out_str(o, hdrs[i].value);
+        out_add(o, "\r\n", 2);
+    }
+    out_add(o, "\r\n", 2);
+}
+
+static int body_allowed(const pt_req_t *req, int status)
+{
+    return !req->is_head && status >= 200 && status != 204 && status != 304;
+}
+
+static void resp_done(pt_req_t *req)
+{
+    pt_conn_t *c = req->conn;
+    req->resp_state = PT_RESP_DONE;
+    c->waiting = 0;
+    if (c->in_input)
+        return; /* conn_input finishes the request when the message is complete */
+    if (req->complete) {
+        pt__conn_finish_request(c);
+        if (!c->closing && c->pending_len > 0) {
+            char *data = c->pending;
+            size_t len = c->pending_len;
+            c->pending = NULL;
+            c->pending_len = 0;
+            pt__conn_input(c, data, len);
+            free(data);
+        }
+    }
+    if (!c->closing)
+        pt__conn_update_reading(c);
+    pt__conn_flush(c);
+}
+
+void pt_http_respond(pt_req_t *req, int status, const pt_header_kv_t *hdrs, size_t nh,
+                     const char *ctype, const void *body, size_t len)
+{
+    pt_conn_t *c = req->conn;
+    out_t o;
+    int allowed = body_allowed(req, status);
+    uint64_t before = c->out.len;
+
+    if (req->resp_state != PT_RESP_NONE)
+        return;
+    req->status = status;
+    out_begin(&o, c);
+    resp_head(req, &o, status, hdrs, nh, ctype, (int64_t)len, allowed);
+    if (allowed && len > 0)
+        out_add(&o, body, len);
+    if (c->ssl == NULL)
+        req->bytes_out += o.b->len - before;
+    else
+        req->bytes_out += o.scratch.len;
+    if (out_end(&o) != PT_OK)
+        c->close_after = 1;
+    resp_done(req);
+}
+
+void pt_http_respond_start(pt_req_t *req, int status, const pt_header_kv_t *hdrs, size_t nh,
+                           const char *ctype, int64_t content_length)
+{
+    pt_conn_t *c = req->conn;
+    out_t o;
+    uint64_t before = c->out.len;
+
+    if (req->resp_state != PT_RESP_NONE)
+        return;
+    req->status = status;
+    out_begin(&o, c);
+    resp_head(req, &o, status, hdrs, nh, ctype, content_length, body_allowed(req, status));
+    req->bytes_out += c->ssl == NULL ? o.b->len - before : o.scratch.len;
+    if (out_end(&o) != PT_OK)
+        c->close_after = 1;
+    req->resp_state = PT_RESP_HEAD;
+    if (!body_allowed(req, status))
+        req->resp_chunked = 0;
+}
+
+void pt_http_respond_body(pt_req_t *req, const void *data, size_t len)
+{
+    pt_conn_t *c = req->conn;
+    if (req->resp_state != PT_RESP_HEAD || len == 0 || !body_allowed(req, req->status))
+        return;
+    if (req->resp_chunked) {
+        char hex[24];
+        int n = snprintf(hex, sizeof(hex), "%zx\r\n", len);
+        pt__conn_send(c, hex, (size_t)n);
+        pt__conn_send(c, data, len);
+        pt__conn_send(c, "\r\n", 2);
+        req->bytes_out += (uint64_t)n + len + 2;
+    } else {
+        pt__conn_send(c, data, len);
+        req->bytes_out += len;
+    }
+    if (!c->in_input)
+        pt__conn_flush(c);
+}
+
+void pt_http_respond_end(pt_req_t *req)
+{
+    if (req->resp_state != PT_RESP_HEAD)
+        return;
+    if (req->resp_chunked) {
+        pt__conn_send(req->conn, "0\r\n\r\n", 5);
+        req->bytes_out += 5;
+    }
+    resp_done(req);
+}
+
+void pt_http_problem(pt_req_t *req, int status, const char *type, const char *detail,
+                     const pt_header_kv_t *hdrs, size_t nh)
+{
+    pt_buf_t b;
+    pt_buf_init(&b, 0);
+    pt_buf_append_str(&b, "{\"type\":\"urn:portico:problem:");
+    pt_buf_append_str(&b, type);
+    pt_buf_append_str(&b, "\",\"title\":\"");
+    pt_buf_append_str(&b, pt_http_reason(status));
+    pt_buf_append_str(&b, "\",\"status\":");
+    pt_buf_append_u64(&b, (uint64_t)status);
+    if (detail != NULL) {
+        pt_buf_append_str(&b, ",\"detail\":\"");
+        pt_buf_append_json_str(&b, detail, strlen(detail));
+        pt_buf_append_char(&b, '"');
+    }
+    if (req->path.len > 0) {
+        pt_buf_append_str(&b, ",\"instance\":\"");
+        pt_buf_append_json_str(&b, req->path.p, req->path.len);
+        pt_buf_append_char(&b, '"');
+    }
+    pt_buf_append_str(&b, ",\"request_id\":\"");
+    pt_buf_append(&b, req->request_id, req->request_id_len);
+    pt_buf_append_str(&b, "\"}");
+    if (b.data == NULL) {
+        pt_http_respond(req, status, hdrs, nh, NULL, NULL, 0);
+    } else {
+        pt_http_respond(req, status, hdrs, nh, "application/problem+json", b.data, b.len);
+    }
+    pt_buf_free(&b);
+}
+
+const char *pt_http_client_subject(const pt_req_t *req)
+{
+    return req->conn->tls_subject;
+}
+
+pt_arena_t *pt_http_req_arena(pt_req_t *req)
+{
+    return &req->conn->arena;
+}
+
+unsigned pt_http_listener_index(const pt_req_t *req)
+{
+    return req->conn->listener != NULL ? req->conn->listener->index : 0;
+}
+
+const char *pt_http_peer(const pt_req_t *req)
+{
+    return req->conn->peer;
+}
+
+/* ------------------------------------------------------------------ access log */
+
+void pt__conn_access_log(pt_conn_t *c, pt_req_t *req)
+{
+    pt_worker_t *w = c->worker;
+    pt_buf_t *b = pt_access_log_buf(&w->alog);
+    struct timespec ts;
+    struct tm tm;
+    char tbuf[40];
+    size_t n;
+    uint64_t dur_us = (uv_hrtime() - req->start_ns) / 1000;
+
+    if (b == NULL)
+        return;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    gmtime_r(&ts.tv_sec, &tm);
+    n = strftime(tbuf, sizeof(tbuf), "%Y-%m-%dT%H:%M:%S", &tm);
+    n += (size_t)snprintf(tbuf + n, sizeof(tbuf) - n, ".%03ldZ", ts.tv_nsec / 1000000);
+    pt_buf_append_str(b, "{\"time\":\"");
+    pt_buf_append(b, tbuf, n);
+    pt_buf_append_str(b, "\",\"request_id\":\"");
+    pt_buf_append(b, req->request_id, req->request_id_len);
+    pt_buf_append_str(b, "\",\"client\":\"");
+    pt_buf_append_str(b, c->peer);
+    pt_buf_append_str(b, "\",\"method\":\"");
+    if (req->method != NULL)
+        pt_buf_append(b, req->method, req->method_len);
+    pt_buf_append_str(b, "\",\"path\":\"");
+    pt_buf_append_json_str(b, req->path.p ? req->path.p : "", req->path.len);
+    pt_buf_append_str(b, "\",\"status\":");
+    pt_buf_append_u64(b, (uint64_t)req->status);
+    pt_buf_append_str(b, ",\"bytes_in\":");
+    pt_buf_append_u64(b, req->bytes_in);
+    pt_buf_append_str(b, ",\"bytes_out\":");
+    pt_buf_append_u64(b, req->bytes_out);
+    pt_buf_append_str(b, ",\"duration_us\":");
+    pt_buf_append_u64(b, dur_us);
+    if (req->match.api != NULL) {
+        pt_buf_append_str(b, ",\"api\":\"");
+        pt_buf_append_json_str(b, req->match.api->name, strlen(req->match.api->name));
+        pt_buf_append_char(b, '"');
+    }
+    if (req->match.route != NULL) {
+        pt_buf_append_str(b, ",\"route\":\"");
+        pt_buf_append_json_str(b, req->match.route->name, strlen(req->match.route->name));
+        pt_buf_append_char(b, '"');
+    }
+    if (c->tls_subject != NULL) {
+        pt_buf_append_str(b, ",\"tls_client\":\"");
+        pt_buf_append_json_str(b, c->tls_subject, strlen(c->tls_subject));
+        pt_buf_append_char(b, '"');
+    }
+    pt_buf_append_str(b, "}\n");
+    pt_access_log_commit(&w->alog, 0);
+}
