@@ -42,7 +42,9 @@ pt_config_t *pt_config_load_buffer(const char *name, const char *data, size_t le
  * Returns 0, or PT_EINVAL with messages in errs. */
 int pt_api_def_load(pt_config_t *cfg, const char *path, pt_config_errors_t *errs);
 
-/* Loads one API definition from memory into cfg (appends). Same contract. */
+/* Loads one API definition from memory into cfg (appends). Same contract.
+ * On failure nothing is appended; memory already taken stays in cfg's arena
+ * until pt_config_free. */
 int pt_api_def_load_buffer(pt_config_t *cfg, const char *name, const char *data, size_t len,
                            pt_config_errors_t *errs);
 
@@ -58,7 +60,10 @@ int pt_config_check_apis(pt_config_t *cfg, pt_config_errors_t *errs);
  * API definitions given together are also cross-checked as one set. */
 int pt_config_validate_files(int argc, char **argv);
 
+/* Destroys cfg's arena (everything the configuration owns) and frees cfg.
+ * NULL is allowed. */
 void pt_config_free(pt_config_t *cfg);
+/* Frees every message of errs and empties it (errs itself is the caller's). */
 void pt_config_errors_free(pt_config_errors_t *errs);
 /* Appends a formatted error; used by the loader and by callers. */
 void pt_config_error(pt_config_errors_t *errs, const char *file, unsigned line, const char *key,

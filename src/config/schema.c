@@ -58,7 +58,10 @@ size_t pt__cfg_push(pt__cfg_ctx_t *c, const char *name, size_t len)
     size_t mark = c->klen;
     if (c->klen > 0)
         key_append(c, ".", 1, 0);
-    key_append(c, name, len, 1);
+    if (len == 0)
+        key_append(c, "\"\"", 2, 0);
+    else
+        key_append(c, name, len, 1);
     return mark;
 }
 
@@ -283,9 +286,8 @@ int pt__cfg_uint(pt__cfg_ctx_t *c, const pt_ynode_t *n, uint64_t min, uint64_t m
     /* Only bare digits: parse_scaled also accepts units, which an integer may not have. */
     if (rc != -1 && n->value[n->len - 1] >= '0' && n->value[n->len - 1] <= '9') {
         if (rc == -2 || v < min || v > max) {
-            pt__cfg_err(c, n->line, "must be between %llu and %llu, got %s",
-                        (unsigned long long)min, (unsigned long long)max,
-                        pt__cfg_quote(n, got, sizeof(got)));
+            pt__cfg_err(c, n->line, "must be between %llu and %llu, got %.40s",
+                        (unsigned long long)min, (unsigned long long)max, n->value);
             return -1;
         }
         *out = v;
@@ -294,8 +296,8 @@ int pt__cfg_uint(pt__cfg_ctx_t *c, const pt_ynode_t *n, uint64_t min, uint64_t m
     if (n != NULL && n->kind == PT_YNODE_SCALAR && !n->quoted && n->len > 1 && n->value[0] == '-' &&
         parse_scaled(n->value + 1, n->len - 1, duration_units, &v) == 0 &&
         n->value[n->len - 1] >= '0' && n->value[n->len - 1] <= '9') {
-        pt__cfg_err(c, n->line, "must be between %llu and %llu, got %s", (unsigned long long)min,
-                    (unsigned long long)max, pt__cfg_quote(n, got, sizeof(got)));
+        pt__cfg_err(c, n->line, "must be between %llu and %llu, got %.40s", (unsigned long long)min,
+                    (unsigned long long)max, n->value);
         return -1;
     }
     pt__cfg_err(c, n ? n->line : 0, "expected an integer, got %s",

@@ -35,6 +35,7 @@ typedef struct pt__cfg_ctx_s {
 size_t pt__cfg_push(pt__cfg_ctx_t *c, const char *name, size_t len);
 /* Appends "[i]". */
 size_t pt__cfg_push_index(pt__cfg_ctx_t *c, size_t i);
+/* Restores the key to what it was before the push that returned mark. */
 void pt__cfg_pop(pt__cfg_ctx_t *c, size_t mark);
 
 /* Reports "file:line: key: message" for the current key and counts it. */

@@ -1,0 +1,928 @@
+/*
+ * Unit tests of src/config (config.c, api_def.c, yaml.c, schema.c).
+ */
+#define _XOPEN_SOURCE 700
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <ftw.h>
+#include <limits.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "config/config.h"
+
+/* ------------------------------------------------------------ helpers */
+
+static char tmpdir[64];
+
+static int rm_cb(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+    (void)st;
+    (void)flag;
+    (void)ftw;
+    return remove(path);
+}
+
+static int make_tmpdir(void **state)
+{
+    (void)state;
+    strcpy(tmpdir, "/tmp/pt-config-test-XXXXXX");
+    return mkdtemp(tmpdir) == NULL ? -1 : 0;
+}
+
+static int remove_tmpdir(void **state)
+{
+    (void)state;
+    return nftw(tmpdir, rm_cb, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+/* Writes content to tmpdir/name (creating tmpdir/sub directories as needed). */
+static const char *write_file(const char *name, const char *content)
+{
+    static char path[512];
+    char dir[512], *slash;
+    FILE *f;
+
+    snprintf(path, sizeof(path), "%s/%s", tmpdir, name);
+    snprintf(dir, sizeof(dir), "%s", path);
+    /* mkdir -p of every directory below tmpdir. */
+    for (slash = dir + strlen(tmpdir) + 1; (slash = strchr(slash, '/')) != NULL; slash++) {
+        *slash = '\0';
+        mkdir(dir, 0700);
+        *slash = '/';
+    }
+    f = fopen(path, "w");
+    assert_non_null(f);
+    fputs(content, f);
+    fclose(f);
+    return path;
+}
+
+static void dump(const pt_config_errors_t *errs)
+{
+    size_t i;
+    for (i = 0; i < errs->count; i++)
+        print_message("  %s\n", errs->msgs[i]);
+}
+
+static int has_error(const pt_config_errors_t *errs, const char *expected)
+{
+    size_t i;
+    for (i = 0; i < errs->count; i++)
+        if (strstr(errs->msgs[i], expected) != NULL)
+            return 1;
+    return 0;
+}
+
+/* Loads yaml as node configuration "t.yaml" and expects an error containing `expected`. */
+static void expect_config_error(const char *yaml, const char *expected)
+{
+    pt_config_errors_t errs = {0};
+    pt_config_t *cfg = pt_config_load_buffer("t.yaml", yaml, strlen(yaml), &errs);
+
+    if (cfg != NULL || !has_error(&errs, expected)) {
+        print_message("config:\n%s\nexpected error: %s\ngot:\n", yaml, expected);
+        dump(&errs);
+        pt_config_free(cfg);
+        pt_config_errors_free(&errs);
+        fail();
+    }
+    pt_config_errors_free(&errs);
+}
+
+/* Same for an API definition "t.yaml". */
+static void expect_api_error(const char *yaml, const char *expected)
+{
+    pt_config_errors_t errs = {0};
+    pt_config_t *cfg = pt_config_new(NULL);
+    int rc;
+
+    assert_non_null(cfg);
+    rc = pt_api_def_load_buffer(cfg, "t.yaml", yaml, strlen(yaml), &errs);
+    if (rc == 0)
+        rc = pt_config_check_apis(cfg, &errs);
+    if (rc == 0 || !has_error(&errs, expected)) {
+        print_message("api:\n%s\nexpected error: %s\ngot:\n", yaml, expected);
+        dump(&errs);
+        pt_config_free(cfg);
+        pt_config_errors_free(&errs);
+        fail();
+    }
+    assert_int_equal(cfg->napis, 0);
+    pt_config_free(cfg);
+    pt_config_errors_free(&errs);
+}
+
+#define LISTEN "listen:\n  - address: 127.0.0.1:0\n"
+
+/* ------------------------------------------------------------ node configuration */
+
+static void test_defaults(void **state)
+{
+    pt_config_errors_t errs = {0};
+    const char *yaml = LISTEN;
+    pt_config_t *cfg;
+    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+
+    (void)state;
+    cfg = pt_config_load_buffer("t.yaml", yaml, strlen(yaml), &errs);
+    if (cfg == NULL)
+        dump(&errs);
+    assert_non_null(cfg);
+    assert_int_equal(errs.count, 0);
+    assert_int_equal(cfg->workers, cpus > 256 ? 256 : cpus < 1 ? 1 : cpus);
+    assert_int_equal(cfg->nlisteners, 1);
+    assert_string_equal(cfg->listeners[0].name, "listen[0]");
+    assert_string_equal(cfg->listeners[0].host, "127.0.0.1");
+    assert_int_equal(cfg->listeners[0].port, 0);
+    assert_int_equal(cfg->listeners[0].line, 2);
+    assert_null(cfg->listeners[0].tls);
+    assert_int_equal(cfg->limits.max_header_size, 16384);
+    assert_int_equal(cfg->limits.max_uri_length, 8192);
+    assert_int_equal(cfg->limits.max_headers, 100);
+    assert_int_equal(cfg->limits.max_body_size, 8u << 20);
+    assert_int_equal(cfg->limits.header_timeout_ms, 10000);
+    assert_int_equal(cfg->limits.body_timeout_ms, 30000);
+    assert_int_equal(cfg->limits.keepalive_timeout_ms, 75000);
+    assert_int_equal(cfg->limits.max_connections, 16384);
+    assert_int_equal(cfg->limits.drain_timeout_ms, 10000);
+    assert_int_equal(cfg->limits.max_pipelined, 64);
+    assert_int_equal(cfg->limits.max_output_buffer, 1u << 20);
+    assert_string_equal(cfg->log.level, "info");
+    assert_string_equal(cfg->log.access_log, "-");
+    assert_null(cfg->apis_dir);
+    assert_int_equal(cfg->napis, 0);
+    assert_string_equal(cfg->path, "t.yaml");
+    pt_config_free(cfg);
+}
+
+static const char api_zeta[] = "name: zeta\n"
+                               "base_path: /zeta\n"
+                               "kind: service\n"
+                               "title: Zeta\n"
+                               "version: 2\n"
+                               "routes:\n"
+                               "  - method: GET\n"
+                               "    path: /\n"
+                               "    respond: {body: ok}\n";
+
+static const char api_alpha[] = "name: alpha\n"
+                                "base_path: /alpha/v1\n"
+                                "kind: proxy\n"
+                                "title: Alpha\n"
+                                "version: \"1.0\"\n";
+
+static void test_valid_config(void **state)
+{
+    pt_config_errors_t errs = {0};
+    pt_config_t *cfg;
+    char key_abs[512], yaml[4096], expect[512], *real;
+    const char *path;
+
+    (void)state;
+    write_file("cert.pem", "CERT\n");
+    snprintf(key_abs, sizeof(key_abs), "%s", write_file("key.pem", "KEY\n"));
+    write_file("ca.pem", "CA\n");
+    write_file("apis/a.yaml", api_zeta);
+    write_file("apis/b.yaml", api_alpha);
+    write_file("apis/.hidden.yaml", "not: [valid");
+    write_file("apis/notes.txt", "not: [valid");
+    write_file("apis/other.yml", "not: [valid");
+    snprintf(yaml, sizeof(yaml),
+             "# comment\n"
+             "workers: 3\n"
+             "listen:\n"
+             "  - address: 127.0.0.1:8080\n"
+             "    name: public\n"
+             "  - address: \"[::1]:0\"\n"
+             "    tls:\n"
+             "      cert: cert.pem\n"
+             "      key: %s\n"
+             "      client_ca: ca.pem\n"
+             "      client_cert: required\n"
+             "  - address: 0.0.0.0:8080\n"
+             "    tls: {cert: cert.pem, key: key.pem, client_cert: none}\n"
+             "limits:\n"
+             "  max_header_size: 32KiB\n"
+             "  max_uri_length: 4096\n"
+             "  max_headers: 10000\n"
+             "  max_body_size: 16M\n"
+             "  header_timeout: 500ms\n"
+             "  body_timeout: 2m\n"
+             "  keepalive_timeout: 0\n"
+             "  max_connections: 1000000\n"
+             "  drain_timeout: 1h\n"
+             "  max_pipelined: 1\n"
+             "  max_output_buffer: 2MiB\n"
+             "log:\n"
+             "  level: debug\n"
+             "  access_log: \"off\"\n"
+             "apis: apis\n",
+             key_abs);
+    path = write_file("portico.yaml", yaml);
+    cfg = pt_config_load(path, &errs);
+    if (cfg == NULL)
+        dump(&errs);
+    assert_non_null(cfg);
+    assert_int_equal(cfg->workers, 3);
+    assert_int_equal(cfg->nlisteners, 3);
+    assert_string_equal(cfg->listeners[0].name, "public");
+    assert_int_equal(cfg->listeners[0].port, 8080);
+    assert_string_equal(cfg->listeners[1].name, "listen[1]");
+    assert_string_equal(cfg->listeners[1].host, "::1");
+    assert_int_equal(cfg->listeners[1].port, 0);
+    assert_non_null(cfg->listeners[1].tls);
+    snprintf(expect, sizeof(expect), "%s/cert.pem", tmpdir);
+    assert_string_equal(cfg->listeners[1].tls->cert_file, expect);
+    assert_string_equal(cfg->listeners[1].tls->key_file, key_abs);
+    snprintf(expect, sizeof(expect), "%s/ca.pem", tmpdir);
+    assert_string_equal(cfg->listeners[1].tls->client_ca_file, expect);
+    assert_int_equal(cfg->listeners[1].tls->client_cert, PT_CLIENT_CERT_REQUIRED);
+    assert_string_equal(cfg->listeners[2].host, "0.0.0.0");
+    assert_int_equal(cfg->listeners[2].tls->client_cert, PT_CLIENT_CERT_NONE);
+    assert_null(cfg->listeners[2].tls->client_ca_file);
+    assert_int_equal(cfg->limits.max_header_size, 32768);
+    assert_int_equal(cfg->limits.max_uri_length, 4096);
+    assert_int_equal(cfg->limits.max_headers, 10000);
+    assert_int_equal(cfg->limits.max_body_size, 16000000);
+    assert_int_equal(cfg->limits.header_timeout_ms, 500);
+    assert_int_equal(cfg->limits.body_timeout_ms, 120000);
+    assert_int_equal(cfg->limits.keepalive_timeout_ms, 0);
+    assert_int_equal(cfg->limits.max_connections, 1000000);
+    assert_int_equal(cfg->limits.drain_timeout_ms, 3600000);
+    assert_int_equal(cfg->limits.max_pipelined, 1);
+    assert_int_equal(cfg->limits.max_output_buffer, 2u << 20);
+    assert_string_equal(cfg->log.level, "debug");
+    assert_string_equal(cfg->log.access_log, "off");
+    snprintf(expect, sizeof(expect), "%s/apis", tmpdir);
+    real = realpath(expect, NULL);
+    assert_non_null(real);
+    assert_string_equal(cfg->apis_dir, real);
+    free(real);
+    /* Hidden and non-.yaml files are ignored; APIs are sorted by name. */
+    assert_int_equal(cfg->napis, 2);
+    assert_string_equal(cfg->apis[0].name, "alpha");
+    assert_string_equal(cfg->apis[0].kind, "proxy");
+    assert_string_equal(cfg->apis[0].version, "1.0");
+    assert_non_null(strstr(cfg->apis[0].file, "/apis/b.yaml"));
+    assert_string_equal(cfg->apis[1].name, "zeta");
+    assert_string_equal(cfg->apis[1].version, "2");
+    assert_int_equal(cfg->apis[1].nroutes, 1);
+    assert_string_equal(cfg->apis[1].routes[0].respond.body, "ok");
+    pt_config_free(cfg);
+    pt_config_errors_free(&errs);
+}
+
+static void test_unknown_key(void **state)
+{
+    (void)state;
+    expect_config_error(LISTEN "limits:\n  max_bodysize: 1\n",
+                        "t.yaml:4: limits.max_bodysize: unknown key (expected one of: "
+                        "max_header_size,");
+    expect_config_error(LISTEN "listener: 1\n", "t.yaml:3: listener: unknown key");
+    expect_config_error("listen:\n  - address: 127.0.0.1:1\n    tls:\n      cert: /etc/hostname\n"
+                        "      key: /etc/hostname\n      crt: x\n",
+                        "t.yaml:6: listen[0].tls.crt: unknown key");
+}
+
+static void test_wrong_type(void **state)
+{
+    (void)state;
+    expect_config_error("workers: many\n" LISTEN,
+                        "t.yaml:1: workers: expected an integer, got \"many\"");
+    expect_config_error("workers: \"2\"\n" LISTEN,
+                        "t.yaml:1: workers: expected an integer, got the string \"2\"");
+    expect_config_error("workers: [1]\n" LISTEN,
+                        "t.yaml:1: workers: expected an integer, got a list");
+    expect_config_error("workers: 1.5\n" LISTEN, "t.yaml:1: workers: expected an integer");
+    expect_config_error("workers: 300\n" LISTEN,
+                        "t.yaml:1: workers: must be between 0 and 256, got 300");
+    expect_config_error("workers: -1\n" LISTEN,
+                        "t.yaml:1: workers: must be between 0 and 256, got -1");
+    expect_config_error(
+        "listen: {address: 127.0.0.1:1}\n",
+        "t.yaml:1: listen: expected a list of at least one listener, got a mapping");
+    expect_config_error(
+        "listen: []\n",
+        "t.yaml:1: listen: expected a list of at least one listener, got an empty list");
+    expect_config_error("listen:\n  - 127.0.0.1:80\n", "t.yaml:2: listen[0]: expected a mapping");
+    expect_config_error(LISTEN "limits: 5\n", "t.yaml:3: limits: expected a mapping, got \"5\"");
+    expect_config_error(
+        LISTEN "log:\n  level: verbose\n",
+        "t.yaml:4: log.level: expected debug, info, warn or error, got \"verbose\"");
+    expect_config_error("- a\n", "t.yaml:1: expected a mapping, got a list");
+    expect_config_error("listen:\n  - address: \"127.0.0.1:1\\0\"\n",
+                        "t.yaml:2: listen[0].address: must not contain NUL characters");
+}
+
+static void test_missing_required(void **state)
+{
+    (void)state;
+    expect_config_error("workers: 1\n", "t.yaml:1: listen: required key is missing");
+    expect_config_error("listen:\n  - name: a\n",
+                        "t.yaml:2: listen[0].address: required key is missing");
+    expect_config_error("listen:\n  - address: ~\n",
+                        "t.yaml:2: listen[0].address: required key is missing");
+}
+
+static void test_sizes_and_durations(void **state)
+{
+    (void)state;
+    expect_config_error(LISTEN "limits:\n  max_body_size: 8MB\n",
+                        "t.yaml:4: limits.max_body_size: expected a size like 8MiB (units B, KiB, "
+                        "MiB, GiB, k, M, G), got \"8MB\"");
+    expect_config_error(LISTEN "limits:\n  max_body_size: 8 MiB\n",
+                        "limits.max_body_size: expected a size");
+    expect_config_error(LISTEN "limits:\n  max_body_size: -1\n",
+                        "limits.max_body_size: expected a size");
+    expect_config_error(LISTEN "limits:\n  max_body_size: 99999999999999999999999\n",
+                        "t.yaml:4: limits.max_body_size: must be between 0 and 1024GiB");
+    expect_config_error(LISTEN "limits:\n  max_body_size: 20000000GiB\n",
+                        "limits.max_body_size: must be between 0 and 1024GiB, got 20000000GiB");
+    expect_config_error(
+        LISTEN "limits:\n  max_header_size: 2MiB\n",
+        "t.yaml:4: limits.max_header_size: must be between 1KiB and 1MiB, got 2MiB");
+    expect_config_error(LISTEN "limits:\n  max_header_size: 1k\n",
+                        "limits.max_header_size: must be between 1KiB and 1MiB, got 1000");
+    expect_config_error(LISTEN "limits:\n  header_timeout: 10sec\n",
+                        "t.yaml:4: limits.header_timeout: expected a duration like 10s");
+    expect_config_error(LISTEN "limits:\n  header_timeout: 1.5s\n",
+                        "limits.header_timeout: expected a duration");
+    expect_config_error(LISTEN "limits:\n  header_timeout: 50\n",
+                        "t.yaml:4: limits.header_timeout: must be between 100ms and 1h, got 50ms");
+    expect_config_error(LISTEN "limits:\n  keepalive_timeout: 2h\n",
+                        "limits.keepalive_timeout: must be between 0ms and 1h, got 2h");
+    expect_config_error(LISTEN "limits:\n  max_output_buffer: 1KiB\n",
+                        "limits.max_output_buffer: must be between 16KiB and 1GiB, got 1KiB");
+    expect_config_error(LISTEN "limits:\n  max_pipelined: 0\n",
+                        "limits.max_pipelined: must be between 1 and 1024, got 0");
+    expect_config_error(
+        LISTEN "limits:\n  max_header_size: 4KiB\n  max_uri_length: 8KiB\n",
+        "t.yaml:5: limits.max_uri_length: must not exceed max_header_size (4KiB), got 8KiB");
+    /* Without max_uri_length the default (8KiB) still has to fit. */
+    expect_config_error(LISTEN "limits:\n  max_header_size: 4KiB\n",
+                        "t.yaml:4: limits.max_uri_length: must not exceed max_header_size");
+}
+
+static void test_sizes_accepted(void **state)
+{
+    static const struct {
+        const char *text;
+        uint64_t value;
+    } cases[] = {
+        {"0", 0},        {"1024", 1024},     {"\"2048\"", 2048},        {"10B", 10},
+        {"3KiB", 3072},  {"5MiB", 5u << 20}, {"2GiB", 2ull << 30},      {"16k", 16000},
+        {"7M", 7000000}, {"1G", 1000000000}, {"'1024GiB'", 1ull << 40},
+    };
+    char yaml[256];
+    size_t i;
+
+    (void)state;
+    for (i = 0; i < PT_ARRAY_SIZE(cases); i++) {
+        pt_config_errors_t errs = {0};
+        pt_config_t *cfg;
+        snprintf(yaml, sizeof(yaml), LISTEN "limits:\n  max_body_size: %s\n", cases[i].text);
+        cfg = pt_config_load_buffer("t.yaml", yaml, strlen(yaml), &errs);
+        if (cfg == NULL) {
+            dump(&errs);
+            fail_msg("%s rejected", cases[i].text);
+        }
+        assert_int_equal(cfg->limits.max_body_size, cases[i].value);
+        pt_config_free(cfg);
+    }
+}
+
+static void test_listeners(void **state)
+{
+    (void)state;
+    expect_config_error("listen:\n  - address: 127.0.0.1:8080\n  - address: 127.0.0.1:8080\n",
+                        "t.yaml:3: listen[1]: address 127.0.0.1:8080 is already used by listen[0] "
+                        "(line 2)");
+    expect_config_error("listen:\n  - address: '[::1]:80'\n  - address: '[0::1]:80'\n",
+                        "listen[1]: address [0::1]:80 is already used by listen[0]");
+    expect_config_error(
+        "listen:\n  - {address: 127.0.0.1:1, name: a}\n  - {address: 127.0.0.1:2, name: a}\n",
+        "t.yaml:3: listen[1]: name \"a\" is already used by listen[0]");
+    expect_config_error("listen:\n  - address: localhost:80\n",
+                        "t.yaml:2: listen[0].address: host must be a numeric IP address");
+    expect_config_error("listen:\n  - address: ::1:80\n",
+                        "listen[0].address: an IPv6 address must be in brackets");
+    expect_config_error("listen:\n  - address: 127.0.0.1:65536\n",
+                        "listen[0].address: port must be an integer between 0 and 65535");
+    expect_config_error("listen:\n  - address: '127.0.0.1:'\n", "listen[0].address: port must be");
+    expect_config_error("listen:\n  - address: 127.0.0.1\n",
+                        "listen[0].address: expected \"host:port\"");
+    expect_config_error("listen:\n  - address: :80\n", "listen[0].address: missing host");
+    expect_config_error("listen:\n  - address: '[::1]8080'\n",
+                        "listen[0].address: expected \"[IPv6]:port\"");
+    expect_config_error("listen:\n  - address: '[nope]:1'\n",
+                        "listen[0].address: \"nope\" is not a numeric IPv6");
+    expect_config_error("listen:\n  - address: 127.0.0.1:1\n    name: 'a b'\n",
+                        "t.yaml:3: listen[0].name: expected 1 to 64 printable characters");
+}
+
+static void test_tls(void **state)
+{
+    (void)state;
+    expect_config_error("listen:\n  - address: 127.0.0.1:1\n    tls:\n      key: /etc/hostname\n",
+                        "t.yaml:4: listen[0].tls.cert: required key is missing");
+    expect_config_error(
+        "listen:\n  - address: 127.0.0.1:1\n    tls:\n      cert: /etc/hostname\n"
+        "      key: /etc/hostname\n      client_cert: required\n",
+        "t.yaml:4: listen[0].tls.client_ca: required when client_cert is optional or "
+        "required");
+    expect_config_error("listen:\n  - address: 127.0.0.1:1\n    tls:\n      cert: /etc/hostname\n"
+                        "      key: /etc/hostname\n      client_cert: maybe\n",
+                        "t.yaml:6: listen[0].tls.client_cert: expected none, optional or required, "
+                        "got \"maybe\"");
+    expect_config_error(
+        "listen:\n  - address: 127.0.0.1:1\n    tls:\n      cert: /nonexistent/c.pem\n"
+        "      key: /etc/hostname\n",
+        "t.yaml:4: listen[0].tls.cert: cannot read \"/nonexistent/c.pem\": No such "
+        "file or directory");
+    expect_config_error("listen:\n  - address: 127.0.0.1:1\n    tls:\n      cert: /etc\n"
+                        "      key: /etc/hostname\n",
+                        "t.yaml:4: listen[0].tls.cert: \"/etc\" is not a regular file");
+    expect_config_error("listen:\n  - address: 127.0.0.1:1\n    tls: yes\n",
+                        "t.yaml:3: listen[0].tls: expected a mapping, got \"yes\"");
+}
+
+static void test_yaml_restrictions(void **state)
+{
+    char *big;
+    size_t i, n;
+
+    (void)state;
+    expect_config_error("workers: &w 1\n" LISTEN, "t.yaml:1: aliases and anchors are not allowed");
+    expect_config_error("listen: &l\n  - address: 127.0.0.1:1\nx: *l\n",
+                        "t.yaml:1: aliases and anchors are not allowed");
+    expect_config_error("listen: *l\n", "t.yaml:1: aliases and anchors are not allowed");
+    expect_config_error(LISTEN "listen: []\n", "t.yaml:3: duplicate key \"listen\"");
+    expect_config_error(LISTEN "log: {level: info, level: debug}\n",
+                        "t.yaml:3: duplicate key \"level\"");
+    expect_config_error(LISTEN "---\n" LISTEN, "t.yaml:3: multiple documents are not allowed");
+    expect_config_error(
+        "workers: !!int 3\n" LISTEN,
+        "t.yaml:1: tag \"tag:yaml.org,2002:int\" is not supported (only !!str, !!map "
+        "and !!seq)");
+    expect_config_error("workers: !custom 3\n" LISTEN,
+                        "t.yaml:1: tag \"!custom\" is not supported");
+    /* !!str makes a string, which an integer key refuses. */
+    expect_config_error("workers: !!str 3\n" LISTEN,
+                        "t.yaml:1: workers: expected an integer, got the string \"3\"");
+    expect_config_error("", "t.yaml:1: empty document");
+    expect_config_error("# only a comment\n", "t.yaml:1: empty document");
+    expect_config_error("? [a, b]\n: 1\n", "t.yaml:1: mapping keys must be strings, not a list");
+    expect_config_error("{a: 1}: 2\n", "mapping keys must be strings, not a mapping");
+    expect_config_error("listen: [\n", "t.yaml:2: invalid YAML:");
+    expect_config_error("a: \xff\n", "t.yaml:1: invalid YAML:");
+
+    /* Depth bomb. */
+    big = malloc(1 << 20);
+    assert_non_null(big);
+    for (i = 0; i < 100000; i++)
+        big[i] = '[';
+    big[i] = '\0';
+    expect_config_error(big, "t.yaml:1: nesting deeper than 64 levels");
+    /* 64 levels are fine for the parser (the schema then rejects the key). */
+    n = 0;
+    for (i = 0; i < 63; i++)
+        n += (size_t)sprintf(big + n, "%s", "{a: ");
+    n += (size_t)sprintf(big + n, "1");
+    for (i = 0; i < 63; i++)
+        big[n++] = '}';
+    big[n] = '\0';
+    expect_config_error(big, "t.yaml:1: a: unknown key");
+    /* Node bomb. */
+    n = (size_t)sprintf(big, "x: [");
+    for (i = 0; i < 100001; i++)
+        n += (size_t)sprintf(big + n, "0,");
+    sprintf(big + n, "0]\n");
+    expect_config_error(big, "t.yaml:1: too many YAML nodes (more than 100000)");
+    free(big);
+    /* Size limit. */
+    n = (4u << 20) + 1;
+    big = malloc(n + 1);
+    assert_non_null(big);
+    memset(big, '#', n);
+    big[n] = '\0';
+    expect_config_error(big, "t.yaml: file is larger than 4 MiB");
+    free(big);
+}
+
+static void test_apis_dir(void **state)
+{
+    pt_config_errors_t errs = {0};
+    pt_config_t *cfg;
+    const char *path;
+
+    (void)state;
+    expect_config_error(LISTEN "apis: /nonexistent-dir\n",
+                        "t.yaml:3: apis: directory \"/nonexistent-dir\" does not exist");
+    expect_config_error(LISTEN "apis: /etc/hostname\n",
+                        "t.yaml:3: apis: \"/etc/hostname\" is not a directory");
+
+    /* Relative to the configuration file's directory, not to the working directory. */
+    write_file("d1/apis/one.yaml", api_alpha);
+    write_file("d1/apis/two.yaml",
+               "name: alpha2\nbase_path: /alpha/v1\nkind: service\ntitle: A\nversion: x\n");
+    path = write_file("d1/node.yaml", LISTEN "apis: apis\n");
+    cfg = pt_config_load(path, &errs);
+    assert_null(cfg);
+    /* The second file is the one in error, and the message names the first. */
+    assert_true(has_error(&errs,
+                          "/apis/two.yaml:2: base_path: base path /alpha/v1 is already used by "
+                          "API \"alpha\" ("));
+    assert_true(has_error(&errs, "/apis/one.yaml:2)"));
+    pt_config_errors_free(&errs);
+
+    /* Errors inside an API file carry that file's name. */
+    write_file("d2/apis/bad.yaml",
+               "name: bad\nbase_path: /bad\nkind: service\ntitle: B\nversion: 1\nextra: 1\n");
+    path = write_file("d2/node.yaml", LISTEN "apis: apis\n");
+    cfg = pt_config_load(path, &errs);
+    assert_null(cfg);
+    assert_true(has_error(&errs, "/apis/bad.yaml:6: extra: unknown key"));
+    pt_config_errors_free(&errs);
+}
+
+static void test_errors_collected_and_capped(void **state)
+{
+    pt_config_errors_t errs = {0};
+    char yaml[8192];
+    size_t i, n;
+
+    (void)state;
+    /* Several errors of one file are all reported. */
+    n = (size_t)snprintf(yaml, sizeof(yaml),
+                         "workers: x\nlisten: 1\nlimits: {max_headers: 0}\nlog: {level: no}\n");
+    assert_null(pt_config_load_buffer("t.yaml", yaml, n, &errs));
+    assert_int_equal(errs.count, 4);
+    assert_true(has_error(&errs, "t.yaml:1: workers:"));
+    assert_true(has_error(&errs, "t.yaml:2: listen:"));
+    assert_true(has_error(&errs, "t.yaml:3: limits.max_headers:"));
+    assert_true(has_error(&errs, "t.yaml:4: log.level:"));
+    pt_config_errors_free(&errs);
+    assert_int_equal(errs.count, 0);
+
+    /* Beyond the cap, errors are counted. */
+    n = (size_t)snprintf(yaml, sizeof(yaml), LISTEN);
+    for (i = 0; i < 100; i++)
+        n += (size_t)snprintf(yaml + n, sizeof(yaml) - n, "k%zu: 1\n", i);
+    assert_null(pt_config_load_buffer("t.yaml", yaml, n, &errs));
+    assert_int_equal(errs.count, PT_CONFIG_MAX_ERRORS);
+    assert_int_equal(errs.dropped, 100 - PT_CONFIG_MAX_ERRORS);
+    pt_config_errors_free(&errs);
+
+    /* A NULL error list is allowed. */
+    assert_null(pt_config_load_buffer("t.yaml", "x", 1, NULL));
+    /* Errors from callers use the same format. */
+    pt_config_error(&errs, "f.yaml", 3, "a.b", "bad %s", "thing");
+    pt_config_error(&errs, "f.yaml", 0, NULL, "no line");
+    assert_string_equal(errs.msgs[0], "f.yaml:3: a.b: bad thing");
+    assert_string_equal(errs.msgs[1], "f.yaml: no line");
+    pt_config_errors_free(&errs);
+}
+
+static void test_load_missing_file(void **state)
+{
+    pt_config_errors_t errs = {0};
+
+    (void)state;
+    assert_null(pt_config_load("/nonexistent/portico.yaml", &errs));
+    assert_true(has_error(&errs, "/nonexistent/portico.yaml: cannot open: No such file"));
+    pt_config_errors_free(&errs);
+    assert_null(pt_config_load("/etc", &errs));
+    assert_true(has_error(&errs, "/etc: not a regular file"));
+    pt_config_errors_free(&errs);
+}
+
+/* ------------------------------------------------------------ API definitions */
+
+static const char api_full[] =
+    "name: hello\n"                   /* 1 */
+    "base_path: /hello/v1\n"          /* 2 */
+    "kind: service\n"                 /* 3 */
+    "title: Hello API\n"              /* 4 */
+    "version: 1.0\n"                  /* 5 */
+    "description: |\n  Says hello.\n" /* 6-7 */
+    "routes:\n"                       /* 8 */
+    "  - method: get\n"               /* 9 */
+    "    path: /greetings/{name}\n"   /* 10 */
+    "    respond:\n"                  /* 11 */
+    "      status: 201\n"             /* 12 */
+    "      headers:\n"                /* 13 */
+    "        content-type: application/problem+json\n"
+    "        Cache-Control: max-age=60\n"
+    "        X-Count: 3\n"
+    "      body: '{\"hello\":\"world\"}'\n"
+    "  - method: \"*\"\n" /* 18 */
+    "    path: /\n"
+    "    name: root\n"
+    "    respond: {}\n"
+    "  - method: POST\n" /* 22 */
+    "    path: /json\n"
+    "    respond:\n"
+    "      body:\n"
+    "        a: 1\n"
+    "        b: [true, False, null, ~, 1.5e3, -0.25, +3, 007, .5, 5., \"7\", 0x1f, .inf, yes, '']\n"
+    "        c: {d: {}, e: []}\n"
+    "        \"q\\\"k\": \"line\\nbreak\\u0001\"\n"
+    "  - method: PATCH\n" /* 30 */
+    "    path: /nul\n"
+    "    respond:\n"
+    "      body: \"a\\0b\"\n";
+
+static void test_api_valid(void **state)
+{
+    pt_config_errors_t errs = {0};
+    pt_config_t *cfg = pt_config_new(NULL);
+    const pt_api_def_t *api;
+    const pt_route_def_t *r;
+
+    (void)state;
+    assert_non_null(cfg);
+    if (pt_api_def_load_buffer(cfg, "hello.yaml", api_full, strlen(api_full), &errs) != 0) {
+        dump(&errs);
+        fail();
+    }
+    assert_int_equal(pt_config_check_apis(cfg, &errs), 0);
+    assert_int_equal(cfg->napis, 1);
+    api = &cfg->apis[0];
+    assert_string_equal(api->file, "hello.yaml");
+    assert_string_equal(api->name, "hello");
+    assert_int_equal(api->name_line, 1);
+    assert_string_equal(api->base_path, "/hello/v1");
+    assert_int_equal(api->base_path_line, 2);
+    assert_string_equal(api->kind, "service");
+    assert_string_equal(api->title, "Hello API");
+    assert_string_equal(api->version, "1.0");
+    assert_string_equal(api->description, "Says hello.\n");
+    assert_int_equal(api->nroutes, 4);
+
+    r = &api->routes[0];
+    assert_string_equal(r->method, "GET");
+    assert_string_equal(r->path, "/greetings/{name}");
+    assert_string_equal(r->name, "GET /greetings/{name}");
+    assert_int_equal(r->line, 9);
+    assert_int_equal(r->kind, PT_DISPATCH_RESPOND);
+    assert_int_equal(r->respond.status, 201);
+    /* Content-Type becomes content_type and is not repeated in headers. */
+    assert_string_equal(r->respond.content_type, "application/problem+json");
+    assert_int_equal(r->respond.nheaders, 2);
+    assert_string_equal(r->respond.headers[0].name, "Cache-Control");
+    assert_string_equal(r->respond.headers[0].value, "max-age=60");
+    assert_string_equal(r->respond.headers[1].name, "X-Count");
+    assert_string_equal(r->respond.headers[1].value, "3");
+    assert_int_equal(r->respond.body_len, 17);
+    assert_string_equal(r->respond.body, "{\"hello\":\"world\"}");
+
+    r = &api->routes[1];
+    assert_string_equal(r->method, "*");
+    assert_string_equal(r->name, "root");
+    assert_int_equal(r->respond.status, 200);
+    assert_null(r->respond.body);
+    assert_int_equal(r->respond.body_len, 0);
+    assert_string_equal(r->respond.content_type, "text/plain; charset=utf-8");
+
+    r = &api->routes[2];
+    assert_string_equal(r->respond.content_type, "application/json");
+    assert_string_equal(r->respond.body,
+                        "{\"a\":1,\"b\":[true,false,null,null,1.5e3,-0.25,3,7,0.5,5,\"7\",\"0x1f\","
+                        "\".inf\",\"yes\",\"\"],\"c\":{\"d\":{},\"e\":[]},"
+                        "\"q\\\"k\":\"line\\nbreak\\u0001\"}");
+    assert_int_equal(r->respond.body_len, strlen(r->respond.body));
+
+    r = &api->routes[3];
+    assert_int_equal(r->respond.body_len, 3);
+    assert_memory_equal(r->respond.body, "a\0b", 3);
+    pt_config_free(cfg);
+}
+
+#define API_HEAD "name: t\nbase_path: /t\nkind: service\ntitle: T\nversion: \"1\"\n"
+
+static void test_api_required_and_types(void **state)
+{
+    (void)state;
+    expect_api_error("name: t\n", "t.yaml:1: base_path: required key is missing");
+    expect_api_error("name: t\nbase_path: /t\nkind: service\ntitle: T\n",
+                     "t.yaml:1: version: required key is missing");
+    expect_api_error(API_HEAD "routes: {}\n",
+                     "t.yaml:6: routes: expected a list of routes, got a mapping");
+    expect_api_error(API_HEAD "port: 1\n", "t.yaml:6: port: unknown key");
+    expect_api_error(API_HEAD "routes:\n  - path: /x\n    respond: {}\n",
+                     "t.yaml:7: routes[0].method: required key is missing");
+    expect_api_error(API_HEAD "routes:\n  - method: GET\n    respond: {}\n",
+                     "t.yaml:7: routes[0].path: required key is missing");
+    expect_api_error(API_HEAD "routes:\n  - method: GET\n    path: /x\n",
+                     "t.yaml:7: routes[0].respond: required key is missing");
+    expect_api_error(API_HEAD "routes:\n  - method: GET\n    path: /x\n    respond: {proxy: x}\n",
+                     "t.yaml:9: routes[0].respond.proxy: unknown key");
+    expect_api_error("name: Bad_Name\nbase_path: /t\nkind: service\ntitle: T\nversion: 1\n",
+                     "t.yaml:1: name: invalid API name \"Bad_Name\"");
+    expect_api_error("name: -x\nbase_path: /t\nkind: service\ntitle: T\nversion: 1\n",
+                     "name: invalid API name");
+    expect_api_error("name: t\nbase_path: /t\nkind: gateway\ntitle: T\nversion: 1\n",
+                     "t.yaml:3: kind: expected \"service\" or \"proxy\", got \"gateway\"");
+    expect_api_error("name: t\nbase_path: /t\nkind: service\ntitle: {a: 1}\nversion: 1\n",
+                     "t.yaml:4: title: expected a string, got a mapping");
+    expect_api_error(API_HEAD "routes:\n  - method: GE T\n    path: /x\n    respond: {}\n",
+                     "t.yaml:7: routes[0].method: expected an HTTP method");
+    expect_api_error(API_HEAD "routes:\n  - method: GET\n    path: /x/\n    respond: {}\n",
+                     "t.yaml:8: routes[0].path: invalid route template: must not end with '/'");
+    expect_api_error(API_HEAD "routes:\n  - method: GET\n    path: x\n    respond: {}\n",
+                     "routes[0].path: invalid route template: must start with '/'");
+}
+
+static void test_api_base_paths(void **state)
+{
+    static const char *const bad[] = {
+        "/",      "x",      "/a/",   "/a//b", "/a/./b", "/a/../b", "/..",
+        "/a/{x}", "'/a b'", "/a%zz", "/a%2",  "/a?b",   "'/a#b'",  "/caf\xc3\xa9",
+    };
+    char yaml[1024], big[300];
+    size_t i;
+
+    (void)state;
+    for (i = 0; i < PT_ARRAY_SIZE(bad); i++) {
+        snprintf(yaml, sizeof(yaml),
+                 "name: t\nbase_path: %s\nkind: service\ntitle: T\nversion: 1\n", bad[i]);
+        expect_api_error(yaml, "t.yaml:2: base_path: invalid base path");
+    }
+    memset(big, 'a', sizeof(big) - 1);
+    big[0] = '/';
+    big[sizeof(big) - 1] = '\0';
+    snprintf(yaml, sizeof(yaml), "name: t\nbase_path: %s\nkind: service\ntitle: T\nversion: 1\n",
+             big);
+    expect_api_error(yaml, "must not be longer than 256 characters");
+    expect_api_error("name: t\nbase_path: /a/{x}\nkind: service\ntitle: T\nversion: 1\n",
+                     "must not contain '{' or '}' (a base path has no parameters)");
+}
+
+static void test_api_headers(void **state)
+{
+    (void)state;
+#define ROUTE API_HEAD "routes:\n  - method: GET\n    path: /x\n    respond:\n      headers:\n"
+    expect_api_error(ROUTE "        X Bad: 1\n",
+                     "t.yaml:11: routes[0].respond.headers.X\\x20Bad: invalid header name");
+    expect_api_error(ROUTE "        \"\": 1\n",
+                     "t.yaml:11: routes[0].respond.headers.\"\": invalid header name");
+    expect_api_error(ROUTE "        \"X(\": 1\n", "invalid header name");
+    expect_api_error(
+        ROUTE "        Content-Length: 5\n",
+        "t.yaml:11: routes[0].respond.headers.Content-Length: this header is set by the "
+        "server and cannot be configured");
+    expect_api_error(ROUTE "        date: x\n", "headers.date: this header is set by the server");
+    expect_api_error(ROUTE "        Transfer-Encoding: chunked\n",
+                     "this header is set by the server");
+    expect_api_error(ROUTE "        CONNECTION: close\n", "this header is set by the server");
+    expect_api_error(
+        ROUTE "        X-A: \"a\\r\\nX-Injected: 1\"\n",
+        "t.yaml:11: routes[0].respond.headers.X-A: invalid header value: must not contain "
+        "control characters");
+    expect_api_error(ROUTE "        X-A: \"a\\x01\"\n",
+                     "invalid header value: must not contain control");
+    expect_api_error(ROUTE "        X-A: \"a\\x7f\"\n",
+                     "invalid header value: must not contain control");
+    expect_api_error(ROUTE "        X-A: \"a\\0\"\n", "headers.X-A: must not contain NUL");
+    expect_api_error(ROUTE "        X-A: \" a\"\n",
+                     "invalid header value: must not start or end with whitespace");
+    expect_api_error(ROUTE "        X-A: [1]\n", "headers.X-A: expected a string, got a list");
+    expect_api_error(ROUTE "        X-A: 1\n        x-a: 2\n",
+                     "t.yaml:12: routes[0].respond.headers.x-a: duplicate header (names are "
+                     "case-insensitive; line 11)");
+    expect_api_error(ROUTE "        Content-Type: ''\n", "Content-Type must not be empty");
+    expect_api_error(API_HEAD
+                     "routes:\n  - method: GET\n    path: /x\n    respond:\n      headers: [a]\n",
+                     "t.yaml:10: routes[0].respond.headers: expected a mapping of header names");
+#undef ROUTE
+}
+
+static void test_api_status_and_body(void **state)
+{
+    char *yaml;
+    size_t n, i;
+
+    (void)state;
+#define RESPOND API_HEAD "routes:\n  - method: GET\n    path: /x\n    respond:\n"
+    expect_api_error(RESPOND "      status: 101\n",
+                     "t.yaml:10: routes[0].respond.status: must be between 200 and 599, got 101");
+    expect_api_error(RESPOND "      status: 600\n", "respond.status: must be between 200 and 599");
+    expect_api_error(RESPOND "      status: \"200\"\n", "respond.status: expected an integer");
+    expect_api_error(RESPOND "      status: 204\n      body: x\n",
+                     "t.yaml:11: routes[0].respond.body: a 204 response cannot have a body");
+    expect_api_error(RESPOND "      status: 304\n      body: {a: 1}\n",
+                     "a 304 response cannot have a body");
+
+    /* Bodies are capped at 1 MiB, as text and as generated JSON. */
+    yaml = malloc(3u << 20);
+    assert_non_null(yaml);
+    n = (size_t)sprintf(yaml, RESPOND "      body: \"");
+    memset(yaml + n, 'x', (1u << 20) + 1);
+    n += (1u << 20) + 1;
+    strcpy(yaml + n, "\"\n");
+    expect_api_error(yaml, "t.yaml:10: routes[0].respond.body: body is larger than 1 MiB");
+    n = (size_t)sprintf(yaml, RESPOND "      body:\n");
+    for (i = 0; i < 60000; i++)
+        n += (size_t)sprintf(yaml + n, "        - abcdefghijklmnopq\n");
+    expect_api_error(yaml,
+                     "routes[0].respond.body: body is larger than 1 MiB once serialised to JSON");
+    free(yaml);
+#undef RESPOND
+}
+
+static void test_api_cross_checks(void **state)
+{
+    pt_config_errors_t errs = {0};
+    pt_config_t *cfg = pt_config_new(NULL);
+    const char *a = "name: one\nbase_path: /a\nkind: service\ntitle: A\nversion: 1\n"
+                    "routes:\n"
+                    "  - {method: GET, path: '/x/{id}', respond: {}}\n"
+                    "  - {method: GET, path: '/x/{other}', respond: {}}\n"
+                    "  - {method: POST, path: '/x/{id}', respond: {}}\n"
+                    "  - {method: '*', path: '/x/{id}', respond: {}}\n"
+                    "  - {method: get, path: '/x/{third}', respond: {}}\n";
+    const char *b = "name: one\nbase_path: /a\nkind: service\ntitle: B\nversion: 1\n";
+
+    (void)state;
+    assert_non_null(cfg);
+    assert_int_equal(pt_api_def_load_buffer(cfg, "a.yaml", a, strlen(a), &errs), 0);
+    assert_int_equal(pt_api_def_load_buffer(cfg, "b.yaml", b, strlen(b), &errs), 0);
+    assert_int_equal(errs.count, 0);
+    assert_int_equal(pt_config_check_apis(cfg, &errs), PT_EINVAL);
+    if (errs.count != 4)
+        dump(&errs);
+    assert_int_equal(errs.count, 4);
+    assert_true(has_error(&errs, "b.yaml:1: name: API name \"one\" is already used by a.yaml:1"));
+    assert_true(has_error(
+        &errs, "b.yaml:2: base_path: base path /a is already used by API \"one\" (a.yaml:2)"));
+    assert_true(has_error(&errs,
+                          "a.yaml:8: routes[1]: duplicate route GET /x/{other}: same method and "
+                          "template as routes[0] (GET /x/{id}) at line 7"));
+    assert_true(has_error(&errs, "a.yaml:11: routes[4]: duplicate route GET /x/{third}"));
+    pt_config_errors_free(&errs);
+    pt_config_free(cfg);
+}
+
+static void test_validate_files(void **state)
+{
+    char node[512], api[512], api2[512], bad[512], other[512];
+    char *argv[3];
+
+    (void)state;
+    write_file("v/apis/x.yaml", api_alpha);
+    snprintf(node, sizeof(node), "%s", write_file("v/node.yaml", LISTEN "apis: apis\n"));
+    snprintf(api, sizeof(api), "%s", write_file("v/zeta.yaml", api_zeta));
+    snprintf(api2, sizeof(api2), "%s", write_file("v/zeta2.yaml", api_zeta));
+    snprintf(bad, sizeof(bad), "%s", write_file("v/bad.yaml", LISTEN "workers: x\n"));
+    snprintf(other, sizeof(other), "%s", write_file("v/other.yaml", "hello: world\n"));
+
+    argv[0] = node;
+    argv[1] = api;
+    assert_int_equal(pt_config_validate_files(2, argv), 0);
+    argv[0] = bad;
+    assert_int_equal(pt_config_validate_files(1, argv), 1);
+    argv[0] = other;
+    assert_int_equal(pt_config_validate_files(1, argv), 1);
+    /* Two definitions of the same API given together conflict. */
+    argv[0] = api;
+    argv[1] = api2;
+    assert_int_equal(pt_config_validate_files(2, argv), 1);
+    argv[0] = "/nonexistent.yaml";
+    assert_int_equal(pt_config_validate_files(1, argv), 1);
+    assert_int_equal(pt_config_validate_files(0, argv), 1);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_defaults),
+        cmocka_unit_test(test_valid_config),
+        cmocka_unit_test(test_unknown_key),
+        cmocka_unit_test(test_wrong_type),
+        cmocka_unit_test(test_missing_required),
+        cmocka_unit_test(test_sizes_and_durations),
+        cmocka_unit_test(test_sizes_accepted),
+        cmocka_unit_test(test_listeners),
+        cmocka_unit_test(test_tls),
+        cmocka_unit_test(test_yaml_restrictions),
+        cmocka_unit_test(test_apis_dir),
+        cmocka_unit_test(test_errors_collected_and_capped),
+        cmocka_unit_test(test_load_missing_file),
+        cmocka_unit_test(test_api_valid),
+        cmocka_unit_test(test_api_required_and_types),
+        cmocka_unit_test(test_api_base_paths),
+        cmocka_unit_test(test_api_headers),
+        cmocka_unit_test(test_api_status_and_body),
+        cmocka_unit_test(test_api_cross_checks),
+        cmocka_unit_test(test_validate_files),
+    };
+    return cmocka_run_group_tests(tests, make_tmpdir, remove_tmpdir);
+}
