@@ -18,7 +18,7 @@
 #define PT_WORKER_READ_BUF  65536
 #define PT_WORKER_TLS_BUF   (16384 + 512)
 #define PT_OUTBUF_SIZE      16384
-#define PT_OUTBUF_CACHE_MAX 256
+#define PT_OUTBUF_CACHE_MAX 64
 
 /* A worker's reference to a snapshot: requests count here without atomics;
  * the holder owns one atomic reference of the snapshot. */

@@ -122,7 +122,7 @@ int pt_worker_init(pt_worker_t *w, unsigned id, pt_snapshot_t *snap, void (*hand
     atomic_init(&w->inbox, NULL);
     if ((rc = uv_loop_init(&w->loop)) != 0)
         return rc;
-    w->blocks.max = 1024;
+    w->blocks.max = 256; /* 2 MiB of request blocks kept per worker */
     pt_snapshot_ref(snap);
     w->snap = wsnap_new(w, snap);
     if (w->snap == NULL) {

@@ -58,8 +58,9 @@ struct pt_conn_s {
     unsigned closing : 1;     /* uv_close called or lingering */
     unsigned lingering : 1;
     unsigned handshake_done : 1;
-    unsigned noio : 1; /* detached (fuzzing): no socket */
-    unsigned in_input; /* depth inside pt__conn_input (re-entrancy guard) */
+    unsigned peer_eof : 1; /* the client half-closed: close once answered */
+    unsigned noio : 1;     /* detached (fuzzing): no socket */
+    unsigned in_input;     /* depth inside pt__conn_input (re-entrancy guard) */
     unsigned requests;
     uint64_t linger_bytes;
     const char *in_base; /* start of the buffer being parsed */

@@ -254,7 +254,7 @@ void pt__conn_update_reading(pt_conn_t *c)
         return;
     c->out_full = c->out.len + c->inflight.len > c->limits->max_output_buffer;
     want = !c->out_full && c->pending_len == 0 && !(c->waiting && c->req && c->req->complete) &&
-           !c->close_after;
+           !c->close_after && !c->peer_eof;
     if (want && !c->reading) {
         if (uv_read_start((uv_stream_t *)&c->tcp, alloc_cb, read_cb) == 0)
             c->reading = 1;
@@ -370,83 +370,65 @@ static void write_cb(uv_write_t *wr, int status)
     }
     if (c->closing && !c->lingering)
         return;
-    if (c->out.len > 0) {
-        pt__conn_flush(c);
-        return;
-    }
-    if (c->close_after && c->req == NULL) {
-        conn_linger(c);
-        return;
-    }
-    if (c->pending_len > 0 && !c->waiting) {
-        char *data = c->pending;
-        size_t len = c->pending_len;
-        c->pending = NULL;
-        c->pending_len = 0;
-        pt__conn_input(c, data, len);
-        free(data);
-        if (c->closing)
-            return;
-        pt__conn_flush(c);
-        return;
-    }
-    pt__conn_update_reading(c);
+    pt__conn_flush(c);
 }
 
 /* Hands queued output to the kernel. Tries a direct write first: when the
  * kernel takes everything (the common case) no write request, callback or
- * poll change is needed. Otherwise the rest goes to uv_write, one write in
- * flight at a time. Does what write_cb does after a completed write. */
+ * poll change is needed; otherwise the rest goes to uv_write, one write in
+ * flight at a time, and write_cb calls back here. Once everything is
+ * written: start the close that was asked for, parse input held back, close
+ * after a client's half-close, or resume reading. */
 void pt__conn_flush(pt_conn_t *c)
 {
     for (;;) {
-        uv_buf_t b;
-        int n;
         if (c->noio || c->writing || (c->closing && !c->lingering))
             return;
-        if (c->out.len == 0) {
-            if (c->close_after && c->req == NULL && !c->lingering)
-                conn_linger(c);
-            return;
-        }
-        b = uv_buf_init(c->out.data, (unsigned)c->out.len);
-        n = uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
-        if (n == (int)c->out.len) {
-            pt__conn_out_release(c, &c->out);
-            if (c->close_after && c->req == NULL) {
-                conn_linger(c);
+        if (c->out.len > 0) {
+            uv_buf_t b = uv_buf_init(c->out.data, (unsigned)c->out.len);
+            int n = uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
+            if (n < 0 && n != UV_EAGAIN) {
+                pt__conn_close(c);
                 return;
             }
-            if (c->pending_len > 0 && !c->waiting) {
-                char *data = c->pending;
-                size_t len = c->pending_len;
-                c->pending = NULL;
-                c->pending_len = 0;
-                pt__conn_input(c, data, len);
-                free(data);
-                continue;
+            if (n != (int)c->out.len) {
+                if (n > 0)
+                    pt_buf_consume(&c->out, (size_t)n);
+                c->inflight = c->out;
+                pt_buf_init(&c->out, 0);
+                b = uv_buf_init(c->inflight.data, (unsigned)c->inflight.len);
+                c->wreq.data = c;
+                if (uv_write(&c->wreq, (uv_stream_t *)&c->tcp, &b, 1, write_cb) != 0) {
+                    pt__conn_close(c);
+                    return;
+                }
+                c->writing = 1;
+                if (!c->closing)
+                    pt__conn_update_reading(c);
+                return;
             }
-            if (!c->closing)
-                pt__conn_update_reading(c);
+            pt__conn_out_release(c, &c->out);
+        }
+        if (c->lingering)
+            return;
+        if (c->close_after && c->req == NULL) {
+            conn_linger(c);
             return;
         }
-        if (n < 0 && n != UV_EAGAIN) {
-            pt__conn_close(c);
+        if (c->pending_len > 0 && !c->waiting) {
+            char *data = c->pending;
+            size_t len = c->pending_len;
+            c->pending = NULL;
+            c->pending_len = 0;
+            pt__conn_input(c, data, len);
+            free(data);
+            continue;
+        }
+        if (c->peer_eof && c->req == NULL) {
+            pt__conn_close(c); /* the client half-closed and everything is answered */
             return;
         }
-        if (n > 0)
-            pt_buf_consume(&c->out, (size_t)n);
-        c->inflight = c->out;
-        pt_buf_init(&c->out, 0);
-        b = uv_buf_init(c->inflight.data, (unsigned)c->inflight.len);
-        c->wreq.data = c;
-        if (uv_write(&c->wreq, (uv_stream_t *)&c->tcp, &b, 1, write_cb) != 0) {
-            pt__conn_close(c);
-            return;
-        }
-        c->writing = 1;
-        if (!c->closing)
-            pt__conn_update_reading(c);
+        pt__conn_update_reading(c);
         return;
     }
 }
@@ -554,8 +536,19 @@ static void read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
     if (nread == 0)
         return;
     if (nread < 0) {
-        /* EOF or error. A request still being answered is abandoned (the
-         * dispatch kinds of later issues decide what to do with it). */
+        /* A client that half-closes after sending complete requests still
+         * gets its responses (then the connection closes); otherwise EOF or
+         * an error closes now, abandoning a request still being answered
+         * (later dispatch kinds decide what that means for their work). */
+        if (nread == UV_EOF && !c->lingering && !c->close_after &&
+            (c->req == NULL || c->req->complete) &&
+            (c->req != NULL || c->pending_len > 0 || c->writing || c->out.len > 0)) {
+            c->peer_eof = 1;
+            uv_read_stop(s);
+            c->reading = 0;
+            pt__conn_flush(c);
+            return;
+        }
         pt__conn_close(c);
         return;
     }
