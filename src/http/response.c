@@ -331,19 +331,9 @@ static void resp_done(pt_req_t *req)
     c->waiting = 0;
     if (c->in_input)
         return; /* conn_input finishes the request when the message is complete */
-    if (req->complete) {
+    if (req->complete)
         pt__conn_finish_request(c);
-        if (!c->closing && c->pending_len > 0) {
-            char *data = c->pending;
-            size_t len = c->pending_len;
-            c->pending = NULL;
-            c->pending_len = 0;
-            pt__conn_input(c, data, len);
-            free(data);
-        }
-    }
-    if (!c->closing)
-        pt__conn_update_reading(c);
+    /* writes, then parses input held back meanwhile or resumes reading */
     pt__conn_flush(c);
 }
 
