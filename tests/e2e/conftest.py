@@ -2,6 +2,7 @@
 ephemeral ports of 127.0.0.1 with an inline configuration, talk to it over
 real sockets, stop it by PID and check that it exited cleanly (exit code 0,
 no sanitizer report)."""
+import json
 import os
 import re
 import signal
@@ -203,3 +204,205 @@ def raw_request(port, data, timeout=5.0, read_until_close=True, shutdown=False):
 def status_of(response_bytes):
     m = re.match(rb"HTTP/1\.1 (\d{3}) ", response_bytes)
     return int(m.group(1)) if m else None
+
+
+# --------------------------------------------------------------------------
+# Shared node for read-only tests of one module: one process per module
+# keeps the suite fast under ASan. Its exit code and sanitizer output are
+# checked when the module ends.
+
+@pytest.fixture(scope="module")
+def module_portico(tmp_path_factory):
+    n = Portico(tmp_path_factory.mktemp("node"), node_config(), {"hello.yaml": HELLO_API})
+    n.start()
+    yield n
+    rc = n.stop()
+    assert rc == 0, "portico exited with %s:\n%s" % (rc, n.stderr())
+    n.check_clean()
+
+
+# --------------------------------------------------------------------------
+# Raw HTTP/1.1 client: exact bytes out, one parsed response at a time in.
+
+class Response:
+    def __init__(self, version, status, reason, headers, body, raw):
+        self.version = version
+        self.status = status
+        self.reason = reason
+        self.headers = headers  # [(name, value)] in order, as received
+        self.body = body
+        self.raw = raw
+
+    def header(self, name):
+        for k, v in self.headers:
+            if k.lower() == name.lower():
+                return v
+        return None
+
+    def header_all(self, name):
+        return [v for k, v in self.headers if k.lower() == name.lower()]
+
+    def json(self):
+        return json.loads(self.body)
+
+    def __repr__(self):
+        return "<Response %s %r>" % (self.status, self.raw[:300])
+
+
+class RawClient:
+    """A socket to a node with an input buffer, so that responses to
+    pipelined requests can be read one by one."""
+
+    def __init__(self, port, timeout=5.0, sock=None):
+        self.sock = sock or socket.create_connection(("127.0.0.1", port), timeout=timeout)
+        self.sock.settimeout(timeout)
+        self.buf = b""
+        self.eof = False
+
+    def send(self, data):
+        self.sock.sendall(data)
+
+    def _fill(self):
+        if self.eof:
+            raise EOFError("connection closed by the server; unread: %r" % self.buf)
+        try:
+            b = self.sock.recv(65536)
+        except ConnectionResetError:
+            b = b""
+        if not b:
+            self.eof = True
+            raise EOFError("connection closed by the server; unread: %r" % self.buf)
+        self.buf += b
+
+    def _take(self, n):
+        while len(self.buf) < n:
+            self._fill()
+        out, self.buf = self.buf[:n], self.buf[n:]
+        return out
+
+    def _line(self):
+        while b"\r\n" not in self.buf:
+            self._fill()
+        line, self.buf = self.buf.split(b"\r\n", 1)
+        return line
+
+    def read_response(self, head=False):
+        """Reads one response (an interim 1xx is returned on its own)."""
+        while b"\r\n\r\n" not in self.buf:
+            self._fill()
+        end = self.buf.index(b"\r\n\r\n") + 4
+        head_bytes, self.buf = self.buf[:end], self.buf[end:]
+        lines = head_bytes[:-4].split(b"\r\n")
+        m = re.match(rb"^(HTTP/\d\.\d) (\d{3}) (.*)$", lines[0])
+        assert m, "bad status line %r" % lines[0]
+        version, status, reason = m.group(1).decode(), int(m.group(2)), m.group(3).decode()
+        headers = []
+        for ln in lines[1:]:
+            k, sep, v = ln.partition(b":")
+            assert sep and k and k == k.strip(), "bad header line %r" % ln
+            headers.append((k.decode("latin-1"), v.strip().decode("latin-1")))
+        r = Response(version, status, reason, headers, b"", head_bytes)
+        if head or status < 200 or status in (204, 304):
+            return r
+        cl = r.header("content-length")
+        te = r.header("transfer-encoding")
+        if cl is not None:
+            r.body = self._take(int(cl))
+            r.raw += r.body
+        elif te is not None and te.lower() == "chunked":
+            body = b""
+            while True:
+                size_line = self._line()
+                r.raw += size_line + b"\r\n"
+                size = int(size_line.split(b";")[0], 16)
+                if size == 0:
+                    while True:  # trailers
+                        t = self._line()
+                        r.raw += t + b"\r\n"
+                        if not t:
+                            break
+                    break
+                chunk = self._take(size + 2)
+                r.raw += chunk
+                body += chunk[:-2]
+            r.body = body
+        else:
+            data, _ = self.read_until_close()
+            r.body = data
+            r.raw += data
+        return r
+
+    def read_until_close(self, timeout=3.0):
+        """Returns (bytes received before the close, closed?) - closed is
+        False when the server kept the connection open for `timeout`."""
+        data, self.buf = self.buf, b""
+        if self.eof:
+            return data, True
+        deadline = time.time() + timeout
+        self.sock.settimeout(0.05)
+        try:
+            while time.time() < deadline:
+                try:
+                    b = self.sock.recv(65536)
+                except socket.timeout:
+                    continue
+                except ConnectionResetError:
+                    self.eof = True
+                    return data, True
+                if not b:
+                    self.eof = True
+                    return data, True
+                data += b
+            return data, False
+        finally:
+            self.sock.settimeout(5.0)
+
+    def close(self):
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def get_request(path="/hello/v1/greetings", host="a", extra=b""):
+    return b"GET " + path.encode() + b" HTTP/1.1\r\nHost: " + host.encode() + b"\r\n" + extra + b"\r\n"
+
+
+def fetch(port, data, head=False, timeout=5.0):
+    """Sends one request on a new connection and returns the parsed response."""
+    with RawClient(port, timeout=timeout) as c:
+        c.send(data)
+        return c.read_response(head=head)
+
+
+def access_log(node, count=1, timeout=10, path=None):
+    """The parsed lines of the node's access log (flushed by the workers
+    every 500 ms), once there are at least `count` of them."""
+    path = path or (node.dir / "access.log")
+    deadline = time.time() + timeout
+    lines = []
+    while time.time() < deadline:
+        try:
+            lines = [json.loads(ln) for ln in path.read_text().splitlines() if ln.strip()]
+        except FileNotFoundError:
+            lines = []
+        if len(lines) >= count:
+            return lines
+        time.sleep(0.1)
+    raise AssertionError("%d access log lines after %ss, wanted %d: %r" % (len(lines), timeout, count, lines))
+
+
+def wait_until(pred, timeout=5.0, interval=0.05):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        v = pred()
+        if v:
+            return v
+        time.sleep(interval)
+    return pred()
