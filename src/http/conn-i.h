@@ -14,6 +14,14 @@
 
 #include "http/http-t.h"
 
+typedef enum scan_state_e {
+    SCAN_IDLE = 0, /* before the first byte of a message */
+    SCAN_LINE,     /* inside a line of the head */
+    SCAN_BOL,      /* at the beginning of a line */
+    SCAN_BLANK_CR, /* CR at the beginning of a line: the head may end */
+    SCAN_DONE      /* the head ended; body bytes are not scanned */
+} scan_state_t;
+
 typedef enum conn_timer_e {
     TIMER_NONE = 0,
     TIMER_HANDSHAKE, /* TLS handshake: header_timeout */
@@ -36,12 +44,13 @@ struct pt_conn_s {
     pt_worker_t *worker;
     pt_listener_rt_t *listener;
     pt_conn_t *next, *prev;
-    pt_arena_t arena;          /* the current request's memory */
-    pt_req_t *req;             /* current request, or NULL between requests */
-    const pt_limits_t *limits; /* of the snapshot the connection started on / last request */
-    pt_buf_t out;              /* queued output not yet handed to the kernel */
-    pt_buf_t inflight;         /* output being written */
-    char *pending;             /* unparsed input kept while a request is being answered */
+    pt_arena_t arena;   /* the current request's memory */
+    pt_req_t *req;      /* current request, or NULL between requests */
+    pt_limits_t limits; /* copied from the snapshot of the last request: a connection
+                         * outlives the snapshots it served requests on */
+    pt_buf_t out;       /* queued output not yet handed to the kernel */
+    pt_buf_t inflight;  /* output being written */
+    char *pending;      /* unparsed input kept while a request is being answered */
     size_t pending_len;
     SSL *ssl;
     BIO *rbio, *wbio;
@@ -63,8 +72,7 @@ struct pt_conn_s {
     unsigned in_input;     /* depth inside pt__conn_input (re-entrancy guard) */
     unsigned requests;
     uint64_t linger_bytes;
-    const char *in_base; /* start of the buffer being parsed */
-    char in_prev;        /* last byte of the previous buffer parsed */
+    scan_state_t scan; /* obs-fold scan of the current request head */
     char peer[INET6_ADDRSTRLEN + 8];
 };
 

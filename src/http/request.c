@@ -39,7 +39,7 @@ pt_req_t *pt__req_new(pt_conn_t *c)
     req->conn = c;
     req->snap = w->snap;
     w->snap->refs++;
-    c->limits = &w->snap->snap->config->limits;
+    c->limits = w->snap->snap->config->limits;
     req->start_ns = uv_hrtime();
     req->content_length = -1;
     req->headers_cap = 16;
@@ -77,7 +77,7 @@ static int head_account(pt_conn_t *c, size_t n)
 {
     pt_req_t *req = c->req;
     req->head_bytes += n;
-    if (req->head_bytes > c->limits->max_header_size) {
+    if (req->head_bytes > c->limits.max_header_size) {
         req_set_error(req, 431, "request-header-fields-too-large",
                       "The request line and headers exceed the configured maximum size.");
         return -1;
@@ -93,7 +93,7 @@ static int on_message_begin(llhttp_t *p)
     c->req = pt__req_new(c);
     if (c->req == NULL)
         return -1;
-    pt__conn_timer(c, TIMER_HEADER, c->limits->header_timeout_ms);
+    pt__conn_timer(c, TIMER_HEADER, c->limits.header_timeout_ms);
     return 0;
 }
 
@@ -101,7 +101,7 @@ static int on_url(llhttp_t *p, const char *at, size_t len)
 {
     pt_conn_t *c = p->data;
     pt_req_t *req = c->req;
-    if (req->url_len + len > c->limits->max_uri_length) {
+    if (req->url_len + len > c->limits.max_uri_length) {
         req_set_error(req, 414, "uri-too-long",
                       "The request target exceeds the configured maximum length.");
         return -1;
@@ -125,15 +125,8 @@ static int on_header_value(llhttp_t *p, const char *at, size_t len)
     pt_conn_t *c = p->data;
     pt_req_t *req = c->req;
     size_t i;
-    char before = at > c->in_base ? at[-1] : c->in_prev;
     if (head_account(c, len) != 0)
         return -1;
-    /* A value span that starts right after a line break is an obs-fold
-     * continuation line (RFC 9112 §5.2): refused, as a server may. */
-    if (before == '\n') {
-        req_set_error(req, 400, "bad-request", "Obsolete line folding in a header is refused.");
-        return -1;
-    }
     /* RFC 9110 §5.5: field values are VCHAR, SP, HTAB and obs-text. NUL, CR,
      * LF and other controls are a smuggling vector: refuse the request. */
     for (i = 0; i < len; i++) {
@@ -154,7 +147,18 @@ static int on_header_value_complete(llhttp_t *p)
     const char *v = req->hvalue ? req->hvalue : "";
     size_t vl = req->hvalue_len;
 
-    if (req->nheaders >= c->limits->max_headers) {
+    if (req->hname_len == 0) {
+        req_set_error(req, 400, "bad-request", "A header has an empty name.");
+        return -1;
+    }
+    if (req->dispatched) {
+        /* a trailer field of a chunked body: checked and counted, not kept
+         * (the head was checked and dispatched already) */
+        req->hname = req->hvalue = NULL;
+        req->hname_len = req->hvalue_len = 0;
+        return head_account(c, 4);
+    }
+    if (req->nheaders >= c->limits.max_headers) {
         req_set_error(req, 431, "request-header-fields-too-large", "Too many request headers.");
         return -1;
     }
@@ -462,7 +466,7 @@ static int head_check(pt_conn_t *c, pt_req_t *req)
         }
         req->expect_continue = req->http_minor == 1;
     }
-    if (req->content_length > 0 && (uint64_t)req->content_length > c->limits->max_body_size) {
+    if (req->content_length > 0 && (uint64_t)req->content_length > c->limits.max_body_size) {
         req_set_error(req, 413, "payload-too-large",
                       "The request body exceeds the configured maximum size.");
         return -1;
@@ -481,7 +485,6 @@ static int on_headers_complete(llhttp_t *p)
     req->method = llhttp_method_name((llhttp_method_t)p->method);
     req->method_len = strlen(req->method);
     req->is_head = p->method == HTTP_HEAD;
-    req->bytes_in = req->head_bytes + 2;
     if (head_check(c, req) != 0) {
         if (req->request_id_len == 0)
             pt__req_id_generate(c->worker, req);
@@ -490,10 +493,10 @@ static int on_headers_complete(llhttp_t *p)
     if (req->request_id_len == 0)
         pt__req_id_generate(c->worker, req);
     /* keepalive_timeout 0 disables keep-alive: say so with Connection: close */
-    req->keepalive = llhttp_should_keep_alive(p) != 0 && c->limits->keepalive_timeout_ms > 0;
+    req->keepalive = llhttp_should_keep_alive(p) != 0 && c->limits.keepalive_timeout_ms > 0;
     has_body = req->chunked || req->content_length > 0;
     if (has_body)
-        pt__conn_timer(c, TIMER_BODY, c->limits->body_timeout_ms);
+        pt__conn_timer(c, TIMER_BODY, c->limits.body_timeout_ms);
     else
         pt__conn_timer(c, TIMER_NONE, 0);
 
@@ -522,8 +525,7 @@ static int on_body(llhttp_t *p, const char *at, size_t len)
     pt_conn_t *c = p->data;
     pt_req_t *req = c->req;
     req->body_bytes += len;
-    req->bytes_in += len;
-    if (req->body_bytes > c->limits->max_body_size) {
+    if (req->body_bytes > c->limits.max_body_size) {
         req_set_error(req, 413, "payload-too-large",
                       "The request body exceeds the configured maximum size.");
         return -1;

@@ -271,7 +271,7 @@ static int out_end(out_t *o)
 /* ------------------------------------------------------------------ responses */
 
 static void resp_head(pt_req_t *req, out_t *o, int status, const pt_header_kv_t *hdrs, size_t nh,
-                      const char *ctype, int64_t clen, int body_allowed)
+                      const char *ctype, int64_t clen)
 {
     pt_conn_t *c = req->conn;
     pt_worker_t *w = c->worker;
@@ -289,7 +289,8 @@ static void resp_head(pt_req_t *req, out_t *o, int status, const pt_header_kv_t 
     out_add(o, "\r\nServer: portico\r\nX-Request-Id: ", 33);
     out_add(o, req->request_id, req->request_id_len);
     out_add(o, "\r\n", 2);
-    if (ctype != NULL && body_allowed) {
+    /* HEAD gets the headers of GET, Content-Type included */
+    if (ctype != NULL && status >= 200 && status != 204 && status != 304) {
         out_add(o, "Content-Type: ", 14);
         out_str(o, ctype);
         out_add(o, "\r\n", 2);
@@ -349,7 +350,7 @@ void pt_http_respond(pt_req_t *req, int status, const pt_header_kv_t *hdrs, size
         return;
     req->status = status;
     out_begin(&o, c);
-    resp_head(req, &o, status, hdrs, nh, ctype, (int64_t)len, allowed);
+    resp_head(req, &o, status, hdrs, nh, ctype, (int64_t)len);
     if (allowed && len > 0)
         out_add(&o, body, len);
     if (c->ssl == NULL)
@@ -372,7 +373,7 @@ void pt_http_respond_start(pt_req_t *req, int status, const pt_header_kv_t *hdrs
         return;
     req->status = status;
     out_begin(&o, c);
-    resp_head(req, &o, status, hdrs, nh, ctype, content_length, body_allowed(req, status));
+    resp_head(req, &o, status, hdrs, nh, ctype, content_length);
     req->bytes_out += c->ssl == NULL ? o.b->len - before : o.scratch.len;
     if (out_end(&o) != PT_OK)
         c->close_after = 1;

@@ -52,14 +52,16 @@ static void timer_cb(uv_timer_t *t)
     switch (kind) {
     case TIMER_HEADER:
     case TIMER_BODY:
+        if (c->req == NULL || c->req->complete)
+            break; /* the request arrived meanwhile */
         pt_log_debug("%s: %s timeout", c->peer, kind == TIMER_HEADER ? "header" : "body");
-        if (c->req != NULL && c->req->resp_state == PT_RESP_NONE && !c->waiting) {
+        if (c->req->resp_state == PT_RESP_NONE) {
             pt__conn_fail(c, 408, "request-timeout",
                           kind == TIMER_HEADER ? "The request head did not arrive in time."
                                                : "The request body did not arrive in time.");
             pt__conn_flush(c);
-        } else if (!c->waiting) {
-            pt__conn_close(c);
+        } else {
+            pt__conn_close(c); /* answered already; the rest of the body never came */
         }
         break;
     case TIMER_HANDSHAKE:
@@ -111,7 +113,7 @@ void pt__conn_finish_request(pt_conn_t *c)
     c->requests++;
     if (c->close_after)
         return; /* the flush that follows starts the close */
-    pt__conn_timer(c, TIMER_IDLE, c->limits->keepalive_timeout_ms);
+    pt__conn_timer(c, TIMER_IDLE, c->limits.keepalive_timeout_ms);
 }
 
 /* Refuses the current request (or a connection-level error) and closes the
@@ -152,9 +154,9 @@ static void parse_error(pt_conn_t *c, llhttp_errno_t err)
         type = req->error_type;
         detail = req->error_detail;
     } else if (err == HPE_INVALID_VERSION) {
-        status = 505;
-        type = "http-version-not-supported";
-        detail = "Only HTTP/1.0 and HTTP/1.1 are served.";
+        /* not "HTTP/<digit>.<digit>": malformed (a well-formed version other
+         * than 1.0 and 1.1 gets 505 from the head checks) */
+        detail = "Malformed HTTP version.";
     } else if (err == HPE_INVALID_METHOD) {
         detail = "Unknown request method.";
     } else if (err == HPE_PAUSED_UPGRADE) {
@@ -199,14 +201,65 @@ static void conn_save_pending(pt_conn_t *c, const char *data, size_t len)
 
 /* Parses input, dispatching each complete request head; stops (keeping the
  * rest) while a request waits for an asynchronous answer. */
+/* Finds obs-fold (a header line starting with SP or HTAB, RFC 9112 §5.2)
+ * in the raw bytes of a request head, whatever the segmentation: llhttp
+ * accepts folds and, after an empty value, hands the folded text over as
+ * the value itself. Scans from the message's first byte to the blank line
+ * ending the head; c->scan keeps the state across reads. Returns -1 on a
+ * fold. */
+static int head_scan(pt_conn_t *c, const char *p, size_t n)
+{
+    size_t i;
+    for (i = 0; i < n; i++) {
+        char ch = p[i];
+        switch (c->scan) {
+        case SCAN_IDLE: /* empty lines before the request line are skipped by llhttp */
+            if (ch != '\r' && ch != '\n')
+                c->scan = SCAN_LINE;
+            break;
+        case SCAN_LINE: {
+            const char *nl = memchr(p + i, '\n', n - i);
+            if (nl == NULL)
+                return 0;
+            i = (size_t)(nl - p);
+            c->scan = SCAN_BOL;
+            break;
+        }
+        case SCAN_BOL:
+            if (ch == ' ' || ch == '\t')
+                return -1;
+            c->scan = ch == '\r' ? SCAN_BLANK_CR : ch == '\n' ? SCAN_DONE : SCAN_LINE;
+            break;
+        case SCAN_BLANK_CR:
+            c->scan = ch == '\n' ? SCAN_DONE : SCAN_LINE;
+            break;
+        case SCAN_DONE:
+            return 0;
+        }
+    }
+    return 0;
+}
+
+/* llhttp refuses every version but a few with one error code; tell a
+ * well-formed "HTTP/<digit>.<digit>" (505) from garbage (400) by looking at
+ * the request line around the error position. */
+static int version_well_formed(const char *start, const char *pos, const char *end)
+{
+    const char *p = pos - PT_MIN((size_t)(pos - start), (size_t)12);
+    const char *v = NULL;
+    for (; p + 5 <= pos + 1 && p + 5 <= end; p++)
+        if (memcmp(p, "HTTP/", 5) == 0)
+            v = p + 5;
+    if (v == NULL || v + 4 > end)
+        return 0;
+    return v[0] >= '0' && v[0] <= '9' && v[1] == '.' && v[2] >= '0' && v[2] <= '9' && v[3] == '\r';
+}
+
 void pt__conn_input(pt_conn_t *c, const char *data, size_t len)
 {
     unsigned served = 0;
     int body_seen = 0;
-    const char *last = len > 0 ? data + len - 1 : NULL;
-    char last_byte = last != NULL ? *last : c->in_prev;
 
-    c->in_base = data;
     c->in_input++;
     while (len > 0 && !c->closing && !c->close_after) {
         llhttp_errno_t err;
@@ -214,15 +267,21 @@ void pt__conn_input(pt_conn_t *c, const char *data, size_t len)
             conn_save_pending(c, data, len);
             break;
         }
-        if (c->req == NULL && served >= c->limits->max_pipelined) {
+        if (c->req == NULL && served >= c->limits.max_pipelined) {
             /* Enough work for one callback: continue once the output drains. */
             conn_save_pending(c, data, len);
             break;
         }
+        if (c->scan != SCAN_DONE && head_scan(c, data, len) != 0) {
+            pt__conn_fail(c, 400, "bad-request", "Obsolete line folding in a header is refused.");
+            break;
+        }
         err = llhttp_execute(&c->parser, data, len);
         if (err == HPE_OK) {
-            if (c->req != NULL && c->req->dispatched && !c->req->complete)
-                body_seen = 1;
+            if (c->req != NULL) {
+                c->req->bytes_in += len;
+                body_seen = c->req->dispatched && !c->req->complete;
+            }
             break;
         }
         if (err == HPE_PAUSED) {
@@ -232,17 +291,32 @@ void pt__conn_input(pt_conn_t *c, const char *data, size_t len)
             data = pos;
             len -= used;
             served++;
-            if (c->req != NULL && c->req->resp_state == PT_RESP_DONE)
-                pt__conn_finish_request(c);
+            c->scan = SCAN_IDLE; /* what follows is the next message */
+            if (c->req != NULL) {
+                c->req->bytes_in += used;
+                if (c->req->resp_state == PT_RESP_DONE)
+                    pt__conn_finish_request(c);
+            }
             continue;
+        }
+        if (c->req != NULL) {
+            const char *pos = llhttp_get_error_pos(&c->parser);
+            if (pos != NULL && pos >= data && pos <= data + len) {
+                c->req->bytes_in += (size_t)(pos - data);
+                if (err == HPE_INVALID_VERSION && c->req->error_status == 0 &&
+                    version_well_formed(data, pos, data + len)) {
+                    c->req->error_status = 505;
+                    c->req->error_type = "http-version-not-supported";
+                    c->req->error_detail = "Only HTTP/1.0 and HTTP/1.1 are served.";
+                }
+            }
         }
         parse_error(c, err);
         break;
     }
     c->in_input--;
-    c->in_prev = last_byte;
     if (body_seen && c->timer_kind == TIMER_BODY)
-        pt__conn_timer(c, TIMER_BODY, c->limits->body_timeout_ms);
+        pt__conn_timer(c, TIMER_BODY, c->limits.body_timeout_ms);
     if (!c->closing)
         pt__conn_update_reading(c);
 }
@@ -252,7 +326,7 @@ void pt__conn_update_reading(pt_conn_t *c)
     int want;
     if (c->noio || c->closing)
         return;
-    c->out_full = c->out.len + c->inflight.len > c->limits->max_output_buffer;
+    c->out_full = c->out.len + c->inflight.len > c->limits.max_output_buffer;
     want = !c->out_full && c->pending_len == 0 && !(c->waiting && c->req && c->req->complete) &&
            !c->close_after && !c->peer_eof;
     if (want && !c->reading) {
@@ -463,7 +537,7 @@ static void tls_handshake_done(pt_conn_t *c)
             BIO_free(mem);
         }
     }
-    pt__conn_timer(c, TIMER_IDLE, c->limits->header_timeout_ms);
+    pt__conn_timer(c, TIMER_IDLE, c->limits.header_timeout_ms);
 }
 
 static void tls_input(pt_conn_t *c, const char *data, size_t len)
@@ -570,7 +644,7 @@ static void conn_init(pt_conn_t *c, pt_worker_t *w)
 {
     pt__http_settings_init();
     c->worker = w;
-    c->limits = &w->snap->snap->config->limits;
+    c->limits = w->snap->snap->config->limits;
     pt_arena_init(&c->arena, &w->blocks);
     pt_buf_init(&c->out, 0);
     pt_buf_init(&c->inflight, 0);
@@ -581,13 +655,19 @@ static void conn_init(pt_conn_t *c, pt_worker_t *w)
 /* Refuses a connection over the limit with a minimal 503, best effort. */
 static void refuse(pt_worker_t *w, uv_tcp_t *tcp)
 {
-    static const char resp[] =
-        "HTTP/1.1 503 Service Unavailable\r\nContent-Type: "
-        "application/problem+json\r\nContent-Length: 115\r\nConnection: "
-        "close\r\n\r\n{\"type\":\"urn:portico:problem:too-many-connections\","
-        "\"title\":\"Service Unavailable\",\"status\":503}            ";
-    uv_buf_t b = uv_buf_init((char *)resp, sizeof(resp) - 1);
-    (void)w;
+#define REFUSE_BODY                                                                                \
+    "{\"type\":\"urn:portico:problem:too-many-connections\",\"title\":\"Service "                  \
+    "Unavailable\",\"status\":503,\"detail\":\"The server has too many open connections.\"}"
+    static const char body[] = REFUSE_BODY;
+    char resp[512];
+    int n = snprintf(resp, sizeof(resp),
+                     "HTTP/1.1 503 Service Unavailable\r\nDate: %.*s\r\nServer: portico\r\n"
+                     "Content-Type: application/problem+json\r\nContent-Length: %zu\r\n"
+                     "Retry-After: 1\r\nConnection: close\r\n\r\n%s",
+                     (int)w->date_len, w->date, sizeof(body) - 1, body);
+    uv_buf_t b = uv_buf_init(resp, (unsigned)n);
+#undef REFUSE_BODY
+    /* best effort: a fresh socket takes this without blocking */
     uv_try_write((uv_stream_t *)tcp, &b, 1);
 }
 
@@ -682,10 +762,10 @@ static void accept_cb(uv_stream_t *server, int status)
         BIO_set_mem_eof_return(c->wbio, -1);
         SSL_set_bio(c->ssl, c->rbio, c->wbio);
         SSL_set_accept_state(c->ssl);
-        pt__conn_timer(c, TIMER_HANDSHAKE, c->limits->header_timeout_ms);
+        pt__conn_timer(c, TIMER_HANDSHAKE, c->limits.header_timeout_ms);
     } else {
         c->handshake_done = 1;
-        pt__conn_timer(c, TIMER_IDLE, c->limits->header_timeout_ms);
+        pt__conn_timer(c, TIMER_IDLE, c->limits.header_timeout_ms);
     }
     if (uv_read_start((uv_stream_t *)&c->tcp, alloc_cb, read_cb) != 0) {
         pt__conn_close(c);
@@ -704,9 +784,12 @@ void pt_http_drain(pt_worker_t *w)
     pt_conn_t *c, *next;
     for (c = w->conns; c != NULL; c = next) {
         next = c->next;
+        /* Idle connections close now; a request in progress (even one whose
+         * head or body is still arriving) is finished and its response says
+         * "Connection: close" (resp_head checks w->draining). */
         if (c->req == NULL && !c->writing && c->out.len == 0)
             pt__conn_close(c);
-        else
+        else if (c->req == NULL)
             c->close_after = 1;
     }
 }
