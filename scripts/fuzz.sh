@@ -4,7 +4,7 @@
 # stays small). Fails on the first crash, leak, timeout or sanitizer report.
 # Usage: scripts/fuzz.sh BUILD_DIR SECONDS
 set -euo pipefail
-build=${1:?build dir}
+build=$(cd "${1:?build dir}" && pwd)
 secs=${2:-30}
 root=$(cd "$(dirname "$0")/.." && pwd)
 work=$(mktemp -d)
