@@ -29,9 +29,18 @@ static const char *const route_keys[] = {"method", "path", "name", "respond", NU
 static const char *const respond_keys[] = {"status", "headers", "body", NULL};
 
 /* Headers the server writes itself: a definition may not set them. */
-static const char *const forbidden_headers[] = {
-    "content-length", "transfer-encoding", "connection", "date", "keep-alive", "upgrade", "te",
-    "trailer", "proxy-connection", "server", "x-request-id", NULL};
+static const char *const forbidden_headers[] = {"content-length",
+                                                "transfer-encoding",
+                                                "connection",
+                                                "date",
+                                                "keep-alive",
+                                                "upgrade",
+                                                "te",
+                                                "trailer",
+                                                "proxy-connection",
+                                                "server",
+                                                "x-request-id",
+                                                NULL};
 
 static int is_tchar(unsigned char c)
 {

@@ -27,26 +27,27 @@ typedef struct pt_tls_config_s {
 } pt_tls_config_t;
 
 typedef struct pt_listener_config_s {
-    char *name;        /* "listen[0]" unless named */
-    char *host;        /* numeric IPv4 or IPv6 address, e.g. "127.0.0.1", "::" */
-    uint16_t port;     /* 0 = ephemeral (the bound port is logged) */
+    char *name;           /* "listen[0]" unless named */
+    char *host;           /* numeric IPv4 or IPv6 address, e.g. "127.0.0.1", "::" */
+    uint16_t port;        /* 0 = ephemeral (the bound port is logged) */
     pt_tls_config_t *tls; /* NULL: plain HTTP */
-    unsigned line;     /* where it was defined, for messages */
+    unsigned line;        /* where it was defined, for messages */
 } pt_listener_config_t;
 
 /* Limits (config key `limits:`); defaults in pt_limits_defaults(). */
 typedef struct pt_limits_s {
-    uint32_t max_header_size;      /* request line + headers, bytes -> 431 (default 16384) */
-    uint32_t max_uri_length;       /* bytes -> 414 (default 8192) */
-    uint32_t max_headers;          /* count -> 431 (default 100) */
-    uint64_t max_body_size;        /* bytes -> 413 (default 8 MiB) */
-    uint32_t header_timeout_ms;    /* whole request head must arrive within (default 10000) -> 408 */
-    uint32_t body_timeout_ms;      /* max gap between two body reads (default 30000) -> 408 */
+    uint32_t max_header_size;   /* request line + headers, bytes -> 431 (default 16384) */
+    uint32_t max_uri_length;    /* bytes -> 414 (default 8192) */
+    uint32_t max_headers;       /* count -> 431 (default 100) */
+    uint64_t max_body_size;     /* bytes -> 413 (default 8 MiB) */
+    uint32_t header_timeout_ms; /* whole request head must arrive within (default 10000) -> 408 */
+    uint32_t body_timeout_ms;   /* max gap between two body reads (default 30000) -> 408 */
     uint32_t keepalive_timeout_ms; /* idle keep-alive connection closed after (default 75000) */
     uint32_t max_connections;      /* per worker; more are refused with 503 (default 16384) */
     uint32_t drain_timeout_ms;     /* graceful shutdown budget (default 10000) */
     uint32_t max_pipelined;        /* requests parsed ahead per read (default 64) */
-    uint64_t max_output_buffer;    /* bytes queued to a slow client before reads pause (default 1 MiB) */
+    uint64_t
+        max_output_buffer; /* bytes queued to a slow client before reads pause (default 1 MiB) */
 } pt_limits_t;
 
 typedef struct pt_header_kv_s {
@@ -56,39 +57,37 @@ typedef struct pt_header_kv_s {
 
 /* A static response (`respond:`), the only dispatch kind of the core. */
 typedef struct pt_respond_s {
-    int status;                /* 100..599, default 200 */
-    pt_header_kv_t *headers;   /* extra headers, in order */
+    int status;              /* 100..599, default 200 */
+    pt_header_kv_t *headers; /* extra headers, in order */
     size_t nheaders;
-    char *content_type;        /* from headers (Content-Type) or default "text/plain; charset=utf-8"
-                                  ("application/json" when body is a YAML mapping/sequence) */
-    char *body;                /* may contain NULs; body_len bytes */
+    char *content_type; /* from headers (Content-Type) or default "text/plain; charset=utf-8"
+                           ("application/json" when body is a YAML mapping/sequence) */
+    char *body;         /* may contain NULs; body_len bytes */
     size_t body_len;
 } pt_respond_t;
 
-typedef enum pt_dispatch_kind_e {
-    PT_DISPATCH_RESPOND = 1
-} pt_dispatch_kind_t;
+typedef enum pt_dispatch_kind_e { PT_DISPATCH_RESPOND = 1 } pt_dispatch_kind_t;
 
 typedef struct pt_route_def_s {
-    char *method;   /* upper-case token, e.g. "GET"; "*" = any method */
-    char *path;     /* template relative to the base path: "/items/{id}"; "/" for the root */
-    char *name;     /* operation name; default "METHOD path" */
+    char *method; /* upper-case token, e.g. "GET"; "*" = any method */
+    char *path;   /* template relative to the base path: "/items/{id}"; "/" for the root */
+    char *name;   /* operation name; default "METHOD path" */
     pt_dispatch_kind_t kind;
     pt_respond_t respond;
     unsigned line;
 } pt_route_def_t;
 
 typedef struct pt_api_def_s {
-    char *file;        /* definition file it came from */
-    char *name;        /* [a-z0-9][a-z0-9_-]* */
-    char *base_path;   /* "/crm/v1": starts with '/', no trailing '/', no '{' */
-    char *kind;        /* "service" | "proxy" */
+    char *file;      /* definition file it came from */
+    char *name;      /* [a-z0-9][a-z0-9_-]* */
+    char *base_path; /* "/crm/v1": starts with '/', no trailing '/', no '{' */
+    char *kind;      /* "service" | "proxy" */
     char *title;
     char *version;     /* published version label */
     char *description; /* may be NULL */
     pt_route_def_t *routes;
     size_t nroutes;
-    unsigned name_line;      /* lines of `name:` and `base_path:`, for messages */
+    unsigned name_line; /* lines of `name:` and `base_path:`, for messages */
     unsigned base_path_line;
 } pt_api_def_t;
 
@@ -98,15 +97,15 @@ typedef struct pt_log_config_s {
 } pt_log_config_t;
 
 typedef struct pt_config_s {
-    pt_arena_t arena;    /* owns everything below */
-    char *path;          /* the node configuration file */
-    unsigned workers;    /* 0 in the file = CPU count (resolved at load) */
+    pt_arena_t arena; /* owns everything below */
+    char *path;       /* the node configuration file */
+    unsigned workers; /* 0 in the file = CPU count (resolved at load) */
     pt_listener_config_t *listeners;
     size_t nlisteners;
     pt_limits_t limits;
     pt_log_config_t log;
-    char *apis_dir;      /* absolute or relative to the config file's directory; may be NULL */
-    pt_api_def_t *apis;  /* loaded from apis_dir, sorted by name */
+    char *apis_dir;     /* absolute or relative to the config file's directory; may be NULL */
+    pt_api_def_t *apis; /* loaded from apis_dir, sorted by name */
     size_t napis;
 } pt_config_t;
 

@@ -30,8 +30,8 @@ typedef struct pt_route_param_s {
 
 typedef enum pt_route_result_e {
     PT_ROUTE_FOUND = 0,
-    PT_ROUTE_NOT_FOUND = 1,          /* no API base path or no template matches */
-    PT_ROUTE_METHOD_NOT_ALLOWED = 2  /* template matched; `allow` lists the methods */
+    PT_ROUTE_NOT_FOUND = 1,         /* no API base path or no template matches */
+    PT_ROUTE_METHOD_NOT_ALLOWED = 2 /* template matched; `allow` lists the methods */
 } pt_route_result_t;
 
 typedef struct pt_route_match_s {
@@ -39,7 +39,7 @@ typedef struct pt_route_match_s {
     const pt_route_def_t *route; /* set when PT_ROUTE_FOUND */
     pt_route_param_t params[PT_ROUTE_MAX_PARAMS];
     unsigned nparams;
-    const char *allow;           /* "GET, HEAD, POST" when PT_ROUTE_METHOD_NOT_ALLOWED */
+    const char *allow; /* "GET, HEAD, POST" when PT_ROUTE_METHOD_NOT_ALLOWED */
 } pt_route_match_t;
 
 /* Checks a route template. Returns 0, or PT_EINVAL with a message in err. */
