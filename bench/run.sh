@@ -6,7 +6,7 @@
 # server holding 10,000 idle keep-alive connections.
 #
 # Usage: bench/run.sh [PATH/TO/portico]     (make bench builds a release binary first)
-# Env:   ROUNDS(3) DUR(10s) WARM(2s) CONNS(50) IDLE(10000) ACCESS_LOG(off|on)
+# Env:   ROUNDS(3) DUR(10s) WARM(2s) CONNS(50) IDLE(10000) ACCESS_LOG(off|on) PIPELINE(8; 1 = skip)
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 bin=${1:-$root/build/release/portico}
@@ -15,7 +15,7 @@ ACCESS_LOG=${ACCESS_LOG:-off}
 NGX_PORT=18180; PT_PORT=18181
 for b in nginx wrk taskset curl; do command -v $b >/dev/null || { echo "missing $b: run scripts/setup.sh"; exit 1; }; done
 [ -x "$bin" ] || { echo "no portico binary at $bin (make build)"; exit 1; }
-ulimit -n 65536 || true
+ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 run=$(mktemp -d)
 pids=()
 cleanup() { for p in "${pids[@]:-}"; do [ -n "$p" ] && kill -TERM "$p" 2>/dev/null; done; sleep 0.5
@@ -92,26 +92,59 @@ done = function(summary, latency, requests)
 end
 LUA
 wrk_run() { taskset -c 0 wrk -t1 -c"$CONNS" -d"$2" --latency -s "$run/report.lua" "http://127.0.0.1:$1" | awk '/^RESULT/ {print $2, $3, $4, $5}'; }
+# on-CPU nanoseconds of a process (all threads), from schedstat
+cpu_ns() { local s=0 ns t; for t in /proc/"$1"/task/*/schedstat; do read -r ns _ < "$t"; s=$((s + ns)); done; echo "$s"; }
+# idle jiffies and total jiffies of CPU 0 (the load generator's)
+cpu0() { awk '$1=="cpu0" {t=0; for(i=2;i<=NF;i++) t+=$i; print $5+$6, t}' /proc/stat; }
 
 echo "== $(nginx -v 2>&1 | sed 's/.*: //') vs portico $("$bin" version | awk '{print $2}'); wrk c=$CONNS t=1 on cpu0, servers on cpu1; $ROUNDS rounds x $DUR; access log $ACCESS_LOG; kernel $(uname -r)"
-printf 'round\ttarget\trps\tp50_us\tp99_us\terrors\n' > "$run/results.tsv"
+printf 'round\ttarget\trps\tp50_us\tp99_us\terrors\tserver_ns_per_req\twrk_cpu_idle%%\n' > "$run/results.tsv"
 for r in $(seq 1 "$ROUNDS"); do
   for t in nginx portico; do
-    if [ $t = nginx ]; then target="$NGX_PORT/"; else target="$PT_PORT$PT_PATH"; fi
+    if [ $t = nginx ]; then target="$NGX_PORT/"; pid=$ngx_worker; else target="$PT_PORT$PT_PATH"; pid=$PT_PID; fi
     wrk_run "$target" "$WARM" > /dev/null
+    c0=$(cpu_ns "$pid"); read -r i0 t0 < <(cpu0)
     read -r rps p50 p99 errs < <(wrk_run "$target" "$DUR")
-    printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$r" "$t" "$rps" "$p50" "$p99" "$errs" | tee -a "$run/results.tsv"
+    c1=$(cpu_ns "$pid"); read -r i1 t1 < <(cpu0)
+    nspr=$(awk -v a="$c0" -v b="$c1" -v r="$rps" -v d="${DUR%s}" 'BEGIN{printf "%.0f", (b-a)/(r*d)}')
+    idle=$(awk -v a="$i0" -v b="$i1" -v x="$t0" -v y="$t1" 'BEGIN{printf "%.0f", 100*(b-a)/(y-x)}')
+    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$r" "$t" "$rps" "$p50" "$p99" "$errs" "$nspr" "$idle" | tee -a "$run/results.tsv"
   done
 done
 med() { awk -F'\t' -v t="$1" -v k="$2" 'NR>1 && $2==t {print $k}' "$run/results.tsv" | sort -g |
         awk '{v[NR]=$1} END{print (NR%2)?v[(NR+1)/2]:(v[NR/2]+v[NR/2+1])/2}'; }
 n_rps=$(med nginx 3); p_rps=$(med portico 3); n50=$(med nginx 4); p50=$(med portico 4); n99=$(med nginx 5); p99=$(med portico 5)
+n_ns=$(med nginx 7); p_ns=$(med portico 7)
 echo
 echo "== medians over $ROUNDS rounds (c=$CONNS, 1 worker each)"
-printf '%-8s %12s %10s %10s\n' target rps p50_us p99_us
-printf '%-8s %12.0f %10s %10s\n' nginx "$n_rps" "$n50" "$n99"
-printf '%-8s %12.0f %10s %10s\n' portico "$p_rps" "$p50" "$p99"
-awk -v a="$p_rps" -v b="$n_rps" -v c="$p99" -v d="$n99" 'BEGIN{printf "ratio portico/nginx: rps %.3f (target >= 1.0), p99 %.3f (target <= 1.2)\n", a/b, c/d}'
+printf '%-8s %12s %10s %10s %14s\n' target rps p50_us p99_us server_ns/req
+printf '%-8s %12.0f %10s %10s %14s\n' nginx "$n_rps" "$n50" "$n99" "$n_ns"
+printf '%-8s %12.0f %10s %10s %14s\n' portico "$p_rps" "$p50" "$p99" "$p_ns"
+awk -v a="$p_rps" -v b="$n_rps" -v c="$p99" -v d="$n99" -v e="$p_ns" -v f="$n_ns" 'BEGIN{printf "ratio portico/nginx: rps %.3f (target >= 1.0), p99 %.3f (target <= 1.2), server CPU per request %.3f (lower is better)\n", a/b, c/d, e/f}'
+echo "(wrk_cpu_idle% near 0 means the load generator, not the server, set the pace: compare server_ns/req then)"
+
+# Server-bound variant: each connection pipelines PIPELINE requests per write, so
+# the load generator spends less per request and the servers' CPU sets the pace.
+if [ "${PIPELINE:-8}" -gt 1 ]; then
+  cat > "$run/pipe.lua" <<LUA
+init = function(args)
+  local r = {}
+  for i = 1, ${PIPELINE:-8} do r[i] = wrk.format(nil) end
+  req = table.concat(r)
+end
+request = function() return req end
+LUA
+  echo
+  echo "== pipelined: ${PIPELINE:-8} requests per write, c=$CONNS, $DUR, median of $ROUNDS"
+  for t in nginx portico; do
+    if [ $t = nginx ]; then target="$NGX_PORT/"; else target="$PT_PORT$PT_PATH"; fi
+    for r in $(seq 1 "$ROUNDS"); do
+      taskset -c 0 wrk -t1 -c"$CONNS" -d"$DUR" -s "$run/pipe.lua" "http://127.0.0.1:$target" |
+        awk '/Requests\/sec/ {print $2}'
+    done | sort -g | awk -v t=$t '{v[NR]=$1} END{print t, v[int((NR+1)/2)]}'
+  done > "$run/pipe.txt"
+  awk '{r[$1]=$2; printf "%-8s %12.0f responses/s\n", $1, $2} END{printf "ratio portico/nginx (pipelined): %.2f\n", r["portico"]/r["nginx"]}' "$run/pipe.txt"
+fi
 
 # RSS with IDLE idle keep-alive connections (each made one request first)
 rss() { awk '/VmRSS/ {print $2}' /proc/"$1"/status; }

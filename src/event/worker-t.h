@@ -68,6 +68,7 @@ struct pt_worker_s {
     uint64_t rid_seed[2]; /* per-worker random for request ids */
     uint64_t rid_counter;
     pt_access_log_t alog;
+    pt_buf_t scratch;               /* TLS responses are formatted here before encryption */
     void (*handler)(pt_req_t *req); /* the gateway's dispatch */
     /* stats, read by nobody else for now (metrics issue) */
     uint64_t accepted, refused;

@@ -326,6 +326,7 @@ void pt_worker_join(pt_worker_t *w)
     w->snap = NULL;
     uv_loop_close(&w->loop);
     pt_buf_free(&w->alog.buf);
+    pt_buf_free(&w->scratch);
     pt_block_cache_drain(&w->blocks);
     while (w->outbufs != NULL) {
         pt_outbuf_t *o = w->outbufs;

@@ -210,11 +210,13 @@ int pt__conn_send(pt_conn_t *c, const void *data, size_t len)
     return pt__conn_tls_drain(c);
 }
 
-/* Formats into a scratch buffer then sends: one TLS record per response. */
+/* Where a response is formatted: straight into the connection's output, or
+ * (TLS) into the worker's scratch buffer, encrypted in one go by out_end so
+ * that a small response is one TLS record. */
 typedef struct out_s {
     pt_conn_t *c;
     pt_buf_t *b;
-    pt_buf_t scratch;
+    size_t start; /* b->len when the response began */
     int err;
 } out_t;
 
@@ -222,12 +224,13 @@ static void out_begin(out_t *o, pt_conn_t *c)
 {
     o->c = c;
     o->err = 0;
-    pt_buf_init(&o->scratch, 0);
     if (c->ssl == NULL) {
         o->b = &c->out;
     } else {
-        o->b = &o->scratch;
+        o->b = &c->worker->scratch;
+        o->b->len = 0;
     }
+    o->start = o->b->len;
 }
 
 static void out_add(out_t *o, const void *p, size_t n)
@@ -246,79 +249,113 @@ static void out_add(out_t *o, const void *p, size_t n)
     }
 }
 
-static void out_str(out_t *o, const char *s)
-{
-    out_add(o, s, strlen(s));
-}
-
-static void out_u64(out_t *o, uint64_t v)
-{
-    char tmp[24];
-    out_add(o, tmp, pt_u64_to_str(v, tmp));
-}
-
 static int out_end(out_t *o)
 {
     int rc = o->err ? PT_ENOMEM : PT_OK;
-    if (o->b == &o->scratch) {
+    pt_buf_t *scratch = &o->c->worker->scratch;
+    if (o->b == scratch) {
         if (rc == PT_OK)
-            rc = pt__conn_send(o->c, o->scratch.data, o->scratch.len);
-        pt_buf_free(&o->scratch);
+            rc = pt__conn_send(o->c, scratch->data, scratch->len);
+        scratch->len = 0;
+        if (scratch->cap > 65536)
+            pt_buf_free(scratch); /* do not keep a large body's buffer */
     }
     return rc;
 }
 
 /* ------------------------------------------------------------------ responses */
 
+/* Reserves n bytes at the end of the output and returns where to write
+ * them (commit with o->b->len += written), or NULL (o->err set). */
+static char *out_space(out_t *o, size_t n)
+{
+    int rc;
+    if (o->err)
+        return NULL;
+    if (o->b == &o->c->out)
+        rc = pt__conn_out_reserve(o->c, o->b, n);
+    else
+        rc = pt_buf_reserve(o->b, n);
+    if (rc != PT_OK) {
+        o->err = 1;
+        return NULL;
+    }
+    return o->b->data + o->b->len;
+}
+
+#define PUT(p, s, n)    (memcpy((p), (s), (n)), (p) += (n))
+#define PUT_LIT(p, lit) PUT(p, lit, sizeof(lit) - 1)
+
+/* Writes the status line and headers. The size is computed first so the
+ * head is written with one reservation and plain copies (this runs once per
+ * request). */
 static void resp_head(pt_req_t *req, out_t *o, int status, const pt_header_kv_t *hdrs, size_t nh,
                       const char *ctype, int64_t clen)
 {
     pt_conn_t *c = req->conn;
     pt_worker_t *w = c->worker;
-    char line[64];
-    int n;
-    size_t i;
+    const char *reason = pt_http_reason(status);
+    size_t reason_len = strlen(reason), ctype_len = 0, need, i;
+    int has_content = status >= 200 && status != 204 && status != 304;
+    char *p, *start;
 
+    if (status < 100 || status > 999)
+        status = 500;
     if (!req->keepalive || w->draining || c->close_after)
         c->close_after = 1;
-    n = snprintf(line, sizeof(line), "HTTP/1.1 %d ", status);
-    out_add(o, line, (size_t)n);
-    out_str(o, pt_http_reason(status));
-    out_add(o, "\r\nDate: ", 8);
-    out_add(o, w->date, w->date_len);
-    out_add(o, "\r\nServer: portico\r\nX-Request-Id: ", 33);
-    out_add(o, req->request_id, req->request_id_len);
-    out_add(o, "\r\n", 2);
+    if (has_content && clen < 0 && req->http_minor == 0)
+        c->close_after = 1; /* HTTP/1.0 without a length: the body ends at close */
+    if (ctype != NULL && has_content)
+        ctype_len = strlen(ctype);
+    need = 14 + reason_len + 8 + w->date_len + 33 + req->request_id_len + 2 + 16 + ctype_len + 40 +
+           28 + 24 + 2;
+    for (i = 0; i < nh; i++)
+        need += strlen(hdrs[i].name) + strlen(hdrs[i].value) + 4;
+    if ((start = p = out_space(o, need)) == NULL)
+        return;
+    PUT_LIT(p, "HTTP/1.1 ");
+    *p++ = (char)('0' + status / 100);
+    *p++ = (char)('0' + status / 10 % 10);
+    *p++ = (char)('0' + status % 10);
+    *p++ = ' ';
+    PUT(p, reason, reason_len);
+    PUT_LIT(p, "\r\nDate: ");
+    PUT(p, w->date, w->date_len);
+    PUT_LIT(p, "\r\nServer: portico\r\nX-Request-Id: ");
+    PUT(p, req->request_id, req->request_id_len);
+    PUT_LIT(p, "\r\n");
     /* HEAD gets the headers of GET, Content-Type included */
-    if (ctype != NULL && status >= 200 && status != 204 && status != 304) {
-        out_add(o, "Content-Type: ", 14);
-        out_str(o, ctype);
-        out_add(o, "\r\n", 2);
+    if (ctype_len > 0) {
+        PUT_LIT(p, "Content-Type: ");
+        PUT(p, ctype, ctype_len);
+        PUT_LIT(p, "\r\n");
     }
-    if (status >= 200 && status != 204 && status != 304) {
+    if (has_content) {
         if (clen >= 0) {
-            out_add(o, "Content-Length: ", 16);
-            out_u64(o, (uint64_t)clen);
-            out_add(o, "\r\n", 2);
+            PUT_LIT(p, "Content-Length: ");
+            p += pt_u64_to_str((uint64_t)clen, p);
+            PUT_LIT(p, "\r\n");
         } else if (req->http_minor >= 1) {
-            out_add(o, "Transfer-Encoding: chunked\r\n", 28);
+            PUT_LIT(p, "Transfer-Encoding: chunked\r\n");
             req->resp_chunked = 1;
-        } else {
-            c->close_after = 1; /* HTTP/1.0: the body ends at close */
         }
     }
     if (c->close_after)
-        out_add(o, "Connection: close\r\n", 19);
+        PUT_LIT(p, "Connection: close\r\n");
     else if (req->http_minor == 0)
-        out_add(o, "Connection: keep-alive\r\n", 24);
+        PUT_LIT(p, "Connection: keep-alive\r\n");
     for (i = 0; i < nh; i++) {
-        out_str(o, hdrs[i].name);
-        out_add(o, ": ", 2);
-        out_str(o, hdrs[i].value);
-        out_add(o, "\r\n", 2);
+        PUT(p, hdrs[i].name, strlen(hdrs[i].name));
+        PUT_LIT(p, ": ");
+        PUT(p, hdrs[i].value, strlen(hdrs[i].value));
+        PUT_LIT(p, "\r\n");
     }
-    out_add(o, "\r\n", 2);
+    PUT_LIT(p, "\r\n");
+    o->b->len += (size_t)(p - start);
 }
+
+#undef PUT
+#undef PUT_LIT
 
 static int body_allowed(const pt_req_t *req, int status)
 {
@@ -344,7 +381,6 @@ void pt_http_respond(pt_req_t *req, int status, const pt_header_kv_t *hdrs, size
     pt_conn_t *c = req->conn;
     out_t o;
     int allowed = body_allowed(req, status);
-    uint64_t before = c->out.len;
 
     if (req->resp_state != PT_RESP_NONE)
         return;
@@ -353,10 +389,7 @@ void pt_http_respond(pt_req_t *req, int status, const pt_header_kv_t *hdrs, size
     resp_head(req, &o, status, hdrs, nh, ctype, (int64_t)len);
     if (allowed && len > 0)
         out_add(&o, body, len);
-    if (c->ssl == NULL)
-        req->bytes_out += o.b->len - before;
-    else
-        req->bytes_out += o.scratch.len;
+    req->bytes_out += o.b->len - o.start;
     if (out_end(&o) != PT_OK)
         c->close_after = 1;
     resp_done(req);
@@ -367,14 +400,13 @@ void pt_http_respond_start(pt_req_t *req, int status, const pt_header_kv_t *hdrs
 {
     pt_conn_t *c = req->conn;
     out_t o;
-    uint64_t before = c->out.len;
 
     if (req->resp_state != PT_RESP_NONE)
         return;
     req->status = status;
     out_begin(&o, c);
     resp_head(req, &o, status, hdrs, nh, ctype, content_length);
-    req->bytes_out += c->ssl == NULL ? o.b->len - before : o.scratch.len;
+    req->bytes_out += o.b->len - o.start;
     if (out_end(&o) != PT_OK)
         c->close_after = 1;
     req->resp_state = PT_RESP_HEAD;
