@@ -78,8 +78,7 @@ struct pt_conn_s {
 
 /* Shared between server.c (connections), request.c (parsing) and
  * response.c (responses); not part of the HTTP layer's interface. */
-extern llhttp_settings_t pt__http_parser_settings;
-void pt__http_settings_init(void);
+extern const llhttp_settings_t pt__http_parser_settings;
 
 /* request.c */
 pt_req_t *pt__req_new(pt_conn_t *c);

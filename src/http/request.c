@@ -548,21 +548,15 @@ static int on_message_complete(llhttp_t *p)
     return HPE_PAUSED;
 }
 
-llhttp_settings_t pt__http_parser_settings;
-static int parser_settings_ready;
-
-void pt__http_settings_init(void)
-{
-    if (parser_settings_ready)
-        return;
-    llhttp_settings_init(&pt__http_parser_settings);
-    pt__http_parser_settings.on_message_begin = on_message_begin;
-    pt__http_parser_settings.on_url = on_url;
-    pt__http_parser_settings.on_header_field = on_header_field;
-    pt__http_parser_settings.on_header_value = on_header_value;
-    pt__http_parser_settings.on_header_value_complete = on_header_value_complete;
-    pt__http_parser_settings.on_headers_complete = on_headers_complete;
-    pt__http_parser_settings.on_body = on_body;
-    pt__http_parser_settings.on_message_complete = on_message_complete;
-    parser_settings_ready = 1;
-}
+/* Immutable and shared by every connection of every worker (no lazy
+ * initialisation: workers start concurrently). */
+const llhttp_settings_t pt__http_parser_settings = {
+    .on_message_begin = on_message_begin,
+    .on_url = on_url,
+    .on_header_field = on_header_field,
+    .on_header_value = on_header_value,
+    .on_header_value_complete = on_header_value_complete,
+    .on_headers_complete = on_headers_complete,
+    .on_body = on_body,
+    .on_message_complete = on_message_complete,
+};

@@ -642,7 +642,6 @@ static void read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 
 static void conn_init(pt_conn_t *c, pt_worker_t *w)
 {
-    pt__http_settings_init();
     c->worker = w;
     c->limits = w->snap->snap->config->limits;
     pt_arena_init(&c->arena, &w->blocks);
