@@ -19,6 +19,22 @@
 
 #define LISTEN_BACKLOG 4096
 
+/* SO_REUSEPORT lets a second process bind a port that a first one (with
+ * the option) listens on, silently sharing its traffic. A bind without the
+ * option tells whether anybody holds the port before the workers bind. */
+static int probe_in_use(const struct sockaddr_storage *ss, socklen_t sslen)
+{
+    int fd = socket(ss->ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0), on = 1, busy;
+    if (fd < 0)
+        return 0;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof(on));
+    if (ss->ss_family == AF_INET6)
+        setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &on, sizeof(on));
+    busy = bind(fd, (const struct sockaddr *)ss, sslen) != 0 && errno == EADDRINUSE;
+    close(fd);
+    return busy;
+}
+
 int pt_listen_sockets(const pt_config_t *cfg, unsigned n, int *fds, uint16_t *ports, char *err,
                       size_t errlen)
 {
@@ -43,6 +59,13 @@ int pt_listen_sockets(const pt_config_t *cfg, unsigned n, int *fds, uint16_t *po
             }
             if (rc != 0) {
                 snprintf(err, errlen, "%s: invalid address %s", lc->name, lc->host);
+                goto fail;
+            }
+            if (w == 0 && port != 0 && probe_in_use(&ss, sslen)) {
+                snprintf(err, errlen,
+                         "%s: %s port %u is already in use (another portico or server is "
+                         "listening there)",
+                         lc->name, lc->host, (unsigned)port);
                 goto fail;
             }
             fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);

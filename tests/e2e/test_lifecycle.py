@@ -358,6 +358,25 @@ def test_invalid_configuration_at_start(portico_factory, name):
     n.check_clean()
 
 
+def test_port_in_use_is_refused(portico_factory, tmp_path):
+    """SO_REUSEPORT would let a second node share the first one's port and
+    steal half its traffic; the second node must refuse to start instead."""
+    first = portico_factory()
+    port = first.port
+    second_dir = tmp_path / "second"
+    second_dir.mkdir()
+    from conftest import Portico
+    second = Portico(second_dir, node_config(listen="  - address: 127.0.0.1:%d\n" % port),
+                     {"hello.yaml": HELLO_API})
+    rc = second.start(expect_fail=True)
+    assert rc == 1
+    assert "port %d is already in use" % port in second.stderr()
+    second.check_clean()
+    # the first node still answers every request
+    for _ in range(20):
+        assert requests.get(first.url("/hello/v1/greetings"), timeout=5).status_code == 200
+
+
 def run_validate(*files, cwd=None):
     return subprocess.run([BIN, "validate", *[str(f) for f in files]], capture_output=True,
                           text=True, timeout=30, cwd=cwd)
