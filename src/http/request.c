@@ -480,6 +480,10 @@ static int on_headers_complete(llhttp_t *p)
     pt_req_t *req = c->req;
     int has_body;
 
+    /* Upgrade (RFC 9110 §7.8) is ignored: the request is answered as plain
+     * HTTP and the connection stays HTTP/1.1, so llhttp must not stop
+     * parsing after it. */
+    p->upgrade = 0;
     req->http_major = p->http_major;
     req->http_minor = p->http_minor;
     req->method = llhttp_method_name((llhttp_method_t)p->method);

@@ -87,6 +87,17 @@ def test_pipelining_many_requests_split_across_sends(module_portico):
             assert r.status == 200 and r.body == GREETINGS
 
 
+def test_upgrade_is_ignored_and_connection_stays_http(module_portico):
+    """An Upgrade request is answered as plain HTTP (RFC 9110 §7.8 lets a
+    server ignore Upgrade) and the next pipelined request is still parsed."""
+    with RawClient(module_portico.port) as c:
+        c.send(b"GET /hello/v1/greetings HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\n"
+               b"Upgrade: websocket\r\n\r\n" + get_request("/hello/v1/greetings/fr"))
+        first, second = c.read_response(), c.read_response()
+        assert first.status == 200 and first.body == GREETINGS
+        assert second.status == 200 and second.body == b'{"greeting":"hello"}'
+
+
 def test_chunked_request_body_in_pieces(module_portico):
     with RawClient(module_portico.port) as c:
         c.send(b"POST /hello/v1/greetings HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n"
