@@ -135,55 +135,70 @@ static size_t utf8_seq(const unsigned char *s, size_t n)
     return len;
 }
 
-int pt_buf_append_json_str(pt_buf_t *b, const char *s, size_t n)
+size_t pt_json_escape(char *out, const char *s, size_t n)
 {
     static const char hex[] = "0123456789abcdef";
     const unsigned char *p = (const unsigned char *)s;
-    size_t i = 0, start = 0, k;
-    int rc;
+    char *o = out;
+    size_t i = 0, k;
 
-    /* Worst case 6 bytes per input byte. */
-    if (n > (SIZE_MAX - 16) / 6)
-        return PT_ENOMEM;
-    if ((rc = pt_buf_reserve(b, n + 16)) != PT_OK)
-        return rc;
     while (i < n) {
         unsigned char c = p[i];
         if (c >= 0x20 && c != '"' && c != '\\' && c < 0x80) {
+            *o++ = (char)c;
             i++;
             continue;
         }
-        if (c >= 0x80) {
-            k = utf8_seq(p + i, n - i);
-            if (k) {
-                i += k;
-                continue;
+        if (c >= 0x80 && (k = utf8_seq(p + i, n - i)) > 0) {
+            memcpy(o, p + i, k);
+            o += k;
+            i += k;
+            continue;
+        }
+        *o++ = '\\';
+        switch (c) {
+        case '"':
+            *o++ = '"';
+            break;
+        case '\\':
+            *o++ = '\\';
+            break;
+        case '\n':
+            *o++ = 'n';
+            break;
+        case '\r':
+            *o++ = 'r';
+            break;
+        case '\t':
+            *o++ = 't';
+            break;
+        default:
+            if (c < 0x20) {
+                *o++ = 'u';
+                *o++ = '0';
+                *o++ = '0';
+                *o++ = hex[c >> 4];
+                *o++ = hex[c & 15];
+            } else { /* invalid UTF-8 byte: U+FFFD, replacing the backslash */
+                o--;
+                memcpy(o, "\xef\xbf\xbd", 3);
+                o += 3;
             }
         }
-        if ((rc = pt_buf_append(b, s + start, i - start)) != PT_OK)
-            return rc;
-        if (c == '"')
-            rc = pt_buf_append(b, "\\\"", 2);
-        else if (c == '\\')
-            rc = pt_buf_append(b, "\\\\", 2);
-        else if (c == '\n')
-            rc = pt_buf_append(b, "\\n", 2);
-        else if (c == '\r')
-            rc = pt_buf_append(b, "\\r", 2);
-        else if (c == '\t')
-            rc = pt_buf_append(b, "\\t", 2);
-        else if (c < 0x20) {
-            char u[6] = {'\\', 'u', '0', '0', hex[c >> 4], hex[c & 15]};
-            rc = pt_buf_append(b, u, 6);
-        } else {
-            rc = pt_buf_append(b, "\xef\xbf\xbd", 3); /* U+FFFD */
-        }
-        if (rc != PT_OK)
-            return rc;
         i++;
-        start = i;
     }
-    return pt_buf_append(b, s + start, n - start);
+    return (size_t)(o - out);
+}
+
+int pt_buf_append_json_str(pt_buf_t *b, const char *s, size_t n)
+{
+    int rc;
+    if (n > (SIZE_MAX - 16) / 6)
+        return PT_ENOMEM;
+    if ((rc = pt_buf_reserve(b, n * 6)) != PT_OK)
+        return rc;
+    b->len += pt_json_escape(b->data + b->len, s, n);
+    return PT_OK;
 }
 
 void pt_buf_consume(pt_buf_t *b, size_t n)

@@ -31,6 +31,9 @@ int pt_buf_append_u64(pt_buf_t *b, uint64_t v);
 /* Appends s as the inside of a JSON string (quotes not included): escapes
  * quotes, backslashes and control characters; invalid UTF-8 bytes become U+FFFD. */
 int pt_buf_append_json_str(pt_buf_t *b, const char *s, size_t n);
+/* Writes s escaped for the inside of a JSON string into out, which must
+ * have room for 6 * n bytes; returns the bytes written. */
+size_t pt_json_escape(char *out, const char *s, size_t n);
 /* Removes the first n bytes. */
 void pt_buf_consume(pt_buf_t *b, size_t n);
 void pt_buf_reset(pt_buf_t *b);

@@ -211,7 +211,7 @@ pt_buf_t *pt_access_log_buf(pt_access_log_t *l)
     return l->sink != NULL ? &l->buf : NULL;
 }
 
-#define ACCESS_FLUSH_BYTES 16384
+#define ACCESS_FLUSH_BYTES 65536
 
 void pt_access_log_commit(pt_access_log_t *l, int force)
 {

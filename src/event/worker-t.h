@@ -68,6 +68,9 @@ struct pt_worker_s {
     uint64_t rid_seed[2]; /* per-worker random for request ids */
     uint64_t rid_counter;
     pt_access_log_t alog;
+    char log_time[24]; /* "2026-12-04T16:02:13" for the access log, per second */
+    uint64_t log_sec;
+    int64_t wall_offset_ns;         /* wall clock minus uv_hrtime(), refreshed by the tick */
     pt_buf_t scratch;               /* TLS responses are formatted here before encryption */
     void (*handler)(pt_req_t *req); /* the gateway's dispatch */
     /* stats, read by nobody else for now (metrics issue) */

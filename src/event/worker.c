@@ -127,8 +127,16 @@ void pt_worker_wsnap_release(pt_wsnap_t *ws)
 
 void pt_worker_update_date(pt_worker_t *w)
 {
-    time_t now = time(NULL);
+    struct timespec ts;
+    time_t now;
     struct tm tm;
+
+    /* wall clock = monotonic + offset, re-synchronised here every 500 ms so
+     * that a request's log time costs no clock call beyond uv_hrtime() */
+    clock_gettime(CLOCK_REALTIME, &ts);
+    w->wall_offset_ns =
+        (int64_t)((uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec) - (int64_t)uv_hrtime();
+    now = ts.tv_sec;
     if ((uint64_t)now == w->date_sec)
         return;
     gmtime_r(&now, &tm);

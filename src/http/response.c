@@ -19,6 +19,11 @@
 #include "gateway/snapshot-t.h"
 #include "http/conn-i.h"
 
+/* Plain copies into space reserved beforehand (response heads, log lines). */
+#define PUT(p, s, n)      (memcpy((p), (s), (n)), (p) += (n))
+#define PUT_LIT(p, lit)   PUT(p, lit, sizeof(lit) - 1)
+#define PUT_JSON(p, s, n) ((p) += pt_json_escape((p), (s), (n)))
+
 /* ------------------------------------------------------------------ reasons */
 
 const char *pt_http_reason(int status)
@@ -283,9 +288,6 @@ static char *out_space(out_t *o, size_t n)
     return o->b->data + o->b->len;
 }
 
-#define PUT(p, s, n)    (memcpy((p), (s), (n)), (p) += (n))
-#define PUT_LIT(p, lit) PUT(p, lit, sizeof(lit) - 1)
-
 /* Writes the status line and headers. The size is computed first so the
  * head is written with one reservation and plain copies (this runs once per
  * request). */
@@ -353,9 +355,6 @@ static void resp_head(pt_req_t *req, out_t *o, int status, const pt_header_kv_t 
     PUT_LIT(p, "\r\n");
     o->b->len += (size_t)(p - start);
 }
-
-#undef PUT
-#undef PUT_LIT
 
 static int body_allowed(const pt_req_t *req, int status)
 {
@@ -499,56 +498,77 @@ const char *pt_http_peer(const pt_req_t *req)
 
 /* ------------------------------------------------------------------ access log */
 
+/* Appends the request's line to the worker's access log buffer. The line is
+ * sized first and written with plain copies; a line that cannot be had in
+ * memory is dropped whole, never written in part. */
 void pt__conn_access_log(pt_conn_t *c, pt_req_t *req)
 {
     pt_worker_t *w = c->worker;
     pt_buf_t *b = pt_access_log_buf(&w->alog);
-    struct timespec ts;
-    struct tm tm;
-    char tbuf[40];
-    size_t n;
-    uint64_t dur_us = (uv_hrtime() - req->start_ns) / 1000;
+    const char *api = req->match.api ? req->match.api->name : NULL;
+    const char *route = req->match.route ? req->match.route->name : NULL;
+    size_t api_len = api ? strlen(api) : 0, route_len = route ? strlen(route) : 0;
+    size_t subj_len = c->tls_subject ? strlen(c->tls_subject) : 0, peer_len = strlen(c->peer);
+    uint64_t now_ns, wall_ns, dur_us, ms;
+    char *p;
 
     if (b == NULL)
         return;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    gmtime_r(&ts.tv_sec, &tm);
-    n = strftime(tbuf, sizeof(tbuf), "%Y-%m-%dT%H:%M:%S", &tm);
-    n += (size_t)snprintf(tbuf + n, sizeof(tbuf) - n, ".%03ldZ", ts.tv_nsec / 1000000);
-    pt_buf_append_str(b, "{\"time\":\"");
-    pt_buf_append(b, tbuf, n);
-    pt_buf_append_str(b, "\",\"request_id\":\"");
-    pt_buf_append(b, req->request_id, req->request_id_len);
-    pt_buf_append_str(b, "\",\"client\":\"");
-    pt_buf_append_str(b, c->peer);
-    pt_buf_append_str(b, "\",\"method\":\"");
-    if (req->method != NULL)
-        pt_buf_append(b, req->method, req->method_len);
-    pt_buf_append_str(b, "\",\"path\":\"");
-    pt_buf_append_json_str(b, req->path.p ? req->path.p : "", req->path.len);
-    pt_buf_append_str(b, "\",\"status\":");
-    pt_buf_append_u64(b, (uint64_t)req->status);
-    pt_buf_append_str(b, ",\"bytes_in\":");
-    pt_buf_append_u64(b, req->bytes_in);
-    pt_buf_append_str(b, ",\"bytes_out\":");
-    pt_buf_append_u64(b, req->bytes_out);
-    pt_buf_append_str(b, ",\"duration_us\":");
-    pt_buf_append_u64(b, dur_us);
-    if (req->match.api != NULL) {
-        pt_buf_append_str(b, ",\"api\":\"");
-        pt_buf_append_json_str(b, req->match.api->name, strlen(req->match.api->name));
-        pt_buf_append_char(b, '"');
+    now_ns = uv_hrtime();
+    dur_us = (now_ns - req->start_ns) / 1000;
+    wall_ns = (uint64_t)((int64_t)now_ns + w->wall_offset_ns);
+    if (wall_ns / 1000000000u != w->log_sec) {
+        time_t sec = (time_t)(wall_ns / 1000000000u);
+        struct tm tm;
+        gmtime_r(&sec, &tm);
+        strftime(w->log_time, sizeof(w->log_time), "%Y-%m-%dT%H:%M:%S", &tm);
+        w->log_sec = wall_ns / 1000000000u;
     }
-    if (req->match.route != NULL) {
-        pt_buf_append_str(b, ",\"route\":\"");
-        pt_buf_append_json_str(b, req->match.route->name, strlen(req->match.route->name));
-        pt_buf_append_char(b, '"');
+    if (pt_buf_reserve(b, 320 + req->request_id_len + peer_len + req->method_len +
+                              6 * (req->path.len + api_len + route_len + subj_len)) != PT_OK)
+        return;
+    p = b->data + b->len;
+    PUT_LIT(p, "{\"time\":\"");
+    PUT(p, w->log_time, strlen(w->log_time));
+    ms = wall_ns / 1000000u % 1000;
+    *p++ = '.';
+    *p++ = (char)('0' + ms / 100);
+    *p++ = (char)('0' + ms / 10 % 10);
+    *p++ = (char)('0' + ms % 10);
+    PUT_LIT(p, "Z\",\"request_id\":\"");
+    PUT(p, req->request_id, req->request_id_len);
+    PUT_LIT(p, "\",\"client\":\"");
+    PUT(p, c->peer, peer_len);
+    PUT_LIT(p, "\",\"method\":\"");
+    if (req->method != NULL)
+        PUT(p, req->method, req->method_len);
+    PUT_LIT(p, "\",\"path\":\"");
+    if (req->path.p != NULL)
+        PUT_JSON(p, req->path.p, req->path.len);
+    PUT_LIT(p, "\",\"status\":");
+    p += pt_u64_to_str((uint64_t)req->status, p);
+    PUT_LIT(p, ",\"bytes_in\":");
+    p += pt_u64_to_str(req->bytes_in, p);
+    PUT_LIT(p, ",\"bytes_out\":");
+    p += pt_u64_to_str(req->bytes_out, p);
+    PUT_LIT(p, ",\"duration_us\":");
+    p += pt_u64_to_str(dur_us, p);
+    if (api != NULL) {
+        PUT_LIT(p, ",\"api\":\"");
+        PUT_JSON(p, api, api_len);
+        *p++ = '"';
+    }
+    if (route != NULL) {
+        PUT_LIT(p, ",\"route\":\"");
+        PUT_JSON(p, route, route_len);
+        *p++ = '"';
     }
     if (c->tls_subject != NULL) {
-        pt_buf_append_str(b, ",\"tls_client\":\"");
-        pt_buf_append_json_str(b, c->tls_subject, strlen(c->tls_subject));
-        pt_buf_append_char(b, '"');
+        PUT_LIT(p, ",\"tls_client\":\"");
+        PUT_JSON(p, c->tls_subject, subj_len);
+        *p++ = '"';
     }
-    pt_buf_append_str(b, "}\n");
+    PUT_LIT(p, "}\n");
+    b->len = (size_t)(p - b->data);
     pt_access_log_commit(&w->alog, 0);
 }
