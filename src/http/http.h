@@ -73,9 +73,10 @@ const char *pt_http_peer(const pt_req_t *req);
 /* --- Testing ---------------------------------------------------------- */
 
 /* Feeds bytes to a connection object that has no socket (fuzzing and unit
- * tests): parses, dispatches to `handler` against `snap`, and returns the
- * number of response bytes produced. The connection is torn down before
- * returning. */
-size_t pt_http_feed_detached(pt_worker_t *w, const char *data, size_t len);
+ * tests): parses, dispatches to the worker's handler against its snapshot,
+ * and returns the number of response bytes produced; when out is not NULL
+ * they are appended to it (the caller owns and frees out). The connection
+ * is torn down before returning; a handler must answer synchronously. */
+size_t pt_http_feed_detached(pt_worker_t *w, const char *data, size_t len, pt_buf_t *out);
 
 #endif

@@ -804,29 +804,35 @@ void pt_http_close_all(pt_worker_t *w)
     }
 }
 
-size_t pt_http_feed_detached(pt_worker_t *w, const char *data, size_t len)
+size_t pt_http_feed_detached(pt_worker_t *w, const char *data, size_t len, pt_buf_t *out)
 {
     pt_conn_t *c = calloc(1, sizeof(*c));
-    size_t n;
+    size_t total = 0;
     if (c == NULL)
         return 0;
     conn_init(c, w);
     c->noio = 1;
     c->handshake_done = 1;
-    snprintf(c->peer, sizeof(c->peer), "fuzz");
+    snprintf(c->peer, sizeof(c->peer), "detached");
     pt__conn_input(c, data, len);
-    /* input that was held back (pipelining cap) is parsed as the output drains */
-    while (!c->closing && c->pending_len > 0 && !c->waiting) {
-        char *p = c->pending;
-        size_t plen = c->pending_len;
-        c->pending = NULL;
-        c->pending_len = 0;
+    for (;;) {
+        total += c->out.len;
+        if (out != NULL && c->out.len > 0 && pt_buf_append(out, c->out.data, c->out.len) != PT_OK)
+            break;
         pt_buf_reset(&c->out);
-        pt__conn_input(c, p, plen);
-        free(p);
+        /* input held back (pipelining cap) is parsed once the output drained */
+        if (c->closing || c->pending_len == 0 || c->waiting)
+            break;
+        {
+            char *p = c->pending;
+            size_t plen = c->pending_len;
+            c->pending = NULL;
+            c->pending_len = 0;
+            pt__conn_input(c, p, plen);
+            free(p);
+        }
     }
-    n = c->out.len;
     conn_release(c);
     free(c);
-    return n;
+    return total;
 }

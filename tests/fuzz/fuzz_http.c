@@ -65,6 +65,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     if (worker == NULL)
         setup();
-    pt_http_feed_detached(worker, (const char *)data, size);
+    pt_http_feed_detached(worker, (const char *)data, size, NULL);
     return 0;
 }
