@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <unistd.h>
 #include <uv.h>
 
@@ -197,6 +198,26 @@ static void close_walk_cb(uv_handle_t *h, void *arg)
         uv_close(h, NULL);
 }
 
+/* Every connection is a file descriptor: take the hard limit (as nginx's
+ * worker_rlimit_nofile does) and say when it cannot hold max_connections. */
+static void raise_fd_limit(const pt_config_t *cfg)
+{
+    struct rlimit rl;
+    uint64_t want = (uint64_t)cfg->workers * cfg->limits.max_connections + 64;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
+        return;
+    if (rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &rl);
+        getrlimit(RLIMIT_NOFILE, &rl);
+    }
+    if (rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < want)
+        pt_log_warn("open files limit is %llu but %u workers x max_connections %u need about "
+                    "%llu: connections beyond it will be refused (raise `ulimit -n`)",
+                    (unsigned long long)rl.rlim_cur, cfg->workers, cfg->limits.max_connections,
+                    (unsigned long long)want);
+}
+
 static int serve(const char *config_path)
 {
     node_t n;
@@ -217,6 +238,7 @@ static int serve(const char *config_path)
     }
     cfg = n.snap->config;
     apply_log_level(cfg);
+    raise_fd_limit(cfg);
     n.nworkers = cfg->workers;
     if (cfg->log.access_log != NULL && strcmp(cfg->log.access_log, "off") != 0) {
         n.access = pt_access_sink_open(cfg->log.access_log);

@@ -43,7 +43,7 @@ typedef struct pt_limits_s {
     uint32_t header_timeout_ms; /* whole request head must arrive within (default 10000) -> 408 */
     uint32_t body_timeout_ms;   /* max gap between two body reads (default 30000) -> 408 */
     uint32_t keepalive_timeout_ms; /* idle keep-alive connection closed after (default 75000) */
-    uint32_t max_connections;      /* per worker; more are refused with 503 (default 16384) */
+    uint32_t max_connections;      /* per worker; more are refused with 503 (default 8192) */
     uint32_t drain_timeout_ms;     /* graceful shutdown budget (default 10000) */
     uint32_t max_pipelined;        /* requests parsed ahead per read (default 64) */
     uint64_t

@@ -15,6 +15,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <stdarg.h>
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -122,7 +123,7 @@ void pt_limits_defaults(pt_limits_t *l)
     l->header_timeout_ms = 10000;
     l->body_timeout_ms = 30000;
     l->keepalive_timeout_ms = 75000;
-    l->max_connections = 16384;
+    l->max_connections = 8192;
     l->drain_timeout_ms = 10000;
     l->max_pipelined = 64;
     l->max_output_buffer = MIB;
@@ -517,7 +518,11 @@ static void parse_node(pt__cfg_ctx_t *c, const pt_ynode_t *root, pt_config_t *cf
         pt__cfg_pop(c, mark);
     }
     if (workers == 0) {
-        long n = sysconf(_SC_NPROCESSORS_ONLN);
+        /* the CPUs this process may run on (taskset, cgroup cpusets), not
+         * every CPU of the machine */
+        cpu_set_t set;
+        long n = sched_getaffinity(0, sizeof(set), &set) == 0 ? CPU_COUNT(&set)
+                                                              : sysconf(_SC_NPROCESSORS_ONLN);
         workers = n < 1 ? 1 : n > WORKERS_MAX ? WORKERS_MAX : (uint64_t)n;
     }
     cfg->workers = (unsigned)workers;

@@ -151,7 +151,7 @@ static void test_defaults(void **state)
     assert_int_equal(cfg->limits.header_timeout_ms, 10000);
     assert_int_equal(cfg->limits.body_timeout_ms, 30000);
     assert_int_equal(cfg->limits.keepalive_timeout_ms, 75000);
-    assert_int_equal(cfg->limits.max_connections, 16384);
+    assert_int_equal(cfg->limits.max_connections, 8192);
     assert_int_equal(cfg->limits.drain_timeout_ms, 10000);
     assert_int_equal(cfg->limits.max_pipelined, 64);
     assert_int_equal(cfg->limits.max_output_buffer, 1u << 20);
