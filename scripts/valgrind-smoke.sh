@@ -2,20 +2,25 @@
 # The end-to-end smoke path under valgrind (memcheck): start a node, send good
 # and bad requests (keep-alive, pipelining, chunked, limits, smuggling shapes,
 # reload), stop it with SIGTERM, and fail on any memory error or definite leak.
-# Usage: scripts/valgrind-smoke.sh PATH/TO/portico
+# Usage: scripts/valgrind-smoke.sh PATH/TO/portico   (KEEP=1 keeps the work folder)
 set -euo pipefail
 bin=${1:?portico binary}
 root=$(cd "$(dirname "$0")/.." && pwd)
 dir=$(mktemp -d)
 pid=""
-cleanup() { [ -n "$pid" ] && kill -KILL "$pid" 2>/dev/null; rm -rf "$dir"; }
+cleanup() { [ -n "$pid" ] && kill -KILL "$pid" 2>/dev/null; [ -n "${KEEP:-}" ] || rm -rf "$dir"; }
 trap cleanup EXIT
 mkdir -p "$dir/apis"
 cp "$root"/examples/apis/*.yaml "$dir/apis/"
+openssl req -x509 -newkey rsa:2048 -nodes -keyout "$dir/key.pem" -out "$dir/cert.pem" -days 1 \
+  -subj "/CN=localhost" -addext "subjectAltName=IP:127.0.0.1" 2>/dev/null
 cat > "$dir/portico.yaml" <<YAML
 workers: 2
 listen:
   - address: 127.0.0.1:0
+  - address: 127.0.0.1:0
+    name: secure
+    tls: {cert: cert.pem, key: key.pem}
 limits:
   max_body_size: 1KiB
 log:
@@ -37,7 +42,7 @@ port=$(sed -n 's/.*listening on http:\/\/127.0.0.1:\([0-9]*\).*/\1/p' "$dir/stde
 u="http://127.0.0.1:$port"
 check() { # expected-status curl-args...
   local want=$1; shift
-  local got; got=$(curl -s -o /dev/null -w '%{http_code}' "$@")
+  local got; got=$(curl -s -o /dev/null -w '%{http_code}' "$@" || true)
   [ "$got" = "$want" ] || { echo "expected $want got $got for $*"; exit 1; }
 }
 check 200 "$u/hello/v1/greetings"
@@ -73,11 +78,18 @@ assert r.startswith(b"HTTP/1.1 414"), r
 r = send(b"\x16\x03\x01garbage\r\n\r\n")
 assert r.startswith(b"HTTP/1.1 400"), r
 PY
+tport=$(sed -n 's/.*listening on https:\/\/127.0.0.1:\([0-9]*\).*/\1/p' "$dir/stderr.log" | head -1)
+[ -n "$tport" ] || { echo "no TLS port"; cat "$dir/stderr.log"; exit 1; }
+check 200 --cacert "$dir/cert.pem" "https://127.0.0.1:$tport/hello/v1/greetings"
+check 201 --cacert "$dir/cert.pem" -X POST -d '{}' "https://127.0.0.1:$tport/hello/v1/greetings"
+check 000 --tls-max 1.1 --cacert "$dir/cert.pem" "https://127.0.0.1:$tport/hello/v1/greetings"
+head -c 300 /dev/urandom | curl -s -o /dev/null --max-time 2 "telnet://127.0.0.1:$tport" || true
 kill -HUP "$pid"
 sleep 1
 check 200 "$u/hello/v1/greetings"
+check 200 --cacert "$dir/cert.pem" "https://127.0.0.1:$tport/_portico/ready"
 kill -TERM "$pid"
 set +e; wait "$pid"; rc=$?; set -e; pid=""
-if [ "$rc" -ne 0 ]; then echo "valgrind/portico exit $rc"; cat "$dir/valgrind.log"; exit 1; fi
+if [ "$rc" -ne 0 ]; then echo "valgrind/portico exit $rc (files in $dir with KEEP=1)"; cat "$dir/valgrind.log"; exit 1; fi
 grep -q "ERROR SUMMARY: 0 errors" "$dir/valgrind.log" || { cat "$dir/valgrind.log"; exit 1; }
 echo "valgrind: clean ($(grep -c '"status"' "$dir/access.log") requests logged; $(grep 'ERROR SUMMARY' "$dir/valgrind.log" | sed 's/==[0-9]*== //'))"

@@ -179,6 +179,8 @@ int pt__conn_tls_drain(pt_conn_t *c)
 {
     size_t n;
     int r;
+    if (c->wbio == NULL) /* released with the connection */
+        return PT_EIO;
     while ((n = BIO_ctrl_pending(c->wbio)) > 0) {
         if (pt__conn_out_reserve(c, &c->out, n) != PT_OK)
             return PT_ENOMEM;

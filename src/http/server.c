@@ -376,6 +376,7 @@ static void conn_release(pt_conn_t *c)
         SSL_free(c->ssl); /* frees the BIOs */
         c->ssl = NULL;
     }
+    c->rbio = c->wbio = NULL;
     free(c->tls_subject);
     c->tls_subject = NULL;
 }
@@ -592,8 +593,10 @@ static void tls_input(pt_conn_t *c, const char *data, size_t len)
             if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE)
                 break;
             if (e == SSL_ERROR_ZERO_RETURN) { /* close_notify */
-                if (c->req == NULL || c->close_after)
-                    pt__conn_close(c);
+                if (c->req == NULL || c->close_after) {
+                    pt__conn_close(c); /* frees the SSL object and its BIOs */
+                    return;
+                }
                 break;
             }
             pt__conn_close(c);
