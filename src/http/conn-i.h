@@ -84,6 +84,8 @@ extern const llhttp_settings_t pt__http_parser_settings;
 pt_req_t *pt__req_new(pt_conn_t *c);
 void pt__req_snap_release(pt_req_t *req);
 void pt__req_id_generate(pt_worker_t *w, pt_req_t *req);
+/* Writes a new 32-hex-digit request id and a NUL into out. */
+void pt__request_id(pt_worker_t *w, char out[33]);
 
 /* response.c */
 int pt__conn_out_reserve(pt_conn_t *c, pt_buf_t *b, size_t extra);

@@ -260,17 +260,22 @@ static uint64_t splitmix64(uint64_t x)
     return x ^ (x >> 31);
 }
 
-void pt__req_id_generate(pt_worker_t *w, pt_req_t *req)
+void pt__request_id(pt_worker_t *w, char out[33])
 {
     static const char hex[] = "0123456789abcdef";
     uint64_t n = ++w->rid_counter;
     uint64_t a = splitmix64(w->rid_seed[0] ^ n), b = splitmix64(w->rid_seed[1] + n);
     int i;
     for (i = 0; i < 16; i++) {
-        req->request_id[i] = hex[(a >> (60 - 4 * i)) & 15];
-        req->request_id[16 + i] = hex[(b >> (60 - 4 * i)) & 15];
+        out[i] = hex[(a >> (60 - 4 * i)) & 15];
+        out[16 + i] = hex[(b >> (60 - 4 * i)) & 15];
     }
-    req->request_id[32] = '\0';
+    out[32] = '\0';
+}
+
+void pt__req_id_generate(pt_worker_t *w, pt_req_t *req)
+{
+    pt__request_id(w, req->request_id);
     req->request_id_len = 32;
 }
 

@@ -661,12 +661,14 @@ static void refuse(pt_worker_t *w, uv_tcp_t *tcp)
     "{\"type\":\"urn:portico:problem:too-many-connections\",\"title\":\"Service "                  \
     "Unavailable\",\"status\":503,\"detail\":\"The server has too many open connections.\"}"
     static const char body[] = REFUSE_BODY;
-    char resp[512];
-    int n = snprintf(resp, sizeof(resp),
-                     "HTTP/1.1 503 Service Unavailable\r\nDate: %.*s\r\nServer: portico\r\n"
-                     "Content-Type: application/problem+json\r\nContent-Length: %zu\r\n"
-                     "Retry-After: 1\r\nConnection: close\r\n\r\n%s",
-                     (int)w->date_len, w->date, sizeof(body) - 1, body);
+    char resp[512], rid[33];
+    int n;
+    pt__request_id(w, rid);
+    n = snprintf(resp, sizeof(resp),
+                 "HTTP/1.1 503 Service Unavailable\r\nDate: %.*s\r\nServer: portico\r\n"
+                 "X-Request-Id: %s\r\nContent-Type: application/problem+json\r\n"
+                 "Content-Length: %zu\r\nRetry-After: 1\r\nConnection: close\r\n\r\n%s",
+                 (int)w->date_len, w->date, rid, sizeof(body) - 1, body);
     uv_buf_t b = uv_buf_init(resp, (unsigned)n);
 #undef REFUSE_BODY
     /* best effort: a fresh socket takes this without blocking */

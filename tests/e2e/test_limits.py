@@ -2,6 +2,7 @@
 status code, a problem body, and a graceful close; other clients are not
 affected."""
 import json
+import re
 import socket
 import threading
 import time
@@ -305,6 +306,7 @@ def test_max_connections_per_worker(portico_factory):
                 assert head.startswith(b"HTTP/1.1 503 Service Unavailable\r\n"), data
                 assert b"Content-Type: application/problem+json" in head
                 assert b"Connection: close" in head
+                assert re.search(rb"\r\nX-Request-Id: [0-9a-f]{32}\r\n", head + b"\r\n"), head
                 cl = int([ln for ln in head.split(b"\r\n") if ln.lower().startswith(b"content-length:")][0]
                          .split(b":")[1])
                 assert len(body) == cl, (cl, body)
