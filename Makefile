@@ -67,7 +67,7 @@ e2e:
 	$(PYTHON) -m pytest -q -p no:cacheprovider tests/e2e
 
 fuzz-build: setup
-	CC=clang cmake -S . -B $(BUILD_FUZZ) -DCMAKE_BUILD_TYPE=Debug -DPT_FUZZ=ON -DPT_TESTS=OFF >/dev/null
+	CC=clang cmake -S . -B $(BUILD_FUZZ) -DCMAKE_BUILD_TYPE=Debug -DPT_FUZZ=ON -DPT_TESTS=OFF -DPT_WERROR=ON >/dev/null
 	cmake --build $(BUILD_FUZZ) -j $(JOBS)
 
 fuzz: fuzz-build

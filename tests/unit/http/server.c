@@ -239,8 +239,8 @@ static void test_limits(void **state)
 static void test_refused_shapes_close_the_connection(void **state)
 {
     static const char *const bad[] = {
-        "POST /t/static HTTP/1.1\r\nHost: a\r\nContent-Length: 2\r\nTransfer-Encoding: "
-        "chunked\r\n\r\n",
+        ("POST /t/static HTTP/1.1\r\nHost: a\r\nContent-Length: 2\r\n"
+         "Transfer-Encoding: chunked\r\n\r\n"),
         "GET /t/static HTTP/1.1\r\nHost: a\r\nX: a\r\n b\r\n\r\n",
         "GET /t/static HTTP/1.1\r\nHost: a\r\nX:\r\n b\r\n\r\n",
         "GET /t/static HTTP/1.1\r\n\r\n",
