@@ -215,32 +215,31 @@ static int parse_scaled(const char *s, size_t len, const unit_t *units, uint64_t
     return -1;
 }
 
-const char *pt__cfg_size_str(uint64_t v, char *out, size_t outlen)
+/* Formats v with the largest unit of show[] that divides it exactly, else
+ * as a plain number followed by `plain` ("1MiB", "90s", "1500ms"). */
+static const char *units_str(uint64_t v, const unit_t *show, size_t n, const char *plain, char *out,
+                             size_t outlen)
 {
-    static const unit_t show[] = {{"GiB", 1ull << 30}, {"MiB", 1ull << 20}, {"KiB", 1ull << 10}};
     size_t i;
-
-    for (i = 0; i < PT_ARRAY_SIZE(show); i++)
+    for (i = 0; i < n; i++)
         if (v >= show[i].mult && v % show[i].mult == 0) {
             snprintf(out, outlen, "%llu%s", (unsigned long long)(v / show[i].mult), show[i].name);
             return out;
         }
-    snprintf(out, outlen, "%llu", (unsigned long long)v);
+    snprintf(out, outlen, "%llu%s", (unsigned long long)v, plain);
     return out;
+}
+
+const char *pt__cfg_size_str(uint64_t v, char *out, size_t outlen)
+{
+    static const unit_t show[] = {{"GiB", 1ull << 30}, {"MiB", 1ull << 20}, {"KiB", 1ull << 10}};
+    return units_str(v, show, PT_ARRAY_SIZE(show), "", out, outlen);
 }
 
 static const char *duration_str(uint64_t v, char *out, size_t outlen)
 {
     static const unit_t show[] = {{"h", 3600000}, {"m", 60000}, {"s", 1000}};
-    size_t i;
-
-    for (i = 0; i < PT_ARRAY_SIZE(show); i++)
-        if (v >= show[i].mult && v % show[i].mult == 0) {
-            snprintf(out, outlen, "%llu%s", (unsigned long long)(v / show[i].mult), show[i].name);
-            return out;
-        }
-    snprintf(out, outlen, "%llums", (unsigned long long)v);
-    return out;
+    return units_str(v, show, PT_ARRAY_SIZE(show), "ms", out, outlen);
 }
 
 static int read_scaled(pt__cfg_ctx_t *c, const pt_ynode_t *n, const unit_t *units, int is_size,

@@ -434,6 +434,18 @@ static void conn_linger(pt_conn_t *c)
         pt__conn_close(c);
 }
 
+/* Parses the input held back while a request was answered or while the
+ * output drained (it is taken first: parsing may hold some back again). */
+static void conn_parse_pending(pt_conn_t *c)
+{
+    char *data = c->pending;
+    size_t len = c->pending_len;
+    c->pending = NULL;
+    c->pending_len = 0;
+    pt__conn_input(c, data, len);
+    free(data);
+}
+
 static void write_cb(uv_write_t *wr, int status)
 {
     pt_conn_t *c = wr->data;
@@ -491,12 +503,7 @@ void pt__conn_flush(pt_conn_t *c)
             return;
         }
         if (c->pending_len > 0 && !c->waiting) {
-            char *data = c->pending;
-            size_t len = c->pending_len;
-            c->pending = NULL;
-            c->pending_len = 0;
-            pt__conn_input(c, data, len);
-            free(data);
+            conn_parse_pending(c);
             continue;
         }
         if (c->peer_eof && c->req == NULL) {
@@ -828,14 +835,7 @@ size_t pt_http_feed_detached(pt_worker_t *w, const char *data, size_t len, pt_bu
         /* input held back (pipelining cap) is parsed once the output drained */
         if (c->closing || c->pending_len == 0 || c->waiting)
             break;
-        {
-            char *p = c->pending;
-            size_t plen = c->pending_len;
-            c->pending = NULL;
-            c->pending_len = 0;
-            pt__conn_input(c, p, plen);
-            free(p);
-        }
+        conn_parse_pending(c);
     }
     conn_release(c);
     free(c);
