@@ -77,6 +77,30 @@ typedef struct pt_route_def_s {
     unsigned line;
 } pt_route_def_t;
 
+/* One upstream target of a proxy API (`upstream.targets[i]`). */
+typedef struct pt_upstream_target_s {
+    char *url;         /* as written: "http://127.0.0.1:9000/prefix" */
+    char *host;        /* numeric IPv4, IPv6 (without brackets) or a DNS name */
+    uint16_t port;     /* default 80 */
+    char *path_prefix; /* "" or "/prefix" (no trailing '/'); prepended to the forwarded path */
+    unsigned weight;   /* 1..1000, default 1 (weighted round-robin) */
+    unsigned line;
+} pt_upstream_target_t;
+
+/* Where and how a proxy API forwards (`upstream:`). */
+typedef struct pt_upstream_s {
+    pt_upstream_target_t *targets; /* at least one */
+    size_t ntargets;
+    uint32_t connect_timeout_ms;        /* default 5000 -> 504 */
+    uint32_t read_timeout_ms;           /* request sent -> response head, default 60000 -> 504 */
+    uint32_t keepalive_max_idle;        /* idle pooled connections per worker per target,
+                                           default 32; 0 = no pooling */
+    uint32_t keepalive_idle_timeout_ms; /* default 60000 */
+    uint32_t keepalive_max_requests;    /* per upstream connection, default 1000 */
+    int preserve_host; /* forward the client's Host (default: target host[:port]) */
+    unsigned line;
+} pt_upstream_t;
+
 typedef struct pt_api_def_s {
     char *file;      /* definition file it came from */
     char *name;      /* [a-z0-9][a-z0-9_-]* */
@@ -89,7 +113,15 @@ typedef struct pt_api_def_s {
     size_t nroutes;
     unsigned name_line; /* lines of `name:` and `base_path:`, for messages */
     unsigned base_path_line;
+    pt_upstream_t *upstream; /* kind "proxy": required (and no routes); NULL for "service" */
 } pt_api_def_t;
+
+/* An address block: "10.0.0.0/8", "::1/128", "127.0.0.1" (= /32). */
+typedef struct pt_cidr_s {
+    int family;             /* AF_INET or AF_INET6 */
+    unsigned char addr[16]; /* network byte order; IPv4 in the first 4 bytes */
+    unsigned prefix;        /* 0..32 or 0..128 */
+} pt_cidr_t;
 
 typedef struct pt_log_config_s {
     char *level;      /* debug | info | warn | error (default info) */
@@ -104,6 +136,8 @@ typedef struct pt_config_s {
     size_t nlisteners;
     pt_limits_t limits;
     pt_log_config_t log;
+    pt_cidr_t *trusted_proxies; /* peers whose X-Forwarded-* headers are believed */
+    size_t ntrusted_proxies;
     char *apis_dir;     /* absolute or relative to the config file's directory; may be NULL */
     pt_api_def_t *apis; /* loaded from apis_dir, sorted by name */
     size_t napis;
