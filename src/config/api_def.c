@@ -1,14 +1,18 @@
 /*
  * api_def.c - API definitions (one YAML file per API in the apis directory) and their cross-checks.
  *
- * One file defines one API: name, base path, kind, title, version and routes.
- * Each route answers with a static response (`respond:`) for now. Values are
- * copied into the configuration's arena; the YAML tree lives in a scratch
- * arena freed when the file is done. See docs/configuration.md for the schema.
+ * One file defines one API: name, base path, kind, title, version, and either
+ * routes (kind service; each answers with a static response, `respond:`, for
+ * now) or an upstream (kind proxy: everything under the base path is forwarded
+ * to the upstream's targets). Values are copied into the configuration's
+ * arena; the YAML tree lives in a scratch arena freed when the file is done.
+ * See docs/api-definitions.md for the schema.
  */
+#include <arpa/inet.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "config/config.h"
 #include "config/schema.h"
@@ -22,9 +26,16 @@
 #define HEADER_VALUE_MAX 8192
 #define HEADERS_MAX      100
 #define BODY_MAX         (1u << 20)
+#define TARGETS_MAX      64
+#define URL_MAX          2048
+#define HOST_MAX         253
 
-static const char *const api_keys[] = {"name",    "base_path",   "kind",   "title",
-                                       "version", "description", "routes", NULL};
+static const char *const api_keys[] = {"name",        "base_path", "kind",     "title", "version",
+                                       "description", "routes",    "upstream", NULL};
+static const char *const upstream_keys[] = {"targets",   "connect_timeout", "read_timeout",
+                                            "keepalive", "preserve_host",   NULL};
+static const char *const target_keys[] = {"url", "weight", NULL};
+static const char *const keepalive_keys[] = {"max_idle", "idle_timeout", "max_requests", NULL};
 static const char *const route_keys[] = {"method", "path", "name", "respond", NULL};
 static const char *const respond_keys[] = {"status", "headers", "body", NULL};
 
@@ -63,6 +74,13 @@ static int is_token(const char *s, size_t len)
 static int is_hex(unsigned char c)
 {
     return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
+}
+
+/* RFC 3986 pchar without pct-encoded: unreserved / sub-delims / ":" / "@". */
+static int is_pchar(unsigned char c)
+{
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+           (c != '\0' && strchr("-._~!$&'()*+,;=:@", c) != NULL);
 }
 
 static int check_api_name(const char *s)
@@ -117,8 +135,7 @@ static const char *check_base_path(const char *p)
             i += 2;
             continue;
         }
-        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-              (c != '\0' && strchr("-._~!$&'()*+,;=:@", c) != NULL)))
+        if (!is_pchar(c))
             return "contains a character that is not allowed in a URI path (RFC 3986 pchar)";
     }
     return NULL;
@@ -459,6 +476,368 @@ static void parse_route(pt__cfg_ctx_t *c, const pt_ynode_t *n, pt_route_def_t *r
     pt__cfg_pop(c, mark);
 }
 
+/* ------------------------------------------------------------ upstream (proxy APIs) */
+
+/* Returns 1 when the len bytes at s are "." or "..", each dot possibly written "%2e"/"%2E"
+ * (RFC 3986 6.2.2.2: percent-encoded unreserved characters are equivalent to the plain ones). */
+static int is_dot_segment(const char *s, size_t len)
+{
+    size_t i = 0, dots = 0;
+
+    while (i < len) {
+        if (s[i] == '.') {
+            i++;
+        } else if (i + 2 < len && s[i] == '%' && s[i + 1] == '2' &&
+                   (s[i + 2] == 'e' || s[i + 2] == 'E')) {
+            i += 3;
+        } else {
+            return 0;
+        }
+        dots++;
+    }
+    return dots == 1 || dots == 2;
+}
+
+/* Returns NULL when the len bytes at p are a valid path prefix for an upstream ("" or
+ * "/seg/seg", trailing '/' already removed), else why it is not. */
+static const char *check_url_path(const char *p, size_t len)
+{
+    size_t i, start, seglen;
+
+    for (i = 0; i < len; i++) {
+        unsigned char ch = (unsigned char)p[i];
+        if (ch == '/' || is_pchar(ch))
+            continue;
+        if (ch == '%') {
+            if (i + 2 >= len || !is_hex((unsigned char)p[i + 1]) ||
+                !is_hex((unsigned char)p[i + 2]))
+                return "'%' must be followed by two hex digits";
+            i += 2;
+            continue;
+        }
+        return "the path contains a character that is not allowed in a URI path (RFC 3986 "
+               "pchar)";
+    }
+    for (i = 0; i < len; i = start) {
+        start = i + 1;
+        while (start < len && p[start] != '/')
+            start++;
+        seglen = start - i - 1;
+        if (seglen == 0)
+            return "the path must not contain an empty segment (\"//\")";
+        if (is_dot_segment(p + i + 1, seglen))
+            return "the path must not contain \".\" or \"..\" segments";
+    }
+    return NULL;
+}
+
+/* Checks a host that is not a bracketed IPv6 address: a numeric IPv4 address, or a DNS name
+ * of letters, digits, '-' and '.' (labels of 1 to 63 characters, at most 253 in all). A name
+ * whose last label is numeric would be read as an IPv4 address by resolvers, so it must be a
+ * valid one. Returns 0, or -1 with why filled. */
+static int check_host(const char *h, size_t len, char *why, size_t wlen)
+{
+    unsigned char bin[4];
+    size_t i, label = 0, last;
+    int numeric = 1;
+
+    if (len > HOST_MAX) {
+        snprintf(why, wlen, "the host name must not be longer than %d characters", HOST_MAX);
+        return -1;
+    }
+    for (i = 0; i < len; i++) {
+        unsigned char ch = (unsigned char)h[i];
+        if (ch == '.') {
+            if (label == 0) {
+                snprintf(why, wlen,
+                         "the host name has an empty label (\"..\" or a leading or "
+                         "trailing '.')");
+                return -1;
+            }
+            label = 0;
+            continue;
+        }
+        if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
+              ch == '-')) {
+            snprintf(why, wlen,
+                     "the host must be a numeric IPv4 address, an IPv6 address in brackets or a "
+                     "DNS name (letters, digits, '-' and '.')");
+            return -1;
+        }
+        if (++label > 63) {
+            snprintf(why, wlen, "a label of the host name is longer than 63 characters");
+            return -1;
+        }
+    }
+    if (label == 0) {
+        snprintf(why, wlen,
+                 "the host name has an empty label (\"..\" or a leading or trailing '.')");
+        return -1;
+    }
+    last = len - label;
+    if (label > 2 && h[last] == '0' && (h[last + 1] == 'x' || h[last + 1] == 'X')) {
+        for (i = last + 2; i < len && is_hex((unsigned char)h[i]); i++)
+            ;
+        numeric = i == len;
+    } else {
+        for (i = last; i < len && h[i] >= '0' && h[i] <= '9'; i++)
+            ;
+        numeric = i == len;
+    }
+    if (numeric && inet_pton(AF_INET, h, bin) != 1) {
+        snprintf(why, wlen, "\"%.*s\" is not a valid IPv4 address (dotted decimal a.b.c.d)",
+                 (int)PT_MIN(len, 64), h);
+        return -1;
+    }
+    return 0;
+}
+
+typedef struct url_parts_s {
+    char host[HOST_MAX + 1]; /* without brackets */
+    uint16_t port;
+    const char *path; /* into the URL; trailing '/' removed */
+    size_t path_len;
+} url_parts_t;
+
+/* Splits an upstream URL "http://" host [":" port] [path] (NUL-free, len bytes) into u.
+ * Returns 0, 1 for an https URL, or -1 with why filled. */
+static int split_url(const char *s, size_t len, url_parts_t *u, char *why, size_t wlen)
+{
+    const char *auth, *end, *hend, *port = NULL, *perr;
+    unsigned char bin[16];
+    size_t alen, hlen, i;
+    unsigned v = 0;
+
+    if (len >= 8 && strncasecmp(s, "https://", 8) == 0)
+        return 1;
+    if (len < 7 || strncasecmp(s, "http://", 7) != 0) {
+        snprintf(why, wlen, "expected http://host[:port][/path]");
+        return -1;
+    }
+    if (memchr(s, '?', len) != NULL) {
+        snprintf(why, wlen, "must not have a query ('?'); the client's query is forwarded");
+        return -1;
+    }
+    if (memchr(s, '#', len) != NULL) {
+        snprintf(why, wlen, "must not have a fragment ('#')");
+        return -1;
+    }
+    auth = s + 7;
+    end = memchr(auth, '/', len - 7);
+    if (end == NULL)
+        end = s + len;
+    alen = (size_t)(end - auth);
+    if (memchr(auth, '@', alen) != NULL) {
+        snprintf(why, wlen,
+                 "must not contain user information (\"user@\"); credentials in "
+                 "upstream URLs are not supported");
+        return -1;
+    }
+    if (alen == 0) {
+        snprintf(why, wlen, "missing host");
+        return -1;
+    }
+    if (auth[0] == '[') {
+        const char *close = memchr(auth, ']', alen);
+        if (close == NULL) {
+            snprintf(why, wlen, "missing ']' after the IPv6 address");
+            return -1;
+        }
+        hlen = (size_t)(close - auth - 1);
+        if (hlen == 0 || hlen >= 64) {
+            snprintf(why, wlen, "invalid IPv6 address in brackets");
+            return -1;
+        }
+        memcpy(u->host, auth + 1, hlen);
+        u->host[hlen] = '\0';
+        if (inet_pton(AF_INET6, u->host, bin) != 1) {
+            snprintf(why, wlen, "\"%s\" is not a valid IPv6 address", u->host);
+            return -1;
+        }
+        hend = close + 1;
+        if (hend < end && *hend != ':') {
+            snprintf(why, wlen, "expected ':' and a port after the IPv6 address");
+            return -1;
+        }
+    } else {
+        const char *colon = memchr(auth, ':', alen);
+        hend = colon != NULL ? colon : end;
+        if (colon != NULL && memchr(colon + 1, ':', (size_t)(end - colon - 1)) != NULL) {
+            snprintf(why, wlen, "an IPv6 address must be in brackets, e.g. http://[::1]:8080");
+            return -1;
+        }
+        hlen = (size_t)(hend - auth);
+        if (hlen == 0) {
+            snprintf(why, wlen, "missing host");
+            return -1;
+        }
+        if (hlen > HOST_MAX) {
+            snprintf(why, wlen, "the host name must not be longer than %d characters", HOST_MAX);
+            return -1;
+        }
+        memcpy(u->host, auth, hlen);
+        u->host[hlen] = '\0';
+        if (check_host(u->host, hlen, why, wlen) != 0)
+            return -1;
+    }
+    u->port = 80;
+    if (hend < end) {
+        port = hend + 1;
+        for (i = 0; port + i < end && i < 6 && port[i] >= '0' && port[i] <= '9'; i++)
+            v = v * 10 + (unsigned)(port[i] - '0');
+        if (i == 0 || port + i != end || v < 1 || v > 65535) {
+            snprintf(why, wlen, "the port must be an integer between 1 and 65535");
+            return -1;
+        }
+        u->port = (uint16_t)v;
+    }
+    u->path = end;
+    u->path_len = (size_t)(s + len - end);
+    if (u->path_len > 0 && u->path[u->path_len - 1] == '/')
+        u->path_len--;
+    if ((perr = check_url_path(u->path, u->path_len)) != NULL) {
+        snprintf(why, wlen, "%s", perr);
+        return -1;
+    }
+    return 0;
+}
+
+static void parse_target(pt__cfg_ctx_t *c, const pt_ynode_t *n, pt_upstream_target_t *t)
+{
+    const pt_ynode_t *v;
+    pt_ynode_t shown;
+    url_parts_t u;
+    char why[256], tmp[300];
+    uint64_t w;
+    size_t mark;
+    int rc;
+
+    t->line = n->line;
+    t->weight = 1;
+    if (pt__cfg_mapping(c, n, target_keys) != 0)
+        return;
+    mark = pt__cfg_push(c, "url", 3);
+    if (pt_yaml_is_null(v = pt_yaml_get(n, "url"))) {
+        pt__cfg_err(c, n->line, "required key is missing");
+    } else if (pt__cfg_string(c, v, &t->url) == 0) {
+        /* Quoted or not, a URL is a string: show it without "the string". */
+        shown = *v;
+        shown.quoted = 0;
+        if (v->len > URL_MAX)
+            pt__cfg_err(c, v->line, "must not be longer than %d characters", URL_MAX);
+        else if ((rc = split_url(t->url, v->len, &u, why, sizeof(why))) == 1)
+            pt__cfg_err(c, v->line, "https upstreams are not supported yet (got %s)",
+                        pt__cfg_quote(&shown, tmp, sizeof(tmp)));
+        else if (rc != 0)
+            pt__cfg_err(c, v->line, "invalid upstream URL %s: %s",
+                        pt__cfg_quote(&shown, tmp, sizeof(tmp)), why);
+        else if ((t->host = pt_arena_strdup(c->arena, u.host)) == NULL ||
+                 (t->path_prefix = pt_arena_strndup(c->arena, u.path, u.path_len)) == NULL)
+            pt__cfg_err(c, v->line, "out of memory");
+        else
+            t->port = u.port;
+    }
+    pt__cfg_pop(c, mark);
+    if (!pt_yaml_is_null(v = pt_yaml_get(n, "weight"))) {
+        mark = pt__cfg_push(c, "weight", 6);
+        if (pt__cfg_uint(c, v, 1, 1000, &w) == 0)
+            t->weight = (unsigned)w;
+        pt__cfg_pop(c, mark);
+    }
+}
+
+/* Reads optional key `key` of mapping m: an integer (is_duration 0) or a duration in ms, in
+ * [min, max], into *out; *out keeps its default when the key is absent or invalid. */
+static void uint32_key(pt__cfg_ctx_t *c, const pt_ynode_t *m, const char *key, int is_duration,
+                       uint64_t min, uint64_t max, uint32_t *out)
+{
+    const pt_ynode_t *v = pt_yaml_get(m, key);
+    uint64_t x;
+    size_t mark;
+    int rc;
+
+    if (pt_yaml_is_null(v))
+        return;
+    mark = pt__cfg_push(c, key, strlen(key));
+    rc = is_duration ? pt__cfg_duration(c, v, min, max, &x) : pt__cfg_uint(c, v, min, max, &x);
+    if (rc == 0)
+        *out = (uint32_t)x;
+    pt__cfg_pop(c, mark);
+}
+
+/* Reads `upstream:` into a new pt_upstream_t in c->arena, defaults for absent keys. Returns
+ * NULL when n is not a mapping or memory ran out (reported); other errors are reported and
+ * leave their field at its default. */
+static pt_upstream_t *parse_upstream(pt__cfg_ctx_t *c, const pt_ynode_t *n)
+{
+    pt_upstream_t *up;
+    const pt_ynode_t *v;
+    char tmp[300];
+    size_t i, mark, mark2;
+
+    if (pt__cfg_mapping(c, n, upstream_keys) != 0)
+        return NULL;
+    if ((up = pt_arena_calloc(c->arena, sizeof(*up))) == NULL) {
+        pt__cfg_err(c, n->line, "out of memory");
+        return NULL;
+    }
+    up->line = n->line;
+    up->connect_timeout_ms = 5000;
+    up->read_timeout_ms = 60000;
+    up->keepalive_max_idle = 32;
+    up->keepalive_idle_timeout_ms = 60000;
+    up->keepalive_max_requests = 1000;
+
+    mark = pt__cfg_push(c, "targets", 7);
+    if (pt_yaml_is_null(v = pt_yaml_get(n, "targets"))) {
+        pt__cfg_err(c, n->line, "required key is missing (at least one target)");
+    } else if (v->kind != PT_YNODE_SEQUENCE || v->n == 0) {
+        pt__cfg_err(c, v->line, "expected a list of 1 to %d targets, got %s", TARGETS_MAX,
+                    v->kind == PT_YNODE_SEQUENCE ? "an empty list"
+                                                 : pt__cfg_quote(v, tmp, sizeof(tmp)));
+    } else if (v->n > TARGETS_MAX) {
+        pt__cfg_err(c, v->line, "at most %d targets, got %zu", TARGETS_MAX, v->n);
+    } else if ((up->targets = pt_arena_calloc(c->arena, v->n * sizeof(*up->targets))) == NULL) {
+        pt__cfg_err(c, v->line, "out of memory");
+    } else {
+        up->ntargets = v->n;
+        for (i = 0; i < v->n; i++) {
+            mark2 = pt__cfg_push_index(c, i);
+            parse_target(c, v->items[i], &up->targets[i]);
+            pt__cfg_pop(c, mark2);
+        }
+    }
+    pt__cfg_pop(c, mark);
+
+    uint32_key(c, n, "connect_timeout", 1, 1, 600000, &up->connect_timeout_ms);
+    uint32_key(c, n, "read_timeout", 1, 1, 3600000, &up->read_timeout_ms);
+    if (!pt_yaml_is_null(v = pt_yaml_get(n, "keepalive"))) {
+        mark = pt__cfg_push(c, "keepalive", 9);
+        if (pt__cfg_mapping(c, v, keepalive_keys) == 0) {
+            uint32_key(c, v, "max_idle", 0, 0, 10000, &up->keepalive_max_idle);
+            uint32_key(c, v, "idle_timeout", 1, 1000, 3600000, &up->keepalive_idle_timeout_ms);
+            uint32_key(c, v, "max_requests", 0, 1, 1000000, &up->keepalive_max_requests);
+        }
+        pt__cfg_pop(c, mark);
+    }
+    if (!pt_yaml_is_null(v = pt_yaml_get(n, "preserve_host"))) {
+        mark = pt__cfg_push(c, "preserve_host", 13);
+        pt__cfg_bool(c, v, &up->preserve_host);
+        pt__cfg_pop(c, mark);
+    }
+    return up;
+}
+
+/* Returns the line of key `key` in mapping m (the key itself, not its value), or m's line. */
+static unsigned key_line(const pt_ynode_t *m, const char *key)
+{
+    size_t i, len = strlen(key);
+    for (i = 0; i < m->n; i++)
+        if (m->pairs[i].key->len == len && memcmp(m->pairs[i].key->value, key, len) == 0)
+            return m->pairs[i].key->line;
+    return m->line;
+}
+
 /* Reads a required or optional string key of m into *out. */
 static void string_key(pt__cfg_ctx_t *c, const pt_ynode_t *m, const char *key, int required,
                        char **out)
@@ -482,6 +861,7 @@ static void parse_api(pt__cfg_ctx_t *c, const pt_ynode_t *root, pt_api_def_t *ap
     const char *why;
     size_t i, mark, mark2;
     char tmp[300];
+    int is_proxy, is_service;
 
     if (pt__cfg_mapping(c, root, api_keys) != 0)
         return;
@@ -518,10 +898,29 @@ static void parse_api(pt__cfg_ctx_t *c, const pt_ynode_t *root, pt_api_def_t *ap
     string_key(c, root, "version", 1, &api->version);
     string_key(c, root, "description", 0, &api->description);
 
+    /* With a missing or invalid kind, both parts are read so that their errors show too. */
+    is_proxy = api->kind != NULL && strcmp(api->kind, "proxy") == 0;
+    is_service = api->kind != NULL && strcmp(api->kind, "service") == 0;
+    mark = pt__cfg_push(c, "upstream", 8);
+    if (!pt_yaml_is_null(v = pt_yaml_get(root, "upstream"))) {
+        if (is_service)
+            pt__cfg_err(c, key_line(root, "upstream"),
+                        "only proxy APIs have an upstream (this API is kind: service)");
+        else
+            api->upstream = parse_upstream(c, v);
+    } else if (is_proxy) {
+        pt__cfg_err(c, root->line, "required key is missing (where a proxy API forwards to)");
+    }
+    pt__cfg_pop(c, mark);
+
     if (pt_yaml_is_null(v = pt_yaml_get(root, "routes")))
         return;
     mark = pt__cfg_push(c, "routes", 6);
-    if (v->kind != PT_YNODE_SEQUENCE) {
+    if (is_proxy) {
+        pt__cfg_err(c, key_line(root, "routes"),
+                    "a proxy API forwards everything under its base path; routes are for "
+                    "service APIs");
+    } else if (v->kind != PT_YNODE_SEQUENCE) {
         pt__cfg_err(c, v->line, "expected a list of routes, got %s",
                     pt__cfg_quote(v, tmp, sizeof(tmp)));
     } else if (v->n > 0) {

@@ -1,7 +1,7 @@
 /*
  * config.c - the node configuration (`portico.yaml`): workers, listeners, TLS,
- * limits, logging and the directory of API definitions; plus error collection
- * and `portico validate`.
+ * limits, logging, trusted proxies and the directory of API definitions; plus
+ * error collection and `portico validate`.
  *
  * Validation is strict: an unknown key, a value of the wrong type, a missing
  * required key or a value out of range is an error naming the file, the line
@@ -14,11 +14,13 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <netinet/in.h>
 #include <stdarg.h>
 #include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -28,7 +30,8 @@
 #define WORKERS_MAX       256
 #define LISTENER_NAME_MAX 64
 
-static const char *const top_keys[] = {"workers", "listen", "limits", "log", "apis", NULL};
+static const char *const top_keys[] = {"workers",         "listen", "limits", "log",
+                                       "trusted_proxies", "apis",   NULL};
 static const char *const listen_keys[] = {"address", "name", "tls", NULL};
 static const char *const tls_keys[] = {"cert", "key", "client_ca", "client_cert", NULL};
 static const char *const log_keys[] = {"level", "access_log", NULL};
@@ -483,6 +486,145 @@ static void parse_log(pt__cfg_ctx_t *c, const pt_ynode_t *n, pt_log_config_t *lo
     }
 }
 
+/* ------------------------------------------------------------ trusted proxies */
+
+/* Returns 1 when the first `prefix` bits of a and b are equal. */
+static int prefix_eq(const unsigned char *a, const unsigned char *b, unsigned prefix)
+{
+    unsigned bytes = prefix / 8, bits = prefix % 8;
+    unsigned char mask;
+
+    if (memcmp(a, b, bytes) != 0)
+        return 0;
+    if (bits == 0)
+        return 1;
+    mask = (unsigned char)(0xff << (8 - bits));
+    return (a[bytes] & mask) == (b[bytes] & mask);
+}
+
+/* ::ffff:a.b.c.d (RFC 4291 2.5.5.2). */
+static int is_v4_mapped(const unsigned char *a)
+{
+    static const unsigned char pfx[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+    return memcmp(a, pfx, sizeof(pfx)) == 0;
+}
+
+int pt_cidr_match(const pt_cidr_t *blocks, size_t n, const struct sockaddr *sa)
+{
+    unsigned char addr[16];
+    int family;
+    size_t i;
+
+    if (sa == NULL)
+        return 0;
+    if (sa->sa_family == AF_INET) {
+        memcpy(addr, &((const struct sockaddr_in *)(const void *)sa)->sin_addr, 4);
+        family = AF_INET;
+    } else if (sa->sa_family == AF_INET6) {
+        memcpy(addr, &((const struct sockaddr_in6 *)(const void *)sa)->sin6_addr, 16);
+        family = AF_INET6;
+        /* A dual-stack listener sees IPv4 peers as ::ffff:a.b.c.d. */
+        if (is_v4_mapped(addr)) {
+            memmove(addr, addr + 12, 4);
+            family = AF_INET;
+        }
+    } else {
+        return 0;
+    }
+    for (i = 0; i < n; i++)
+        if (blocks[i].family == family && prefix_eq(blocks[i].addr, addr, blocks[i].prefix))
+            return 1;
+    return 0;
+}
+
+/* Parses "addr" or "addr/prefix" into b. Returns 0, or -1 with a message reported. */
+static int parse_cidr(pt__cfg_ctx_t *c, const pt_ynode_t *n, pt_cidr_t *b)
+{
+    char *s, host[64], tmp[300], shown[INET6_ADDRSTRLEN];
+    const char *slash;
+    unsigned max, prefix = 0, i, bits;
+    unsigned char masked[16];
+    size_t hlen;
+
+    if (pt__cfg_string(c, n, &s) != 0)
+        return -1;
+    slash = strchr(s, '/');
+    hlen = slash != NULL ? (size_t)(slash - s) : strlen(s);
+    b->family = memchr(s, ':', hlen) != NULL ? AF_INET6 : AF_INET;
+    max = b->family == AF_INET ? 32 : 128;
+    if (hlen == 0 || hlen >= sizeof(host)) {
+        pt__cfg_err(c, n->line,
+                    "expected an IP address or a CIDR block like 10.0.0.0/8 or ::1/128, got %s",
+                    pt__cfg_quote(n, tmp, sizeof(tmp)));
+        return -1;
+    }
+    memcpy(host, s, hlen);
+    host[hlen] = '\0';
+    memset(b->addr, 0, sizeof(b->addr));
+    if (inet_pton(b->family, host, b->addr) != 1) {
+        pt__cfg_err(c, n->line,
+                    "expected an IP address or a CIDR block like 10.0.0.0/8 or ::1/128, got %s "
+                    "(\"%s\" is not a numeric %s address)",
+                    pt__cfg_quote(n, tmp, sizeof(tmp)), host,
+                    b->family == AF_INET ? "IPv4" : "IPv6");
+        return -1;
+    }
+    if (slash == NULL) {
+        prefix = max;
+    } else {
+        for (i = 1; i <= 4 && slash[i] >= '0' && slash[i] <= '9'; i++)
+            prefix = prefix * 10 + (unsigned)(slash[i] - '0');
+        if (i == 1 || slash[i] != '\0' || prefix > max) {
+            pt__cfg_err(c, n->line,
+                        "the prefix length after '/' must be an integer between 0 and %u", max);
+            return -1;
+        }
+    }
+    /* Written as ::ffff:a.b.c.d/96+: an IPv4 block, which is how such peers are matched. */
+    if (b->family == AF_INET6 && prefix >= 96 && is_v4_mapped(b->addr)) {
+        memmove(b->addr, b->addr + 12, 4);
+        memset(b->addr + 4, 0, 12);
+        b->family = AF_INET;
+        prefix -= 96;
+    }
+    b->prefix = prefix;
+    memset(masked, 0, sizeof(masked));
+    for (i = 0; i < (b->family == AF_INET ? 4u : 16u); i++) {
+        bits = prefix > i * 8 ? PT_MIN(prefix - i * 8, 8u) : 0;
+        masked[i] = (unsigned char)(b->addr[i] & (unsigned char)(0xff00 >> bits));
+    }
+    if (memcmp(masked, b->addr, sizeof(masked)) != 0) {
+        inet_ntop(b->family, masked, shown, sizeof(shown));
+        pt__cfg_err(c, n->line, "host bits set; did you mean %s/%u?", shown, prefix);
+        return -1;
+    }
+    return 0;
+}
+
+static void parse_trusted_proxies(pt__cfg_ctx_t *c, const pt_ynode_t *n, pt_config_t *cfg)
+{
+    char tmp[300];
+    size_t i, mark;
+
+    if (n->kind != PT_YNODE_SEQUENCE) {
+        pt__cfg_err(c, n->line, "expected a list of addresses or CIDR blocks, got %s",
+                    pt__cfg_quote(n, tmp, sizeof(tmp)));
+        return;
+    }
+    if (n->n == 0)
+        return;
+    if ((cfg->trusted_proxies = pt_arena_calloc(c->arena, n->n * sizeof(pt_cidr_t))) == NULL) {
+        pt__cfg_err(c, n->line, "out of memory");
+        return;
+    }
+    cfg->ntrusted_proxies = n->n;
+    for (i = 0; i < n->n; i++) {
+        mark = pt__cfg_push_index(c, i);
+        parse_cidr(c, n->items[i], &cfg->trusted_proxies[i]);
+        pt__cfg_pop(c, mark);
+    }
+}
+
 static void parse_apis_dir(pt__cfg_ctx_t *c, const pt_ynode_t *v, pt_config_t *cfg)
 {
     struct stat st;
@@ -542,6 +684,11 @@ static void parse_node(pt__cfg_ctx_t *c, const pt_ynode_t *root, pt_config_t *cf
     if (!pt_yaml_is_null(v = pt_yaml_get(root, "log"))) {
         mark = pt__cfg_push(c, "log", 3);
         parse_log(c, v, &cfg->log);
+        pt__cfg_pop(c, mark);
+    }
+    if (!pt_yaml_is_null(v = pt_yaml_get(root, "trusted_proxies"))) {
+        mark = pt__cfg_push(c, "trusted_proxies", 15);
+        parse_trusted_proxies(c, v, cfg);
         pt__cfg_pop(c, mark);
     }
     if (!pt_yaml_is_null(v = pt_yaml_get(root, "apis")))

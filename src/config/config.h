@@ -11,6 +11,8 @@
 
 #include "config/config-t.h"
 
+struct sockaddr;
+
 #define PT_CONFIG_MAX_ERRORS 64
 
 typedef struct pt_config_errors_s {
@@ -59,6 +61,12 @@ int pt_config_check_apis(pt_config_t *cfg, pt_config_errors_t *errs);
  * `validate` word). A node configuration is loaded with its apis directory;
  * API definitions given together are also cross-checked as one set. */
 int pt_config_validate_files(int argc, char **argv);
+
+/* Returns 1 when the address (struct sockaddr_in or sockaddr_in6; an IPv4-mapped IPv6
+ * address counts as IPv4) is inside one of the n blocks, else 0 (also for NULL or another
+ * address family). IPv4 addresses are compared with the IPv4 blocks only, IPv6 addresses with
+ * the IPv6 blocks only: "::/0" does not cover IPv4 peers. Reads only; no allocation. */
+int pt_cidr_match(const pt_cidr_t *blocks, size_t n, const struct sockaddr *sa);
 
 /* Destroys cfg's arena (everything the configuration owns) and frees cfg.
  * NULL is allowed. */

@@ -188,6 +188,21 @@ int pt__cfg_string(pt__cfg_ctx_t *c, const pt_ynode_t *n, char **out)
     return 0;
 }
 
+int pt__cfg_bool(pt__cfg_ctx_t *c, const pt_ynode_t *n, int *out)
+{
+    char got[300];
+
+    if (n != NULL && n->kind == PT_YNODE_SCALAR && !n->quoted) {
+        if (n->len == 4 && memcmp(n->value, "true", 4) == 0)
+            return *out = 1, 0;
+        if (n->len == 5 && memcmp(n->value, "false", 5) == 0)
+            return *out = 0, 0;
+    }
+    pt__cfg_err(c, n ? n->line : 0, "expected true or false, got %s",
+                pt__cfg_quote(n, got, sizeof(got)));
+    return -1;
+}
+
 /* Parses "<digits><unit>" with a unit from the table; returns 0, -1 (syntax)
  * or -2 (overflow). */
 static int parse_scaled(const char *s, size_t len, const unit_t *units, uint64_t *out)

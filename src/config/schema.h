@@ -57,6 +57,11 @@ int pt__cfg_missing(pt__cfg_ctx_t *c, const pt_ynode_t *m, const char *name);
  * c->arena. Returns 0 or -1 (reported). */
 int pt__cfg_string(pt__cfg_ctx_t *c, const pt_ynode_t *n, char **out);
 
+/* Reads a boolean: the plain (unquoted) scalar true or false, nothing else
+ * (no yes/no/on/off, no quoted "true"). Sets *out to 1 or 0. Returns 0 or -1
+ * (reported). */
+int pt__cfg_bool(pt__cfg_ctx_t *c, const pt_ynode_t *n, int *out);
+
 /* Reads a plain decimal integer in [min, max]. Returns 0 or -1 (reported). */
 int pt__cfg_uint(pt__cfg_ctx_t *c, const pt_ynode_t *n, uint64_t min, uint64_t max, uint64_t *out);
 

@@ -73,6 +73,11 @@ struct pt_worker_s {
     int64_t wall_offset_ns;         /* wall clock minus uv_hrtime(), refreshed by the tick */
     pt_buf_t scratch;               /* TLS responses are formatted here before encryption */
     void (*handler)(pt_req_t *req); /* the gateway's dispatch */
+    /* per-worker state of dispatch kinds (the proxy's upstream pools), and
+     * what closes it when the worker stops */
+    void *proxy;
+    void (*finish_hooks[4])(pt_worker_t *w);
+    unsigned nfinish_hooks;
     /* stats, read by nobody else for now (metrics issue) */
     uint64_t accepted, refused;
     char rbuf[PT_WORKER_READ_BUF];

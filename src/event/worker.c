@@ -205,8 +205,18 @@ static void finish(pt_worker_t *w)
         if (!uv_is_closing((uv_handle_t *)&w->listeners[i].tcp))
             uv_close((uv_handle_t *)&w->listeners[i].tcp, handle_close_noop);
     pt_http_close_all(w);
+    for (i = 0; i < w->nfinish_hooks; i++)
+        w->finish_hooks[i](w);
     uv_close((uv_handle_t *)&w->tick, handle_close_noop);
     uv_close((uv_handle_t *)&w->async, handle_close_noop);
+}
+
+int pt_worker_on_finish(pt_worker_t *w, void (*fn)(pt_worker_t *w))
+{
+    if (w->nfinish_hooks == PT_ARRAY_SIZE(w->finish_hooks))
+        return PT_ELIMIT;
+    w->finish_hooks[w->nfinish_hooks++] = fn;
+    return PT_OK;
 }
 
 void pt_worker_conn_closed(pt_worker_t *w)
@@ -281,6 +291,13 @@ static void worker_main(void *arg)
             (rc = pt_http_listen(l, LISTEN_BACKLOG)) != 0) {
             pt_log_error("worker %u: cannot listen: %s", w->id, uv_strerror(rc));
             abort();
+        }
+        {
+            struct sockaddr_storage ss;
+            int sslen = sizeof(ss);
+            if (uv_tcp_getsockname(&l->tcp, (struct sockaddr *)&ss, &sslen) == 0)
+                l->port = ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port
+                                                         : ((struct sockaddr_in *)&ss)->sin_port);
         }
     }
     uv_run(&w->loop, UV_RUN_DEFAULT);

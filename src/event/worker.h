@@ -34,6 +34,11 @@ void pt_worker_join(pt_worker_t *w);
 /* Drops one request reference of a worker-local holder. */
 void pt_worker_wsnap_release(pt_wsnap_t *ws);
 
+/* Registers fn to run on the worker's thread when it stops (after its
+ * client connections are closed): it must close the handles it owns so the
+ * loop can end. Returns 0 or PT_ELIMIT. */
+int pt_worker_on_finish(pt_worker_t *w, void (*fn)(pt_worker_t *w));
+
 /* Called by the HTTP layer when a connection has been closed. */
 void pt_worker_conn_closed(pt_worker_t *w);
 

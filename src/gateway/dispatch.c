@@ -10,6 +10,7 @@
 #include "gateway/router.h"
 #include "gateway/snapshot-t.h"
 #include "http/http.h"
+#include "proxy/proxy.h"
 
 #define BUILTIN_PREFIX "/_portico/"
 
@@ -86,6 +87,11 @@ void pt_gateway_handle(pt_req_t *req)
     }
     rr = pt_router_match(s->router, req->method, req->method_len, req->path.p, req->path.len,
                          &req->match);
+    if (rr == PT_ROUTE_NOT_FOUND && req->match.api != NULL && req->match.api->upstream != NULL) {
+        /* a proxy API forwards everything under its base path */
+        pt_proxy_handle(req, s->proxies[req->match.api - s->config->apis]);
+        return;
+    }
     if (rr == PT_ROUTE_NOT_FOUND) {
         pt_http_problem(req, 404, "not-found", "No route matches this path.", NULL, 0);
         return;

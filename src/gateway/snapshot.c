@@ -12,6 +12,7 @@
 #include "core/buf.h"
 #include "gateway/router.h"
 #include "http/tls.h"
+#include "proxy/proxy.h"
 
 static void snapshot_free(pt_snapshot_t *s)
 {
@@ -80,6 +81,18 @@ pt_snapshot_t *pt_snapshot_build(pt_config_t *cfg, uint64_t generation, char *er
     s->router = pt_router_build(&s->arena, cfg->apis, cfg->napis, err, errlen);
     if (s->router == NULL)
         goto fail;
+    s->proxies = pt_arena_calloc(&s->arena, sizeof(*s->proxies) * (cfg->napis ? cfg->napis : 1));
+    if (s->proxies == NULL) {
+        snprintf(err, errlen, "out of memory");
+        goto fail;
+    }
+    for (i = 0; i < cfg->napis; i++) {
+        if (cfg->apis[i].upstream == NULL)
+            continue;
+        s->proxies[i] = pt_proxy_api_build(&s->arena, &cfg->apis[i], err, errlen);
+        if (s->proxies[i] == NULL)
+            goto fail;
+    }
     s->tls = calloc(cfg->nlisteners ? cfg->nlisteners : 1, sizeof(SSL_CTX *));
     if (s->tls == NULL) {
         snprintf(err, errlen, "out of memory");

@@ -31,9 +31,10 @@ typedef enum conn_timer_e {
     TIMER_LINGER     /* after the final response: discard input for a while */
 } conn_timer_t;
 
-#define CONN_LINGER_MS   2000
-#define CONN_LINGER_MAX  (1024 * 1024)
-#define CONN_PENDING_MAX (256 * 1024)
+#define CONN_LINGER_MS    2000
+#define CONN_LINGER_MAX   (1024 * 1024)
+#define CONN_PENDING_MAX  (256 * 1024) /* held-back input beyond this: 400 and close */
+#define CONN_PENDING_SOFT (16 * 1024)  /* held-back input beyond this: stop reading */
 
 struct pt_conn_s {
     uv_tcp_t tcp;
@@ -74,6 +75,7 @@ struct pt_conn_s {
     uint64_t linger_bytes;
     scan_state_t scan; /* obs-fold scan of the current request head */
     char peer[INET6_ADDRSTRLEN + 8];
+    struct sockaddr_storage peer_addr;
 };
 
 /* Shared between server.c (connections), request.c (parsing) and

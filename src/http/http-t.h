@@ -77,8 +77,11 @@ struct pt_req_s {
     pt_route_match_t match;
     /* hooks set by the handler at dispatch time (called on the worker thread) */
     void (*on_body)(pt_req_t *req, const char *data, size_t len); /* each body span */
-    void (*on_complete)(pt_req_t *req); /* message fully read, no response yet */
+    void (*on_complete)(pt_req_t *req);                           /* message fully read */
+    void (*on_drain)(pt_req_t *req); /* response output fell below the buffer limit */
     void *hook_data;
+    unsigned hold_input : 1; /* the handler cannot take more body: stop reading the client */
+    unsigned aborted : 1;    /* the client connection is gone (set before cleanups run) */
     /* response */
     pt_resp_state_t resp_state;
     int status;

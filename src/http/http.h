@@ -70,6 +70,26 @@ pt_arena_t *pt_http_req_arena(pt_req_t *req);
 unsigned pt_http_listener_index(const pt_req_t *req);
 const char *pt_http_peer(const pt_req_t *req);
 
+/* --- For dispatch kinds that stream (proxy) ---------------------------- */
+
+/* 1 when the response output queued for the client exceeds
+ * limits.max_output_buffer: the producer should pause until on_drain. */
+int pt_http_output_full(const pt_req_t *req);
+
+/* Clears hold_input and resumes reading the client when nothing else
+ * holds it back. */
+void pt_http_input_resume(pt_req_t *req);
+
+/* Closes the client connection now (a response that cannot be completed).
+ * The request's arena cleanups run, with req->aborted set, before this
+ * returns: the caller must not touch request memory afterwards. */
+void pt_http_abort(pt_req_t *req);
+
+/* The client's address (sockaddr_in or sockaddr_in6; zeroed on a socketless
+ * connection) and the listener the request arrived on (NULL without one). */
+const struct sockaddr *pt_http_peer_addr(const pt_req_t *req);
+const pt_listener_rt_t *pt_http_listener(const pt_req_t *req);
+
 /* --- Testing ---------------------------------------------------------- */
 
 /* Feeds bytes to a connection object that has no socket (fuzzing and unit

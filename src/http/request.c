@@ -541,7 +541,7 @@ static int on_body(llhttp_t *p, const char *at, size_t len)
     }
     /* Dispatch kinds that consume the body register on_body; otherwise
      * (static responses, errors answered early) it is discarded. */
-    if (req->on_body != NULL && req->resp_state == PT_RESP_NONE)
+    if (req->on_body != NULL)
         req->on_body(req, at, len);
     return 0;
 }
@@ -552,8 +552,8 @@ static int on_message_complete(llhttp_t *p)
     pt_req_t *req = c->req;
     req->complete = 1;
     pt__conn_timer(c, TIMER_NONE, 0);
-    if (req->on_complete != NULL && req->resp_state == PT_RESP_NONE)
-        req->on_complete(req);
+    if (req->on_complete != NULL)
+        req->on_complete(req); /* also when a response began early (a proxy streaming back) */
     return HPE_PAUSED;
 }
 

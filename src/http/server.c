@@ -104,12 +104,18 @@ void pt__conn_finish_request(pt_conn_t *c)
     pt_req_t *req = c->req;
     if (req == NULL)
         return;
+    pt_wsnap_t *ws;
     if (req->status != 0)
         pt__conn_access_log(c, req);
-    pt__req_snap_release(req);
+    /* the arena's cleanups (a dispatch kind's resources) run while the
+     * snapshot the request started on is still held */
+    ws = req->snap;
+    req->snap = NULL;
     c->req = NULL;
     c->waiting = 0;
     pt_arena_reset(&c->arena);
+    if (ws != NULL)
+        pt_worker_wsnap_release(ws);
     c->requests++;
     if (c->close_after)
         return; /* the flush that follows starts the close */
@@ -260,6 +266,13 @@ void pt__conn_input(pt_conn_t *c, const char *data, size_t len)
     unsigned served = 0;
     int body_seen = 0;
 
+    if (c->pending_len > 0) {
+        /* older input is held back: keep the order, parse it all later */
+        conn_save_pending(c, data, len);
+        if (!c->closing)
+            pt__conn_update_reading(c);
+        return;
+    }
     c->in_input++;
     while (len > 0 && !c->closing && !c->close_after) {
         llhttp_errno_t err;
@@ -327,8 +340,12 @@ void pt__conn_update_reading(pt_conn_t *c)
     if (c->noio || c->closing)
         return;
     c->out_full = c->out.len + c->inflight.len > c->limits.max_output_buffer;
-    want = !c->out_full && c->pending_len == 0 && !(c->waiting && c->req && c->req->complete) &&
-           !c->close_after && !c->peer_eof;
+    /* Reading goes on while a request is answered asynchronously (what
+     * arrives meanwhile is held back): stopping and restarting would cost
+     * two epoll_ctl calls per proxied request. It stops when too much is
+     * held back, when output backs up, or when the handler asks. */
+    want = !c->out_full && c->pending_len < CONN_PENDING_SOFT &&
+           !(c->req != NULL && c->req->hold_input) && !c->close_after && !c->peer_eof;
     if (want && !c->reading) {
         if (uv_read_start((uv_stream_t *)&c->tcp, alloc_cb, read_cb) == 0)
             c->reading = 1;
@@ -362,11 +379,13 @@ static void conn_unlink(pt_conn_t *c)
 
 static void conn_release(pt_conn_t *c)
 {
-    if (c->req != NULL) {
-        pt__req_snap_release(c->req);
-        c->req = NULL;
-    }
+    pt_wsnap_t *ws = c->req != NULL ? c->req->snap : NULL;
+    if (c->req != NULL)
+        c->req->aborted = 1; /* tells cleanups that the client is gone */
+    c->req = NULL;
     pt_arena_reset(&c->arena);
+    if (ws != NULL)
+        pt_worker_wsnap_release(ws);
     pt__conn_out_release(c, &c->out);
     pt__conn_out_release(c, &c->inflight);
     free(c->pending);
@@ -510,6 +529,8 @@ void pt__conn_flush(pt_conn_t *c)
             pt__conn_close(c); /* the client half-closed and everything is answered */
             return;
         }
+        if (c->req != NULL && c->req->on_drain != NULL)
+            c->req->on_drain(c->req); /* may only restart its producer, not write */
         pt__conn_update_reading(c);
         return;
     }
@@ -624,7 +645,9 @@ static void read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
          * gets its responses (then the connection closes); otherwise EOF or
          * an error closes now, abandoning a request still being answered
          * (later dispatch kinds decide what that means for their work). */
-        if (nread == UV_EOF && !c->lingering && !c->close_after &&
+        /* (like nginx, a client that leaves while its request waits for an
+         * asynchronous answer - a proxied response - aborts it) */
+        if (nread == UV_EOF && !c->lingering && !c->close_after && !c->waiting &&
             (c->req == NULL || c->req->complete) &&
             (c->req != NULL || c->pending_len > 0 || c->writing || c->out.len > 0)) {
             c->peer_eof = 1;
@@ -732,6 +755,7 @@ static void accept_cb(uv_stream_t *server, int status)
     }
     uv_tcp_nodelay(&c->tcp, 1);
     if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &sslen) == 0) {
+        memcpy(&c->peer_addr, &ss, sizeof(ss));
         char ip[INET6_ADDRSTRLEN] = "?";
         int port = 0;
         if (ss.ss_family == AF_INET) {
@@ -783,6 +807,34 @@ static void accept_cb(uv_stream_t *server, int status)
         return;
     }
     c->reading = 1;
+}
+
+int pt_http_output_full(const pt_req_t *req)
+{
+    const pt_conn_t *c = req->conn;
+    return c->out.len + c->inflight.len > c->limits.max_output_buffer;
+}
+
+void pt_http_input_resume(pt_req_t *req)
+{
+    req->hold_input = 0;
+    if (!req->conn->closing)
+        pt__conn_update_reading(req->conn);
+}
+
+void pt_http_abort(pt_req_t *req)
+{
+    pt__conn_close(req->conn);
+}
+
+const struct sockaddr *pt_http_peer_addr(const pt_req_t *req)
+{
+    return (const struct sockaddr *)&req->conn->peer_addr;
+}
+
+const pt_listener_rt_t *pt_http_listener(const pt_req_t *req)
+{
+    return req->conn->listener;
 }
 
 int pt_http_listen(pt_listener_rt_t *l, int backlog)

@@ -11,7 +11,10 @@
 #include <string.h>
 #include <ftw.h>
 #include <limits.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <netinet/in.h>
+#include <arpa/inet.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -159,6 +162,8 @@ static void test_defaults(void **state)
     assert_string_equal(cfg->log.access_log, "-");
     assert_null(cfg->apis_dir);
     assert_int_equal(cfg->napis, 0);
+    assert_null(cfg->trusted_proxies);
+    assert_int_equal(cfg->ntrusted_proxies, 0);
     assert_string_equal(cfg->path, "t.yaml");
     pt_config_free(cfg);
 }
@@ -177,7 +182,9 @@ static const char api_alpha[] = "name: alpha\n"
                                 "base_path: /alpha/v1\n"
                                 "kind: proxy\n"
                                 "title: Alpha\n"
-                                "version: \"1.0\"\n";
+                                "version: \"1.0\"\n"
+                                "upstream:\n"
+                                "  targets: [{url: \"http://127.0.0.1:9/\"}]\n";
 
 static void test_valid_config(void **state)
 {
@@ -271,7 +278,12 @@ static void test_valid_config(void **state)
     assert_string_equal(cfg->apis[0].name, "alpha");
     assert_string_equal(cfg->apis[0].kind, "proxy");
     assert_string_equal(cfg->apis[0].version, "1.0");
+    assert_int_equal(cfg->apis[0].nroutes, 0);
+    assert_non_null(cfg->apis[0].upstream);
+    assert_int_equal(cfg->apis[0].upstream->ntargets, 1);
+    assert_int_equal(cfg->apis[0].upstream->targets[0].port, 9);
     assert_non_null(strstr(cfg->apis[0].file, "/apis/b.yaml"));
+    assert_null(cfg->apis[1].upstream);
     assert_string_equal(cfg->apis[1].name, "zeta");
     assert_string_equal(cfg->apis[1].version, "2");
     assert_int_equal(cfg->apis[1].nroutes, 1);
@@ -900,6 +912,554 @@ static void test_validate_files(void **state)
     assert_int_equal(pt_config_validate_files(0, argv), 1);
 }
 
+/* ------------------------------------------------------------ proxy APIs */
+
+static const char api_proxy[] = "name: legacy\n"          /* 1 */
+                                "base_path: /legacy/v1\n" /* 2 */
+                                "kind: proxy\n"
+                                "title: Legacy ERP\n"
+                                "version: \"3\"\n" /* 5 */
+                                "upstream:\n"
+                                "  targets:\n"
+                                "    - url: http://127.0.0.1:9000/erp/\n" /* 8 */
+                                "      weight: 2\n"
+                                "    - url: \"http://[::1]\"\n" /* 10 */
+                                "    - {url: \"HTTP://Backend-1.Example.com:65535/a%20b/c:d@e\"}\n"
+                                "    - url: http://10.1.2.3:8080/\n";
+
+static const char api_proxy_full[] = "name: full\n"
+                                     "base_path: /full\n"
+                                     "kind: proxy\n"
+                                     "title: Full\n"
+                                     "version: \"1\"\n"
+                                     "upstream:\n"
+                                     "  targets:\n"
+                                     "    - url: http://backend\n"
+                                     "      weight: 1000\n"
+                                     "  connect_timeout: 250ms\n"
+                                     "  read_timeout: 1h\n"
+                                     "  keepalive:\n"
+                                     "    max_idle: 0\n"
+                                     "    idle_timeout: 1s\n"
+                                     "    max_requests: 1000000\n"
+                                     "  preserve_host: true\n";
+
+static void test_api_proxy_valid(void **state)
+{
+    pt_config_errors_t errs = {0};
+    pt_config_t *cfg = pt_config_new(NULL);
+    const pt_upstream_t *up;
+    const pt_upstream_target_t *t;
+
+    (void)state;
+    assert_non_null(cfg);
+    if (pt_api_def_load_buffer(cfg, "legacy.yaml", api_proxy, strlen(api_proxy), &errs) != 0 ||
+        pt_api_def_load_buffer(cfg, "full.yaml", api_proxy_full, strlen(api_proxy_full), &errs) !=
+            0 ||
+        pt_api_def_load_buffer(cfg, "zeta.yaml", api_zeta, strlen(api_zeta), &errs) != 0) {
+        dump(&errs);
+        fail();
+    }
+    /* Proxies (no routes) and services build one routing table together. */
+    assert_int_equal(pt_config_check_apis(cfg, &errs), 0);
+    assert_int_equal(errs.count, 0);
+    assert_int_equal(cfg->napis, 3);
+
+    assert_string_equal(cfg->apis[0].kind, "proxy");
+    assert_int_equal(cfg->apis[0].nroutes, 0);
+    assert_null(cfg->apis[0].routes);
+    up = cfg->apis[0].upstream;
+    assert_non_null(up);
+    assert_int_equal(up->line, 7);
+    assert_int_equal(up->ntargets, 4);
+    /* Defaults. */
+    assert_int_equal(up->connect_timeout_ms, 5000);
+    assert_int_equal(up->read_timeout_ms, 60000);
+    assert_int_equal(up->keepalive_max_idle, 32);
+    assert_int_equal(up->keepalive_idle_timeout_ms, 60000);
+    assert_int_equal(up->keepalive_max_requests, 1000);
+    assert_int_equal(up->preserve_host, 0);
+
+    t = &up->targets[0];
+    assert_string_equal(t->url, "http://127.0.0.1:9000/erp/");
+    assert_string_equal(t->host, "127.0.0.1");
+    assert_int_equal(t->port, 9000);
+    assert_string_equal(t->path_prefix, "/erp");
+    assert_int_equal(t->weight, 2);
+    assert_int_equal(t->line, 8);
+    t = &up->targets[1];
+    assert_string_equal(t->url, "http://[::1]");
+    assert_string_equal(t->host, "::1"); /* brackets stripped */
+    assert_int_equal(t->port, 80);
+    assert_string_equal(t->path_prefix, "");
+    assert_int_equal(t->weight, 1);
+    assert_int_equal(t->line, 10);
+    t = &up->targets[2];
+    assert_string_equal(t->host, "Backend-1.Example.com");
+    assert_int_equal(t->port, 65535);
+    assert_string_equal(t->path_prefix, "/a%20b/c:d@e");
+    assert_int_equal(t->line, 11);
+    t = &up->targets[3];
+    assert_string_equal(t->host, "10.1.2.3");
+    assert_int_equal(t->port, 8080);
+    assert_string_equal(t->path_prefix, ""); /* "/" -> "" */
+
+    up = cfg->apis[1].upstream;
+    assert_non_null(up);
+    assert_int_equal(up->ntargets, 1);
+    assert_string_equal(up->targets[0].host, "backend");
+    assert_int_equal(up->targets[0].port, 80);
+    assert_int_equal(up->targets[0].weight, 1000);
+    assert_int_equal(up->connect_timeout_ms, 250);
+    assert_int_equal(up->read_timeout_ms, 3600000);
+    assert_int_equal(up->keepalive_max_idle, 0);
+    assert_int_equal(up->keepalive_idle_timeout_ms, 1000);
+    assert_int_equal(up->keepalive_max_requests, 1000000);
+    assert_int_equal(up->preserve_host, 1);
+
+    assert_null(cfg->apis[2].upstream);
+    assert_int_equal(cfg->apis[2].nroutes, 1);
+    pt_config_free(cfg);
+}
+
+#define PROXY_HEAD "name: t\nbase_path: /t\nkind: proxy\ntitle: T\nversion: \"1\"\n"
+/* The target's url is on line 8. */
+#define TARGET PROXY_HEAD "upstream:\n  targets:\n    - url: "
+
+/* Expects the URL u (a YAML scalar) of target 0 to be refused with `expected`. */
+static void expect_url_error(const char *u, const char *expected)
+{
+    char yaml[4096];
+    snprintf(yaml, sizeof(yaml), TARGET "%s\n", u);
+    expect_api_error(yaml, expected);
+}
+
+/* Expects the URL u (a YAML scalar) of target 0 to load as host, port and path prefix. */
+static void expect_url_ok(const char *u, const char *host, unsigned port, const char *prefix)
+{
+    pt_config_errors_t errs = {0};
+    pt_config_t *cfg = pt_config_new(NULL);
+    char yaml[2048];
+
+    assert_non_null(cfg);
+    snprintf(yaml, sizeof(yaml), TARGET "%s\n", u);
+    if (pt_api_def_load_buffer(cfg, "t.yaml", yaml, strlen(yaml), &errs) != 0) {
+        print_message("url %s:\n", u);
+        dump(&errs);
+        fail();
+    }
+    assert_string_equal(cfg->apis[0].upstream->targets[0].host, host);
+    assert_int_equal(cfg->apis[0].upstream->targets[0].port, port);
+    assert_string_equal(cfg->apis[0].upstream->targets[0].path_prefix, prefix);
+    pt_config_free(cfg);
+}
+
+static void test_api_proxy_urls(void **state)
+{
+    static const char *const bad_port[] = {
+        "http://h:0",        "http://h:65536/",  "\"http://h:\"",
+        "http://h:80a/",     "http://h:-1",      "http://h:1000000",
+        "\"http://[::1]:\"", "\"http://h: 80\"", "\"http://[::1]:0/\"",
+    };
+    static const char *const bad_path[] = {
+        "http://h/a/../b",  "http://h/a/./b",   "http://h/..",   "http://h/a//b",
+        "http://h//",       "\"http://h/a b\"", "http://h/a%zz", "http://h/a%2",
+        "http://h/%2e%2E/", "http://h/.%2e",    "http://h/a{b}", "\"http://h/caf\xc3\xa9\"",
+        "http://h/a\\b",    "http://h/a|b",
+    };
+    static const char *const bad_host[] = {
+        "http://",
+        "http:///x",
+        "http://:80/",
+        "http://a_b/",
+        "\"http://[::1\"",
+        "\"http://[zz]/\"",
+        "\"http://[]/\"",
+        "http://::1/",
+        "http://256.0.0.1/",
+        "http://1.2.3/",
+        "http://a..b/",
+        "http://.a/",
+        "http://a./",
+        "http://0x7f.1/",
+        "http://10.0.0.01",
+        "\"http://[::1]x/\"",
+        "\"http://[fe80::1%25eth0]/\"",
+    };
+    char yaml[1024], host[300], big[400];
+    size_t i;
+
+    (void)state;
+    expect_url_error("https://127.0.0.1/",
+                     "t.yaml:8: upstream.targets[0].url: https upstreams are not supported yet");
+    expect_url_error("HTTPS://h", "https upstreams are not supported yet");
+    expect_url_error("http://user:pw@127.0.0.1/",
+                     "t.yaml:8: upstream.targets[0].url: invalid upstream URL "
+                     "\"http://user:pw@127.0.0.1/\": must not contain user information");
+    expect_url_error("http://@h/", "must not contain user information");
+    expect_url_error("http://h/a?b=1",
+                     "t.yaml:8: upstream.targets[0].url: invalid upstream URL \"http://h/a?b=1\": "
+                     "must not have a query");
+    expect_url_error("http://h?", "must not have a query");
+    expect_url_error("\"http://h/#x\"", "t.yaml:8: upstream.targets[0].url: invalid upstream URL "
+                                        "\"http://h/#x\": must not have a fragment");
+    expect_url_error("ftp://h/", "upstream.targets[0].url: invalid upstream URL \"ftp://h/\": "
+                                 "expected http://host[:port][/path]");
+    expect_url_error("127.0.0.1:80", "expected http://host[:port][/path]");
+    expect_url_error("\"\"", "expected http://host[:port][/path]");
+    expect_url_error("[a]", "t.yaml:8: upstream.targets[0].url: expected a string, got a list");
+    expect_url_error("\"http://h/\\0\"", "upstream.targets[0].url: must not contain NUL");
+    for (i = 0; i < PT_ARRAY_SIZE(bad_port); i++)
+        expect_url_error(bad_port[i], "t.yaml:8: upstream.targets[0].url: invalid upstream URL");
+    expect_url_error("http://h:0", "the port must be an integer between 1 and 65535");
+    expect_url_error("http://h:65536", "the port must be an integer between 1 and 65535");
+    for (i = 0; i < PT_ARRAY_SIZE(bad_path); i++)
+        expect_url_error(bad_path[i], "t.yaml:8: upstream.targets[0].url: invalid upstream URL");
+    expect_url_error("http://h/a/../b", "the path must not contain \".\" or \"..\" segments");
+    expect_url_error("http://h/%2E", "the path must not contain \".\" or \"..\" segments");
+    expect_url_error("http://h/a//b", "the path must not contain an empty segment");
+    expect_url_error("http://h/a%zz", "'%' must be followed by two hex digits");
+    expect_url_error("\"http://h/a b\"", "the path contains a character that is not allowed");
+    for (i = 0; i < PT_ARRAY_SIZE(bad_host); i++)
+        expect_url_error(bad_host[i], "t.yaml:8: upstream.targets[0].url: invalid upstream URL");
+    expect_url_error("http://::1/", "an IPv6 address must be in brackets");
+    expect_url_error("\"http://[zz]/\"", "\"zz\" is not a valid IPv6 address");
+    expect_url_error("http://256.0.0.1/", "\"256.0.0.1\" is not a valid IPv4 address");
+    expect_url_error("http://a_b/", "the host must be a numeric IPv4 address, an IPv6 address in "
+                                    "brackets or a DNS name");
+    expect_url_error("http://a..b/", "the host name has an empty label");
+
+    /* DNS names: labels of 1..63 characters, 253 in all. */
+    memset(big, 'a', sizeof(big));
+    snprintf(yaml, sizeof(yaml), "http://%.63s.b:1/x", big);
+    snprintf(host, sizeof(host), "%.63s.b", big);
+    expect_url_ok(yaml, host, 1, "/x");
+    snprintf(yaml, sizeof(yaml), "http://%.63s.%.63s.%.63s.%.61s", big, big, big, big);
+    expect_url_ok(yaml, yaml + 7, 80, "");
+    expect_url_ok("http://x.1a", "x.1a", 80, "");
+    expect_url_ok("http://0.0.0.0:1/%2F%2e%2e.x/", "0.0.0.0", 1, "/%2F%2e%2e.x");
+    expect_url_ok("\"http://[::ffff:10.0.0.1]:8080/\"", "::ffff:10.0.0.1", 8080, "");
+    snprintf(yaml, sizeof(yaml), "http://%.64s.b/", big);
+    expect_url_error(yaml, "a label of the host name is longer than 63 characters");
+    snprintf(yaml, sizeof(yaml), "http://%.63s.%.63s.%.63s.%.62s/", big, big, big, big);
+    expect_url_error(yaml, "the host name must not be longer than 253 characters");
+    {
+        char *huge = malloc(3000);
+        assert_non_null(huge);
+        strcpy(huge, "http://h/");
+        memset(huge + 9, 'a', 2100);
+        huge[2109] = '\0';
+        expect_url_error(huge, "t.yaml:8: upstream.targets[0].url: must not be longer than 2048 "
+                               "characters");
+        free(huge);
+    }
+}
+
+static void test_api_proxy_schema(void **state)
+{
+    pt_config_errors_t errs = {0};
+    pt_config_t *cfg;
+    char *yaml;
+    size_t n, i;
+    const char *many_errors = PROXY_HEAD "upstream:\n"                  /* 6 */
+                                         "  targets:\n"                 /* 7 */
+                                         "    - url: https://a\n"       /* 8 */
+                                         "      weight: 0\n"            /* 9 */
+                                         "    - url: http://b?x\n"      /* 10 */
+                                         "  connect_timeout: 0\n"       /* 11 */
+                                         "  keepalive: {max_idel: 1}\n" /* 12 */
+                                         "routes:\n"                    /* 13 */
+                                         "  - {method: GET, path: /, respond: {}}\n";
+
+    (void)state;
+    /* kind and upstream/routes go together. */
+    expect_api_error(PROXY_HEAD,
+                     "t.yaml:1: upstream: required key is missing (where a proxy API forwards to)");
+    expect_api_error(PROXY_HEAD "upstream:\n", "t.yaml:1: upstream: required key is missing");
+    expect_api_error(API_HEAD "upstream:\n  targets: [{url: http://h}]\n",
+                     "t.yaml:6: upstream: only proxy APIs have an upstream");
+    expect_api_error(PROXY_HEAD "upstream:\n  targets: [{url: http://h}]\n"
+                                "routes:\n  - {method: GET, path: /, respond: {}}\n",
+                     "t.yaml:8: routes: a proxy API forwards everything under its base path; "
+                     "routes are for service APIs");
+    expect_api_error(PROXY_HEAD "routes: []\nupstream:\n  targets: [{url: http://h}]\n",
+                     "t.yaml:6: routes: a proxy API forwards everything");
+    expect_api_error(PROXY_HEAD "upstream: http://h\n",
+                     "t.yaml:6: upstream: expected a mapping, got \"http://h\"");
+
+    /* targets */
+    expect_api_error(PROXY_HEAD "upstream:\n  connect_timeout: 1s\n",
+                     "t.yaml:7: upstream.targets: required key is missing (at least one target)");
+    expect_api_error(PROXY_HEAD "upstream:\n  targets: []\n",
+                     "t.yaml:7: upstream.targets: expected a list of 1 to 64 targets, got an "
+                     "empty list");
+    expect_api_error(PROXY_HEAD "upstream:\n  targets: {url: http://h}\n",
+                     "t.yaml:7: upstream.targets: expected a list of 1 to 64 targets, got a "
+                     "mapping");
+    expect_api_error(PROXY_HEAD "upstream:\n  targets: [http://h]\n",
+                     "t.yaml:7: upstream.targets[0]: expected a mapping, got \"http://h\"");
+    expect_api_error(PROXY_HEAD "upstream:\n  targets:\n    - weight: 2\n",
+                     "t.yaml:8: upstream.targets[0].url: required key is missing");
+    expect_api_error(PROXY_HEAD "upstream:\n  targets:\n    - url: http://h\n      wieght: 2\n",
+                     "t.yaml:9: upstream.targets[0].wieght: unknown key (expected one of: url, "
+                     "weight)");
+    yaml = malloc(8192);
+    assert_non_null(yaml);
+    n = (size_t)sprintf(yaml, PROXY_HEAD "upstream:\n  targets:\n");
+    for (i = 0; i < 65; i++)
+        n += (size_t)sprintf(yaml + n, "    - url: http://h%zu\n", i);
+    expect_api_error(yaml, "t.yaml:8: upstream.targets: at most 64 targets, got 65");
+    free(yaml);
+
+    /* weight */
+    expect_api_error(TARGET "http://h\n      weight: 0\n",
+                     "t.yaml:9: upstream.targets[0].weight: must be between 1 and 1000, got 0");
+    expect_api_error(TARGET "http://h\n      weight: 1001\n",
+                     "upstream.targets[0].weight: must be between 1 and 1000, got 1001");
+    expect_api_error(TARGET "http://h\n      weight: -1\n",
+                     "upstream.targets[0].weight: must be between 1 and 1000");
+    expect_api_error(TARGET "http://h\n      weight: heavy\n",
+                     "upstream.targets[0].weight: expected an integer, got \"heavy\"");
+
+    /* timeouts, keepalive, preserve_host */
+#define UPSTREAM PROXY_HEAD "upstream:\n  targets: [{url: http://h}]\n"
+    expect_api_error(UPSTREAM "  connect_timeout: 0\n",
+                     "t.yaml:8: upstream.connect_timeout: must be between 1ms and 10m, got 0ms");
+    expect_api_error(UPSTREAM "  connect_timeout: 11m\n",
+                     "upstream.connect_timeout: must be between 1ms and 10m, got 11m");
+    expect_api_error(UPSTREAM "  read_timeout: 2h\n",
+                     "t.yaml:8: upstream.read_timeout: must be between 1ms and 1h, got 2h");
+    expect_api_error(UPSTREAM "  read_timeout: soon\n",
+                     "upstream.read_timeout: expected a duration like 10s");
+    expect_api_error(UPSTREAM "  keepalive:\n    max_idel: 3\n",
+                     "t.yaml:9: upstream.keepalive.max_idel: unknown key (expected one of: "
+                     "max_idle, idle_timeout, max_requests)");
+    expect_api_error(UPSTREAM "  keepalive: 32\n",
+                     "t.yaml:8: upstream.keepalive: expected a mapping, got \"32\"");
+    expect_api_error(UPSTREAM "  keepalive:\n    max_idle: 10001\n",
+                     "t.yaml:9: upstream.keepalive.max_idle: must be between 0 and 10000");
+    expect_api_error(UPSTREAM "  keepalive:\n    idle_timeout: 999ms\n",
+                     "t.yaml:9: upstream.keepalive.idle_timeout: must be between 1s and 1h, got "
+                     "999ms");
+    expect_api_error(UPSTREAM "  keepalive:\n    max_requests: 0\n",
+                     "t.yaml:9: upstream.keepalive.max_requests: must be between 1 and 1000000");
+    expect_api_error(UPSTREAM "  preserve_host: yes\n",
+                     "t.yaml:8: upstream.preserve_host: expected true or false, got \"yes\"");
+    expect_api_error(UPSTREAM "  preserve_host: \"true\"\n",
+                     "upstream.preserve_host: expected true or false, got the string \"true\"");
+    expect_api_error(UPSTREAM "  preserve_host: 1\n",
+                     "upstream.preserve_host: expected true or false");
+    expect_api_error(UPSTREAM "  retries: 3\n",
+                     "t.yaml:8: upstream.retries: unknown key (expected one of: targets, "
+                     "connect_timeout, read_timeout, keepalive, preserve_host)");
+#undef UPSTREAM
+
+    /* Every error of the file is reported. */
+    cfg = pt_config_new(NULL);
+    assert_non_null(cfg);
+    assert_int_equal(pt_api_def_load_buffer(cfg, "t.yaml", many_errors, strlen(many_errors), &errs),
+                     PT_EINVAL);
+    if (errs.count != 6)
+        dump(&errs);
+    assert_int_equal(errs.count, 6);
+    assert_true(has_error(&errs, "t.yaml:8: upstream.targets[0].url: https upstreams"));
+    assert_true(has_error(&errs, "t.yaml:9: upstream.targets[0].weight: must be between"));
+    assert_true(has_error(&errs, "t.yaml:10: upstream.targets[1].url: invalid upstream URL"));
+    assert_true(has_error(&errs, "t.yaml:11: upstream.connect_timeout: must be between"));
+    assert_true(has_error(&errs, "t.yaml:12: upstream.keepalive.max_idel: unknown key"));
+    assert_true(has_error(&errs, "t.yaml:13: routes: a proxy API forwards everything"));
+    assert_int_equal(cfg->napis, 0);
+    pt_config_errors_free(&errs);
+    pt_config_free(cfg);
+}
+
+/* ------------------------------------------------------------ trusted proxies */
+
+static void test_trusted_proxies(void **state)
+{
+    pt_config_errors_t errs = {0};
+    const char *yaml = LISTEN "trusted_proxies:\n"
+                              "  - 127.0.0.1\n"
+                              "  - 10.0.0.0/8\n"
+                              "  - \"::1/128\"\n"
+                              "  - 2001:db8::/32\n"
+                              "  - 0.0.0.0/0\n"
+                              "  - ::ffff:192.168.0.0/112\n"
+                              "  - fe80::1\n"
+                              "  - 192.168.1.1/32\n";
+    static const unsigned char v6_db8[16] = {0x20, 0x01, 0x0d, 0xb8};
+    unsigned char lo6[16] = {0};
+    pt_config_t *cfg;
+
+    (void)state;
+    lo6[15] = 1;
+    cfg = pt_config_load_buffer("t.yaml", yaml, strlen(yaml), &errs);
+    if (cfg == NULL)
+        dump(&errs);
+    assert_non_null(cfg);
+    assert_int_equal(cfg->ntrusted_proxies, 8);
+    assert_int_equal(cfg->trusted_proxies[0].family, AF_INET);
+    assert_int_equal(cfg->trusted_proxies[0].prefix, 32);
+    assert_memory_equal(cfg->trusted_proxies[0].addr, "\x7f\0\0\x01", 4);
+    assert_int_equal(cfg->trusted_proxies[1].family, AF_INET);
+    assert_int_equal(cfg->trusted_proxies[1].prefix, 8);
+    assert_memory_equal(cfg->trusted_proxies[1].addr, "\x0a\0\0\0", 4);
+    assert_int_equal(cfg->trusted_proxies[2].family, AF_INET6);
+    assert_int_equal(cfg->trusted_proxies[2].prefix, 128);
+    assert_memory_equal(cfg->trusted_proxies[2].addr, lo6, 16);
+    assert_int_equal(cfg->trusted_proxies[3].family, AF_INET6);
+    assert_int_equal(cfg->trusted_proxies[3].prefix, 32);
+    assert_memory_equal(cfg->trusted_proxies[3].addr, v6_db8, 16);
+    assert_int_equal(cfg->trusted_proxies[4].family, AF_INET);
+    assert_int_equal(cfg->trusted_proxies[4].prefix, 0);
+    /* An IPv4-mapped block is stored as the IPv4 block it stands for. */
+    assert_int_equal(cfg->trusted_proxies[5].family, AF_INET);
+    assert_int_equal(cfg->trusted_proxies[5].prefix, 16);
+    assert_memory_equal(cfg->trusted_proxies[5].addr, "\xc0\xa8\0\0", 4);
+    assert_int_equal(cfg->trusted_proxies[6].family, AF_INET6);
+    assert_int_equal(cfg->trusted_proxies[6].prefix, 128);
+    assert_int_equal(cfg->trusted_proxies[7].prefix, 32);
+    pt_config_free(cfg);
+
+    /* An empty list is allowed. */
+    yaml = LISTEN "trusted_proxies: []\n";
+    cfg = pt_config_load_buffer("t.yaml", yaml, strlen(yaml), &errs);
+    assert_non_null(cfg);
+    assert_int_equal(cfg->ntrusted_proxies, 0);
+    pt_config_free(cfg);
+
+#define TP LISTEN "trusted_proxies:\n  - "
+    expect_config_error(TP "10.0.0.1/8\n",
+                        "t.yaml:4: trusted_proxies[0]: host bits set; did you mean 10.0.0.0/8?");
+    expect_config_error(TP "192.168.1.200/26\n", "host bits set; did you mean 192.168.1.192/26?");
+    expect_config_error(TP "\"::1/64\"\n",
+                        "t.yaml:4: trusted_proxies[0]: host bits set; did you mean ::/64?");
+    expect_config_error(TP "2001:db8::1/33\n", "host bits set; did you mean 2001:db8::/33?");
+    expect_config_error(TP "::ffff:10.1.0.0/104\n", "host bits set; did you mean 10.0.0.0/8?");
+    expect_config_error(TP "10.0.0.0/33\n", "t.yaml:4: trusted_proxies[0]: the prefix length "
+                                            "after '/' must be an integer between 0 and 32");
+    expect_config_error(TP "\"::/129\"\n", "must be an integer between 0 and 128");
+    expect_config_error(TP "10.0.0.0/\n", "must be an integer between 0 and 32");
+    expect_config_error(TP "10.0.0.0/8x\n", "must be an integer between 0 and 32");
+    expect_config_error(TP "10.0.0.0/-1\n", "must be an integer between 0 and 32");
+    expect_config_error(TP "10.0.0.0/00008\n", "must be an integer between 0 and 32");
+    expect_config_error(TP "/8\n", "t.yaml:4: trusted_proxies[0]: expected an IP address or a "
+                                   "CIDR block like 10.0.0.0/8 or ::1/128");
+    expect_config_error(TP "localhost\n", "\"localhost\" is not a numeric IPv4 address");
+    expect_config_error(TP "\"[::1]\"\n", "\"[::1]\" is not a numeric IPv6 address");
+    expect_config_error(TP "10.0.0\n", "is not a numeric IPv4 address");
+    expect_config_error(TP "{a: 1}\n", "t.yaml:4: trusted_proxies[0]: expected a string");
+    expect_config_error(TP "127.0.0.1\n  - 10.0.0.1/8\n  - bogus\n",
+                        "t.yaml:6: trusted_proxies[2]: expected an IP address");
+    expect_config_error(LISTEN "trusted_proxies: 10.0.0.0/8\n",
+                        "t.yaml:3: trusted_proxies: expected a list of addresses or CIDR blocks, "
+                        "got \"10.0.0.0/8\"");
+#undef TP
+}
+
+static struct sockaddr_in sin4(const char *a)
+{
+    struct sockaddr_in s;
+    memset(&s, 0, sizeof(s));
+    s.sin_family = AF_INET;
+    s.sin_port = htons(1234);
+    assert_int_equal(inet_pton(AF_INET, a, &s.sin_addr), 1);
+    return s;
+}
+
+static struct sockaddr_in6 sin6(const char *a)
+{
+    struct sockaddr_in6 s;
+    memset(&s, 0, sizeof(s));
+    s.sin6_family = AF_INET6;
+    s.sin6_port = htons(1234);
+    assert_int_equal(inet_pton(AF_INET6, a, &s.sin6_addr), 1);
+    return s;
+}
+
+/* pt_cidr_match against a list parsed from `list` (YAML flow sequence). */
+static int match(const char *list, const char *addr)
+{
+    pt_config_errors_t errs = {0};
+    char yaml[1024];
+    pt_config_t *cfg;
+    int m;
+
+    snprintf(yaml, sizeof(yaml), LISTEN "trusted_proxies: %s\n", list);
+    cfg = pt_config_load_buffer("t.yaml", yaml, strlen(yaml), &errs);
+    if (cfg == NULL)
+        dump(&errs);
+    pt_config_errors_free(&errs);
+    assert_non_null(cfg);
+    if (strchr(addr, ':') != NULL) {
+        struct sockaddr_in6 s = sin6(addr);
+        m = pt_cidr_match(cfg->trusted_proxies, cfg->ntrusted_proxies, (struct sockaddr *)&s);
+    } else {
+        struct sockaddr_in s = sin4(addr);
+        m = pt_cidr_match(cfg->trusted_proxies, cfg->ntrusted_proxies, (struct sockaddr *)&s);
+    }
+    pt_config_free(cfg);
+    return m;
+}
+
+static void test_cidr_match(void **state)
+{
+    const char *list = "[127.0.0.1, 10.0.0.0/8, 172.16.0.0/12, 192.168.1.64/27, \"::1\", "
+                       "\"2001:db8::/32\", \"fc00::/7\"]";
+    struct sockaddr_storage ss;
+    pt_cidr_t any4 = {AF_INET, {0}, 0};
+
+    (void)state;
+    /* IPv4 */
+    assert_int_equal(match(list, "127.0.0.1"), 1);
+    assert_int_equal(match(list, "127.0.0.2"), 0);
+    assert_int_equal(match(list, "10.0.0.0"), 1);
+    assert_int_equal(match(list, "10.255.255.255"), 1);
+    assert_int_equal(match(list, "11.0.0.0"), 0);
+    assert_int_equal(match(list, "9.255.255.255"), 0);
+    assert_int_equal(match(list, "172.31.255.255"), 1);
+    assert_int_equal(match(list, "172.32.0.0"), 0);
+    assert_int_equal(match(list, "172.15.255.255"), 0);
+    assert_int_equal(match(list, "192.168.1.64"), 1);
+    assert_int_equal(match(list, "192.168.1.95"), 1);
+    assert_int_equal(match(list, "192.168.1.96"), 0);
+    assert_int_equal(match(list, "192.168.1.63"), 0);
+    /* IPv6 */
+    assert_int_equal(match(list, "::1"), 1);
+    assert_int_equal(match(list, "::2"), 0);
+    assert_int_equal(match(list, "2001:db8:ffff::1"), 1);
+    assert_int_equal(match(list, "2001:db9::1"), 0);
+    assert_int_equal(match(list, "fd12:3456::1"), 1);
+    assert_int_equal(match(list, "fc00::1"), 1);
+    assert_int_equal(match(list, "fe00::1"), 0);
+    /* IPv4-mapped IPv6 addresses are IPv4 addresses. */
+    assert_int_equal(match(list, "::ffff:10.1.2.3"), 1);
+    assert_int_equal(match(list, "::ffff:127.0.0.1"), 1);
+    assert_int_equal(match(list, "::ffff:11.1.2.3"), 0);
+    assert_int_equal(match("[\"::ffff:10.0.0.0/104\"]", "10.9.9.9"), 1);
+    assert_int_equal(match("[\"::ffff:10.0.0.0/104\"]", "::ffff:10.9.9.9"), 1);
+    assert_int_equal(match("[\"::ffff:10.0.0.0/104\"]", "::ffff:11.9.9.9"), 0);
+    /* Not mapped: ::10.1.2.3 (deprecated IPv4-compatible) stays IPv6. */
+    assert_int_equal(match(list, "::10.1.2.3"), 0);
+    /* /0 covers its own family only. */
+    assert_int_equal(match("[0.0.0.0/0]", "203.0.113.9"), 1);
+    assert_int_equal(match("[0.0.0.0/0]", "::ffff:203.0.113.9"), 1);
+    assert_int_equal(match("[0.0.0.0/0]", "2001:db8::1"), 0);
+    assert_int_equal(match("[\"::/0\"]", "2001:db8::1"), 1);
+    assert_int_equal(match("[\"::/0\"]", "::1"), 1);
+    assert_int_equal(match("[\"::/0\"]", "203.0.113.9"), 0);
+    assert_int_equal(match("[\"::/0\"]", "::ffff:203.0.113.9"), 0);
+    /* Empty list, NULL, other families. */
+    assert_int_equal(match("[]", "127.0.0.1"), 0);
+    assert_int_equal(pt_cidr_match(&any4, 1, NULL), 0);
+    memset(&ss, 0, sizeof(ss));
+    ss.ss_family = AF_UNIX;
+    assert_int_equal(pt_cidr_match(&any4, 1, (struct sockaddr *)&ss), 0);
+    ss.ss_family = AF_INET;
+    assert_int_equal(pt_cidr_match(&any4, 1, (struct sockaddr *)&ss), 1);
+    assert_int_equal(pt_cidr_match(&any4, 0, (struct sockaddr *)&ss), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -923,6 +1483,11 @@ int main(void)
         cmocka_unit_test(test_api_status_and_body),
         cmocka_unit_test(test_api_cross_checks),
         cmocka_unit_test(test_validate_files),
+        cmocka_unit_test(test_api_proxy_valid),
+        cmocka_unit_test(test_api_proxy_urls),
+        cmocka_unit_test(test_api_proxy_schema),
+        cmocka_unit_test(test_trusted_proxies),
+        cmocka_unit_test(test_cidr_match),
     };
     return cmocka_run_group_tests(tests, make_tmpdir, remove_tmpdir);
 }

@@ -1,0 +1,1104 @@
+/*
+ * proxy.c - forwarding requests of proxy APIs to upstream targets (see proxy.h).
+ *
+ * An exchange (one proxied request) lives in the client request's arena and
+ * is cleaned up with it. It borrows an upstream connection from the worker's
+ * pool for the target (or opens one), writes the request head, streams the
+ * request body as it arrives (re-chunked when the client sent it chunked),
+ * parses the upstream response with llhttp and streams it back through the
+ * HTTP layer's response API. Backpressure both ways: the client is not read
+ * while too much body waits for the upstream, the upstream is not read while
+ * too much response waits for the client.
+ */
+#include "proxy/proxy.h"
+
+#include <arpa/inet.h>
+#include <llhttp.h>
+#include <netdb.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <uv.h>
+
+#include "config/config.h"
+#include "core/buf.h"
+#include "core/log.h"
+#include "event/worker-t.h"
+#include "event/worker.h"
+#include "gateway/snapshot-t.h"
+#include "http/http.h"
+
+#define UP_QUEUE_MAX                                                                               \
+    (1024 * 1024) /* request body bytes queued upstream before the client pauses                   \
+                   */
+#define SCHEDULE_MAX 65536
+
+typedef struct exchange_s exchange_t;
+typedef struct pool_s pool_t;
+typedef struct upconn_s upconn_t;
+
+/* Per-worker proxy state: pools by target address, every upstream
+ * connection (to close them when the worker stops), the round-robin counter. */
+typedef struct proxy_worker_s {
+    pool_t *pools;
+    upconn_t *all;
+    uint64_t rr;
+    int stopping;
+    pt_buf_t head; /* request heads are formatted here (reused) */
+} proxy_worker_t;
+
+struct pool_s {
+    pool_t *next;
+    char key[INET6_ADDRSTRLEN + 8];
+    upconn_t *idle; /* stack of idle connections */
+    unsigned nidle;
+};
+
+typedef enum up_timer_e { UPT_NONE = 0, UPT_CONNECT, UPT_READ, UPT_IDLE } up_timer_t;
+
+struct upconn_s {
+    uv_tcp_t tcp;
+    uv_connect_t creq;
+    uv_timer_t timer;
+    llhttp_t parser;
+    proxy_worker_t *pw;
+    pool_t *pool;
+    exchange_t *ex;           /* current exchange; NULL when idle */
+    upconn_t *next, *prev;    /* pw->all */
+    upconn_t *idle_next;      /* pool->idle */
+    uint32_t idle_timeout_ms; /* of the API that last used it */
+    unsigned requests;
+    up_timer_t timer_kind;
+    unsigned connected : 1;
+    unsigned closing : 1;
+    unsigned reading : 1;
+    unsigned detached : 1; /* no socket (fuzzing): no libuv calls */
+    unsigned handles;
+    size_t queued; /* bytes handed to uv_write, not yet written */
+};
+
+struct exchange_s {
+    pt_req_t *req; /* NULL once the client request is gone */
+    const pt_proxy_api_t *pa;
+    const pt_proxy_target_t *target;
+    upconn_t *up;
+    pt_header_kv_t *rh; /* response headers for the client */
+    size_t nrh, caprh;
+    char *hname, *hvalue;
+    size_t hname_len, hvalue_len;
+    int status;
+    unsigned reused : 1;        /* the connection came from the pool */
+    unsigned chunk_body : 1;    /* the client's body is re-chunked upstream */
+    unsigned req_done : 1;      /* the whole request went upstream */
+    unsigned resp_started : 1;  /* the client response began */
+    unsigned informational : 1; /* parsing a 1xx response */
+    unsigned head : 1;          /* HEAD request: the response has no body */
+    unsigned got_bytes : 1;     /* the upstream sent something */
+    unsigned retried : 1;
+};
+
+typedef struct wbuf_s {
+    uv_write_t w;
+    upconn_t *up;
+    size_t len;
+    char data[];
+} wbuf_t;
+
+static void up_close(upconn_t *up);
+static void up_read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
+static void ex_fail(exchange_t *ex, int status, const char *type, const char *detail);
+static int ex_start(exchange_t *ex);
+
+/* ------------------------------------------------------------------ snapshot side */
+
+pt_proxy_api_t *pt_proxy_api_build(pt_arena_t *a, const pt_api_def_t *api, char *err, size_t errlen)
+{
+    const pt_upstream_t *up = api->upstream;
+    pt_proxy_api_t *pa = pt_arena_calloc(a, sizeof(*pa));
+    int64_t *cur;
+    size_t i, total = 0;
+
+    if (pa == NULL || up == NULL || up->ntargets == 0)
+        goto nomem;
+    pa->api = api;
+    pa->up = up;
+    pa->ntargets = up->ntargets;
+    pa->targets = pt_arena_calloc(a, sizeof(*pa->targets) * up->ntargets);
+    if (pa->targets == NULL)
+        goto nomem;
+    for (i = 0; i < up->ntargets; i++) {
+        const pt_upstream_target_t *t = &up->targets[i];
+        pt_proxy_target_t *pt = &pa->targets[i];
+        struct addrinfo hints, *res = NULL;
+        char port[8], ip[INET6_ADDRSTRLEN];
+        int rc, v6 = strchr(t->host, ':') != NULL;
+
+        memset(&hints, 0, sizeof(hints));
+        hints.ai_family = AF_UNSPEC;
+        hints.ai_socktype = SOCK_STREAM;
+        snprintf(port, sizeof(port), "%u", (unsigned)t->port);
+        rc = getaddrinfo(t->host, port, &hints, &res);
+        if (rc != 0 || res == NULL) {
+            snprintf(err, errlen, "%s:%u: upstream.targets[%zu].url: cannot resolve %s: %s",
+                     api->file, t->line, i, t->host, rc ? gai_strerror(rc) : "no address");
+            if (res)
+                freeaddrinfo(res);
+            return NULL;
+        }
+        memcpy(&pt->addr, res->ai_addr, res->ai_addrlen);
+        freeaddrinfo(res);
+        pt->def = t;
+        if (pt->addr.ss_family == AF_INET6) {
+            uv_ip6_name((struct sockaddr_in6 *)&pt->addr, ip, sizeof(ip));
+            snprintf(pt->key, sizeof(pt->key), "[%s]:%u", ip, (unsigned)t->port);
+        } else {
+            uv_ip4_name((struct sockaddr_in *)&pt->addr, ip, sizeof(ip));
+            snprintf(pt->key, sizeof(pt->key), "%s:%u", ip, (unsigned)t->port);
+        }
+        pt->host_header = t->port == 80
+                              ? pt_arena_printf(a, "%s%s%s", v6 ? "[" : "", t->host, v6 ? "]" : "")
+                              : pt_arena_printf(a, "%s%s%s:%u", v6 ? "[" : "", t->host,
+                                                v6 ? "]" : "", (unsigned)t->port);
+        if (pt->host_header == NULL)
+            goto nomem;
+        total += t->weight ? t->weight : 1;
+    }
+    if (total > SCHEDULE_MAX)
+        total = SCHEDULE_MAX;
+    /* smooth weighted round-robin (nginx): interleaves instead of bursts */
+    pa->schedule = pt_arena_alloc(a, sizeof(unsigned) * total);
+    cur = pt_arena_calloc(a, sizeof(int64_t) * up->ntargets);
+    if (pa->schedule == NULL || cur == NULL)
+        goto nomem;
+    for (pa->nschedule = 0; pa->nschedule < total; pa->nschedule++) {
+        size_t best = 0;
+        for (i = 0; i < up->ntargets; i++) {
+            cur[i] += up->targets[i].weight ? up->targets[i].weight : 1;
+            if (cur[i] > cur[best])
+                best = i;
+        }
+        cur[best] -= (int64_t)total;
+        pa->schedule[pa->nschedule] = (unsigned)best;
+    }
+    return pa;
+nomem:
+    snprintf(err, errlen, "%s: out of memory building the upstream of API \"%s\"", api->file,
+             api->name);
+    return NULL;
+}
+
+/* ------------------------------------------------------------------ worker state */
+
+static void finish_hook(pt_worker_t *w)
+{
+    proxy_worker_t *pw = w->proxy;
+    if (pw == NULL)
+        return;
+    pw->stopping = 1;
+    while (pw->all != NULL) {
+        upconn_t *up = pw->all;
+        if (up->ex != NULL) {
+            up->ex->up = NULL;
+            up->ex = NULL;
+        }
+        up_close(up); /* unlinks it */
+    }
+    while (pw->pools != NULL) {
+        pool_t *p = pw->pools;
+        pw->pools = p->next;
+        free(p);
+    }
+    pt_buf_free(&pw->head);
+    free(pw);
+    w->proxy = NULL;
+}
+
+static proxy_worker_t *proxy_worker(pt_worker_t *w)
+{
+    if (w->proxy == NULL) {
+        proxy_worker_t *pw = calloc(1, sizeof(*pw));
+        if (pw == NULL)
+            return NULL;
+        if (pt_worker_on_finish(w, finish_hook) != PT_OK) {
+            free(pw);
+            return NULL;
+        }
+        w->proxy = pw;
+    }
+    return w->proxy;
+}
+
+static pool_t *pool_get(proxy_worker_t *pw, const char *key)
+{
+    pool_t *p;
+    for (p = pw->pools; p != NULL; p = p->next)
+        if (strcmp(p->key, key) == 0)
+            return p;
+    p = calloc(1, sizeof(*p));
+    if (p == NULL)
+        return NULL;
+    snprintf(p->key, sizeof(p->key), "%s", key);
+    p->next = pw->pools;
+    pw->pools = p;
+    return p;
+}
+
+/* ------------------------------------------------------------------ upstream connections */
+
+static void up_timer_cb(uv_timer_t *t);
+
+static void up_timer(upconn_t *up, up_timer_t kind, uint64_t ms)
+{
+    if (up->detached)
+        return;
+    up->timer_kind = kind;
+    if (kind == UPT_NONE)
+        uv_timer_stop(&up->timer);
+    else
+        uv_timer_start(&up->timer, up_timer_cb, ms, 0);
+}
+
+static void up_free_cb(uv_handle_t *h)
+{
+    upconn_t *up = h->data;
+    if (--up->handles == 0)
+        free(up);
+}
+
+static void pool_remove_idle(upconn_t *up)
+{
+    pool_t *p = up->pool;
+    upconn_t **pp;
+    if (p == NULL)
+        return;
+    for (pp = &p->idle; *pp != NULL; pp = &(*pp)->idle_next)
+        if (*pp == up) {
+            *pp = up->idle_next;
+            p->nidle--;
+            break;
+        }
+    up->idle_next = NULL;
+}
+
+/* Closes an upstream connection (detached from any exchange by the caller). */
+static void up_close(upconn_t *up)
+{
+    proxy_worker_t *pw = up->pw;
+    if (up->closing)
+        return;
+    up->closing = 1;
+    if (up->detached)
+        return; /* freed by its owner */
+    if (up->ex == NULL)
+        pool_remove_idle(up);
+    if (up->prev != NULL)
+        up->prev->next = up->next;
+    else if (pw->all == up)
+        pw->all = up->next;
+    if (up->next != NULL)
+        up->next->prev = up->prev;
+    up->next = up->prev = NULL;
+    uv_close((uv_handle_t *)&up->timer, up_free_cb);
+    uv_close((uv_handle_t *)&up->tcp, up_free_cb);
+}
+
+/* The exchange is done with its connection: back to the pool when reusable. */
+static void up_release(exchange_t *ex, int reusable)
+{
+    upconn_t *up = ex->up;
+    const pt_upstream_t *u = ex->pa->up;
+    if (up == NULL)
+        return;
+    ex->up = NULL;
+    up->ex = NULL;
+    up_timer(up, UPT_NONE, 0);
+    if (!reusable || up->closing || up->detached || up->pool == NULL || up->pw->stopping ||
+        up->pool->nidle >= u->keepalive_max_idle || up->requests >= u->keepalive_max_requests ||
+        up->queued > 0) {
+        up_close(up);
+        return;
+    }
+    /* idle: keep reading so that a close by the upstream is noticed (the
+     * parser is reset by the read callback, outside llhttp's callbacks) */
+    up->idle_next = up->pool->idle;
+    up->pool->idle = up;
+    up->pool->nidle++;
+    up->idle_timeout_ms = u->keepalive_idle_timeout_ms;
+    up_timer(up, UPT_IDLE, u->keepalive_idle_timeout_ms);
+}
+
+static void up_timer_cb(uv_timer_t *t)
+{
+    upconn_t *up = t->data;
+    exchange_t *ex = up->ex;
+    up_timer_t kind = up->timer_kind;
+    up->timer_kind = UPT_NONE;
+    if (kind == UPT_IDLE || ex == NULL) {
+        up_close(up);
+        return;
+    }
+    if (kind == UPT_CONNECT)
+        ex_fail(ex, 504, "upstream-timeout", "The upstream did not accept the connection in time.");
+    else if (kind == UPT_READ)
+        ex_fail(ex, 504, "upstream-timeout", "The upstream did not answer in time.");
+}
+
+static void up_alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+{
+    upconn_t *up = h->data;
+    pt_worker_t *w = up->ex != NULL && up->ex->req != NULL ? up->ex->req->snap->worker : NULL;
+    static _Thread_local char fallback[4096];
+    (void)suggested;
+    if (w != NULL) {
+        /* the worker's read buffer is free: client reads are not running now */
+        buf->base = w->rbuf;
+        buf->len = sizeof(w->rbuf);
+    } else {
+        buf->base = fallback;
+        buf->len = sizeof(fallback);
+    }
+}
+
+static void up_read_start(upconn_t *up)
+{
+    if (!up->reading && !up->closing &&
+        uv_read_start((uv_stream_t *)&up->tcp, up_alloc_cb, up_read_cb) == 0)
+        up->reading = 1;
+}
+
+static void up_read_stop(upconn_t *up)
+{
+    if (up->reading && !up->detached) {
+        uv_read_stop((uv_stream_t *)&up->tcp);
+        up->reading = 0;
+    }
+}
+
+static void up_write_cb(uv_write_t *w, int status)
+{
+    wbuf_t *wb = (wbuf_t *)w;
+    upconn_t *up = wb->up;
+    exchange_t *ex = up->ex;
+    up->queued -= wb->len;
+    free(wb);
+    if (status < 0) {
+        if (ex != NULL)
+            ex_fail(ex, 502, "bad-gateway", "The upstream connection failed while sending.");
+        else if (!up->closing)
+            up_close(up);
+        return;
+    }
+    if (ex != NULL && ex->req != NULL && ex->req->hold_input && up->queued < UP_QUEUE_MAX / 2)
+        pt_http_input_resume(ex->req);
+}
+
+/* Sends a, b and c to the upstream: straight to the kernel when the
+ * connection is up and nothing is queued (no copy, no write request, no
+ * poll change - see pt__conn_flush), else (the rest) copied and queued. */
+static int up_write(upconn_t *up, const char *a, size_t alen, const char *b, size_t blen,
+                    const char *c, size_t clen)
+{
+    size_t total = alen + blen + clen, skip = 0, off;
+    wbuf_t *wb;
+    uv_buf_t ub;
+
+    if (up->connected && up->queued == 0 && !up->detached) {
+        uv_buf_t bufs[3];
+        unsigned nb = 0;
+        int n;
+        bufs[nb++] = uv_buf_init((char *)a, (unsigned)alen);
+        if (blen)
+            bufs[nb++] = uv_buf_init((char *)b, (unsigned)blen);
+        if (clen)
+            bufs[nb++] = uv_buf_init((char *)c, (unsigned)clen);
+        n = uv_try_write((uv_stream_t *)&up->tcp, bufs, nb);
+        if (n == (int)total)
+            return PT_OK;
+        if (n < 0 && n != UV_EAGAIN)
+            return PT_EIO;
+        if (n > 0)
+            skip = (size_t)n;
+    }
+    wb = malloc(sizeof(*wb) + total - skip);
+    if (wb == NULL)
+        return PT_ENOMEM;
+    wb->up = up;
+    wb->len = total - skip;
+    /* copy what the kernel did not take, in order */
+    off = 0;
+    if (skip < alen) {
+        memcpy(wb->data, a + skip, alen - skip);
+        off = alen - skip;
+        skip = 0;
+    } else {
+        skip -= alen;
+    }
+    if (blen) {
+        if (skip < blen) {
+            memcpy(wb->data + off, b + skip, blen - skip);
+            off += blen - skip;
+            skip = 0;
+        } else {
+            skip -= blen;
+        }
+    }
+    if (clen)
+        memcpy(wb->data + off, c + skip, clen - skip);
+    if (up->detached) {
+        free(wb);
+        return PT_OK;
+    }
+    ub = uv_buf_init(wb->data, (unsigned)wb->len);
+    if (uv_write(&wb->w, (uv_stream_t *)&up->tcp, &ub, 1, up_write_cb) != 0) {
+        free(wb);
+        return PT_EIO;
+    }
+    up->queued += wb->len;
+    return PT_OK;
+}
+
+/* ------------------------------------------------------------------ response parsing */
+
+static int is_hop_by_hop(const char *n, size_t len)
+{
+    static const char *const hop[] = {"connection",
+                                      "keep-alive",
+                                      "te",
+                                      "trailer",
+                                      "transfer-encoding",
+                                      "upgrade",
+                                      "proxy-connection",
+                                      "proxy-authenticate",
+                                      "proxy-authorization",
+                                      NULL};
+    size_t i;
+    for (i = 0; hop[i] != NULL; i++)
+        if (pt_str_ieq(n, len, hop[i]))
+            return 1;
+    return 0;
+}
+
+/* Is `name` one of the comma-separated tokens of a Connection header value? */
+static int connection_names(const char *v, size_t vlen, const char *n, size_t nlen)
+{
+    size_t i = 0;
+    while (i < vlen) {
+        size_t s, e;
+        while (i < vlen && (v[i] == ' ' || v[i] == '\t' || v[i] == ','))
+            i++;
+        s = i;
+        while (i < vlen && v[i] != ',')
+            i++;
+        e = i;
+        while (e > s && (v[e - 1] == ' ' || v[e - 1] == '\t'))
+            e--;
+        if (e - s == nlen && e > s) {
+            char lower[64];
+            size_t k;
+            if (nlen >= sizeof(lower))
+                continue;
+            for (k = 0; k < nlen; k++)
+                lower[k] = (char)((n[k] >= 'A' && n[k] <= 'Z') ? n[k] + 32 : n[k]);
+            lower[nlen] = '\0';
+            if (pt_str_ieq(v + s, nlen, lower))
+                return 1;
+        }
+    }
+    return 0;
+}
+
+static int span_add(pt_arena_t *a, char **s, size_t *len, const char *at, size_t n)
+{
+    char *p = pt_arena_realloc(a, *s, *len ? *len + 1 : 0, *len + n + 1);
+    if (p == NULL)
+        return -1;
+    memcpy(p + *len, at, n);
+    *len += n;
+    p[*len] = '\0';
+    *s = p;
+    return 0;
+}
+
+static int r_on_header_field(llhttp_t *p, const char *at, size_t len)
+{
+    upconn_t *up = p->data;
+    exchange_t *ex = up->ex;
+    if (ex == NULL || ex->req == NULL)
+        return -1;
+    if (ex->hname_len + len > 8192)
+        return -1;
+    return span_add(pt_http_req_arena(ex->req), &ex->hname, &ex->hname_len, at, len);
+}
+
+static int r_on_header_value(llhttp_t *p, const char *at, size_t len)
+{
+    upconn_t *up = p->data;
+    exchange_t *ex = up->ex;
+    size_t i;
+    if (ex == NULL || ex->req == NULL)
+        return -1;
+    if (ex->hvalue_len + len > 65536)
+        return -1;
+    for (i = 0; i < len; i++) {
+        unsigned char ch = (unsigned char)at[i];
+        if ((ch < 0x20 && ch != '\t') || ch == 0x7f)
+            return -1; /* never relay a header that could split the client response */
+    }
+    return span_add(pt_http_req_arena(ex->req), &ex->hvalue, &ex->hvalue_len, at, len);
+}
+
+static int r_on_header_value_complete(llhttp_t *p)
+{
+    upconn_t *up = p->data;
+    exchange_t *ex = up->ex;
+    pt_header_kv_t *kv;
+    char *v;
+    size_t vl;
+    if (ex == NULL || ex->req == NULL)
+        return -1;
+    if (ex->hname_len == 0 || ex->nrh >= 256)
+        return -1;
+    if (ex->nrh == ex->caprh) {
+        size_t cap = ex->caprh ? ex->caprh * 2 : 16;
+        pt_header_kv_t *n = pt_arena_realloc(pt_http_req_arena(ex->req), ex->rh,
+                                             sizeof(*n) * ex->caprh, sizeof(*n) * cap);
+        if (n == NULL)
+            return -1;
+        ex->rh = n;
+        ex->caprh = cap;
+    }
+    v = ex->hvalue ? ex->hvalue : (char *)"";
+    vl = ex->hvalue_len;
+    while (vl > 0 && (*v == ' ' || *v == '\t')) {
+        v++;
+        vl--;
+    }
+    while (vl > 0 && (v[vl - 1] == ' ' || v[vl - 1] == '\t'))
+        v[--vl] = '\0';
+    kv = &ex->rh[ex->nrh++];
+    kv->name = ex->hname;
+    kv->value = v;
+    ex->hname = ex->hvalue = NULL;
+    ex->hname_len = ex->hvalue_len = 0;
+    return 0;
+}
+
+static int r_on_headers_complete(llhttp_t *p)
+{
+    upconn_t *up = p->data;
+    exchange_t *ex = up->ex;
+    pt_req_t *req;
+    const char *conn_hdr = NULL;
+    int64_t clen = -1;
+    size_t i, n = 0;
+    pt_header_kv_t *out;
+
+    if (ex == NULL || (req = ex->req) == NULL)
+        return -1;
+    ex->status = p->status_code;
+    if (ex->status >= 100 && ex->status < 200) {
+        if (ex->status == 101)
+            return -1;         /* no protocol switch was asked for */
+        ex->informational = 1; /* 100/102/103: not relayed; the final response follows */
+        ex->nrh = 0;
+        return 0;
+    }
+    up_timer(up, UPT_NONE, 0);
+    for (i = 0; i < ex->nrh; i++)
+        if (pt_str_ieq(ex->rh[i].name, strlen(ex->rh[i].name), "connection"))
+            conn_hdr = ex->rh[i].value;
+    out = pt_arena_alloc(pt_http_req_arena(req), sizeof(*out) * (ex->nrh + 1));
+    if (out == NULL)
+        return -1;
+    for (i = 0; i < ex->nrh; i++) {
+        const char *name = ex->rh[i].name;
+        size_t nl = strlen(name);
+        if (is_hop_by_hop(name, nl) ||
+            (conn_hdr != NULL && connection_names(conn_hdr, strlen(conn_hdr), name, nl)))
+            continue;
+        /* the server writes these itself (one Date, one X-Request-Id) */
+        if (pt_str_ieq(name, nl, "date") || pt_str_ieq(name, nl, "server") ||
+            pt_str_ieq(name, nl, "x-request-id"))
+            continue;
+        if (pt_str_ieq(name, nl, "content-length")) {
+            if (!(p->flags & F_CHUNKED))
+                clen = (int64_t)p->content_length;
+            continue;
+        }
+        out[n++] = ex->rh[i];
+    }
+    out[n].name = "Via";
+    out[n].value = "1.1 portico";
+    n++;
+    if (ex->status == 204 || ex->status == 304)
+        clen = -1;
+    ex->resp_started = 1;
+    pt_http_respond_start(req, ex->status, out, n, NULL, clen);
+    return ex->head ? 1 : 0; /* a response to HEAD has no body, whatever it declares */
+}
+
+static int r_on_body(llhttp_t *p, const char *at, size_t len)
+{
+    upconn_t *up = p->data;
+    exchange_t *ex = up->ex;
+    if (ex == NULL || ex->req == NULL)
+        return -1;
+    pt_http_respond_body(ex->req, at, len);
+    if (ex->req != NULL && pt_http_output_full(ex->req))
+        up_read_stop(up); /* resumed by on_drain */
+    return 0;
+}
+
+static int r_on_message_complete(llhttp_t *p)
+{
+    upconn_t *up = p->data;
+    exchange_t *ex = up->ex;
+    pt_req_t *req;
+    int reusable;
+    if (ex == NULL || (req = ex->req) == NULL)
+        return -1;
+    if (ex->informational) {
+        ex->informational = 0;
+        return 0;
+    }
+    reusable = llhttp_should_keep_alive(p) && ex->req_done;
+    /* Detach first: ending the response may end the request, and with it
+     * the exchange (its arena). */
+    up_release(ex, reusable);
+    pt_http_respond_end(req);
+    return HPE_PAUSED; /* anything after the response is not ours to parse */
+}
+
+static const llhttp_settings_t response_settings = {
+    .on_header_field = r_on_header_field,
+    .on_header_value = r_on_header_value,
+    .on_header_value_complete = r_on_header_value_complete,
+    .on_headers_complete = r_on_headers_complete,
+    .on_body = r_on_body,
+    .on_message_complete = r_on_message_complete,
+};
+
+static void up_read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
+{
+    upconn_t *up = s->data;
+    exchange_t *ex = up->ex;
+    llhttp_errno_t err;
+
+    if (nread == 0)
+        return;
+    if (ex == NULL) {
+        /* idle in the pool: the upstream closed it or sent garbage */
+        up_close(up);
+        return;
+    }
+    if (nread < 0) {
+        if (nread == UV_EOF && ex->resp_started && llhttp_message_needs_eof(&up->parser)) {
+            /* a response delimited by the connection's end */
+            err = llhttp_finish(&up->parser);
+            if (err == HPE_OK || err == HPE_PAUSED)
+                return;
+        }
+        if (!ex->got_bytes && ex->reused && !ex->retried && ex->req_done && !ex->chunk_body &&
+            ex->req != NULL && ex->req->content_length <= 0) {
+            /* a pooled connection the upstream had closed: nothing was
+             * consumed, try once on a fresh connection */
+            ex->retried = 1;
+            ex->up = NULL;
+            up->ex = NULL;
+            up_close(up);
+            if (ex_start(ex) != PT_OK)
+                ex_fail(ex, 502, "bad-gateway", "The upstream connection could not be opened.");
+            return;
+        }
+        ex_fail(ex, 502, "bad-gateway",
+                nread == UV_EOF ? "The upstream closed the connection before responding completely."
+                                : "The upstream connection failed.");
+        return;
+    }
+    ex->got_bytes = 1;
+    err = llhttp_execute(&up->parser, buf->base, (size_t)nread);
+    if (err == HPE_OK)
+        return;
+    if (err == HPE_PAUSED) {
+        /* The response ended (the exchange may be gone: do not touch it).
+         * up itself stays valid until its close callback. */
+        const char *pos = llhttp_get_error_pos(&up->parser);
+        llhttp_resume(&up->parser);
+        if (up->ex == NULL && !up->closing) {
+            if (pos != NULL && pos < buf->base + nread)
+                up_close(up); /* bytes after the response: the connection cannot be trusted */
+            else
+                llhttp_reset(&up->parser); /* ready for the next exchange */
+        }
+        return;
+    }
+    ex_fail(up->ex != NULL ? up->ex : ex, 502, "bad-gateway",
+            "The upstream sent an invalid response.");
+}
+
+static void up_connect_cb(uv_connect_t *cr, int status)
+{
+    upconn_t *up = cr->data;
+    exchange_t *ex = up->ex;
+    if (status == UV_ECANCELED)
+        return;
+    if (ex == NULL) {
+        up_close(up);
+        return;
+    }
+    if (status < 0) {
+        ex_fail(ex, 502, "bad-gateway",
+                status == UV_ECONNREFUSED ? "The upstream refused the connection."
+                                          : "The upstream connection could not be opened.");
+        return;
+    }
+    up->connected = 1;
+    uv_tcp_nodelay(&up->tcp, 1);
+    up_timer(up, UPT_READ, ex->pa->up->read_timeout_ms);
+    up_read_start(up);
+}
+
+/* ------------------------------------------------------------------ request forwarding */
+
+static void ex_fail(exchange_t *ex, int status, const char *type, const char *detail)
+{
+    pt_req_t *req = ex->req;
+    upconn_t *up = ex->up;
+    if (up != NULL) {
+        ex->up = NULL;
+        up->ex = NULL;
+        up_close(up);
+    }
+    if (req == NULL)
+        return;
+    pt_log_warn("%.*s: upstream %s of API \"%s\": %d %s", (int)req->request_id_len, req->request_id,
+                ex->target ? ex->target->key : "-", ex->pa->api->name, status, detail);
+    if (!ex->resp_started) {
+        ex->resp_started = 1;
+        pt_http_problem(req, status, type, detail, NULL, 0);
+    } else {
+        pt_http_abort(req); /* the response began: all the client can learn is the close */
+    }
+}
+
+static int header_is(const pt_http_header_t *h, const char *lname)
+{
+    return pt_str_ieq(h->name.p, h->name.len, lname);
+}
+
+/* Writes the request head for the upstream into b. */
+static int build_head(exchange_t *ex, pt_buf_t *b)
+{
+    pt_req_t *req = ex->req;
+    const pt_api_def_t *api = ex->pa->api;
+    const pt_proxy_target_t *t = ex->target;
+    const pt_config_t *cfg = req->snap->snap->config;
+    const pt_listener_rt_t *l = pt_http_listener(req);
+    const struct sockaddr *peer = pt_http_peer_addr(req);
+    const pt_str_t *conn_hdr = pt_http_header(req, "connection");
+    const pt_str_t *xff = NULL, *xfproto = NULL, *xfhost = NULL, *xfport = NULL, *fwd = NULL,
+                   *via = NULL;
+    size_t blen = strlen(api->base_path), i;
+    const char *rest = req->path.p + blen;
+    size_t rest_len = req->path.len - blen;
+    char ip[INET6_ADDRSTRLEN] = "unknown";
+    const char *proto = l != NULL && l->tls ? "https" : "http";
+    int trusted = 0, rc = 0;
+
+    if (peer->sa_family == AF_INET)
+        uv_ip4_name((const struct sockaddr_in *)peer, ip, sizeof(ip));
+    else if (peer->sa_family == AF_INET6)
+        uv_ip6_name((const struct sockaddr_in6 *)peer, ip, sizeof(ip));
+    if (peer->sa_family != 0 && cfg->ntrusted_proxies > 0)
+        trusted = pt_cidr_match(cfg->trusted_proxies, cfg->ntrusted_proxies, peer);
+
+    rc |= pt_buf_append(b, req->method, req->method_len);
+    rc |= pt_buf_append_char(b, ' ');
+    rc |= pt_buf_append_str(b, t->def->path_prefix);
+    if (rest_len == 0 || rest[0] != '/')
+        rc |= pt_buf_append_char(b, '/');
+    rc |= pt_buf_append(b, rest, rest_len);
+    if (req->query.p != NULL && req->query.len > 0) {
+        rc |= pt_buf_append_char(b, '?');
+        rc |= pt_buf_append(b, req->query.p, req->query.len);
+    }
+    rc |= pt_buf_append_str(b, " HTTP/1.1\r\nHost: ");
+    if (ex->pa->up->preserve_host && req->host.len > 0)
+        rc |= pt_buf_append(b, req->host.p, req->host.len);
+    else
+        rc |= pt_buf_append_str(b, t->host_header);
+    rc |= pt_buf_append_str(b, "\r\n");
+
+    for (i = 0; i < req->nheaders; i++) {
+        const pt_http_header_t *h = &req->headers[i];
+        if (header_is(h, "x-forwarded-for")) {
+            xff = &h->value;
+            continue;
+        }
+        if (header_is(h, "x-forwarded-proto")) {
+            xfproto = &h->value;
+            continue;
+        }
+        if (header_is(h, "x-forwarded-host")) {
+            xfhost = &h->value;
+            continue;
+        }
+        if (header_is(h, "x-forwarded-port")) {
+            xfport = &h->value;
+            continue;
+        }
+        if (header_is(h, "forwarded")) {
+            fwd = &h->value;
+            continue;
+        }
+        if (header_is(h, "via")) {
+            via = &h->value;
+            continue;
+        }
+        if (is_hop_by_hop(h->name.p, h->name.len) || header_is(h, "host") ||
+            header_is(h, "content-length") || header_is(h, "expect") ||
+            header_is(h, "x-request-id") ||
+            (conn_hdr != NULL &&
+             connection_names(conn_hdr->p, conn_hdr->len, h->name.p, h->name.len)))
+            continue;
+        rc |= pt_buf_append(b, h->name.p, h->name.len);
+        rc |= pt_buf_append_str(b, ": ");
+        rc |= pt_buf_append(b, h->value.p, h->value.len);
+        rc |= pt_buf_append_str(b, "\r\n");
+    }
+    /* X-Forwarded-* from the client are believed only from trusted proxies */
+    rc |= pt_buf_append_str(b, "X-Forwarded-For: ");
+    if (trusted && xff != NULL && xff->len > 0) {
+        rc |= pt_buf_append(b, xff->p, xff->len);
+        rc |= pt_buf_append_str(b, ", ");
+    }
+    rc |= pt_buf_append_str(b, ip);
+    rc |= pt_buf_printf(b, "\r\nX-Forwarded-Proto: %.*s\r\n",
+                        trusted && xfproto ? (int)xfproto->len : (int)strlen(proto),
+                        trusted && xfproto ? xfproto->p : proto);
+    if (trusted && xfhost != NULL)
+        rc |= pt_buf_printf(b, "X-Forwarded-Host: %.*s\r\n", (int)xfhost->len, xfhost->p);
+    else if (req->host.len > 0)
+        rc |= pt_buf_printf(b, "X-Forwarded-Host: %.*s\r\n", (int)req->host.len, req->host.p);
+    if (trusted && xfport != NULL)
+        rc |= pt_buf_printf(b, "X-Forwarded-Port: %.*s\r\n", (int)xfport->len, xfport->p);
+    else if (l != NULL)
+        rc |= pt_buf_printf(b, "X-Forwarded-Port: %u\r\n", (unsigned)l->port);
+    rc |= pt_buf_append_str(b, "Forwarded: ");
+    if (trusted && fwd != NULL && fwd->len > 0) {
+        rc |= pt_buf_append(b, fwd->p, fwd->len);
+        rc |= pt_buf_append_str(b, ", ");
+    }
+    rc |= pt_buf_printf(
+        b, peer->sa_family == AF_INET6 ? "for=\"[%s]\";proto=%s" : "for=%s;proto=%s", ip, proto);
+    if (req->host.len > 0 && memchr(req->host.p, '"', req->host.len) == NULL)
+        rc |= pt_buf_printf(b, ";host=\"%.*s\"", (int)req->host.len, req->host.p);
+    rc |= pt_buf_append_str(b, "\r\nVia: ");
+    if (via != NULL && via->len > 0) {
+        rc |= pt_buf_append(b, via->p, via->len);
+        rc |= pt_buf_append_str(b, ", ");
+    }
+    rc |= pt_buf_printf(b, "1.%u portico\r\nX-Request-Id: %.*s\r\n", (unsigned)req->http_minor,
+                        (int)req->request_id_len, req->request_id);
+    if (req->chunked) {
+        rc |= pt_buf_append_str(b, "Transfer-Encoding: chunked\r\n");
+        ex->chunk_body = 1;
+    } else if (req->content_length >= 0) {
+        rc |= pt_buf_printf(b, "Content-Length: %lld\r\n", (long long)req->content_length);
+    }
+    rc |= pt_buf_append_str(b, "\r\n");
+    return rc != 0 ? PT_ENOMEM : PT_OK;
+}
+
+/* Takes a pooled connection to the exchange's target, or opens one, and
+ * writes the request head. Returns 0 or an error (nothing attached). */
+static int ex_start(exchange_t *ex)
+{
+    pt_req_t *req = ex->req;
+    pt_worker_t *w = req->snap->worker;
+    proxy_worker_t *pw = proxy_worker(w);
+    pool_t *pool;
+    upconn_t *up;
+    pt_buf_t *head;
+    int rc;
+
+    if (pw == NULL || (pool = pool_get(pw, ex->target->key)) == NULL)
+        return PT_ENOMEM;
+    ex->reused = 0;
+    if (!ex->retried && pool->idle != NULL) {
+        up = pool->idle;
+        pool->idle = up->idle_next;
+        pool->nidle--;
+        up->idle_next = NULL;
+        ex->reused = 1;
+        up_timer(up, UPT_READ, ex->pa->up->read_timeout_ms);
+    } else {
+        up = calloc(1, sizeof(*up));
+        if (up == NULL)
+            return PT_ENOMEM;
+        up->pw = pw;
+        up->pool = pool;
+        uv_tcp_init(&w->loop, &up->tcp);
+        uv_timer_init(&w->loop, &up->timer);
+        up->tcp.data = up->timer.data = up->creq.data = up;
+        up->handles = 2;
+        up->next = pw->all;
+        if (pw->all != NULL)
+            pw->all->prev = up;
+        pw->all = up;
+        llhttp_init(&up->parser, HTTP_RESPONSE, &response_settings);
+        up->parser.data = up;
+        if (uv_tcp_connect(&up->creq, &up->tcp, (const struct sockaddr *)&ex->target->addr,
+                           up_connect_cb) != 0) {
+            up_close(up);
+            return PT_EIO;
+        }
+        up_timer(up, UPT_CONNECT, ex->pa->up->connect_timeout_ms);
+    }
+    up->ex = ex;
+    up->requests++;
+    ex->up = up;
+    head = &pw->head;
+    head->len = 0;
+    rc = build_head(ex, head);
+    if (rc == PT_OK)
+        rc = up_write(up, head->data, head->len, NULL, 0, NULL, 0);
+    if (head->cap > 65536)
+        pt_buf_free(head);
+    if (rc != PT_OK) {
+        ex->up = NULL;
+        up->ex = NULL;
+        up_close(up);
+        return rc;
+    }
+    if (up->connected)
+        up_read_start(up);
+    return PT_OK;
+}
+
+static void ex_on_body(pt_req_t *req, const char *data, size_t len)
+{
+    exchange_t *ex = req->hook_data;
+    char size[24];
+    int n;
+    if (ex->up == NULL || len == 0)
+        return; /* answered already (or failed): the rest of the body is discarded */
+    if (ex->chunk_body) {
+        n = snprintf(size, sizeof(size), "%zx\r\n", len);
+        if (up_write(ex->up, size, (size_t)n, data, len, "\r\n", 2) != PT_OK)
+            goto fail;
+    } else if (up_write(ex->up, data, len, NULL, 0, NULL, 0) != PT_OK) {
+        goto fail;
+    }
+    if (ex->up->queued > UP_QUEUE_MAX)
+        req->hold_input = 1; /* resumed by up_write_cb */
+    return;
+fail:
+    ex_fail(ex, 502, "bad-gateway", "The request body could not be sent upstream.");
+}
+
+static void ex_on_complete(pt_req_t *req)
+{
+    exchange_t *ex = req->hook_data;
+    ex->req_done = 1;
+    if (ex->up == NULL)
+        return;
+    if (ex->chunk_body && up_write(ex->up, "0\r\n\r\n", 5, NULL, 0, NULL, 0) != PT_OK) {
+        ex_fail(ex, 502, "bad-gateway", "The request body could not be sent upstream.");
+        return;
+    }
+    if (!ex->resp_started && ex->up->connected)
+        up_timer(ex->up, UPT_READ, ex->pa->up->read_timeout_ms);
+}
+
+static void ex_on_drain(pt_req_t *req)
+{
+    exchange_t *ex = req->hook_data;
+    if (ex->up != NULL && ex->up->connected)
+        up_read_start(ex->up);
+}
+
+/* Arena cleanup: the client request ended (answered, or the client left). */
+static void ex_cleanup(void *data)
+{
+    exchange_t *ex = data;
+    upconn_t *up = ex->up;
+    ex->req = NULL;
+    if (up != NULL) {
+        /* the exchange did not complete: the connection's state is unknown */
+        ex->up = NULL;
+        up->ex = NULL;
+        up_close(up);
+    }
+}
+
+void pt_proxy_handle(pt_req_t *req, const pt_proxy_api_t *pa)
+{
+    exchange_t *ex = pt_arena_calloc(pt_http_req_arena(req), sizeof(*ex));
+    pt_worker_t *w = req->snap->worker;
+    proxy_worker_t *pw = proxy_worker(w);
+
+    if (ex == NULL || pw == NULL ||
+        pt_arena_cleanup_add(pt_http_req_arena(req), ex_cleanup, ex) != PT_OK) {
+        pt_http_problem(req, 500, "internal-error", "Out of memory.", NULL, 0);
+        return;
+    }
+    ex->req = req;
+    ex->pa = pa;
+    ex->head = req->is_head;
+    ex->target = &pa->targets[pa->schedule[pw->rr++ % pa->nschedule]];
+    ex->req_done = !(req->chunked || req->content_length > 0);
+    req->hook_data = ex;
+    req->on_body = ex_on_body;
+    req->on_complete = ex_on_complete;
+    req->on_drain = ex_on_drain;
+    if (ex_start(ex) != PT_OK) {
+        pt_log_warn("%.*s: upstream %s of API \"%s\": cannot open a connection",
+                    (int)req->request_id_len, req->request_id, ex->target->key, pa->api->name);
+        ex->resp_started = 1;
+        pt_http_problem(req, 502, "bad-gateway", "The upstream connection could not be opened.",
+                        NULL, 0);
+    }
+}
+
+/* ------------------------------------------------------------------ fuzzing */
+
+int pt_proxy_fuzz_response(pt_req_t *req, const char *data, size_t len)
+{
+    static const pt_api_def_t api = {.name = "fuzz", .base_path = "/fuzz", .kind = "proxy"};
+    static const pt_upstream_t u = {.keepalive_max_idle = 0, .keepalive_max_requests = 1};
+    static pt_proxy_target_t target = {.key = "fuzz:0"};
+    static const pt_proxy_api_t pa = {.api = &api, .up = &u, .targets = &target, .ntargets = 1};
+    exchange_t *ex = pt_arena_calloc(pt_http_req_arena(req), sizeof(*ex));
+    upconn_t *up = calloc(1, sizeof(*up));
+    llhttp_errno_t err;
+
+    if (ex == NULL || up == NULL ||
+        pt_arena_cleanup_add(pt_http_req_arena(req), ex_cleanup, ex) != PT_OK) {
+        free(up);
+        return -1;
+    }
+    up->detached = 1;
+    up->connected = 1;
+    llhttp_init(&up->parser, HTTP_RESPONSE, &response_settings);
+    up->parser.data = up;
+    ex->req = req;
+    ex->pa = &pa;
+    ex->target = &target;
+    ex->head = req->is_head;
+    ex->req_done = 1;
+    ex->up = up;
+    up->ex = ex;
+    req->hook_data = ex;
+    req->on_drain = ex_on_drain;
+    err = llhttp_execute(&up->parser, data, len);
+    if (err == HPE_OK && up->ex != NULL && ex->resp_started &&
+        llhttp_message_needs_eof(&up->parser))
+        err = llhttp_finish(&up->parser);
+    if (up->ex != NULL && err != HPE_PAUSED) {
+        /* incomplete or invalid: what up_read_cb does on EOF or garbage */
+        ex_fail(ex, 502, "bad-gateway", "The upstream sent an invalid response.");
+    }
+    free(up);
+    return err == HPE_OK || err == HPE_PAUSED ? 0 : -1;
+}
