@@ -32,17 +32,7 @@ asan: setup
 	cmake --build $(BUILD_ASAN) -j $(JOBS)
 
 run: build
-	@echo
-	@echo "Portico is starting with $(CONFIG). Try, in another terminal:"
-	@echo "  curl -i http://127.0.0.1:8080/hello/v1/greetings"
-	@echo "  curl -i http://127.0.0.1:8080/hello/v1/greetings/fr"
-	@echo "  curl -i -X POST http://127.0.0.1:8080/hello/v1/greetings -d '{}'"
-	@echo "  curl -i http://127.0.0.1:8080/status/"
-	@echo "  curl -i http://127.0.0.1:8080/_portico/apis"
-	@echo "  curl -i http://127.0.0.1:8080/_portico/health"
-	@echo "Ctrl-C stops it (gracefully); kill -HUP reloads $(CONFIG) and examples/apis/."
-	@echo
-	exec $(BUILD)/portico serve --config $(CONFIG)
+	scripts/run-example.sh $(BUILD)/portico $(CONFIG)
 
 test: asan
 	@echo "== unit tests (cmocka, ASan+UBSan)"
