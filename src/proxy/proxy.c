@@ -69,6 +69,8 @@ struct upconn_s {
     uint32_t idle_timeout_ms; /* of the API that last used it */
     unsigned requests;
     up_timer_t timer_kind;
+    uint64_t deadline; /* loop time the current wait ends */
+    uint64_t armed;    /* loop time the libuv timer fires; 0 = not armed */
     unsigned connected : 1;
     unsigned closing : 1;
     unsigned reading : 1;
@@ -247,15 +249,23 @@ static pool_t *pool_get(proxy_worker_t *pw, const char *key)
 
 static void up_timer_cb(uv_timer_t *t);
 
+/* Sets the connection's named wait. Like the client side's timer, the libuv
+ * timer is re-armed only when the deadline moves earlier (no timer-heap work
+ * per request on a busy pooled connection). */
 static void up_timer(upconn_t *up, up_timer_t kind, uint64_t ms)
 {
+    uint64_t deadline;
     if (up->detached)
         return;
     up->timer_kind = kind;
     if (kind == UPT_NONE)
-        uv_timer_stop(&up->timer);
-    else
+        return;
+    deadline = uv_now(up->timer.loop) + ms;
+    up->deadline = deadline;
+    if (up->armed == 0 || up->armed > deadline) {
+        up->armed = deadline;
         uv_timer_start(&up->timer, up_timer_cb, ms, 0);
+    }
 }
 
 static void up_free_cb(uv_handle_t *h)
@@ -332,6 +342,15 @@ static void up_timer_cb(uv_timer_t *t)
     upconn_t *up = t->data;
     exchange_t *ex = up->ex;
     up_timer_t kind = up->timer_kind;
+    uint64_t now = uv_now(t->loop);
+    up->armed = 0;
+    if (kind == UPT_NONE)
+        return;
+    if (up->deadline > now) {
+        up->armed = up->deadline;
+        uv_timer_start(&up->timer, up_timer_cb, up->deadline - now, 0);
+        return;
+    }
     up->timer_kind = UPT_NONE;
     if (kind == UPT_IDLE || ex == NULL) {
         up_close(up);
@@ -781,9 +800,60 @@ static void ex_fail(exchange_t *ex, int status, const char *type, const char *de
     }
 }
 
-static int header_is(const pt_http_header_t *h, const char *lname)
+typedef enum hdr_class_e {
+    H_PASS = 0, /* forwarded as is */
+    H_DROP,     /* hop-by-hop, or rewritten by the proxy */
+    H_XFF,
+    H_XFPROTO,
+    H_XFHOST,
+    H_XFPORT,
+    H_FORWARDED,
+    H_VIA
+} hdr_class_t;
+
+/* What becomes of a client header upstream. Dispatches on the length first
+ * (this runs for every header of every proxied request). */
+static hdr_class_t classify(const char *n, size_t len)
 {
-    return pt_str_ieq(h->name.p, h->name.len, lname);
+    switch (len) {
+    case 2:
+        return pt_str_ieq(n, len, "te") ? H_DROP : H_PASS;
+    case 3:
+        return pt_str_ieq(n, len, "via") ? H_VIA : H_PASS;
+    case 4:
+        return pt_str_ieq(n, len, "host") ? H_DROP : H_PASS;
+    case 6:
+        return pt_str_ieq(n, len, "expect") ? H_DROP : H_PASS;
+    case 7:
+        return pt_str_ieq(n, len, "upgrade") || pt_str_ieq(n, len, "trailer") ? H_DROP : H_PASS;
+    case 9:
+        return pt_str_ieq(n, len, "forwarded") ? H_FORWARDED : H_PASS;
+    case 10:
+        return pt_str_ieq(n, len, "connection") || pt_str_ieq(n, len, "keep-alive") ? H_DROP
+                                                                                    : H_PASS;
+    case 12:
+        return pt_str_ieq(n, len, "x-request-id") ? H_DROP : H_PASS;
+    case 14:
+        return pt_str_ieq(n, len, "content-length") ? H_DROP : H_PASS;
+    case 15:
+        return pt_str_ieq(n, len, "x-forwarded-for") ? H_XFF : H_PASS;
+    case 16:
+        if (pt_str_ieq(n, len, "x-forwarded-host"))
+            return H_XFHOST;
+        if (pt_str_ieq(n, len, "x-forwarded-port"))
+            return H_XFPORT;
+        return pt_str_ieq(n, len, "proxy-connection") ? H_DROP : H_PASS;
+    case 17:
+        if (pt_str_ieq(n, len, "x-forwarded-proto"))
+            return H_XFPROTO;
+        return pt_str_ieq(n, len, "transfer-encoding") ? H_DROP : H_PASS;
+    case 18:
+        return pt_str_ieq(n, len, "proxy-authenticate") ? H_DROP : H_PASS;
+    case 19:
+        return pt_str_ieq(n, len, "proxy-authorization") ? H_DROP : H_PASS;
+    default:
+        return H_PASS;
+    }
 }
 
 /* Writes the request head for the upstream into b. */
@@ -831,82 +901,96 @@ static int build_head(exchange_t *ex, pt_buf_t *b)
 
     for (i = 0; i < req->nheaders; i++) {
         const pt_http_header_t *h = &req->headers[i];
-        if (header_is(h, "x-forwarded-for")) {
+        switch (classify(h->name.p, h->name.len)) {
+        case H_XFF:
             xff = &h->value;
             continue;
-        }
-        if (header_is(h, "x-forwarded-proto")) {
+        case H_XFPROTO:
             xfproto = &h->value;
             continue;
-        }
-        if (header_is(h, "x-forwarded-host")) {
+        case H_XFHOST:
             xfhost = &h->value;
             continue;
-        }
-        if (header_is(h, "x-forwarded-port")) {
+        case H_XFPORT:
             xfport = &h->value;
             continue;
-        }
-        if (header_is(h, "forwarded")) {
+        case H_FORWARDED:
             fwd = &h->value;
             continue;
-        }
-        if (header_is(h, "via")) {
+        case H_VIA:
             via = &h->value;
             continue;
+        case H_DROP:
+            continue;
+        case H_PASS:
+            break;
         }
-        if (is_hop_by_hop(h->name.p, h->name.len) || header_is(h, "host") ||
-            header_is(h, "content-length") || header_is(h, "expect") ||
-            header_is(h, "x-request-id") ||
-            (conn_hdr != NULL &&
-             connection_names(conn_hdr->p, conn_hdr->len, h->name.p, h->name.len)))
+        if (conn_hdr != NULL &&
+            connection_names(conn_hdr->p, conn_hdr->len, h->name.p, h->name.len))
             continue;
         rc |= pt_buf_append(b, h->name.p, h->name.len);
-        rc |= pt_buf_append_str(b, ": ");
+        rc |= pt_buf_append(b, ": ", 2);
         rc |= pt_buf_append(b, h->value.p, h->value.len);
-        rc |= pt_buf_append_str(b, "\r\n");
+        rc |= pt_buf_append(b, "\r\n", 2);
     }
     /* X-Forwarded-* from the client are believed only from trusted proxies */
     rc |= pt_buf_append_str(b, "X-Forwarded-For: ");
     if (trusted && xff != NULL && xff->len > 0) {
         rc |= pt_buf_append(b, xff->p, xff->len);
-        rc |= pt_buf_append_str(b, ", ");
+        rc |= pt_buf_append(b, ", ", 2);
     }
     rc |= pt_buf_append_str(b, ip);
-    rc |= pt_buf_printf(b, "\r\nX-Forwarded-Proto: %.*s\r\n",
-                        trusted && xfproto ? (int)xfproto->len : (int)strlen(proto),
-                        trusted && xfproto ? xfproto->p : proto);
-    if (trusted && xfhost != NULL)
-        rc |= pt_buf_printf(b, "X-Forwarded-Host: %.*s\r\n", (int)xfhost->len, xfhost->p);
-    else if (req->host.len > 0)
-        rc |= pt_buf_printf(b, "X-Forwarded-Host: %.*s\r\n", (int)req->host.len, req->host.p);
-    if (trusted && xfport != NULL)
-        rc |= pt_buf_printf(b, "X-Forwarded-Port: %.*s\r\n", (int)xfport->len, xfport->p);
-    else if (l != NULL)
-        rc |= pt_buf_printf(b, "X-Forwarded-Port: %u\r\n", (unsigned)l->port);
-    rc |= pt_buf_append_str(b, "Forwarded: ");
+    rc |= pt_buf_append_str(b, "\r\nX-Forwarded-Proto: ");
+    if (trusted && xfproto != NULL)
+        rc |= pt_buf_append(b, xfproto->p, xfproto->len);
+    else
+        rc |= pt_buf_append_str(b, proto);
+    if (trusted && xfhost != NULL) {
+        rc |= pt_buf_append_str(b, "\r\nX-Forwarded-Host: ");
+        rc |= pt_buf_append(b, xfhost->p, xfhost->len);
+    } else if (req->host.len > 0) {
+        rc |= pt_buf_append_str(b, "\r\nX-Forwarded-Host: ");
+        rc |= pt_buf_append(b, req->host.p, req->host.len);
+    }
+    if (trusted && xfport != NULL) {
+        rc |= pt_buf_append_str(b, "\r\nX-Forwarded-Port: ");
+        rc |= pt_buf_append(b, xfport->p, xfport->len);
+    } else if (l != NULL) {
+        rc |= pt_buf_append_str(b, "\r\nX-Forwarded-Port: ");
+        rc |= pt_buf_append_u64(b, l->port);
+    }
+    rc |= pt_buf_append_str(b, "\r\nForwarded: ");
     if (trusted && fwd != NULL && fwd->len > 0) {
         rc |= pt_buf_append(b, fwd->p, fwd->len);
-        rc |= pt_buf_append_str(b, ", ");
+        rc |= pt_buf_append(b, ", ", 2);
     }
-    rc |= pt_buf_printf(
-        b, peer->sa_family == AF_INET6 ? "for=\"[%s]\";proto=%s" : "for=%s;proto=%s", ip, proto);
-    if (req->host.len > 0 && memchr(req->host.p, '"', req->host.len) == NULL)
-        rc |= pt_buf_printf(b, ";host=\"%.*s\"", (int)req->host.len, req->host.p);
+    rc |= pt_buf_append_str(b, peer->sa_family == AF_INET6 ? "for=\"[" : "for=");
+    rc |= pt_buf_append_str(b, ip);
+    rc |= pt_buf_append_str(b, peer->sa_family == AF_INET6 ? "]\";proto=" : ";proto=");
+    rc |= pt_buf_append_str(b, proto);
+    if (req->host.len > 0 && memchr(req->host.p, '"', req->host.len) == NULL) {
+        rc |= pt_buf_append_str(b, ";host=\"");
+        rc |= pt_buf_append(b, req->host.p, req->host.len);
+        rc |= pt_buf_append_char(b, '"');
+    }
     rc |= pt_buf_append_str(b, "\r\nVia: ");
     if (via != NULL && via->len > 0) {
         rc |= pt_buf_append(b, via->p, via->len);
-        rc |= pt_buf_append_str(b, ", ");
+        rc |= pt_buf_append(b, ", ", 2);
     }
-    rc |= pt_buf_printf(b, "1.%u portico\r\nX-Request-Id: %.*s\r\n", (unsigned)req->http_minor,
-                        (int)req->request_id_len, req->request_id);
+    rc |= pt_buf_append_str(b, req->http_minor == 0 ? "1.0 portico\r\nX-Request-Id: "
+                                                    : "1.1 portico\r\nX-Request-Id: ");
+    rc |= pt_buf_append(b, req->request_id, req->request_id_len);
+    rc |= pt_buf_append(b, "\r\n", 2);
     if (req->chunked) {
         rc |= pt_buf_append_str(b, "Transfer-Encoding: chunked\r\n");
         ex->chunk_body = 1;
     } else if (req->content_length >= 0) {
-        rc |= pt_buf_printf(b, "Content-Length: %lld\r\n", (long long)req->content_length);
+        rc |= pt_buf_append_str(b, "Content-Length: ");
+        rc |= pt_buf_append_u64(b, (uint64_t)req->content_length);
+        rc |= pt_buf_append(b, "\r\n", 2);
     }
-    rc |= pt_buf_append_str(b, "\r\n");
+    rc |= pt_buf_append(b, "\r\n", 2);
     return rc != 0 ? PT_ENOMEM : PT_OK;
 }
 

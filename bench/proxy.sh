@@ -1,0 +1,93 @@
+#!/usr/bin/env bash
+# bench/proxy.sh - Portico proxying to an nginx upstream vs nginx proxying to
+# the same upstream (keep-alive pool of 64 on both), in the same run. One
+# worker each; wrk (1 thread) on CPU 0; upstream and proxy share CPU 1, so the
+# proxy's cost shows directly (../shared/bench/peers.sh "layout B").
+# Prints requests/s, p50, p99 and proxy CPU per request (schedstat), medians
+# over interleaved rounds, and the Portico/nginx ratios.
+# Usage: bench/proxy.sh [PATH/TO/portico]   Env: ROUNDS(3) DUR(10s) WARM(2s) CONNS(50)
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+bin=${1:-$root/build/release/portico}
+ROUNDS=${ROUNDS:-3}; DUR=${DUR:-10s}; WARM=${WARM:-2s}; CONNS=${CONNS:-50}
+UP=18280; NGX=18281; PT=18282
+for b in nginx wrk taskset curl; do command -v $b >/dev/null || { echo "missing $b: run scripts/setup.sh"; exit 1; }; done
+[ -x "$bin" ] || { echo "no portico binary at $bin (make build)"; exit 1; }
+run=$(mktemp -d); pids=()
+cleanup() { for p in "${pids[@]:-}"; do [ -n "$p" ] && kill -TERM "$p" 2>/dev/null; done; sleep 0.5
+            for p in "${pids[@]:-}"; do [ -n "$p" ] && kill -KILL "$p" 2>/dev/null; done; rm -rf "$run"; }
+trap cleanup EXIT
+[ -n "${HOLD:-}" ] && trap - EXIT
+common="client_body_temp_path $run/b; proxy_temp_path $run/p; fastcgi_temp_path $run/f; uwsgi_temp_path $run/u; scgi_temp_path $run/s; access_log off; keepalive_requests 1000000;"
+cat > "$run/up.conf" <<EOF
+worker_processes 1; daemon off; pid $run/up.pid; error_log $run/up.err warn;
+events { worker_connections 4096; }
+http { $common server { listen 127.0.0.1:$UP backlog=4096; location / { default_type application/json; return 200 '{"ok":true}'; } } }
+EOF
+cat > "$run/px.conf" <<EOF
+worker_processes 1; daemon off; pid $run/px.pid; error_log $run/px.err warn;
+events { worker_connections 4096; }
+http { $common
+  upstream up { server 127.0.0.1:$UP; keepalive 64; keepalive_requests 1000000; }
+  server { listen 127.0.0.1:$NGX backlog=4096; location / { proxy_pass http://up; proxy_http_version 1.1; proxy_set_header Connection ""; } } }
+EOF
+mkdir -p "$run/apis"
+cat > "$run/portico.yaml" <<EOF
+workers: 1
+listen:
+  - address: 127.0.0.1:$PT
+limits:
+  keepalive_timeout: 300s
+log:
+  level: warn
+  access_log: "off"
+apis: apis
+EOF
+cat > "$run/apis/bench.yaml" <<EOF
+name: bench
+base_path: /bench
+kind: proxy
+title: Benchmark
+version: "1"
+upstream:
+  targets:
+    - url: http://127.0.0.1:$UP
+  keepalive:
+    max_idle: 64
+    max_requests: 1000000
+EOF
+taskset -c 1 nginx -p "$run" -c "$run/up.conf" -e "$run/up.err" & pids+=($!); UPPID=$!
+taskset -c 1 nginx -p "$run" -c "$run/px.conf" -e "$run/px.err" & pids+=($!); NGXPID=$!
+taskset -c 1 "$bin" serve --config "$run/portico.yaml" 2> "$run/portico.err" & pids+=($!); PTPID=$!
+for u in "$UP/" "$NGX/" "$PT/bench/"; do
+  for _ in $(seq 1 100); do curl -fsS -o /dev/null "http://127.0.0.1:$u" 2>/dev/null && break; sleep 0.1; done
+  [ "$(curl -fsS "http://127.0.0.1:$u")" = '{"ok":true}' ] || { echo "$u did not answer"; cat "$run/portico.err"; exit 1; }
+done
+ngxw=$(ps -o pid= --ppid "$NGXPID" | tr -d ' ' | head -1)
+cpu_ns() { local s=0 ns t; for t in /proc/"$1"/task/*/schedstat; do read -r ns _ < "$t"; s=$((s + ns)); done; echo "$s"; }
+cat > "$run/report.lua" <<'EOF'
+done = function(summary, latency, requests)
+  io.write(string.format("RESULT %.1f %d %d %d\n", summary.requests / summary.duration * 1e6,
+    latency:percentile(50), latency:percentile(99),
+    summary.errors.connect + summary.errors.read + summary.errors.write + summary.errors.timeout + summary.errors.status))
+end
+EOF
+wrk_run() { taskset -c 0 wrk -t1 -c"$CONNS" -d"$2" --latency -s "$run/report.lua" "http://127.0.0.1:$1" | awk '/^RESULT/ {print $2, $3, $4, $5}'; }
+echo "== proxies: nginx $(nginx -v 2>&1 | sed 's/.*\///') vs portico; wrk c=$CONNS on cpu0, upstream+proxy on cpu1; $ROUNDS rounds x $DUR"
+printf 'round\ttarget\trps\tp50_us\tp99_us\terrors\tproxy_ns_per_req\n' > "$run/r.tsv"
+for r in $(seq 1 "$ROUNDS"); do
+  for t in nginx portico; do
+    if [ $t = nginx ]; then u="$NGX/"; p=$ngxw; else u="$PT/bench/"; p=$PTPID; fi
+    wrk_run "$u" "$WARM" > /dev/null
+    c0=$(cpu_ns "$p"); read -r rps p50 p99 errs < <(wrk_run "$u" "$DUR"); c1=$(cpu_ns "$p")
+    ns=$(awk -v a="$c0" -v b="$c1" -v r="$rps" -v d="${DUR%s}" 'BEGIN{printf "%.0f", (b-a)/(r*d)}')
+    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$r" "$t" "$rps" "$p50" "$p99" "$errs" "$ns" | tee -a "$run/r.tsv"
+  done
+done
+med() { awk -F'\t' -v t="$1" -v k="$2" 'NR>1 && $2==t {print $k}' "$run/r.tsv" | sort -g |
+        awk '{v[NR]=$1} END{print (NR%2)?v[(NR+1)/2]:(v[NR/2]+v[NR/2+1])/2}'; }
+echo
+printf '%-8s %10s %8s %8s %14s\n' target rps p50_us p99_us proxy_ns/req
+for t in nginx portico; do printf '%-8s %10.0f %8s %8s %14s\n' $t "$(med $t 3)" "$(med $t 4)" "$(med $t 5)" "$(med $t 7)"; done
+awk -v a="$(med portico 3)" -v b="$(med nginx 3)" -v c="$(med portico 5)" -v d="$(med nginx 5)" -v e="$(med portico 7)" -v f="$(med nginx 7)" \
+  'BEGIN{printf "ratio portico/nginx: rps %.3f (target >= 1.0), p99 %.3f (target <= 1.1), proxy CPU per request %.3f (target <= 1.0)\n", a/b, c/d, e/f}'
