@@ -82,6 +82,12 @@ struct pt_req_s {
     void *hook_data;
     unsigned hold_input : 1; /* the handler cannot take more body: stop reading the client */
     unsigned aborted : 1;    /* the client connection is gone (set before cleanups run) */
+    /* set by the proxy, for the access log */
+    const char *upstream;     /* target address "ip:port"; NULL when not proxied */
+    uint16_t upstream_status; /* 0 when no response head came */
+    uint8_t upstream_retries;
+    uint32_t upstream_connect_us; /* 0 when a pooled connection was reused */
+    uint32_t upstream_ttfb_us;    /* from the exchange's start to the response head */
     /* response */
     pt_resp_state_t resp_state;
     int status;

@@ -526,7 +526,7 @@ void pt__conn_access_log(pt_conn_t *c, pt_req_t *req)
         strftime(w->log_time, sizeof(w->log_time), "%Y-%m-%dT%H:%M:%S", &tm);
         w->log_sec = wall_ns / 1000000000u;
     }
-    if (pt_buf_reserve(b, 320 + req->request_id_len + peer_len + req->method_len +
+    if (pt_buf_reserve(b, 480 + req->request_id_len + peer_len + req->method_len +
                               6 * (req->path.len + api_len + route_len + subj_len)) != PT_OK)
         return;
     p = b->data + b->len;
@@ -564,6 +564,18 @@ void pt__conn_access_log(pt_conn_t *c, pt_req_t *req)
         PUT_LIT(p, ",\"route\":\"");
         PUT_JSON(p, route, route_len);
         *p++ = '"';
+    }
+    if (req->upstream != NULL) {
+        PUT_LIT(p, ",\"upstream\":\"");
+        PUT(p, req->upstream, strnlen(req->upstream, 64));
+        PUT_LIT(p, "\",\"upstream_status\":");
+        p += pt_u64_to_str(req->upstream_status, p);
+        PUT_LIT(p, ",\"upstream_connect_us\":");
+        p += pt_u64_to_str(req->upstream_connect_us, p);
+        PUT_LIT(p, ",\"upstream_ttfb_us\":");
+        p += pt_u64_to_str(req->upstream_ttfb_us, p);
+        PUT_LIT(p, ",\"upstream_retries\":");
+        p += pt_u64_to_str(req->upstream_retries, p);
     }
     if (c->tls_subject != NULL) {
         PUT_LIT(p, ",\"tls_client\":\"");

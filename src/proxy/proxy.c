@@ -89,6 +89,7 @@ struct exchange_s {
     char *hname, *hvalue;
     size_t hname_len, hvalue_len;
     int status;
+    uint64_t t_start;           /* uv_hrtime() when the exchange (or its retry) began */
     unsigned reused : 1;        /* the connection came from the pool */
     unsigned chunk_body : 1;    /* the client's body is re-chunked upstream */
     unsigned req_done : 1;      /* the whole request went upstream */
@@ -623,6 +624,8 @@ static int r_on_headers_complete(llhttp_t *p)
         return 0;
     }
     up_timer(up, UPT_NONE, 0);
+    req->upstream_status = (uint16_t)ex->status;
+    req->upstream_ttfb_us = (uint32_t)((uv_hrtime() - ex->t_start) / 1000);
     for (i = 0; i < ex->nrh; i++)
         if (pt_str_ieq(ex->rh[i].name, strlen(ex->rh[i].name), "connection"))
             conn_hdr = ex->rh[i].value;
@@ -773,6 +776,8 @@ static void up_connect_cb(uv_connect_t *cr, int status)
     }
     up->connected = 1;
     uv_tcp_nodelay(&up->tcp, 1);
+    if (ex->req != NULL)
+        ex->req->upstream_connect_us = (uint32_t)((uv_hrtime() - ex->t_start) / 1000);
     up_timer(up, UPT_READ, ex->pa->up->read_timeout_ms);
     up_read_start(up);
 }
@@ -1009,6 +1014,9 @@ static int ex_start(exchange_t *ex)
     if (pw == NULL || (pool = pool_get(pw, ex->target->key)) == NULL)
         return PT_ENOMEM;
     ex->reused = 0;
+    ex->t_start = uv_hrtime();
+    req->upstream = ex->target->key;
+    req->upstream_retries = ex->retried;
     if (!ex->retried && pool->idle != NULL) {
         up = pool->idle;
         pool->idle = up->idle_next;

@@ -1293,6 +1293,20 @@ def test_access_log_of_proxied_request(env):
     assert e["bytes_in"] >= 3 and e["bytes_out"] == len(r.raw)
     e = log_entry(env.node, lambda e: e["request_id"] == i2)
     assert e["api"] == "legacy" and e["status"] == 404, e
+    # upstream fields: target, its status, connect time (0 on a reused
+    # connection), time to first byte, retries
+    assert e["upstream"] == "127.0.0.1:%d" % env.up.port, e
+    assert e["upstream_status"] == 404
+    assert e["upstream_connect_us"] >= 0 and e["upstream_ttfb_us"] > 0
+    assert e["upstream_retries"] == 0
+
+
+def test_access_log_of_unreachable_upstream(env):
+    i = rid("log")
+    assert fetch(env.port, req("GET", "/dead/x", i)).status == 502
+    e = log_entry(env.node, lambda e: e["request_id"] == i)
+    assert e["api"] == "dead" and e["status"] == 502, e
+    assert e["upstream"].startswith("127.0.0.1:") and e["upstream_status"] == 0, e
 
 
 # --------------------------------------------------------------------------
