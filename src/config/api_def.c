@@ -32,8 +32,10 @@
 
 static const char *const api_keys[] = {"name",        "base_path", "kind",     "title", "version",
                                        "description", "routes",    "upstream", NULL};
-static const char *const upstream_keys[] = {"targets",   "connect_timeout", "read_timeout",
-                                            "keepalive", "preserve_host",   NULL};
+static const char *const upstream_keys[] = {
+    "targets",       "connect_timeout", "read_timeout", "keepalive",
+    "preserve_host", "retries",         "health",       NULL};
+static const char *const health_keys[] = {"max_fails", "fail_timeout", NULL};
 static const char *const target_keys[] = {"url", "weight", NULL};
 static const char *const keepalive_keys[] = {"max_idle", "idle_timeout", "max_requests", NULL};
 static const char *const route_keys[] = {"method", "path", "name", "respond", NULL};
@@ -784,7 +786,10 @@ static pt_upstream_t *parse_upstream(pt__cfg_ctx_t *c, const pt_ynode_t *n)
     up->line = n->line;
     up->connect_timeout_ms = 5000;
     up->read_timeout_ms = 60000;
-    up->keepalive_max_idle = 32;
+    up->keepalive_max_idle = 64;
+    up->retries = 1;
+    up->health_max_fails = 3;
+    up->health_fail_timeout_ms = 10000;
     up->keepalive_idle_timeout_ms = 60000;
     up->keepalive_max_requests = 1000;
 
@@ -817,6 +822,15 @@ static pt_upstream_t *parse_upstream(pt__cfg_ctx_t *c, const pt_ynode_t *n)
             uint32_key(c, v, "max_idle", 0, 0, 10000, &up->keepalive_max_idle);
             uint32_key(c, v, "idle_timeout", 1, 1000, 3600000, &up->keepalive_idle_timeout_ms);
             uint32_key(c, v, "max_requests", 0, 1, 1000000, &up->keepalive_max_requests);
+        }
+        pt__cfg_pop(c, mark);
+    }
+    uint32_key(c, n, "retries", 0, 0, 10, &up->retries);
+    if (!pt_yaml_is_null(v = pt_yaml_get(n, "health"))) {
+        mark = pt__cfg_push(c, "health", 6);
+        if (pt__cfg_mapping(c, v, health_keys) == 0) {
+            uint32_key(c, v, "max_fails", 0, 0, 100, &up->health_max_fails);
+            uint32_key(c, v, "fail_timeout", 1, 1000, 3600000, &up->health_fail_timeout_ms);
         }
         pt__cfg_pop(c, mark);
     }

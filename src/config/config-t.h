@@ -94,10 +94,16 @@ typedef struct pt_upstream_s {
     uint32_t connect_timeout_ms;        /* default 5000 -> 504 */
     uint32_t read_timeout_ms;           /* request sent -> response head, default 60000 -> 504 */
     uint32_t keepalive_max_idle;        /* idle pooled connections per worker per target,
-                                           default 32; 0 = no pooling */
+                                           default 64; 0 = no pooling */
     uint32_t keepalive_idle_timeout_ms; /* default 60000 */
     uint32_t keepalive_max_requests;    /* per upstream connection, default 1000 */
-    int preserve_host; /* forward the client's Host (default: target host[:port]) */
+    int preserve_host;         /* forward the client's Host (default: target host[:port]) */
+    uint32_t retries;          /* further attempts on another target, default 1: when the connection
+                                  could not be opened, or (idempotent methods, requests without a body)
+                                  when the upstream failed before answering */
+    uint32_t health_max_fails; /* consecutive failures that eject a target, default 3;
+                                  0 = never */
+    uint32_t health_fail_timeout_ms; /* how long an ejected target is skipped, default 10000 */
     unsigned line;
 } pt_upstream_t;
 

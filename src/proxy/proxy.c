@@ -52,6 +52,8 @@ struct pool_s {
     char key[INET6_ADDRSTRLEN + 8];
     upconn_t *idle; /* stack of idle connections */
     unsigned nidle;
+    unsigned fails;         /* consecutive failures of this target (passive health) */
+    uint64_t ejected_until; /* loop time (ms) before which the target gets no traffic */
 };
 
 typedef enum up_timer_e { UPT_NONE = 0, UPT_CONNECT, UPT_READ, UPT_IDLE } up_timer_t;
@@ -90,6 +92,7 @@ struct exchange_s {
     size_t hname_len, hvalue_len;
     int status;
     uint64_t t_start;           /* uv_hrtime() when the exchange (or its retry) began */
+    unsigned attempts;          /* retries made on other targets */
     unsigned reused : 1;        /* the connection came from the pool */
     unsigned chunk_body : 1;    /* the client's body is re-chunked upstream */
     unsigned req_done : 1;      /* the whole request went upstream */
@@ -110,6 +113,8 @@ typedef struct wbuf_s {
 static void up_close(upconn_t *up);
 static void up_read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
 static void ex_fail(exchange_t *ex, int status, const char *type, const char *detail);
+static void ex_error(exchange_t *ex, int nothing_sent, int status, const char *type,
+                     const char *detail);
 static int ex_start(exchange_t *ex);
 
 /* ------------------------------------------------------------------ snapshot side */
@@ -358,9 +363,10 @@ static void up_timer_cb(uv_timer_t *t)
         return;
     }
     if (kind == UPT_CONNECT)
-        ex_fail(ex, 504, "upstream-timeout", "The upstream did not accept the connection in time.");
+        ex_error(ex, 1, 504, "upstream-timeout",
+                 "The upstream did not accept the connection in time.");
     else if (kind == UPT_READ)
-        ex_fail(ex, 504, "upstream-timeout", "The upstream did not answer in time.");
+        ex_error(ex, 0, 504, "upstream-timeout", "The upstream did not answer in time.");
 }
 
 static void up_alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
@@ -403,7 +409,7 @@ static void up_write_cb(uv_write_t *w, int status)
     free(wb);
     if (status < 0) {
         if (ex != NULL)
-            ex_fail(ex, 502, "bad-gateway", "The upstream connection failed while sending.");
+            ex_error(ex, 0, 502, "bad-gateway", "The upstream connection failed while sending.");
         else if (!up->closing)
             up_close(up);
         return;
@@ -624,6 +630,8 @@ static int r_on_headers_complete(llhttp_t *p)
         return 0;
     }
     up_timer(up, UPT_NONE, 0);
+    if (up->pool != NULL)
+        up->pool->fails = 0; /* passive health: the target answered */
     req->upstream_status = (uint16_t)ex->status;
     req->upstream_ttfb_us = (uint32_t)((uv_hrtime() - ex->t_start) / 1000);
     for (i = 0; i < ex->nrh; i++)
@@ -732,9 +740,10 @@ static void up_read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
                 ex_fail(ex, 502, "bad-gateway", "The upstream connection could not be opened.");
             return;
         }
-        ex_fail(ex, 502, "bad-gateway",
-                nread == UV_EOF ? "The upstream closed the connection before responding completely."
-                                : "The upstream connection failed.");
+        ex_error(ex, 0, 502, "bad-gateway",
+                 nread == UV_EOF
+                     ? "The upstream closed the connection before responding completely."
+                     : "The upstream connection failed.");
         return;
     }
     ex->got_bytes = 1;
@@ -754,8 +763,8 @@ static void up_read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
         }
         return;
     }
-    ex_fail(up->ex != NULL ? up->ex : ex, 502, "bad-gateway",
-            "The upstream sent an invalid response.");
+    if (up->ex != NULL) /* else the exchange ended within the callbacks */
+        ex_error(up->ex, 0, 502, "bad-gateway", "The upstream sent an invalid response.");
 }
 
 static void up_connect_cb(uv_connect_t *cr, int status)
@@ -769,9 +778,9 @@ static void up_connect_cb(uv_connect_t *cr, int status)
         return;
     }
     if (status < 0) {
-        ex_fail(ex, 502, "bad-gateway",
-                status == UV_ECONNREFUSED ? "The upstream refused the connection."
-                                          : "The upstream connection could not be opened.");
+        ex_error(ex, 1, 502, "bad-gateway",
+                 status == UV_ECONNREFUSED ? "The upstream refused the connection."
+                                           : "The upstream connection could not be opened.");
         return;
     }
     up->connected = 1;
@@ -783,6 +792,100 @@ static void up_connect_cb(uv_connect_t *cr, int status)
 }
 
 /* ------------------------------------------------------------------ request forwarding */
+
+static int idempotent(const pt_req_t *req)
+{
+    static const char *const m[] = {"GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE", NULL};
+    size_t i;
+    for (i = 0; m[i] != NULL; i++)
+        if (strlen(m[i]) == req->method_len && memcmp(m[i], req->method, req->method_len) == 0)
+            return 1;
+    return 0;
+}
+
+/* Picks the next target in the weighted schedule that is not ejected (and,
+ * when there is a choice, not `avoid`). Returns NULL when every target is
+ * ejected, with the loop time the first one comes back in *back_ms. */
+static const pt_proxy_target_t *pick_target(proxy_worker_t *pw, const pt_proxy_api_t *pa,
+                                            uint64_t now, const pt_proxy_target_t *avoid,
+                                            uint64_t *back_ms)
+{
+    const pt_proxy_target_t *fallback = NULL;
+    size_t i;
+    *back_ms = UINT64_MAX;
+    for (i = 0; i < pa->nschedule; i++) {
+        const pt_proxy_target_t *t = &pa->targets[pa->schedule[pw->rr++ % pa->nschedule]];
+        pool_t *pool = pool_get(pw, t->key);
+        if (pool != NULL && pool->ejected_until > now) {
+            if (pool->ejected_until < *back_ms)
+                *back_ms = pool->ejected_until;
+            continue;
+        }
+        if (t == avoid && pa->ntargets > 1) {
+            fallback = t;
+            continue;
+        }
+        return t;
+    }
+    return fallback;
+}
+
+/* Counts a failure of the exchange's target; ejects it after max_fails. */
+static void target_failed(exchange_t *ex, proxy_worker_t *pw, uint64_t now)
+{
+    const pt_upstream_t *u = ex->pa->up;
+    pool_t *pool = pool_get(pw, ex->target->key);
+    if (pool == NULL || u->health_max_fails == 0)
+        return;
+    if (++pool->fails >= u->health_max_fails && pool->ejected_until <= now) {
+        pool->ejected_until = now + u->health_fail_timeout_ms;
+        pool->fails = 0;
+        pt_log_warn("upstream %s of API \"%s\" ejected for %u ms after %u failures",
+                    ex->target->key, ex->pa->api->name, u->health_fail_timeout_ms,
+                    u->health_max_fails);
+    }
+}
+
+/* An attempt failed. nothing_sent: the connection was never established.
+ * Tries the next healthy target when that is safe - nothing of the
+ * response reached the client, retries are left, the request has no body,
+ * and either nothing was sent or the method is idempotent - else answers
+ * with status (ex_fail). */
+static void ex_error(exchange_t *ex, int nothing_sent, int status, const char *type,
+                     const char *detail)
+{
+    pt_req_t *req = ex->req;
+    proxy_worker_t *pw;
+    const pt_proxy_target_t *next;
+    uint64_t now, back;
+    upconn_t *up = ex->up;
+
+    if (req == NULL || up == NULL || up->detached) {
+        ex_fail(ex, status, type, detail);
+        return;
+    }
+    pw = up->pw;
+    now = uv_now(&req->snap->worker->loop);
+    target_failed(ex, pw, now);
+    if (ex->resp_started || ex->attempts >= ex->pa->up->retries || req->chunked ||
+        req->content_length > 0 || !(nothing_sent || idempotent(req)))
+        goto fail;
+    next = pick_target(pw, ex->pa, now, ex->target, &back);
+    if (next == NULL)
+        goto fail;
+    pt_log_info("%.*s: upstream %s of API \"%s\": %s; retrying on %s", (int)req->request_id_len,
+                req->request_id, ex->target->key, ex->pa->api->name, detail, next->key);
+    ex->up = NULL;
+    up->ex = NULL;
+    up_close(up);
+    ex->attempts++;
+    ex->target = next;
+    ex->got_bytes = 0;
+    if (ex_start(ex) == PT_OK)
+        return;
+fail:
+    ex_fail(ex, status, type, detail);
+}
 
 static void ex_fail(exchange_t *ex, int status, const char *type, const char *detail)
 {
@@ -1016,7 +1119,7 @@ static int ex_start(exchange_t *ex)
     ex->reused = 0;
     ex->t_start = uv_hrtime();
     req->upstream = ex->target->key;
-    req->upstream_retries = ex->retried;
+    req->upstream_retries = (uint8_t)(ex->retried + ex->attempts);
     if (!ex->retried && pool->idle != NULL) {
         up = pool->idle;
         pool->idle = up->idle_next;
@@ -1138,7 +1241,23 @@ void pt_proxy_handle(pt_req_t *req, const pt_proxy_api_t *pa)
     ex->req = req;
     ex->pa = pa;
     ex->head = req->is_head;
-    ex->target = &pa->targets[pa->schedule[pw->rr++ % pa->nschedule]];
+    {
+        uint64_t now = uv_now(&w->loop), back;
+        ex->target = pick_target(pw, pa, now, NULL, &back);
+        if (ex->target == NULL) {
+            /* every target is ejected: say when to come back */
+            char secs[24];
+            pt_header_kv_t retry = {"Retry-After", secs};
+            snprintf(secs, sizeof(secs), "%llu",
+                     (unsigned long long)((back > now ? back - now : 0) + 999) / 1000);
+            pt_log_warn("%.*s: API \"%s\": every upstream target is ejected",
+                        (int)req->request_id_len, req->request_id, pa->api->name);
+            ex->resp_started = 1;
+            pt_http_problem(req, 503, "no-healthy-upstream",
+                            "No upstream target is available; try again later.", &retry, 1);
+            return;
+        }
+    }
     ex->req_done = !(req->chunked || req->content_length > 0);
     req->hook_data = ex;
     req->on_body = ex_on_body;

@@ -1443,3 +1443,61 @@ def test_nginx_upstream(portico_factory, nginx):
         assert fields2["conn"] == fields["conn"], (fields, fields2)
     log = (nginx.dir / "access.log").read_text()
     assert log.count("GET /echo") == 2
+
+
+# --------------------------------------------------------------------------
+# 11. Retries and passive health
+
+
+def test_retry_moves_to_the_healthy_target(portico_factory, upstreams):
+    """A target that refuses connections: requests are retried on the other
+    target (nothing was sent), and after max_fails it is ejected, so later
+    requests go straight to the healthy one."""
+    live = upstreams(behave)
+    dead = free_port()
+    n = portico_factory(node_config(workers=1), {"r.yaml": proxy_api(
+        "r", "/r", [("http://127.0.0.1:%d" % dead, 1), (live.url(), 1)],
+        "  retries: 1\n  health: {max_fails: 2, fail_timeout: 30s}\n")})
+    ids = []
+    with RawClient(n.port) as c:
+        for k in range(12):
+            i = rid("retry")
+            ids.append(i)
+            c.send(req("GET", "/r/status/200", i))
+            assert c.read_response().status == 200
+    assert len(live.requests) == 12
+    entries = [log_entry(n, lambda e, i=i: e["request_id"] == i) for i in ids]
+    retried = [e for e in entries if e["upstream_retries"] == 1]
+    # two failures eject the dead target: at most two requests needed a retry,
+    # and the last ones were not even tried on it
+    assert 1 <= len(retried) <= 2, entries
+    assert all(e["upstream"] == "127.0.0.1:%d" % live.port for e in entries)
+    assert all(e["upstream_retries"] == 0 for e in entries[-6:])
+    assert "ejected" in n.stderr()
+
+
+def test_no_retry_after_sending_a_non_idempotent_request(portico_factory, upstreams):
+    """The first target accepts and hangs up without answering: a POST was
+    sent, so it is not retried (502); a GET is retried on the other target."""
+    hangup = upstreams(lambda u, c, r: False)  # closes at once, no answer
+    live = upstreams(behave)
+    n = portico_factory(node_config(workers=1), {"n.yaml": proxy_api(
+        "n", "/n", [(hangup.url(), 1), (live.url(), 1)],
+        "  retries: 1\n  health: {max_fails: 0}\n")})
+    posts = [fetch(n.port, req("POST", "/n/status/201")).status for _ in range(4)]
+    # the schedule alternates: half the POSTs met the hang-up target
+    assert sorted(posts) == [201, 201, 502, 502], posts
+    gets = [fetch(n.port, req("GET", "/n/status/200")).status for _ in range(4)]
+    assert gets == [200] * 4, gets
+
+
+def test_every_target_ejected_gives_503_with_retry_after(portico_factory):
+    dead = free_port()
+    n = portico_factory(node_config(workers=1), {"e.yaml": proxy_api(
+        "e", "/e", "http://127.0.0.1:%d" % dead,
+        "  retries: 0\n  health: {max_fails: 1, fail_timeout: 30s}\n")})
+    r = fetch(n.port, req("GET", "/e/x"))
+    check_problem(r, 502, "bad-gateway")
+    r = fetch(n.port, req("GET", "/e/x"))
+    check_problem(r, 503, "no-healthy-upstream")
+    assert 1 <= int(r.header("Retry-After")) <= 30

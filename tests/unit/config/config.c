@@ -975,7 +975,10 @@ static void test_api_proxy_valid(void **state)
     /* Defaults. */
     assert_int_equal(up->connect_timeout_ms, 5000);
     assert_int_equal(up->read_timeout_ms, 60000);
-    assert_int_equal(up->keepalive_max_idle, 32);
+    assert_int_equal(up->keepalive_max_idle, 64);
+    assert_int_equal(up->retries, 1);
+    assert_int_equal(up->health_max_fails, 3);
+    assert_int_equal(up->health_fail_timeout_ms, 10000);
     assert_int_equal(up->keepalive_idle_timeout_ms, 60000);
     assert_int_equal(up->keepalive_max_requests, 1000);
     assert_int_equal(up->preserve_host, 0);
@@ -1249,9 +1252,15 @@ static void test_api_proxy_schema(void **state)
                      "upstream.preserve_host: expected true or false, got the string \"true\"");
     expect_api_error(UPSTREAM "  preserve_host: 1\n",
                      "upstream.preserve_host: expected true or false");
-    expect_api_error(UPSTREAM "  retries: 3\n",
-                     "t.yaml:8: upstream.retries: unknown key (expected one of: targets, "
-                     "connect_timeout, read_timeout, keepalive, preserve_host)");
+    expect_api_error(UPSTREAM "  retries: 11\n", "t.yaml:8: upstream.retries: ");
+    expect_api_error(UPSTREAM "  health: {max_fails: 3, cooldown: 5s}\n",
+                     "t.yaml:8: upstream.health.cooldown: unknown key (expected one of: "
+                     "max_fails, fail_timeout)");
+    expect_api_error(UPSTREAM "  health: {fail_timeout: 10ms}\n",
+                     "t.yaml:8: upstream.health.fail_timeout: ");
+    expect_api_error(UPSTREAM "  retry: 3\n",
+                     "t.yaml:8: upstream.retry: unknown key (expected one of: targets, "
+                     "connect_timeout, read_timeout, keepalive, preserve_host, retries, health)");
 #undef UPSTREAM
 
     /* Every error of the file is reported. */
