@@ -87,6 +87,26 @@ typedef struct pt_upstream_target_s {
     unsigned line;
 } pt_upstream_target_t;
 
+/* Header edits of a proxy API (`upstream.request_headers`, `upstream.response_headers`),
+ * applied after the proxy has computed its own headers. Names are HTTP tokens as written
+ * (compare them case-insensitively), unique within each list, never in both lists, and never
+ * one of the headers the proxy manages itself. */
+typedef struct pt_header_edit_s {
+    pt_header_kv_t *set; /* replace every header of that name, or add it; in order. Values have
+                            their ${env:NAME} references resolved: treat them as secrets (never
+                            log them) */
+    size_t nset;
+    char **remove; /* names of headers removed */
+    size_t nremove;
+} pt_header_edit_t;
+
+/* How the upstream is authenticated (`upstream.auth.mode`). */
+typedef enum pt_upstream_auth_e {
+    PT_UPSTREAM_AUTH_PASSTHROUGH = 0, /* the client's Authorization is forwarded as is */
+    PT_UPSTREAM_AUTH_NONE,            /* the client's Authorization is removed */
+    PT_UPSTREAM_AUTH_BASIC            /* replaced by auth_basic */
+} pt_upstream_auth_t;
+
 /* Where and how a proxy API forwards (`upstream:`). */
 typedef struct pt_upstream_s {
     pt_upstream_target_t *targets; /* at least one */
@@ -103,7 +123,18 @@ typedef struct pt_upstream_s {
                                   when the upstream failed before answering */
     uint32_t health_max_fails; /* consecutive failures that eject a target, default 3;
                                   0 = never */
-    uint32_t health_fail_timeout_ms; /* how long an ejected target is skipped, default 10000 */
+    uint32_t health_fail_timeout_ms;   /* how long an ejected target is skipped, default 10000 */
+    uint32_t send_timeout_ms;          /* longest wait for the upstream to accept request bytes (a
+                                          stalled upload), default 60000 */
+    uint32_t total_timeout_ms;         /* the whole exchange, request start to response end;
+                                          default 0 = none */
+    pt_header_edit_t request_headers;  /* edits of the request sent upstream */
+    pt_header_edit_t response_headers; /* edits of the response sent to the client */
+    pt_upstream_auth_t auth_mode;      /* default PT_UPSTREAM_AUTH_PASSTHROUGH */
+    char *auth_basic; /* BASIC: the whole Authorization value "Basic <base64(user:password)>",
+                         precomputed; a secret, never logged. NULL for other modes */
+    int auth_forward_original; /* NONE and BASIC: send the client's Authorization (if any) as
+                                  X-Forwarded-Authorization */
     unsigned line;
 } pt_upstream_t;
 

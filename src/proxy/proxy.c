@@ -18,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <uv.h>
 
 #include "config/config.h"
@@ -56,7 +57,7 @@ struct pool_s {
     uint64_t ejected_until; /* loop time (ms) before which the target gets no traffic */
 };
 
-typedef enum up_timer_e { UPT_NONE = 0, UPT_CONNECT, UPT_READ, UPT_IDLE } up_timer_t;
+typedef enum up_timer_e { UPT_NONE = 0, UPT_CONNECT, UPT_SEND, UPT_READ, UPT_IDLE } up_timer_t;
 
 struct upconn_s {
     uv_tcp_t tcp;
@@ -92,6 +93,7 @@ struct exchange_s {
     size_t hname_len, hvalue_len;
     int status;
     uint64_t t_start;           /* uv_hrtime() when the exchange (or its retry) began */
+    uint64_t total_deadline;    /* loop time the whole exchange must end by; 0 = none */
     unsigned attempts;          /* retries made on other targets */
     unsigned reused : 1;        /* the connection came from the pool */
     unsigned chunk_body : 1;    /* the client's body is re-chunked upstream */
@@ -264,9 +266,13 @@ static void up_timer(upconn_t *up, up_timer_t kind, uint64_t ms)
     if (up->detached)
         return;
     up->timer_kind = kind;
-    if (kind == UPT_NONE)
+    deadline = kind == UPT_NONE ? UINT64_MAX : uv_now(up->timer.loop) + ms;
+    /* the exchange's total_timeout bounds every wait, and the streaming too */
+    if (up->ex != NULL && up->ex->total_deadline != 0 && up->ex->total_deadline < deadline)
+        deadline = up->ex->total_deadline;
+    if (deadline == UINT64_MAX)
         return;
-    deadline = uv_now(up->timer.loop) + ms;
+    ms = deadline > uv_now(up->timer.loop) ? deadline - uv_now(up->timer.loop) : 0;
     up->deadline = deadline;
     if (up->armed == 0 || up->armed > deadline) {
         up->armed = deadline;
@@ -350,7 +356,7 @@ static void up_timer_cb(uv_timer_t *t)
     up_timer_t kind = up->timer_kind;
     uint64_t now = uv_now(t->loop);
     up->armed = 0;
-    if (kind == UPT_NONE)
+    if (kind == UPT_NONE && (ex == NULL || ex->total_deadline == 0))
         return;
     if (up->deadline > now) {
         up->armed = up->deadline;
@@ -360,6 +366,15 @@ static void up_timer_cb(uv_timer_t *t)
     up->timer_kind = UPT_NONE;
     if (kind == UPT_IDLE || ex == NULL) {
         up_close(up);
+        return;
+    }
+    if (ex->total_deadline != 0 && now >= ex->total_deadline) {
+        ex_error(ex, 0, 504, "upstream-timeout", "The upstream exchange exceeded its total time.");
+        return;
+    }
+    if (kind == UPT_SEND) {
+        ex_error(ex, 0, 504, "upstream-timeout",
+                 "The upstream did not accept the request in time.");
         return;
     }
     if (kind == UPT_CONNECT)
@@ -407,6 +422,12 @@ static void up_write_cb(uv_write_t *w, int status)
     exchange_t *ex = up->ex;
     up->queued -= wb->len;
     free(wb);
+    if (status == 0 && ex != NULL && up->timer_kind == UPT_SEND) {
+        if (up->queued > 0) /* progress: the wait starts again */
+            up_timer(up, UPT_SEND, ex->pa->up->send_timeout_ms);
+        else
+            up_timer(up, ex->resp_started ? UPT_NONE : UPT_READ, ex->pa->up->read_timeout_ms);
+    }
     if (status < 0) {
         if (ex != NULL)
             ex_error(ex, 0, 502, "bad-gateway", "The upstream connection failed while sending.");
@@ -480,6 +501,8 @@ static int up_write(upconn_t *up, const char *a, size_t alen, const char *b, siz
         return PT_EIO;
     }
     up->queued += wb->len;
+    if (up->connected && up->ex != NULL)
+        up_timer(up, UPT_SEND, up->ex->pa->up->send_timeout_ms);
     return PT_OK;
 }
 
@@ -530,6 +553,19 @@ static int connection_names(const char *v, size_t vlen, const char *n, size_t nl
                 return 1;
         }
     }
+    return 0;
+}
+
+/* Does a header edit block (set or remove) name this header? */
+static int edited(const pt_header_edit_t *e, const char *n, size_t len)
+{
+    size_t i;
+    for (i = 0; i < e->nset; i++)
+        if (strlen(e->set[i].name) == len && strncasecmp(e->set[i].name, n, len) == 0)
+            return 1;
+    for (i = 0; i < e->nremove; i++)
+        if (strlen(e->remove[i]) == len && strncasecmp(e->remove[i], n, len) == 0)
+            return 1;
     return 0;
 }
 
@@ -637,7 +673,8 @@ static int r_on_headers_complete(llhttp_t *p)
     for (i = 0; i < ex->nrh; i++)
         if (pt_str_ieq(ex->rh[i].name, strlen(ex->rh[i].name), "connection"))
             conn_hdr = ex->rh[i].value;
-    out = pt_arena_alloc(pt_http_req_arena(req), sizeof(*out) * (ex->nrh + 1));
+    out = pt_arena_alloc(pt_http_req_arena(req),
+                         sizeof(*out) * (ex->nrh + 1 + ex->pa->up->response_headers.nset));
     if (out == NULL)
         return -1;
     for (i = 0; i < ex->nrh; i++) {
@@ -655,8 +692,12 @@ static int r_on_headers_complete(llhttp_t *p)
                 clen = (int64_t)p->content_length;
             continue;
         }
+        if (edited(&ex->pa->up->response_headers, name, nl))
+            continue;
         out[n++] = ex->rh[i];
     }
+    for (i = 0; i < ex->pa->up->response_headers.nset; i++)
+        out[n++] = ex->pa->up->response_headers.set[i];
     out[n].name = "Via";
     out[n].value = "1.1 portico";
     n++;
@@ -787,7 +828,10 @@ static void up_connect_cb(uv_connect_t *cr, int status)
     uv_tcp_nodelay(&up->tcp, 1);
     if (ex->req != NULL)
         ex->req->upstream_connect_us = (uint32_t)((uv_hrtime() - ex->t_start) / 1000);
-    up_timer(up, UPT_READ, ex->pa->up->read_timeout_ms);
+    if (up->queued > 0)
+        up_timer(up, UPT_SEND, ex->pa->up->send_timeout_ms);
+    else
+        up_timer(up, ex->req_done ? UPT_READ : UPT_NONE, ex->pa->up->read_timeout_ms);
     up_read_start(up);
 }
 
@@ -975,7 +1019,8 @@ static int build_head(exchange_t *ex, pt_buf_t *b)
     const struct sockaddr *peer = pt_http_peer_addr(req);
     const pt_str_t *conn_hdr = pt_http_header(req, "connection");
     const pt_str_t *xff = NULL, *xfproto = NULL, *xfhost = NULL, *xfport = NULL, *fwd = NULL,
-                   *via = NULL;
+                   *via = NULL, *auth = NULL;
+    const pt_upstream_t *u = ex->pa->up;
     size_t blen = strlen(api->base_path), i;
     const char *rest = req->path.p + blen;
     size_t rest_len = req->path.len - blen;
@@ -1036,6 +1081,13 @@ static int build_head(exchange_t *ex, pt_buf_t *b)
         if (conn_hdr != NULL &&
             connection_names(conn_hdr->p, conn_hdr->len, h->name.p, h->name.len))
             continue;
+        if (h->name.len == 13 && pt_str_ieq(h->name.p, 13, "authorization")) {
+            auth = &h->value;
+            if (u->auth_mode != PT_UPSTREAM_AUTH_PASSTHROUGH)
+                continue; /* none: removed; basic: replaced below */
+        }
+        if (edited(&u->request_headers, h->name.p, h->name.len))
+            continue;
         rc |= pt_buf_append(b, h->name.p, h->name.len);
         rc |= pt_buf_append(b, ": ", 2);
         rc |= pt_buf_append(b, h->value.p, h->value.len);
@@ -1090,6 +1142,22 @@ static int build_head(exchange_t *ex, pt_buf_t *b)
                                                     : "1.1 portico\r\nX-Request-Id: ");
     rc |= pt_buf_append(b, req->request_id, req->request_id_len);
     rc |= pt_buf_append(b, "\r\n", 2);
+    for (i = 0; i < u->request_headers.nset; i++) {
+        rc |= pt_buf_append_str(b, u->request_headers.set[i].name);
+        rc |= pt_buf_append(b, ": ", 2);
+        rc |= pt_buf_append_str(b, u->request_headers.set[i].value);
+        rc |= pt_buf_append(b, "\r\n", 2);
+    }
+    if (u->auth_mode == PT_UPSTREAM_AUTH_BASIC && u->auth_basic != NULL) {
+        rc |= pt_buf_append_str(b, "Authorization: ");
+        rc |= pt_buf_append_str(b, u->auth_basic);
+        rc |= pt_buf_append(b, "\r\n", 2);
+    }
+    if (u->auth_forward_original && u->auth_mode != PT_UPSTREAM_AUTH_PASSTHROUGH && auth != NULL) {
+        rc |= pt_buf_append_str(b, "X-Forwarded-Authorization: ");
+        rc |= pt_buf_append(b, auth->p, auth->len);
+        rc |= pt_buf_append(b, "\r\n", 2);
+    }
     if (req->chunked) {
         rc |= pt_buf_append_str(b, "Transfer-Encoding: chunked\r\n");
         ex->chunk_body = 1;
@@ -1126,7 +1194,6 @@ static int ex_start(exchange_t *ex)
         pool->nidle--;
         up->idle_next = NULL;
         ex->reused = 1;
-        up_timer(up, UPT_READ, ex->pa->up->read_timeout_ms);
     } else {
         up = calloc(1, sizeof(*up));
         if (up == NULL)
@@ -1148,11 +1215,16 @@ static int ex_start(exchange_t *ex)
             up_close(up);
             return PT_EIO;
         }
-        up_timer(up, UPT_CONNECT, ex->pa->up->connect_timeout_ms);
     }
     up->ex = ex;
     up->requests++;
     ex->up = up;
+    /* connecting: connect_timeout; then read_timeout from the moment the whole
+     * request went out (a body still arriving is the client's body_timeout) */
+    if (!up->connected)
+        up_timer(up, UPT_CONNECT, ex->pa->up->connect_timeout_ms);
+    else
+        up_timer(up, ex->req_done ? UPT_READ : UPT_NONE, ex->pa->up->read_timeout_ms);
     head = &pw->head;
     head->len = 0;
     rc = build_head(ex, head);
@@ -1259,6 +1331,8 @@ void pt_proxy_handle(pt_req_t *req, const pt_proxy_api_t *pa)
         }
     }
     ex->req_done = !(req->chunked || req->content_length > 0);
+    if (pa->up->total_timeout_ms != 0)
+        ex->total_deadline = uv_now(&w->loop) + pa->up->total_timeout_ms;
     req->hook_data = ex;
     req->on_body = ex_on_body;
     req->on_complete = ex_on_complete;

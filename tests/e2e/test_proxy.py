@@ -4,6 +4,7 @@ they send is chosen) and to a real nginx. Path mapping, request and response
 headers, bodies both ways (also 64 MiB streams with bounded memory), upstream
 errors, connection pooling, weighted round-robin, client disconnects, access
 log, and routing next to service APIs."""
+import base64
 import datetime
 import email.utils
 import functools
@@ -447,7 +448,9 @@ def env(tmp_path_factory):
         "slash.yaml": proxy_api("slash", "/slash/deep", e.up.url("/pre/")),
         "preserve.yaml": proxy_api("preserve", "/preserve", e.up.url(), "  preserve_host: true\n"),
         "slow.yaml": proxy_api("slow", "/slow", e.up.url(), "  read_timeout: 1s\n"),
-        "dead.yaml": proxy_api("dead", "/dead", "http://127.0.0.1:%d" % e.dead_port),
+        # passive health off: the tests of this module expect a 502 every time
+        "dead.yaml": proxy_api("dead", "/dead", "http://127.0.0.1:%d" % e.dead_port,
+                               "  health: {max_fails: 0}\n"),
         "v2.yaml": SERVICE_V2,
     }
     e.node = Portico(tmp_path_factory.mktemp("proxy"), node_config(), apis)
@@ -1501,3 +1504,92 @@ def test_every_target_ejected_gives_503_with_retry_after(portico_factory):
     r = fetch(n.port, req("GET", "/e/x"))
     check_problem(r, 503, "no-healthy-upstream")
     assert 1 <= int(r.header("Retry-After")) <= 30
+
+
+# --------------------------------------------------------------------------
+# 12. Header edits, upstream authentication, send and total timeouts
+
+
+def test_request_and_response_header_edits_with_env_secret(portico_factory, upstreams):
+    u = upstreams(behave)
+    secret = "s3cret-%d" % os.getpid()
+    n = portico_factory(node_config(workers=1), {"h.yaml": proxy_api("h", "/h", u.url(), (
+        "  request_headers:\n"
+        "    set:\n"
+        "      X-Api-Version: \"2\"\n"
+        "      X-Upstream-Key: \"key=${env:PT_TEST_UPSTREAM_KEY}; $$literal\"\n"
+        "    remove: [X-Debug, Cookie]\n"
+        "  response_headers:\n"
+        "    set: {X-Served-By: portico}\n"
+        "    remove: [Location]\n"))}, env={"PT_TEST_UPSTREAM_KEY": secret})
+    i = rid("edit")
+    r = fetch(n.port, req("GET", "/h/status/200", i,
+                          extra=b"X-Api-Version: 1\r\nX-Debug: yes\r\nCookie: a=b\r\nX-Keep: k\r\n"))
+    assert r.status == 200
+    got = u.requests[-1]
+    assert got.header_all("X-Api-Version") == ["2"]
+    assert got.header("X-Upstream-Key") == "key=%s; $literal" % secret
+    assert got.header_all("X-Debug") == [] and got.header_all("Cookie") == []
+    assert got.header("X-Keep") == "k"
+    assert r.header("X-Served-By") == "portico"
+    assert r.header("Location") is None  # the upstream sent one; removed
+    e = log_entry(n, lambda e: e["request_id"] == i)
+    assert secret not in json.dumps(e) and secret not in n.stderr()
+
+
+def test_missing_env_variable_is_a_load_error_naming_it(portico_factory):
+    n = portico_factory(node_config(workers=1), {"h.yaml": proxy_api(
+        "h", "/h", "http://127.0.0.1:9",
+        "  request_headers:\n    set: {X-Key: \"${env:PT_TEST_NOT_SET_ANYWHERE}\"}\n")},
+        start=False)
+    assert n.start(expect_fail=True) != 0
+    assert "PT_TEST_NOT_SET_ANYWHERE" in n.stderr()
+
+
+@pytest.mark.parametrize("mode", ["basic", "none", "passthrough"])
+def test_upstream_auth_modes(portico_factory, upstreams, mode):
+    u = upstreams(behave)
+    extra = "  auth:\n    mode: %s\n" % mode
+    if mode == "basic":
+        extra += ("    username: erp\n    password: \"${env:PT_TEST_PW}\"\n"
+                  "    forward_original: true\n")
+    n = portico_factory(node_config(workers=1),
+                        {"a.yaml": proxy_api("a", "/a", u.url(), extra)},
+                        env={"PT_TEST_PW": "pa:ss"})
+    r = fetch(n.port, req("GET", "/a/status/200", extra=b"Authorization: Bearer client-token\r\n"))
+    assert r.status == 200
+    got = u.requests[-1]
+    if mode == "basic":
+        assert got.header("Authorization") == "Basic " + base64.b64encode(b"erp:pa:ss").decode()
+        assert got.header("X-Forwarded-Authorization") == "Bearer client-token"
+    elif mode == "none":
+        assert got.header_all("Authorization") == []
+        assert got.header_all("X-Forwarded-Authorization") == []
+    else:
+        assert got.header("Authorization") == "Bearer client-token"
+    assert "pa:ss" not in n.stderr()
+
+
+def test_total_timeout_bounds_a_streaming_response(portico_factory, upstreams):
+    """A response still trickling when total_timeout passes: the response
+    began, so the client connection is closed (and the upstream's too)."""
+    u = upstreams(behave)
+    n = portico_factory(node_config(workers=1), {"t.yaml": proxy_api(
+        "t", "/t", u.url(), "  total_timeout: 1s\n")})
+    start = time.time()
+    with RawClient(n.port) as c:
+        c.send(req("GET", "/t/trickle"))
+        data, closed = c.read_until_close(timeout=10)
+    assert closed and data.startswith(b"HTTP/1.1 200 "), data[:200]
+    assert 0.8 <= time.time() - start < 5
+    assert wait_until(lambda: "trickle_closed" in u.events, 5)
+
+
+def test_total_timeout_before_the_response_is_504(portico_factory, upstreams):
+    u = upstreams(behave)
+    n = portico_factory(node_config(workers=1), {"t.yaml": proxy_api(
+        "t", "/t", u.url(), "  total_timeout: 1s\n  read_timeout: 30s\n  retries: 0\n")})
+    start = time.time()
+    r = fetch(n.port, req("GET", "/t/hang"), timeout=10)
+    check_problem(r, 504, "upstream-timeout")
+    assert time.time() - start < 5

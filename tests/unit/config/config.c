@@ -1260,7 +1260,8 @@ static void test_api_proxy_schema(void **state)
                      "t.yaml:8: upstream.health.fail_timeout: ");
     expect_api_error(UPSTREAM "  retry: 3\n",
                      "t.yaml:8: upstream.retry: unknown key (expected one of: targets, "
-                     "connect_timeout, read_timeout, keepalive, preserve_host, retries, health)");
+                     "connect_timeout, read_timeout, send_timeout, total_timeout, keepalive, "
+                     "preserve_host, retries, health, request_headers, response_headers, auth)");
 #undef UPSTREAM
 
     /* Every error of the file is reported. */
@@ -1281,6 +1282,484 @@ static void test_api_proxy_schema(void **state)
     pt_config_errors_free(&errs);
     pt_config_free(cfg);
 }
+
+/* ------------------------------------------------------------ proxy header edits and auth */
+
+#define UPSTREAM PROXY_HEAD "upstream:\n  targets: [{url: http://h}]\n"
+
+/* Loads yaml as API definition "t.yaml" and returns the configuration (the test frees it). */
+static pt_config_t *load_api_ok(const char *yaml)
+{
+    pt_config_errors_t errs = {0};
+    pt_config_t *cfg = pt_config_new(NULL);
+
+    assert_non_null(cfg);
+    if (pt_api_def_load_buffer(cfg, "t.yaml", yaml, strlen(yaml), &errs) != 0 ||
+        pt_config_check_apis(cfg, &errs) != 0) {
+        print_message("api:\n%s\ngot:\n", yaml);
+        dump(&errs);
+        pt_config_errors_free(&errs);
+        pt_config_free(cfg);
+        fail();
+    }
+    assert_int_equal(errs.count, 0);
+    return cfg;
+}
+
+static void test_api_proxy_edits_valid(void **state)
+{
+    static const char full[] =
+        UPSTREAM "  send_timeout: 250ms\n"                        /* 8 */
+                 "  total_timeout: 24h\n"                         /* 9 */
+                 "  request_headers:\n"                           /* 10 */
+                 "    set:\n"                                     /* 11 */
+                 "      X-Api-Version: 2\n"                       /* 12 */
+                 "      X-Upstream-Key: \"${env:PT_TEST_KEY}\"\n" /* 13 */
+                 "      X-Mixed: \"k=${env:PT_TEST_KEY};u=${env:PT_TEST_USER} cost $$5 "
+                 "$${env:X} $$$$\"\n"                                   /* 14 */
+                 "      X-Empty: \"\"\n"                                /* 15 */
+                 "      X-Empty-Env: ${env:PT_TEST_EMPTY}\n"            /* 16 */
+                 "      x-tab: \"a\\tb\"\n"                             /* 17 */
+                 "    remove: [X-Debug, Cookie, proxy-authorization]\n" /* 18 */
+                 "  response_headers:\n"                                /* 19 */
+                 "    set: {X-Served-By: portico, X-Forwarded-For: none, Host: h}\n"
+                 "    remove: [X-Powered-By, Server-Timing]\n"
+                 "  auth:\n"
+                 "    mode: basic\n"
+                 "    username: erp\n"
+                 "    password: \"${env:PT_TEST_PASS}\"\n"
+                 "    forward_original: true\n";
+    static const char env_user[] =
+        UPSTREAM "  auth:\n    mode: basic\n    username: \"${env:PT_TEST_USER}\"\n"
+                 "    password: \"${env:PT_TEST_KEY}$${env:PT_TEST_EMPTY}\"\n";
+    static const char passthrough[] =
+        UPSTREAM "  total_timeout: 0\n"
+                 "  auth: {mode: passthrough}\n"
+                 "  request_headers:\n"
+                 "    set: {Authorization: \"Bearer ${env:PT_TEST_KEY}\"}\n"
+                 "    remove: [X-Forwarded-Authorization]\n";
+    static const char none[] = UPSTREAM "  auth: {mode: none, forward_original: true}\n"
+                                        "  request_headers: {set: {}, remove: []}\n"
+                                        "  response_headers: {}\n";
+    pt_config_t *cfg;
+    const pt_upstream_t *up;
+
+    (void)state;
+    assert_int_equal(setenv("PT_TEST_KEY", "k3y-VALUE", 1), 0);
+    assert_int_equal(setenv("PT_TEST_USER", "svc user", 1), 0);
+    assert_int_equal(setenv("PT_TEST_PASS", "s3cr3t", 1), 0);
+    assert_int_equal(setenv("PT_TEST_EMPTY", "", 1), 0);
+
+    cfg = load_api_ok(full);
+    up = cfg->apis[0].upstream;
+    assert_int_equal(up->send_timeout_ms, 250);
+    assert_int_equal(up->total_timeout_ms, 86400000);
+    assert_int_equal(up->request_headers.nset, 6);
+    assert_string_equal(up->request_headers.set[0].name, "X-Api-Version");
+    assert_string_equal(up->request_headers.set[0].value, "2");
+    assert_string_equal(up->request_headers.set[1].name, "X-Upstream-Key");
+    assert_string_equal(up->request_headers.set[1].value, "k3y-VALUE");
+    /* Several references, "$$" is '$', and what "$$" leaves is not a reference. */
+    assert_string_equal(up->request_headers.set[2].value,
+                        "k=k3y-VALUE;u=svc user cost $5 ${env:X} $$");
+    assert_string_equal(up->request_headers.set[3].value, "");
+    assert_string_equal(up->request_headers.set[4].value, "");
+    assert_string_equal(up->request_headers.set[5].name, "x-tab");
+    assert_string_equal(up->request_headers.set[5].value, "a\tb");
+    assert_int_equal(up->request_headers.nremove, 3);
+    assert_string_equal(up->request_headers.remove[0], "X-Debug");
+    assert_string_equal(up->request_headers.remove[1], "Cookie");
+    assert_string_equal(up->request_headers.remove[2], "proxy-authorization");
+    assert_int_equal(up->response_headers.nset, 3);
+    assert_string_equal(up->response_headers.set[0].name, "X-Served-By");
+    assert_string_equal(up->response_headers.set[0].value, "portico");
+    assert_string_equal(up->response_headers.set[2].name, "Host");
+    assert_int_equal(up->response_headers.nremove, 2);
+    assert_string_equal(up->response_headers.remove[1], "Server-Timing");
+    assert_int_equal(up->auth_mode, PT_UPSTREAM_AUTH_BASIC);
+    assert_string_equal(up->auth_basic, "Basic ZXJwOnMzY3IzdA=="); /* base64("erp:s3cr3t") */
+    assert_int_equal(up->auth_forward_original, 1);
+    pt_config_free(cfg);
+
+    /* Credentials from variables; a password may mix a reference with text. */
+    cfg = load_api_ok(env_user);
+    up = cfg->apis[0].upstream;
+    /* base64("svc user:k3y-VALUE${env:PT_TEST_EMPTY}") */
+    assert_string_equal(up->auth_basic,
+                        "Basic c3ZjIHVzZXI6azN5LVZBTFVFJHtlbnY6UFRfVEVTVF9FTVBUWX0=");
+    assert_int_equal(up->auth_forward_original, 0);
+    pt_config_free(cfg);
+
+    cfg = load_api_ok(passthrough);
+    up = cfg->apis[0].upstream;
+    assert_int_equal(up->auth_mode, PT_UPSTREAM_AUTH_PASSTHROUGH);
+    assert_null(up->auth_basic);
+    assert_int_equal(up->total_timeout_ms, 0);
+    assert_int_equal(up->send_timeout_ms, 60000);
+    assert_string_equal(up->request_headers.set[0].name, "Authorization");
+    assert_string_equal(up->request_headers.set[0].value, "Bearer k3y-VALUE");
+    assert_string_equal(up->request_headers.remove[0], "X-Forwarded-Authorization");
+    pt_config_free(cfg);
+
+    cfg = load_api_ok(none);
+    up = cfg->apis[0].upstream;
+    assert_int_equal(up->auth_mode, PT_UPSTREAM_AUTH_NONE);
+    assert_null(up->auth_basic);
+    assert_int_equal(up->auth_forward_original, 1);
+    assert_int_equal(up->request_headers.nset, 0);
+    assert_null(up->request_headers.set);
+    assert_int_equal(up->request_headers.nremove, 0);
+    assert_int_equal(up->response_headers.nset + up->response_headers.nremove, 0);
+    pt_config_free(cfg);
+
+    /* Defaults. */
+    cfg = load_api_ok(UPSTREAM);
+    up = cfg->apis[0].upstream;
+    assert_int_equal(up->send_timeout_ms, 60000);
+    assert_int_equal(up->total_timeout_ms, 0);
+    assert_int_equal(up->request_headers.nset + up->request_headers.nremove, 0);
+    assert_int_equal(up->response_headers.nset + up->response_headers.nremove, 0);
+    assert_int_equal(up->auth_mode, PT_UPSTREAM_AUTH_PASSTHROUGH);
+    assert_null(up->auth_basic);
+    assert_int_equal(up->auth_forward_original, 0);
+    pt_config_free(cfg);
+
+    unsetenv("PT_TEST_KEY");
+    unsetenv("PT_TEST_USER");
+    unsetenv("PT_TEST_PASS");
+    unsetenv("PT_TEST_EMPTY");
+}
+
+/* Expects header `name` to be refused as managed by the proxy, both in set and in remove of
+ * request_headers (is_request) or response_headers. */
+static void expect_managed(const char *name, int is_request)
+{
+    const char *block = is_request ? "request_headers" : "response_headers";
+    char yaml[1024], expected[256];
+
+    snprintf(yaml, sizeof(yaml), UPSTREAM "  %s:\n    set: {%s: x}\n", block, name);
+    snprintf(expected, sizeof(expected),
+             "t.yaml:9: upstream.%s.set.%s: %s is managed by the proxy and cannot be set or "
+             "removed",
+             block, name, name);
+    expect_api_error(yaml, expected);
+    snprintf(yaml, sizeof(yaml), UPSTREAM "  %s:\n    remove: [X-Ok, %s]\n", block, name);
+    snprintf(expected, sizeof(expected),
+             "t.yaml:9: upstream.%s.remove[1]: %s is managed by the proxy and cannot be set or "
+             "removed",
+             block, name);
+    expect_api_error(yaml, expected);
+}
+
+static void test_api_proxy_edits_errors(void **state)
+{
+    static const char *const request_managed[] = {
+        "Host",      "content-length",  "Transfer-Encoding", "Connection",       "Keep-Alive",
+        "TE",        "Trailer",         "Upgrade",           "Proxy-Connection", "X-Request-Id",
+        "Via",       "X-Forwarded-For", "X-Forwarded-Proto", "X-Forwarded-Host", "X-FORWARDED-PORT",
+        "Forwarded",
+    };
+    static const char *const response_managed[] = {
+        "Content-Length", "Transfer-Encoding", "Connection", "Keep-Alive", "Date",
+        "server",         "X-Request-Id",
+    };
+    static const char *const bad_refs[] = {
+        "\"$x\"",       "\"a $\"",  "\"${env:}\"", "\"${env:1A}\"",  "\"${env:A\"",
+        "\"${ENV:A}\"", "\"${A}\"", "\"$env:A\"",  "\"${env:A-B}\"", "\"${env: A}\"",
+    };
+    char *yaml, *big;
+    size_t i, n;
+
+    (void)state;
+    /* Timeouts. */
+    expect_api_error(UPSTREAM "  send_timeout: 0\n",
+                     "t.yaml:8: upstream.send_timeout: must be between 1ms and 1h, got 0ms");
+    expect_api_error(UPSTREAM "  send_timeout: 61m\n",
+                     "t.yaml:8: upstream.send_timeout: must be between 1ms and 1h, got 61m");
+    expect_api_error(UPSTREAM "  total_timeout: 25h\n",
+                     "t.yaml:8: upstream.total_timeout: must be between 0ms and 24h, got 25h");
+    expect_api_error(UPSTREAM "  total_timeout: never\n",
+                     "t.yaml:8: upstream.total_timeout: expected a duration like 10s");
+    expect_api_error(UPSTREAM "  tiemout: 1s\n",
+                     "t.yaml:8: upstream.tiemout: unknown key (expected one of: targets, "
+                     "connect_timeout, read_timeout, send_timeout, total_timeout, keepalive, "
+                     "preserve_host, retries, health, request_headers, response_headers, auth)");
+
+    /* Shape of the blocks. */
+    expect_api_error(UPSTREAM "  request_headers: 3\n",
+                     "t.yaml:8: upstream.request_headers: expected a mapping, got \"3\"");
+    expect_api_error(UPSTREAM "  response_headers:\n    add: {X-A: 1}\n",
+                     "t.yaml:9: upstream.response_headers.add: unknown key (expected one of: set, "
+                     "remove)");
+    expect_api_error(UPSTREAM "  request_headers:\n    set: [X-A]\n",
+                     "t.yaml:9: upstream.request_headers.set: expected a mapping of header names "
+                     "to values, got a list");
+    expect_api_error(UPSTREAM "  request_headers:\n    remove: X-A\n",
+                     "t.yaml:9: upstream.request_headers.remove: expected a list of header names, "
+                     "got \"X-A\"");
+    expect_api_error(UPSTREAM "  request_headers:\n    remove: [X-A, [b]]\n",
+                     "t.yaml:9: upstream.request_headers.remove[1]: expected a string, got a list");
+    expect_api_error(UPSTREAM "  response_headers:\n    set: {X-A: [1]}\n",
+                     "t.yaml:9: upstream.response_headers.set.X-A: expected a string, got a list");
+    expect_api_error(UPSTREAM "  response_headers:\n    set: {X-A: }\n",
+                     "t.yaml:9: upstream.response_headers.set.X-A: expected a string, got null");
+
+    /* Names. */
+    expect_api_error(UPSTREAM "  request_headers:\n    set: {\"X A\": 1}\n",
+                     "t.yaml:9: upstream.request_headers.set.X\\x20A: invalid header name "
+                     "(expected an HTTP token");
+    expect_api_error(UPSTREAM "  request_headers:\n    remove: [\"X:A\"]\n",
+                     "t.yaml:9: upstream.request_headers.remove[0]: invalid header name");
+    expect_api_error(UPSTREAM "  request_headers:\n    remove: [\"\"]\n",
+                     "t.yaml:9: upstream.request_headers.remove[0]: invalid header name");
+    for (i = 0; i < PT_ARRAY_SIZE(request_managed); i++)
+        expect_managed(request_managed[i], 1);
+    for (i = 0; i < PT_ARRAY_SIZE(response_managed); i++)
+        expect_managed(response_managed[i], 0);
+    expect_api_error(UPSTREAM "  request_headers:\n    set: {host: x}\n",
+                     "host is managed by the proxy and cannot be set or removed (preserve_host: "
+                     "true forwards the client's Host)");
+    expect_api_error(UPSTREAM "  request_headers:\n    set:\n      X-A: 1\n      x-a: 2\n",
+                     "t.yaml:11: upstream.request_headers.set.x-a: duplicate header (names are "
+                     "case-insensitive; line 10)");
+    expect_api_error(UPSTREAM "  request_headers:\n    remove: [X-A, x-a]\n",
+                     "t.yaml:9: upstream.request_headers.remove[1]: x-a is already in the list "
+                     "(remove[0]; names are case-insensitive)");
+    expect_api_error(UPSTREAM "  response_headers:\n    set:\n      X-A: 1\n    remove: [x-A]\n",
+                     "t.yaml:11: upstream.response_headers.remove[0]: x-A is also in set (line "
+                     "10): a header is either set or removed");
+
+    /* At most 64 entries per list. */
+    yaml = malloc(16384);
+    assert_non_null(yaml);
+    n = (size_t)sprintf(yaml, UPSTREAM "  request_headers:\n    set:\n");
+    for (i = 0; i < 65; i++)
+        n += (size_t)sprintf(yaml + n, "      X-H%zu: v\n", i);
+    expect_api_error(yaml, "t.yaml:10: upstream.request_headers.set: at most 64 headers, got 65");
+    n = (size_t)sprintf(yaml, UPSTREAM "  response_headers:\n    remove:\n");
+    for (i = 0; i < 65; i++)
+        n += (size_t)sprintf(yaml + n, "      - X-H%zu\n", i);
+    expect_api_error(yaml,
+                     "t.yaml:10: upstream.response_headers.remove: at most 64 headers, got 65");
+    n = (size_t)sprintf(yaml, UPSTREAM "  response_headers:\n    remove:\n");
+    for (i = 0; i < 64; i++)
+        n += (size_t)sprintf(yaml + n, "      - X-H%zu\n", i);
+    pt_config_free(load_api_ok(yaml));
+    free(yaml);
+
+    /* Values as written. */
+    expect_api_error(UPSTREAM "  request_headers:\n    set: {X-A: \"a\\rb\"}\n",
+                     "t.yaml:9: upstream.request_headers.set.X-A: invalid header value: must not "
+                     "contain control characters");
+    expect_api_error(UPSTREAM "  request_headers:\n    set: {X-A: \"a\\0b\"}\n",
+                     "t.yaml:9: upstream.request_headers.set.X-A: invalid header value: must not "
+                     "contain control characters");
+    expect_api_error(UPSTREAM "  response_headers:\n    set: {X-A: \" a\"}\n",
+                     "t.yaml:9: upstream.response_headers.set.X-A: invalid header value: must "
+                     "not start or end with whitespace");
+    /* A literal mistake next to a reference is not blamed on the variable. */
+    expect_api_error(UPSTREAM "  response_headers:\n    set: {X-A: \"${env:PT_TEST_UNSET} \"}\n",
+                     "t.yaml:9: upstream.response_headers.set.X-A: invalid header value: must "
+                     "not start or end with whitespace");
+
+    /* References. */
+    unsetenv("PT_TEST_UNSET");
+    for (i = 0; i < PT_ARRAY_SIZE(bad_refs); i++) {
+        char y[512];
+        snprintf(y, sizeof(y), UPSTREAM "  request_headers:\n    set: {X-A: %s}\n", bad_refs[i]);
+        expect_api_error(y, "t.yaml:9: upstream.request_headers.set.X-A: invalid '$' at byte ");
+    }
+    expect_api_error(UPSTREAM "  request_headers:\n    set: {X-A: \"ab${env:A\"}\n",
+                     "t.yaml:9: upstream.request_headers.set.X-A: invalid '$' at byte 3: expected "
+                     "${env:NAME} (NAME: letters, digits and '_', not starting with a digit), or "
+                     "$$ for a literal '$'");
+    expect_api_error(UPSTREAM "  request_headers:\n    set: {X-A: \"${env:PT_TEST_UNSET}\"}\n",
+                     "t.yaml:9: upstream.request_headers.set.X-A: environment variable "
+                     "PT_TEST_UNSET is not set");
+    big = malloc(400);
+    assert_non_null(big);
+    memset(big, 'A', 399);
+    big[399] = '\0';
+    yaml = malloc(1024);
+    assert_non_null(yaml);
+    snprintf(yaml, 1024, UPSTREAM "  request_headers:\n    set: {X-A: \"${env:%.129s}\"}\n", big);
+    expect_api_error(yaml, "t.yaml:9: upstream.request_headers.set.X-A: environment variable name "
+                           "longer than 128 characters");
+    free(yaml);
+    free(big);
+
+    /* Values once resolved. */
+    assert_int_equal(setenv("PT_TEST_CRLF", "a\r\nX-Injected: 1", 1), 0);
+    expect_api_error(UPSTREAM "  request_headers:\n    set: {X-A: \"v=${env:PT_TEST_CRLF}\"}\n",
+                     "t.yaml:9: upstream.request_headers.set.X-A: invalid header value once "
+                     "${env:PT_TEST_CRLF} is resolved: must not contain control characters");
+    big = malloc(9000);
+    assert_non_null(big);
+    memset(big, 'x', 8999);
+    big[8999] = '\0';
+    assert_int_equal(setenv("PT_TEST_BIG", big, 1), 0);
+    free(big);
+    expect_api_error(UPSTREAM "  response_headers:\n    set: {X-A: \"${env:PT_TEST_BIG}\"}\n",
+                     "t.yaml:9: upstream.response_headers.set.X-A: invalid header value once "
+                     "${env:PT_TEST_BIG} is resolved: must not be longer than 8192 bytes");
+
+    /* auth */
+    expect_api_error(UPSTREAM "  auth: basic\n",
+                     "t.yaml:8: upstream.auth: expected a mapping, got \"basic\"");
+    expect_api_error(UPSTREAM "  auth:\n    mode: basic\n    user: a\n",
+                     "t.yaml:10: upstream.auth.user: unknown key (expected one of: mode, "
+                     "username, password, forward_original)");
+    expect_api_error(UPSTREAM "  auth:\n    mode: digest\n",
+                     "t.yaml:9: upstream.auth.mode: expected none, basic or passthrough, got "
+                     "\"digest\"");
+    expect_api_error(UPSTREAM "  auth:\n    mode: basic\n    password: ${env:PT_TEST_CRLF}\n",
+                     "t.yaml:9: upstream.auth.username: required key is missing (auth mode "
+                     "basic)");
+    expect_api_error(UPSTREAM "  auth:\n    mode: basic\n    username: erp\n",
+                     "t.yaml:9: upstream.auth.password: required key is missing (auth mode "
+                     "basic)");
+    expect_api_error(UPSTREAM
+                     "  auth:\n    mode: basic\n    username: erp\n    password: hunter2\n",
+                     "t.yaml:11: upstream.auth.password: write the password as a reference to an "
+                     "environment variable, ${env:NAME}; it may not be written in the file");
+    expect_api_error(UPSTREAM "  auth:\n    mode: basic\n    username: \"e:rp\"\n"
+                              "    password: ${env:PT_TEST_BIG}\n",
+                     "t.yaml:10: upstream.auth.username: invalid username: must not contain ':'");
+    expect_api_error(UPSTREAM "  auth:\n    mode: basic\n    username: \"\"\n"
+                              "    password: ${env:PT_TEST_BIG}\n",
+                     "t.yaml:10: upstream.auth.username: invalid username: must not be empty");
+    expect_api_error(UPSTREAM "  auth:\n    mode: basic\n    username: [a]\n"
+                              "    password: ${env:PT_TEST_BIG}\n",
+                     "t.yaml:10: upstream.auth.username: expected a string, got a list");
+    expect_api_error(UPSTREAM "  auth:\n    mode: basic\n    username: erp\n"
+                              "    password: ${env:PT_TEST_CRLF}\n",
+                     "t.yaml:11: upstream.auth.password: invalid password once "
+                     "${env:PT_TEST_CRLF} is resolved: must not contain control characters");
+    expect_api_error(UPSTREAM "  auth:\n    mode: basic\n    username: erp\n"
+                              "    password: ${env:PT_TEST_UNSET}\n",
+                     "t.yaml:11: upstream.auth.password: environment variable PT_TEST_UNSET is "
+                     "not set");
+    /* "Basic " + base64 must fit a header value of 8192 bytes. */
+    big = malloc(7000);
+    assert_non_null(big);
+    memset(big, 'p', 6134);
+    big[6134] = '\0';
+    assert_int_equal(setenv("PT_TEST_LONG", big, 1), 0);
+    pt_config_free(load_api_ok(UPSTREAM "  auth:\n    mode: basic\n    username: erp\n"
+                                        "    password: ${env:PT_TEST_LONG}\n"));
+    memset(big, 'p', 6135);
+    big[6135] = '\0';
+    assert_int_equal(setenv("PT_TEST_LONG", big, 1), 0);
+    free(big);
+    expect_api_error(UPSTREAM "  auth:\n    mode: basic\n    username: erp\n"
+                              "    password: ${env:PT_TEST_LONG}\n",
+                     "t.yaml:11: upstream.auth: the username and the password together must not "
+                     "be longer than 6137 bytes (the Authorization header is at most 8192)");
+    expect_api_error(UPSTREAM "  auth:\n    mode: none\n    username: erp\n",
+                     "t.yaml:10: upstream.auth.username: only used with auth mode basic (mode is "
+                     "none)");
+    expect_api_error(UPSTREAM "  auth:\n    password: ${env:PT_TEST_CRLF}\n",
+                     "t.yaml:9: upstream.auth.password: only used with auth mode basic (mode is "
+                     "passthrough)");
+    expect_api_error(UPSTREAM "  auth:\n    forward_original: true\n",
+                     "t.yaml:9: upstream.auth.forward_original: only for auth modes none and "
+                     "basic (mode passthrough forwards the client's Authorization as is)");
+    expect_api_error(UPSTREAM "  auth:\n    mode: none\n    forward_original: yes\n",
+                     "t.yaml:10: upstream.auth.forward_original: expected true or false, got "
+                     "\"yes\"");
+    expect_api_error(UPSTREAM "  auth: {mode: none}\n"
+                              "  request_headers:\n    set: {authorization: Bearer x}\n",
+                     "t.yaml:10: upstream.request_headers.set.authorization: Authorization "
+                     "cannot be configured as a header with auth mode none: use upstream.auth");
+    expect_api_error(UPSTREAM
+                     "  auth: {mode: basic, username: a, password: \"${env:PT_TEST_BIG}\"}\n"
+                     "  request_headers:\n    remove: [Authorization]\n",
+                     "t.yaml:10: upstream.request_headers.remove[0]: Authorization cannot be "
+                     "configured as a header with auth mode basic: use upstream.auth");
+    expect_api_error(UPSTREAM "  auth: {mode: none, forward_original: true}\n"
+                              "  request_headers:\n    set: {X-Forwarded-Authorization: x}\n",
+                     "t.yaml:10: upstream.request_headers.set.X-Forwarded-Authorization: "
+                     "X-Forwarded-Authorization is set by upstream.auth.forward_original");
+    /* Authorization may be edited in response_headers whatever the mode. */
+    pt_config_free(load_api_ok(UPSTREAM "  auth: {mode: none}\n"
+                                        "  response_headers: {remove: [Authorization]}\n"));
+    unsetenv("PT_TEST_CRLF");
+    unsetenv("PT_TEST_BIG");
+    unsetenv("PT_TEST_LONG");
+}
+
+/* Errors about values that come from the environment show the variable, never its value. */
+static void test_api_proxy_secrets_not_printed(void **state)
+{
+    static const char yaml[] =
+        UPSTREAM "  request_headers:\n"                                         /* 8 */
+                 "    set:\n"                                                   /* 9 */
+                 "      X-Crlf: \"${env:PT_SECRET_CRLF}\"\n"                    /* 10 */
+                 "      X-Space: \"${env:PT_SECRET_SPACE}\"\n"                  /* 11 */
+                 "      X-Two: \"${env:PT_SECRET_OK}/${env:PT_SECRET_CRLF}\"\n" /* 12 */
+                 "      X-Ok: \"${env:PT_SECRET_OK}\"\n"                        /* 13 */
+                 "      Host: \"${env:PT_SECRET_OK}\"\n"                        /* 14 */
+                 "  response_headers:\n"                                        /* 15 */
+                 "    set: {X-Big: \"${env:PT_SECRET_BIG}\", X-Tab: \"${env:PT_SECRET_SPACE}\"}\n"
+                 "  auth:\n"                                   /* 17 */
+                 "    mode: basic\n"                           /* 18 */
+                 "    username: \"${env:PT_SECRET_COLON}\"\n"  /* 19 */
+                 "    password: \"x${env:PT_SECRET_CRLF}\"\n"; /* 20 */
+    pt_config_errors_t errs = {0};
+    pt_config_t *cfg = pt_config_new(NULL);
+    char big[9000];
+    size_t i;
+
+    (void)state;
+    assert_non_null(cfg);
+    memset(big, 'h', sizeof(big) - 1);
+    memcpy(big, "hunter2", 7);
+    big[sizeof(big) - 1] = '\0';
+    assert_int_equal(setenv("PT_SECRET_CRLF", "hunter2\r\nX-Evil: 1", 1), 0);
+    assert_int_equal(setenv("PT_SECRET_SPACE", " hunter2 ", 1), 0);
+    assert_int_equal(setenv("PT_SECRET_OK", "hunter2-ok", 1), 0);
+    assert_int_equal(setenv("PT_SECRET_COLON", "hunter2:x", 1), 0);
+    assert_int_equal(setenv("PT_SECRET_BIG", big, 1), 0);
+
+    assert_int_equal(pt_api_def_load_buffer(cfg, "t.yaml", yaml, strlen(yaml), &errs), PT_EINVAL);
+    if (errs.count != 8)
+        dump(&errs);
+    assert_int_equal(errs.count, 8);
+    assert_true(has_error(&errs, "t.yaml:10: upstream.request_headers.set.X-Crlf: invalid header "
+                                 "value once ${env:PT_SECRET_CRLF} is resolved: must not contain "
+                                 "control characters"));
+    assert_true(has_error(&errs, "t.yaml:11: upstream.request_headers.set.X-Space: invalid header "
+                                 "value once ${env:PT_SECRET_SPACE} is resolved: must not start or "
+                                 "end with whitespace"));
+    assert_true(has_error(&errs, "t.yaml:12: upstream.request_headers.set.X-Two: invalid header "
+                                 "value once ${env:PT_SECRET_OK}, ${env:PT_SECRET_CRLF} is "
+                                 "resolved"));
+    assert_true(has_error(&errs, "t.yaml:14: upstream.request_headers.set.Host: Host is managed"));
+    assert_true(has_error(&errs, "t.yaml:16: upstream.response_headers.set.X-Big: invalid header "
+                                 "value once ${env:PT_SECRET_BIG} is resolved: must not be longer "
+                                 "than 8192 bytes"));
+    assert_true(has_error(&errs, "t.yaml:16: upstream.response_headers.set.X-Tab: invalid header "
+                                 "value once ${env:PT_SECRET_SPACE} is resolved"));
+    assert_true(has_error(&errs, "t.yaml:19: upstream.auth.username: invalid username once "
+                                 "${env:PT_SECRET_COLON} is resolved: must not contain ':'"));
+    assert_true(has_error(&errs, "t.yaml:20: upstream.auth.password: invalid password once "
+                                 "${env:PT_SECRET_CRLF} is resolved: must not contain control "
+                                 "characters"));
+    for (i = 0; i < errs.count; i++) {
+        if (strstr(errs.msgs[i], "hunter2") != NULL || strstr(errs.msgs[i], "X-Evil") != NULL)
+            fail_msg("message shows a secret: %s", errs.msgs[i]);
+    }
+    assert_int_equal(cfg->napis, 0);
+    pt_config_errors_free(&errs);
+    pt_config_free(cfg);
+    unsetenv("PT_SECRET_CRLF");
+    unsetenv("PT_SECRET_SPACE");
+    unsetenv("PT_SECRET_OK");
+    unsetenv("PT_SECRET_COLON");
+    unsetenv("PT_SECRET_BIG");
+}
+
+#undef UPSTREAM
 
 /* ------------------------------------------------------------ trusted proxies */
 
@@ -1495,6 +1974,9 @@ int main(void)
         cmocka_unit_test(test_api_proxy_valid),
         cmocka_unit_test(test_api_proxy_urls),
         cmocka_unit_test(test_api_proxy_schema),
+        cmocka_unit_test(test_api_proxy_edits_valid),
+        cmocka_unit_test(test_api_proxy_edits_errors),
+        cmocka_unit_test(test_api_proxy_secrets_not_printed),
         cmocka_unit_test(test_trusted_proxies),
         cmocka_unit_test(test_cidr_match),
     };
