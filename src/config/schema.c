@@ -342,3 +342,41 @@ char *pt__cfg_path(pt__cfg_ctx_t *c, unsigned line, const char *path)
         pt__cfg_err(c, line, "out of memory");
     return p;
 }
+
+unsigned pt__cfg_key_line(const pt_ynode_t *m, const char *key)
+{
+    size_t i, len = strlen(key);
+    for (i = 0; i < m->n; i++)
+        if (m->pairs[i].key->len == len && memcmp(m->pairs[i].key->value, key, len) == 0)
+            return m->pairs[i].key->line;
+    return m->line;
+}
+
+static int is_tchar(unsigned char c)
+{
+    if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9'))
+        return 1;
+    return c != '\0' && strchr("!#$%&'*+-.^_`|~", c) != NULL;
+}
+
+int pt__cfg_is_token(const char *s, size_t len)
+{
+    size_t i;
+    if (len == 0)
+        return 0;
+    for (i = 0; i < len; i++)
+        if (!is_tchar((unsigned char)s[i]))
+            return 0;
+    return 1;
+}
+
+int pt__cfg_is_hex(unsigned char c)
+{
+    return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
+}
+
+int pt__cfg_is_pchar(unsigned char c)
+{
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+           (c != '\0' && strchr("-._~!$&'()*+,;=:@", c) != NULL);
+}

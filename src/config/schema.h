@@ -1,7 +1,9 @@
 /*
  * schema.h - helpers shared by the node configuration (config.c) and the API
- * definition (api_def.c) loaders: typed reads of YAML nodes with messages that
- * name the file, the line and the dotted key. Internal to src/config.
+ * definition (api_def.c, upstream.c) loaders: typed reads of YAML nodes with
+ * messages that name the file, the line and the dotted key, and the character
+ * classes of HTTP and URIs those files check values against. Internal to
+ * src/config.
  *
  * A pt__cfg_ctx_t tracks the key being read (`listen[1].tls.cert`); push a key
  * or an index before reading a value, pop after. Every reader reports its own
@@ -17,6 +19,9 @@
 #include "config/yaml.h"
 
 #define PT__CFG_KEY_MAX 512
+
+#define PT__CFG_HEADER_NAME_MAX  256  /* characters of a configured header name */
+#define PT__CFG_HEADER_VALUE_MAX 8192 /* bytes of a configured header value */
 
 typedef struct pt__cfg_ctx_s {
     pt_arena_t *arena;   /* where values are copied (the configuration's arena) */
@@ -80,5 +85,20 @@ char *pt__cfg_path(pt__cfg_ctx_t *c, unsigned line, const char *path);
 
 /* Formats a size for messages ("1MiB", "16384"). Returns out. */
 const char *pt__cfg_size_str(uint64_t v, char *out, size_t outlen);
+
+/* Returns the line of key `key` in mapping m (the key itself, not its value),
+ * or m's line when m has no such key. m must be a mapping; nothing is reported. */
+unsigned pt__cfg_key_line(const pt_ynode_t *m, const char *key);
+
+/* Returns 1 when the len bytes at s are an HTTP token (RFC 9110: one or more
+ * letters, digits or !#$%&'*+-.^_`|~), else 0. Length limits are the caller's. */
+int pt__cfg_is_token(const char *s, size_t len);
+
+/* Returns 1 when c is a hexadecimal digit (either case), else 0. */
+int pt__cfg_is_hex(unsigned char c);
+
+/* Returns 1 when c is an RFC 3986 pchar other than a percent-encoding
+ * (unreserved / sub-delims / ":" / "@"), else 0. '%' is the caller's to check. */
+int pt__cfg_is_pchar(unsigned char c);
 
 #endif
