@@ -8,10 +8,28 @@ bin=${1:?portico binary}
 root=$(cd "$(dirname "$0")/.." && pwd)
 dir=$(mktemp -d)
 pid=""
-cleanup() { [ -n "$pid" ] && kill -KILL "$pid" 2>/dev/null; [ -n "${KEEP:-}" ] || rm -rf "$dir"; }
+uppid=""
+cleanup() { [ -n "$pid" ] && kill -KILL "$pid" 2>/dev/null; [ -n "$uppid" ] && kill "$uppid" 2>/dev/null
+            [ -n "${KEEP:-}" ] || rm -rf "$dir"; }
 trap cleanup EXIT
 mkdir -p "$dir/apis"
 cp "$root"/examples/apis/*.yaml "$dir/apis/"
+# an upstream for the proxy API (Python's http.server on an ephemeral port)
+mkdir -p "$dir/www" && head -c 300000 /dev/urandom > "$dir/www/blob.bin"
+upport=$(/usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+/usr/bin/python3 -m http.server "$upport" --bind 127.0.0.1 --directory "$dir/www" >/dev/null 2>&1 &
+uppid=$!
+sed -i "s#http://127.0.0.1:8081#http://127.0.0.1:$upport#" "$dir/apis/legacy.yaml"
+cat > "$dir/apis/gone.yaml" <<YAML
+name: gone
+base_path: /gone
+kind: proxy
+title: Nothing listens there
+version: "1"
+upstream:
+  targets:
+    - url: http://127.0.0.1:9
+YAML
 openssl req -x509 -newkey rsa:2048 -nodes -keyout "$dir/key.pem" -out "$dir/cert.pem" -days 1 \
   -subj "/CN=localhost" -addext "subjectAltName=IP:127.0.0.1" 2>/dev/null
 cat > "$dir/portico.yaml" <<YAML
@@ -55,6 +73,12 @@ check 404 "$u/nowhere"
 check 405 -X DELETE "$u/hello/v1/greetings"
 check 200 "$u/_portico/apis"
 check 200 "$u/_portico/ready"
+for _ in $(seq 1 50); do curl -fsS -o /dev/null "http://127.0.0.1:$upport/" 2>/dev/null && break; sleep 0.1; done
+check 200 "$u/legacy/v1/blob.bin"
+cmp <(curl -fsS "$u/legacy/v1/blob.bin") "$dir/www/blob.bin" || { echo "proxied body differs"; exit 1; }
+check 404 "$u/legacy/v1/missing"
+check 501 -X POST -d 'x=1' "$u/legacy/v1/blob.bin"
+check 502 "$u/gone/x"
 /usr/bin/python3 - "$port" <<'PY'
 import socket, sys
 port = int(sys.argv[1])
