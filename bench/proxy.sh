@@ -7,6 +7,7 @@
 # over interleaved rounds, and the Portico/nginx ratios.
 # Usage: bench/proxy.sh [PATH/TO/portico]   Env: ROUNDS(3) DUR(10s) WARM(2s) CONNS(50)
 set -euo pipefail
+. "$(dirname "$0")/lib.sh"
 root=$(cd "$(dirname "$0")/.." && pwd)
 bin=${1:-$root/build/release/portico}
 ROUNDS=${ROUNDS:-3}; DUR=${DUR:-10s}; WARM=${WARM:-2s}; CONNS=${CONNS:-50}
@@ -64,15 +65,7 @@ for u in "$UP/" "$NGX/" "$PT/bench/"; do
   [ "$(curl -fsS "http://127.0.0.1:$u")" = '{"ok":true}' ] || { echo "$u did not answer"; cat "$run/portico.err"; exit 1; }
 done
 ngxw=$(ps -o pid= --ppid "$NGXPID" | tr -d ' ' | head -1)
-cpu_ns() { local s=0 ns t; for t in /proc/"$1"/task/*/schedstat; do read -r ns _ < "$t"; s=$((s + ns)); done; echo "$s"; }
-cat > "$run/report.lua" <<'EOF'
-done = function(summary, latency, requests)
-  io.write(string.format("RESULT %.1f %d %d %d\n", summary.requests / summary.duration * 1e6,
-    latency:percentile(50), latency:percentile(99),
-    summary.errors.connect + summary.errors.read + summary.errors.write + summary.errors.timeout + summary.errors.status))
-end
-EOF
-wrk_run() { taskset -c 0 wrk -t1 -c"$CONNS" -d"$2" --latency -s "$run/report.lua" "http://127.0.0.1:$1" | awk '/^RESULT/ {print $2, $3, $4, $5}'; }
+write_report_lua
 echo "== proxies: nginx $(nginx -v 2>&1 | sed 's/.*\///') vs portico; wrk c=$CONNS on cpu0, upstream+proxy on cpu1; $ROUNDS rounds x $DUR"
 printf 'round\ttarget\trps\tp50_us\tp99_us\terrors\tproxy_ns_per_req\n' > "$run/r.tsv"
 for r in $(seq 1 "$ROUNDS"); do
@@ -84,10 +77,8 @@ for r in $(seq 1 "$ROUNDS"); do
     printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$r" "$t" "$rps" "$p50" "$p99" "$errs" "$ns" | tee -a "$run/r.tsv"
   done
 done
-med() { awk -F'\t' -v t="$1" -v k="$2" 'NR>1 && $2==t {print $k}' "$run/r.tsv" | sort -g |
-        awk '{v[NR]=$1} END{print (NR%2)?v[(NR+1)/2]:(v[NR/2]+v[NR/2+1])/2}'; }
 echo
 printf '%-8s %10s %8s %8s %14s\n' target rps p50_us p99_us proxy_ns/req
-for t in nginx portico; do printf '%-8s %10.0f %8s %8s %14s\n' $t "$(med $t 3)" "$(med $t 4)" "$(med $t 5)" "$(med $t 7)"; done
-awk -v a="$(med portico 3)" -v b="$(med nginx 3)" -v c="$(med portico 5)" -v d="$(med nginx 5)" -v e="$(med portico 7)" -v f="$(med nginx 7)" \
+for t in nginx portico; do printf '%-8s %10.0f %8s %8s %14s\n' $t "$(med "$run/r.tsv" $t 3)" "$(med "$run/r.tsv" $t 4)" "$(med "$run/r.tsv" $t 5)" "$(med "$run/r.tsv" $t 7)"; done
+awk -v a="$(med "$run/r.tsv" portico 3)" -v b="$(med "$run/r.tsv" nginx 3)" -v c="$(med "$run/r.tsv" portico 5)" -v d="$(med "$run/r.tsv" nginx 5)" -v e="$(med "$run/r.tsv" portico 7)" -v f="$(med "$run/r.tsv" nginx 7)" \
   'BEGIN{printf "ratio portico/nginx: rps %.3f (target >= 1.0), p99 %.3f (target <= 1.1), proxy CPU per request %.3f (target <= 1.0)\n", a/b, c/d, e/f}'

@@ -8,6 +8,7 @@
 # Usage: bench/run.sh [PATH/TO/portico]     (make bench builds a release binary first)
 # Env:   ROUNDS(3) DUR(10s) WARM(2s) CONNS(50) IDLE(10000) ACCESS_LOG(off|on) PIPELINE(8; 1 = skip)
 set -euo pipefail
+. "$(dirname "$0")/lib.sh"
 root=$(cd "$(dirname "$0")/.." && pwd)
 bin=${1:-$root/build/release/portico}
 ROUNDS=${ROUNDS:-3}; DUR=${DUR:-10s}; WARM=${WARM:-2s}; CONNS=${CONNS:-50}; IDLE=${IDLE:-10000}
@@ -84,16 +85,7 @@ for port_path in "$NGX_PORT/" "$PT_PORT$PT_PATH"; do
 done
 ngx_worker=$(ps -o pid= --ppid "$NGX_PID" | tr -d ' ' | head -1)
 
-cat > "$run/report.lua" <<'LUA'
-done = function(summary, latency, requests)
-  io.write(string.format("RESULT %.1f %d %d %d\n", summary.requests / summary.duration * 1e6,
-    latency:percentile(50), latency:percentile(99),
-    summary.errors.connect + summary.errors.read + summary.errors.write + summary.errors.timeout + summary.errors.status))
-end
-LUA
-wrk_run() { taskset -c 0 wrk -t1 -c"$CONNS" -d"$2" --latency -s "$run/report.lua" "http://127.0.0.1:$1" | awk '/^RESULT/ {print $2, $3, $4, $5}'; }
-# on-CPU nanoseconds of a process (all threads), from schedstat
-cpu_ns() { local s=0 ns t; for t in /proc/"$1"/task/*/schedstat; do read -r ns _ < "$t"; s=$((s + ns)); done; echo "$s"; }
+write_report_lua
 # idle jiffies and total jiffies of CPU 0 (the load generator's)
 cpu0() { awk '$1=="cpu0" {t=0; for(i=2;i<=NF;i++) t+=$i; print $5+$6, t}' /proc/stat; }
 
@@ -111,10 +103,8 @@ for r in $(seq 1 "$ROUNDS"); do
     printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$r" "$t" "$rps" "$p50" "$p99" "$errs" "$nspr" "$idle" | tee -a "$run/results.tsv"
   done
 done
-med() { awk -F'\t' -v t="$1" -v k="$2" 'NR>1 && $2==t {print $k}' "$run/results.tsv" | sort -g |
-        awk '{v[NR]=$1} END{print (NR%2)?v[(NR+1)/2]:(v[NR/2]+v[NR/2+1])/2}'; }
-n_rps=$(med nginx 3); p_rps=$(med portico 3); n50=$(med nginx 4); p50=$(med portico 4); n99=$(med nginx 5); p99=$(med portico 5)
-n_ns=$(med nginx 7); p_ns=$(med portico 7)
+n_rps=$(med "$run/results.tsv" nginx 3); p_rps=$(med "$run/results.tsv" portico 3); n50=$(med "$run/results.tsv" nginx 4); p50=$(med "$run/results.tsv" portico 4); n99=$(med "$run/results.tsv" nginx 5); p99=$(med "$run/results.tsv" portico 5)
+n_ns=$(med "$run/results.tsv" nginx 7); p_ns=$(med "$run/results.tsv" portico 7)
 echo
 echo "== medians over $ROUNDS rounds (c=$CONNS, 1 worker each)"
 printf '%-8s %12s %10s %10s %14s\n' target rps p50_us p99_us server_ns/req
