@@ -66,7 +66,7 @@ static const char *check_base_path(const char *p)
     if (p[0] != '/')
         return "must start with '/'";
     if (len == 1)
-        return "must not be \"/\" alone (an API needs its own prefix)";
+        return NULL; /* "/": the catch-all API, matched when no other base path is */
     if (len > BASE_PATH_MAX)
         return "must not be longer than 256 characters";
     if (p[len - 1] == '/')

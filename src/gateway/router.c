@@ -72,7 +72,8 @@ typedef struct rapi_s {
 struct pt_router_s {
     rapi_t **table; /* open addressing, NULL = empty */
     size_t mask;
-    size_t max_base; /* longest base path */
+    size_t max_base;  /* longest base path */
+    rapi_t *root_api; /* the API with base path "/" (a catch-all), or NULL */
 };
 
 typedef struct seg_s {
@@ -425,6 +426,8 @@ static int check_base(const pt_api_def_t *api, char *err, size_t errlen)
     const char *b = api->base_path;
     size_t len = b ? strlen(b) : 0;
 
+    if (len == 1 && b[0] == '/')
+        return 0; /* the catch-all base path */
     if (len < 2 || b[0] != '/' || b[len - 1] == '/' || len > BASE_PATH_MAX) {
         set_err(err, errlen,
                 "%s: API \"%s\": base path \"%.64s\" must start with '/', not end with '/' and "
@@ -470,6 +473,21 @@ pt_router_t *pt_router_build(pt_arena_t *a, const pt_api_def_t *apis, size_t n, 
         ra->api = api;
         ra->base = api->base_path;
         ra->len = strlen(api->base_path);
+        if (ra->len == 1) {
+            /* "/": matched when no other base path is a prefix; relative
+             * paths keep their leading '/' */
+            if (r->root_api != NULL) {
+                set_err(err, errlen,
+                        "%s: API \"%s\": base path / is already used by API \"%s\" (%s)",
+                        api->file ? api->file : "-", api->name ? api->name : "",
+                        r->root_api->api->name ? r->root_api->api->name : "",
+                        r->root_api->api->file ? r->root_api->api->file : "-");
+                goto fail;
+            }
+            ra->len = 0;
+            r->root_api = ra;
+            goto routes;
+        }
         ra->hash = fnv(ra->base, ra->len);
         for (slot = ra->hash & r->mask; r->table[slot] != NULL; slot = (slot + 1) & r->mask) {
             const rapi_t *o = r->table[slot];
@@ -483,7 +501,7 @@ pt_router_t *pt_router_build(pt_arena_t *a, const pt_api_def_t *apis, size_t n, 
         }
         r->table[slot] = ra;
         r->max_base = PT_MAX(r->max_base, ra->len);
-
+    routes:
         for (j = 0; j < api->nroutes; j++) {
             const pt_route_def_t *rt = &api->routes[j];
             if (rt->method == NULL || rt->method[0] == '\0' ||
@@ -540,7 +558,7 @@ static const rapi_t *find_api(const pt_router_t *r, const char *path, size_t len
         }
         h = fnv_step(h, (unsigned char)path[i]);
     }
-    return best;
+    return best != NULL ? best : r->root_api;
 }
 
 static const rnode_t *find_static(const rnode_t *n, const char *seg, size_t len)

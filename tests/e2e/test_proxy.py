@@ -1593,3 +1593,24 @@ def test_total_timeout_before_the_response_is_504(portico_factory, upstreams):
     r = fetch(n.port, req("GET", "/t/hang"), timeout=10)
     check_problem(r, 504, "upstream-timeout")
     assert time.time() - start < 5
+
+
+def test_catch_all_proxy_at_root_base_path(portico_factory, upstreams):
+    """base_path "/" takes every path no other API claims; built-ins and
+    longer base paths keep theirs."""
+    u = upstreams(behave)
+    svc = ('name: svc\nbase_path: /svc\nkind: service\ntitle: S\nversion: "1"\n'
+           'routes:\n  - method: GET\n    path: /x\n    respond: {body: {from: service}}\n')
+    n = portico_factory(node_config(workers=1), {"root.yaml": proxy_api("root", "/", u.url("/prefix")),
+                                                  "svc.yaml": svc})
+    assert fetch(n.port, req("GET", "/status/201?q=1")).status == 201
+    assert u.requests[-1].target == "/prefix/status/201?q=1"
+    assert fetch(n.port, req("GET", "/")).status in (200, 404)
+    assert u.requests[-1].target == "/prefix/"
+    before = len(u.requests)
+    r = fetch(n.port, req("GET", "/svc/x"))
+    assert r.status == 200 and r.json() == {"from": "service"}
+    assert fetch(n.port, req("GET", "/_portico/health")).status == 200
+    assert len(u.requests) == before
+    assert fetch(n.port, req("GET", "/svcx/status/200")).status == 200
+    assert u.requests[-1].target == "/prefix/svcx/status/200"

@@ -146,6 +146,37 @@ static void test_longest_base_path(void **state)
     pt_arena_destroy(&a);
 }
 
+static void test_root_base_path_is_the_catch_all(void **state)
+{
+    static const char *const rroot[] = {"GET /", "GET /items/{id}", NULL};
+    static const char *const rapi[] = {"GET /x", NULL};
+    pt_arena_t a;
+    pt_api_def_t apis[3];
+    pt_router_t *r;
+    pt_route_match_t m;
+    char err[256];
+
+    (void)state;
+    pt_arena_init(&a, NULL);
+    apis[0] = make_api(&a, "root", "/", rroot);
+    apis[1] = make_api(&a, "api", "/api", rapi);
+    r = pt_router_build(&a, apis, 2, err, sizeof(err));
+    assert_non_null(r);
+    assert_found(r, "GET", "/", "GET /");
+    assert_found(r, "GET", "/items/7", "GET /items/{id}");
+    assert_found(r, "GET", "/api/x", "GET /x");
+    /* not under /api (segment boundary): the catch-all */
+    assert_int_equal(match(r, "GET", "/apix", &m), PT_ROUTE_NOT_FOUND);
+    assert_string_equal(m.api->name, "root");
+    assert_int_equal(match(r, "GET", "/api/y", &m), PT_ROUTE_NOT_FOUND);
+    assert_string_equal(m.api->name, "api");
+    /* only one catch-all */
+    apis[2] = make_api(&a, "root2", "/", rapi);
+    assert_null(pt_router_build(&a, apis, 3, err, sizeof(err)));
+    assert_non_null(strstr(err, "base path / is already used by API \"root\""));
+    pt_arena_destroy(&a);
+}
+
 static void test_segment_boundary(void **state)
 {
     static const char *const rs[] = {"GET /", "GET /x", NULL};
@@ -404,7 +435,7 @@ static void test_build_errors(void **state)
 
     apis[0] = make_api(&a, "slash", "/b/", ok);
     assert_null(pt_router_build(&a, apis, 1, err, sizeof(err)));
-    apis[0] = make_api(&a, "root", "/", ok);
+    apis[0] = make_api(&a, "root", "//", ok);
     assert_null(pt_router_build(&a, apis, 1, err, sizeof(err)));
     apis[0] = make_api(&a, "rel", "b", ok);
     assert_null(pt_router_build(&a, apis, 1, NULL, 0));
@@ -460,6 +491,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_template_check),
         cmocka_unit_test(test_longest_base_path),
+        cmocka_unit_test(test_root_base_path_is_the_catch_all),
         cmocka_unit_test(test_segment_boundary),
         cmocka_unit_test(test_static_beats_param),
         cmocka_unit_test(test_not_found_inside_and_outside),
