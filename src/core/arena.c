@@ -153,6 +153,21 @@ void *pt_arena_realloc(pt_arena_t *a, void *old, size_t old_size, size_t new_siz
     return p;
 }
 
+int pt_arena_append(pt_arena_t *a, char **s, size_t *len, const char *at, size_t n)
+{
+    char *p;
+    if (n > SIZE_MAX - *len - 1)
+        return PT_ENOMEM;
+    p = pt_arena_realloc(a, *s, *len ? *len + 1 : 0, *len + n + 1);
+    if (p == NULL)
+        return PT_ENOMEM;
+    memcpy(p + *len, at, n);
+    *len += n;
+    p[*len] = '\0';
+    *s = p;
+    return PT_OK;
+}
+
 int pt_arena_cleanup_add(pt_arena_t *a, void (*fn)(void *), void *data)
 {
     pt_arena_cleanup_t *c = pt_arena_alloc(a, sizeof(*c));

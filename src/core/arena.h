@@ -48,6 +48,11 @@ void *pt_arena_calloc(pt_arena_t *a, size_t size);
 char *pt_arena_strndup(pt_arena_t *a, const char *s, size_t len);
 char *pt_arena_strdup(pt_arena_t *a, const char *s);
 
+/* Appends n bytes to the NUL-terminated arena string *s of *len bytes
+ * (*s may be NULL with *len 0), growing it in place when it is the arena's
+ * last allocation. Returns 0, or PT_ENOMEM (*s and *len unchanged). */
+int pt_arena_append(pt_arena_t *a, char **s, size_t *len, const char *at, size_t n);
+
 /* printf into the arena; NULL on failure. */
 char *pt_arena_printf(pt_arena_t *a, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 

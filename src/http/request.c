@@ -60,19 +60,6 @@ static void req_set_error(pt_req_t *req, int status, const char *type, const cha
     }
 }
 
-/* Appends a span to an arena string, growing it. */
-static int span_append(pt_arena_t *a, char **s, size_t *len, const char *at, size_t n)
-{
-    char *p = pt_arena_realloc(a, *s, *len ? *len + 1 : 0, *len + n + 1);
-    if (p == NULL)
-        return PT_ENOMEM;
-    memcpy(p + *len, at, n);
-    *len += n;
-    p[*len] = '\0';
-    *s = p;
-    return PT_OK;
-}
-
 static int head_account(pt_conn_t *c, size_t n)
 {
     pt_req_t *req = c->req;
@@ -108,7 +95,7 @@ static int on_url(llhttp_t *p, const char *at, size_t len)
     }
     if (head_account(c, len) != 0)
         return -1;
-    return span_append(&c->arena, &req->url, &req->url_len, at, len) == PT_OK ? 0 : -1;
+    return pt_arena_append(&c->arena, &req->url, &req->url_len, at, len) == PT_OK ? 0 : -1;
 }
 
 static int on_header_field(llhttp_t *p, const char *at, size_t len)
@@ -117,7 +104,7 @@ static int on_header_field(llhttp_t *p, const char *at, size_t len)
     pt_req_t *req = c->req;
     if (head_account(c, len) != 0)
         return -1;
-    return span_append(&c->arena, &req->hname, &req->hname_len, at, len) == PT_OK ? 0 : -1;
+    return pt_arena_append(&c->arena, &req->hname, &req->hname_len, at, len) == PT_OK ? 0 : -1;
 }
 
 static int on_header_value(llhttp_t *p, const char *at, size_t len)
@@ -136,7 +123,7 @@ static int on_header_value(llhttp_t *p, const char *at, size_t len)
             return -1;
         }
     }
-    return span_append(&c->arena, &req->hvalue, &req->hvalue_len, at, len) == PT_OK ? 0 : -1;
+    return pt_arena_append(&c->arena, &req->hvalue, &req->hvalue_len, at, len) == PT_OK ? 0 : -1;
 }
 
 static int on_header_value_complete(llhttp_t *p)

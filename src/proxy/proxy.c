@@ -541,17 +541,8 @@ static int connection_names(const char *v, size_t vlen, const char *n, size_t nl
         e = i;
         while (e > s && (v[e - 1] == ' ' || v[e - 1] == '\t'))
             e--;
-        if (e - s == nlen && e > s) {
-            char lower[64];
-            size_t k;
-            if (nlen >= sizeof(lower))
-                continue;
-            for (k = 0; k < nlen; k++)
-                lower[k] = (char)((n[k] >= 'A' && n[k] <= 'Z') ? n[k] + 32 : n[k]);
-            lower[nlen] = '\0';
-            if (pt_str_ieq(v + s, nlen, lower))
-                return 1;
-        }
+        if (e - s == nlen && e > s && strncasecmp(v + s, n, nlen) == 0)
+            return 1;
     }
     return 0;
 }
@@ -569,18 +560,6 @@ static int edited(const pt_header_edit_t *e, const char *n, size_t len)
     return 0;
 }
 
-static int span_add(pt_arena_t *a, char **s, size_t *len, const char *at, size_t n)
-{
-    char *p = pt_arena_realloc(a, *s, *len ? *len + 1 : 0, *len + n + 1);
-    if (p == NULL)
-        return -1;
-    memcpy(p + *len, at, n);
-    *len += n;
-    p[*len] = '\0';
-    *s = p;
-    return 0;
-}
-
 static int r_on_header_field(llhttp_t *p, const char *at, size_t len)
 {
     upconn_t *up = p->data;
@@ -589,7 +568,9 @@ static int r_on_header_field(llhttp_t *p, const char *at, size_t len)
         return -1;
     if (ex->hname_len + len > 8192)
         return -1;
-    return span_add(pt_http_req_arena(ex->req), &ex->hname, &ex->hname_len, at, len);
+    return pt_arena_append(pt_http_req_arena(ex->req), &ex->hname, &ex->hname_len, at, len) == PT_OK
+               ? 0
+               : -1;
 }
 
 static int r_on_header_value(llhttp_t *p, const char *at, size_t len)
@@ -606,7 +587,10 @@ static int r_on_header_value(llhttp_t *p, const char *at, size_t len)
         if ((ch < 0x20 && ch != '\t') || ch == 0x7f)
             return -1; /* never relay a header that could split the client response */
     }
-    return span_add(pt_http_req_arena(ex->req), &ex->hvalue, &ex->hvalue_len, at, len);
+    return pt_arena_append(pt_http_req_arena(ex->req), &ex->hvalue, &ex->hvalue_len, at, len) ==
+                   PT_OK
+               ? 0
+               : -1;
 }
 
 static int r_on_header_value_complete(llhttp_t *p)

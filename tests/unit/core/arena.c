@@ -201,9 +201,33 @@ static void test_block_cache_bounded(void **state)
     assert_null(cache.free);
 }
 
+static void test_append_grows_a_string(void **state)
+{
+    pt_arena_t a;
+    char *s = NULL;
+    size_t len = 0;
+    int i;
+
+    (void)state;
+    pt_arena_init(&a, NULL);
+    assert_int_equal(pt_arena_append(&a, &s, &len, "ab", 2), PT_OK);
+    assert_int_equal(pt_arena_append(&a, &s, &len, "", 0), PT_OK);
+    assert_int_equal(pt_arena_append(&a, &s, &len, "cd", 2), PT_OK);
+    assert_string_equal(s, "abcd");
+    assert_int_equal(len, 4);
+    /* past a block: copied, still one string */
+    for (i = 0; i < 5000; i++)
+        assert_int_equal(pt_arena_append(&a, &s, &len, "xy", 2), PT_OK);
+    assert_int_equal(len, 10004);
+    assert_int_equal(strlen(s), 10004);
+    assert_memory_equal(s, "abcdxy", 6);
+    pt_arena_destroy(&a);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_append_grows_a_string),
         cmocka_unit_test(test_alignment),
         cmocka_unit_test(test_small_allocations_are_contiguous),
         cmocka_unit_test(test_big_allocations),
