@@ -201,6 +201,63 @@ int pt_buf_append_json_str(pt_buf_t *b, const char *s, size_t n)
     return PT_OK;
 }
 
+int pt_buf_append_xml_str(pt_buf_t *b, const char *s, size_t n)
+{
+    const unsigned char *p = (const unsigned char *)s;
+    char *o;
+    size_t i = 0, k;
+    int rc;
+    if (n > (SIZE_MAX - 16) / 6)
+        return PT_ENOMEM;
+    if ((rc = pt_buf_reserve(b, n * 6)) != PT_OK)
+        return rc;
+    o = b->data + b->len;
+    while (i < n) {
+        unsigned char c = p[i];
+        if (c >= 0x80) {
+            if ((k = utf8_seq(p + i, n - i)) > 0) {
+                memcpy(o, p + i, k);
+                o += k;
+                i += k;
+            } else { /* invalid UTF-8 byte: U+FFFD */
+                memcpy(o, "\xef\xbf\xbd", 3);
+                o += 3;
+                i++;
+            }
+            continue;
+        }
+        switch (c) {
+        case '&':
+            memcpy(o, "&amp;", 5);
+            o += 5;
+            break;
+        case '<':
+            memcpy(o, "&lt;", 4);
+            o += 4;
+            break;
+        case '>':
+            memcpy(o, "&gt;", 4);
+            o += 4;
+            break;
+        case '"':
+            memcpy(o, "&quot;", 6);
+            o += 6;
+            break;
+        case '\'':
+            memcpy(o, "&apos;", 6);
+            o += 6;
+            break;
+        default:
+            /* XML 1.0 has no other C0 control than tab, LF and CR: dropped */
+            if (c >= 0x20 || c == '\t' || c == '\n' || c == '\r')
+                *o++ = (char)c;
+        }
+        i++;
+    }
+    b->len = (size_t)(o - b->data);
+    return PT_OK;
+}
+
 void pt_buf_consume(pt_buf_t *b, size_t n)
 {
     if (n >= b->len) {

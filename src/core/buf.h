@@ -34,6 +34,10 @@ int pt_buf_append_json_str(pt_buf_t *b, const char *s, size_t n);
 /* Writes s escaped for the inside of a JSON string into out, which must
  * have room for 6 * n bytes; returns the bytes written. */
 size_t pt_json_escape(char *out, const char *s, size_t n);
+/* Appends s as XML character data or attribute value: escapes & < > " ',
+ * drops the control characters XML 1.0 cannot carry; invalid UTF-8 bytes
+ * become U+FFFD. */
+int pt_buf_append_xml_str(pt_buf_t *b, const char *s, size_t n);
 /* Removes the first n bytes. */
 void pt_buf_consume(pt_buf_t *b, size_t n);
 void pt_buf_reset(pt_buf_t *b);

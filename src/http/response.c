@@ -446,34 +446,194 @@ void pt_http_respond_end(pt_req_t *req)
     resp_done(req);
 }
 
+typedef enum problem_fmt_e { FMT_JSON = 0, FMT_XML, FMT_SOAP11, FMT_SOAP12 } problem_fmt_t;
+
+/* The media type of a header value (before ';', spaces trimmed) equals t? */
+static int media_type_is(const char *v, size_t len, const char *t)
+{
+    size_t e = 0;
+    while (len > 0 && (*v == ' ' || *v == '\t')) {
+        v++;
+        len--;
+    }
+    while (e < len && v[e] != ';' && v[e] != ',' && v[e] != ' ' && v[e] != '\t')
+        e++;
+    return pt_str_ieq(v, e, t);
+}
+
+/* The q of one Accept element "type/sub;q=0.5" (1 when absent), 0..1000. */
+static unsigned accept_q(const char *v, size_t len)
+{
+    size_t i = 0;
+    while (i < len) {
+        while (i < len && v[i] != ';')
+            i++;
+        if (i >= len)
+            break;
+        i++;
+        while (i < len && (v[i] == ' ' || v[i] == '\t'))
+            i++;
+        if (i + 2 <= len && (v[i] == 'q' || v[i] == 'Q') && v[i + 1] == '=') {
+            unsigned q = 0, scale = 1000;
+            i += 2;
+            if (i < len && v[i] == '1')
+                return 1000;
+            if (i < len && v[i] == '0')
+                i++;
+            if (i < len && v[i] == '.')
+                for (i++; i < len && v[i] >= '0' && v[i] <= '9' && scale > 1; i++) {
+                    scale /= 10;
+                    q += (unsigned)(v[i] - '0') * scale;
+                }
+            return q;
+        }
+    }
+    return 1000;
+}
+
+/* How an error is told to this client: a SOAP fault to a SOAP request
+ * (SOAP 1.2 by its media type, 1.1 by text/xml with SOAPAction); else
+ * problem+xml (RFC 7807 appendix) when Accept prefers XML to JSON; else
+ * problem+json. Wildcards in Accept choose nothing (JSON stays). */
+static problem_fmt_t problem_format(const pt_req_t *req)
+{
+    const pt_str_t *ct = pt_http_header(req, "content-type");
+    const pt_str_t *acc = pt_http_header(req, "accept");
+    unsigned qjson = 0, qxml = 0;
+    size_t i = 0;
+
+    if (ct != NULL) {
+        if (media_type_is(ct->p, ct->len, "application/soap+xml"))
+            return FMT_SOAP12;
+        if (media_type_is(ct->p, ct->len, "text/xml") && pt_http_header(req, "soapaction") != NULL)
+            return FMT_SOAP11;
+    }
+    if (acc == NULL)
+        return FMT_JSON;
+    while (i < acc->len) {
+        size_t s = i, e;
+        unsigned q;
+        while (i < acc->len && acc->p[i] != ',')
+            i++;
+        e = i++;
+        q = accept_q(acc->p + s, e - s);
+        if (media_type_is(acc->p + s, e - s, "application/json") ||
+            media_type_is(acc->p + s, e - s, "application/problem+json"))
+            qjson = q > qjson ? q : qjson;
+        else if (media_type_is(acc->p + s, e - s, "application/xml") ||
+                 media_type_is(acc->p + s, e - s, "application/problem+xml") ||
+                 media_type_is(acc->p + s, e - s, "text/xml"))
+            qxml = q > qxml ? q : qxml;
+    }
+    return qxml > qjson ? FMT_XML : FMT_JSON;
+}
+
+/* <problem xmlns="urn:ietf:rfc:7807">...</problem> (RFC 7807 appendix A). */
+static void problem_xml(pt_buf_t *b, const pt_req_t *req, int status, const char *type,
+                        const char *detail)
+{
+    pt_buf_append_str(b, "<problem xmlns=\"urn:ietf:rfc:7807\"><type>urn:portico:problem:");
+    pt_buf_append_xml_str(b, type, strlen(type));
+    pt_buf_append_str(b, "</type><title>");
+    pt_buf_append_str(b, pt_http_reason(status));
+    pt_buf_append_str(b, "</title><status>");
+    pt_buf_append_u64(b, (uint64_t)status);
+    pt_buf_append_str(b, "</status>");
+    if (detail != NULL) {
+        pt_buf_append_str(b, "<detail>");
+        pt_buf_append_xml_str(b, detail, strlen(detail));
+        pt_buf_append_str(b, "</detail>");
+    }
+    if (req->path.len > 0) {
+        pt_buf_append_str(b, "<instance>");
+        pt_buf_append_xml_str(b, req->path.p, req->path.len);
+        pt_buf_append_str(b, "</instance>");
+    }
+    pt_buf_append_str(b, "<request_id>");
+    pt_buf_append(b, req->request_id, req->request_id_len);
+    pt_buf_append_str(b, "</request_id></problem>");
+}
+
+/* A SOAP 1.1 or 1.2 envelope with a fault: Server/Receiver for 5xx,
+ * Client/Sender otherwise; the problem document is the fault's detail. */
+static void problem_soap(pt_buf_t *b, const pt_req_t *req, int soap12, int status, const char *type,
+                         const char *detail)
+{
+    const char *text = detail != NULL ? detail : pt_http_reason(status);
+    pt_buf_append_str(b, "<?xml version=\"1.0\" encoding=\"utf-8\"?>");
+    if (soap12) {
+        pt_buf_append_str(b,
+                          "<soap:Envelope xmlns:soap=\"http://www.w3.org/2003/05/soap-envelope\">"
+                          "<soap:Body><soap:Fault><soap:Code><soap:Value>");
+        pt_buf_append_str(b, status >= 500 ? "soap:Receiver" : "soap:Sender");
+        pt_buf_append_str(b, "</soap:Value></soap:Code><soap:Reason><soap:Text xml:lang=\"en\">");
+        pt_buf_append_xml_str(b, text, strlen(text));
+        pt_buf_append_str(b, "</soap:Text></soap:Reason><soap:Detail>");
+        problem_xml(b, req, status, type, detail);
+        pt_buf_append_str(b, "</soap:Detail></soap:Fault></soap:Body></soap:Envelope>");
+    } else {
+        pt_buf_append_str(b,
+                          "<soap:Envelope xmlns:soap=\"http://schemas.xmlsoap.org/soap/envelope/\">"
+                          "<soap:Body><soap:Fault><faultcode>");
+        pt_buf_append_str(b, status >= 500 ? "soap:Server" : "soap:Client");
+        pt_buf_append_str(b, "</faultcode><faultstring xml:lang=\"en\">");
+        pt_buf_append_xml_str(b, text, strlen(text));
+        pt_buf_append_str(b, "</faultstring><detail>");
+        problem_xml(b, req, status, type, detail);
+        pt_buf_append_str(b, "</detail></soap:Fault></soap:Body></soap:Envelope>");
+    }
+}
+
 void pt_http_problem(pt_req_t *req, int status, const char *type, const char *detail,
                      const pt_header_kv_t *hdrs, size_t nh)
 {
+    problem_fmt_t fmt = problem_format(req);
+    const char *ctype = "application/problem+json";
     pt_buf_t b;
     pt_buf_init(&b, 0);
-    pt_buf_append_str(&b, "{\"type\":\"urn:portico:problem:");
-    pt_buf_append_str(&b, type);
-    pt_buf_append_str(&b, "\",\"title\":\"");
-    pt_buf_append_str(&b, pt_http_reason(status));
-    pt_buf_append_str(&b, "\",\"status\":");
-    pt_buf_append_u64(&b, (uint64_t)status);
-    if (detail != NULL) {
-        pt_buf_append_str(&b, ",\"detail\":\"");
-        pt_buf_append_json_str(&b, detail, strlen(detail));
-        pt_buf_append_char(&b, '"');
+    switch (fmt) {
+    case FMT_SOAP11:
+    case FMT_SOAP12:
+        problem_soap(&b, req, fmt == FMT_SOAP12, status, type, detail);
+        ctype =
+            fmt == FMT_SOAP12 ? "application/soap+xml; charset=utf-8" : "text/xml; charset=utf-8";
+        /* WS-I Basic Profile R1126: a fault travels with 500; the gateway's
+         * own status is in the fault's detail. Client-side conditions (4xx:
+         * 401, 413, 429...) keep their HTTP status. */
+        if (status >= 500)
+            status = 500;
+        break;
+    case FMT_XML:
+        pt_buf_append_str(&b, "<?xml version=\"1.0\" encoding=\"utf-8\"?>");
+        problem_xml(&b, req, status, type, detail);
+        ctype = "application/problem+xml";
+        break;
+    case FMT_JSON:
+        pt_buf_append_str(&b, "{\"type\":\"urn:portico:problem:");
+        pt_buf_append_str(&b, type);
+        pt_buf_append_str(&b, "\",\"title\":\"");
+        pt_buf_append_str(&b, pt_http_reason(status));
+        pt_buf_append_str(&b, "\",\"status\":");
+        pt_buf_append_u64(&b, (uint64_t)status);
+        if (detail != NULL) {
+            pt_buf_append_str(&b, ",\"detail\":\"");
+            pt_buf_append_json_str(&b, detail, strlen(detail));
+            pt_buf_append_char(&b, '"');
+        }
+        if (req->path.len > 0) {
+            pt_buf_append_str(&b, ",\"instance\":\"");
+            pt_buf_append_json_str(&b, req->path.p, req->path.len);
+            pt_buf_append_char(&b, '"');
+        }
+        pt_buf_append_str(&b, ",\"request_id\":\"");
+        pt_buf_append(&b, req->request_id, req->request_id_len);
+        pt_buf_append_str(&b, "\"}");
+        break;
     }
-    if (req->path.len > 0) {
-        pt_buf_append_str(&b, ",\"instance\":\"");
-        pt_buf_append_json_str(&b, req->path.p, req->path.len);
-        pt_buf_append_char(&b, '"');
-    }
-    pt_buf_append_str(&b, ",\"request_id\":\"");
-    pt_buf_append(&b, req->request_id, req->request_id_len);
-    pt_buf_append_str(&b, "\"}");
     if (b.data == NULL) {
         pt_http_respond(req, status, hdrs, nh, NULL, NULL, 0);
     } else {
-        pt_http_respond(req, status, hdrs, nh, "application/problem+json", b.data, b.len);
+        pt_http_respond(req, status, hdrs, nh, ctype, b.data, b.len);
     }
     pt_buf_free(&b);
 }
