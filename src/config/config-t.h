@@ -80,8 +80,9 @@ typedef struct pt_route_def_s {
 /* One upstream target of a proxy API (`upstream.targets[i]`). */
 typedef struct pt_upstream_target_s {
     char *url;         /* as written: "http://127.0.0.1:9000/prefix" */
+    int https;         /* the scheme is https: TLS to the target (upstream.tls) */
     char *host;        /* numeric IPv4, IPv6 (without brackets) or a DNS name */
-    uint16_t port;     /* default 80 */
+    uint16_t port;     /* default 80 (http) or 443 (https) */
     char *path_prefix; /* "" or "/prefix" (no trailing '/'); prepended to the forwarded path */
     unsigned weight;   /* 1..1000, default 1 (weighted round-robin) */
     unsigned line;
@@ -106,6 +107,33 @@ typedef enum pt_upstream_auth_e {
     PT_UPSTREAM_AUTH_NONE,            /* the client's Authorization is removed */
     PT_UPSTREAM_AUTH_BASIC            /* replaced by auth_basic */
 } pt_upstream_auth_t;
+
+/* TLS toward https targets (`upstream.tls`). */
+typedef struct pt_upstream_tls_s {
+    int verify;        /* verify the certificate chain and the name; default 1 */
+    char *ca_file;     /* PEM bundle the chain is verified against; NULL = the system store */
+    char *server_name; /* sent as SNI and verified; NULL = the target's host (no SNI for an IP) */
+    char *client_cert; /* PEM certificate (chain) presented to the upstream; NULL = none */
+    char *client_key;  /* its PEM private key: set exactly when client_cert is */
+    unsigned line;     /* of `tls:` (0 when absent) */
+} pt_upstream_tls_t;
+
+/* An inclusive range of expected status codes of an active health check. */
+typedef struct pt_status_range_s {
+    uint16_t lo, hi;
+} pt_status_range_t;
+
+/* Active health checks (`upstream.health.check`): every interval, GET path on each target. */
+typedef struct pt_health_check_s {
+    char *path;                  /* "/health" or "/health?deep=1"; NULL = no active checks */
+    uint32_t interval_ms;        /* default 5000 (1s..1h) */
+    uint32_t timeout_ms;         /* connect + answer, default 2000 (1ms..1m), < interval */
+    pt_status_range_t *expected; /* statuses that pass; default one range 200..299 */
+    size_t nexpected;
+    uint32_t fails;  /* consecutive failed checks that mark a target down, default 2 (1..100) */
+    uint32_t passes; /* consecutive passed checks that bring it back, default 1 (1..100) */
+    unsigned line;
+} pt_health_check_t;
 
 /* Where and how a proxy API forwards (`upstream:`). */
 typedef struct pt_upstream_s {
@@ -135,6 +163,10 @@ typedef struct pt_upstream_s {
                          precomputed; a secret, never logged. NULL for other modes */
     int auth_forward_original; /* NONE and BASIC: send the client's Authorization (if any) as
                                   X-Forwarded-Authorization */
+    pt_upstream_tls_t tls;     /* for https targets */
+    pt_health_check_t check;   /* active health checks (check.path NULL: none) */
+    uint32_t dns_ttl_ms; /* a target's DNS name is resolved again (off the loop) when its address
+                            is older than this; default 60000; 0 = only at load */
     unsigned line;
 } pt_upstream_t;
 

@@ -17,7 +17,14 @@
  * c->nerr) under the current key, which the caller has pushed ("upstream").
  * Returns NULL when n is not a mapping or memory ran out; on other errors
  * returns the upstream with the offending fields at their defaults, and the
- * caller must check c->nerr before using it. */
+ * caller must check c->nerr before using it.
+ * Files named by `tls:` (ca_file, client_cert, client_key) are resolved like
+ * the node configuration's: absolute paths as written, relative ones against
+ * the directory of the definition file (c->dir if set, else the directory part
+ * of c->file); each must be a readable regular file when this runs (stat and
+ * access; the files are not opened nor parsed). Defaults are set even for
+ * absent blocks: tls.verify 1, dns_ttl_ms 60000, and every check.* field
+ * (expected = one range 200..299) with check.path NULL (no active checks). */
 pt_upstream_t *pt__cfg_upstream(pt__cfg_ctx_t *c, const pt_ynode_t *n);
 
 #endif

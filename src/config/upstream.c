@@ -1,18 +1,23 @@
 /*
  * upstream.c - the upstream of a proxy API (`upstream:` of an API definition):
- * targets and their URLs, timeouts, keep-alive, retries, health, header edits
- * and credentials.
+ * targets and their URLs, timeouts, keep-alive, retries, passive and active
+ * health checks, TLS toward https targets, DNS re-resolution, header edits and
+ * credentials.
  *
  * Values are copied into the configuration's arena. Header edits and
  * credentials may reference environment variables (`${env:NAME}`), resolved
  * at load: resolved values are secrets, zeroed when their arena is freed and
- * never shown in a message. See docs/api-definitions.md for the schema.
+ * never shown in a message. Files named by `tls:` must be readable at load.
+ * See docs/api-definitions.md for the schema.
  */
 #include <arpa/inet.h>
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
@@ -27,6 +32,8 @@
 #define ENV_VALUE_MAX   65536 /* bytes of a value once its references are resolved */
 #define ENV_NAMES_SHOWN 160   /* bytes of the variable names a message may list */
 #define AUTH_BASIC_MAX  6138  /* bytes of "user:password": "Basic " + base64 <= 8192 */
+#define CHECK_PATH_MAX  1024  /* characters of health.check.path (with its query) */
+#define STATUSES_MAX    64    /* entries of health.check.expected_status */
 
 static const char *const upstream_keys[] = {"targets",
                                             "connect_timeout",
@@ -40,10 +47,16 @@ static const char *const upstream_keys[] = {"targets",
                                             "request_headers",
                                             "response_headers",
                                             "auth",
+                                            "tls",
+                                            "dns_ttl",
                                             NULL};
 static const char *const header_edit_keys[] = {"set", "remove", NULL};
 static const char *const auth_keys[] = {"mode", "username", "password", "forward_original", NULL};
-static const char *const health_keys[] = {"max_fails", "fail_timeout", NULL};
+static const char *const health_keys[] = {"max_fails", "fail_timeout", "check", NULL};
+static const char *const check_keys[] = {"path",  "interval", "timeout", "expected_status",
+                                         "fails", "passes",   NULL};
+static const char *const tls_keys[] = {"verify",      "ca_file",    "server_name",
+                                       "client_cert", "client_key", NULL};
 static const char *const target_keys[] = {"url", "weight", NULL};
 static const char *const keepalive_keys[] = {"max_idle", "idle_timeout", "max_requests", NULL};
 
@@ -164,25 +177,30 @@ static int check_host(const char *h, size_t len, char *why, size_t wlen)
 }
 
 typedef struct url_parts_s {
+    int https;               /* the scheme is https */
     char host[HOST_MAX + 1]; /* without brackets */
-    uint16_t port;
-    const char *path; /* into the URL; trailing '/' removed */
+    uint16_t port;           /* default 80 (http) or 443 (https) */
+    const char *path;        /* into the URL; trailing '/' removed */
     size_t path_len;
 } url_parts_t;
 
-/* Splits an upstream URL "http://" host [":" port] [path] (NUL-free, len bytes) into u.
- * Returns 0, 1 for an https URL, or -1 with why filled. */
+/* Splits an upstream URL "http://" or "https://" (either in any case), then host [":" port]
+ * [path] (NUL-free, len bytes) into u. Returns 0, or -1 with why filled. */
 static int split_url(const char *s, size_t len, url_parts_t *u, char *why, size_t wlen)
 {
     const char *auth, *end, *hend, *port = NULL, *perr;
     unsigned char bin[16];
-    size_t alen, hlen, i;
+    size_t alen, hlen, i, slen;
     unsigned v = 0;
 
-    if (len >= 8 && strncasecmp(s, "https://", 8) == 0)
-        return 1;
-    if (len < 7 || strncasecmp(s, "http://", 7) != 0) {
-        snprintf(why, wlen, "expected http://host[:port][/path]");
+    if (len >= 8 && strncasecmp(s, "https://", 8) == 0) {
+        u->https = 1;
+        slen = 8;
+    } else if (len >= 7 && strncasecmp(s, "http://", 7) == 0) {
+        u->https = 0;
+        slen = 7;
+    } else {
+        snprintf(why, wlen, "expected http://host[:port][/path] or https://host[:port][/path]");
         return -1;
     }
     if (memchr(s, '?', len) != NULL) {
@@ -193,8 +211,8 @@ static int split_url(const char *s, size_t len, url_parts_t *u, char *why, size_
         snprintf(why, wlen, "must not have a fragment ('#')");
         return -1;
     }
-    auth = s + 7;
-    end = memchr(auth, '/', len - 7);
+    auth = s + slen;
+    end = memchr(auth, '/', len - slen);
     if (end == NULL)
         end = s + len;
     alen = (size_t)(end - auth);
@@ -251,7 +269,7 @@ static int split_url(const char *s, size_t len, url_parts_t *u, char *why, size_
         if (check_host(u->host, hlen, why, wlen) != 0)
             return -1;
     }
-    u->port = 80;
+    u->port = u->https ? 443 : 80;
     if (hend < end) {
         port = hend + 1;
         for (i = 0; port + i < end && i < 6 && port[i] >= '0' && port[i] <= '9'; i++)
@@ -281,7 +299,6 @@ static void parse_target(pt__cfg_ctx_t *c, const pt_ynode_t *n, pt_upstream_targ
     char why[256], tmp[300];
     uint64_t w;
     size_t mark;
-    int rc;
 
     t->line = n->line;
     t->weight = 1;
@@ -296,17 +313,16 @@ static void parse_target(pt__cfg_ctx_t *c, const pt_ynode_t *n, pt_upstream_targ
         shown.quoted = 0;
         if (v->len > URL_MAX)
             pt__cfg_err(c, v->line, "must not be longer than %d characters", URL_MAX);
-        else if ((rc = split_url(t->url, v->len, &u, why, sizeof(why))) == 1)
-            pt__cfg_err(c, v->line, "https upstreams are not supported yet (got %s)",
-                        pt__cfg_quote(&shown, tmp, sizeof(tmp)));
-        else if (rc != 0)
+        else if (split_url(t->url, v->len, &u, why, sizeof(why)) != 0)
             pt__cfg_err(c, v->line, "invalid upstream URL %s: %s",
                         pt__cfg_quote(&shown, tmp, sizeof(tmp)), why);
         else if ((t->host = pt_arena_strdup(c->arena, u.host)) == NULL ||
                  (t->path_prefix = pt_arena_strndup(c->arena, u.path, u.path_len)) == NULL)
             pt__cfg_err(c, v->line, "out of memory");
-        else
+        else {
+            t->https = u.https;
             t->port = u.port;
+        }
     }
     pt__cfg_pop(c, mark);
     if (!pt_yaml_is_null(v = pt_yaml_get(n, "weight"))) {
@@ -334,6 +350,315 @@ static void uint32_key(pt__cfg_ctx_t *c, const pt_ynode_t *m, const char *key, i
     if (rc == 0)
         *out = (uint32_t)x;
     pt__cfg_pop(c, mark);
+}
+
+/* ------------------------------------------------------------ TLS and active health checks */
+
+/* Formats a duration in ms for messages, with the largest unit that divides it ("2s", "90m",
+ * "1500ms"). Returns out. */
+static const char *ms_str(uint32_t ms, char *out, size_t outlen)
+{
+    if (ms > 0 && ms % 3600000 == 0)
+        snprintf(out, outlen, "%uh", (unsigned)(ms / 3600000));
+    else if (ms > 0 && ms % 60000 == 0)
+        snprintf(out, outlen, "%um", (unsigned)(ms / 60000));
+    else if (ms > 0 && ms % 1000 == 0)
+        snprintf(out, outlen, "%us", (unsigned)(ms / 1000));
+    else
+        snprintf(out, outlen, "%ums", (unsigned)ms);
+    return out;
+}
+
+/* Resolves a file path written in an API definition the way the node configuration resolves
+ * its own (pt__cfg_path): absolute paths are kept, relative ones are taken from the directory
+ * of the file that names them - c->dir when the loader set it, else the directory part of
+ * c->file (a file name without a directory leaves the path as written, relative to the working
+ * directory). Returns a string in c->arena, or NULL (out of memory, reported). */
+static char *def_path(pt__cfg_ctx_t *c, unsigned line, const char *path)
+{
+    const char *slash;
+    char *p;
+
+    if (path[0] == '/' || c->dir != NULL || c->file == NULL ||
+        (slash = strrchr(c->file, '/')) == NULL)
+        return pt__cfg_path(c, line, path);
+    if ((p = pt_arena_printf(c->arena, "%.*s/%s", (int)(slash - c->file), c->file, path)) == NULL)
+        pt__cfg_err(c, line, "out of memory");
+    return p;
+}
+
+/* Reads optional key `key` of tls mapping n: a file that must be a readable regular file now
+ * (`what` names it in messages, e.g. "CA file"). Returns the resolved path (in c->arena), or
+ * NULL when the key is absent or invalid (reported). */
+static char *tls_file_key(pt__cfg_ctx_t *c, const pt_ynode_t *n, const char *key, const char *what)
+{
+    const pt_ynode_t *v = pt_yaml_get(n, key);
+    const char *why = NULL;
+    char *s, *path = NULL;
+    struct stat st;
+    size_t mark;
+
+    if (pt_yaml_is_null(v))
+        return NULL;
+    mark = pt__cfg_push(c, key, strlen(key));
+    if (pt__cfg_string(c, v, &s) != 0)
+        goto done;
+    if (s[0] == '\0') {
+        pt__cfg_err(c, v->line, "must not be empty");
+        goto done;
+    }
+    if ((path = def_path(c, v->line, s)) == NULL)
+        goto done;
+    /* stat first: access() alone accepts a directory, and opening a FIFO could block. */
+    if (stat(path, &st) != 0)
+        why = strerror(errno);
+    else if (S_ISDIR(st.st_mode))
+        why = strerror(EISDIR);
+    else if (!S_ISREG(st.st_mode))
+        why = "not a regular file";
+    else if (access(path, R_OK) != 0)
+        why = strerror(errno);
+    if (why != NULL) {
+        pt__cfg_err(c, v->line, "cannot read %s \"%s\": %s", what, path, why);
+        path = NULL;
+    }
+done:
+    pt__cfg_pop(c, mark);
+    return path;
+}
+
+/* Reads optional `server_name` of tls mapping n: a DNS name, as for the host of a URL, but not
+ * an IP address. */
+static void tls_server_name(pt__cfg_ctx_t *c, const pt_ynode_t *n, pt_upstream_tls_t *tls)
+{
+    const pt_ynode_t *v = pt_yaml_get(n, "server_name");
+    unsigned char bin[16];
+    char why[256], tmp[300], *s;
+    pt_ynode_t shown;
+    size_t mark;
+    int bad = 1;
+
+    if (pt_yaml_is_null(v))
+        return;
+    mark = pt__cfg_push(c, "server_name", 11);
+    if (pt__cfg_string(c, v, &s) != 0)
+        goto done;
+    if (v->len == 0) {
+        pt__cfg_err(c, v->line, "must not be empty");
+        goto done;
+    }
+    if (inet_pton(AF_INET6, s, bin) == 1 || (s[0] == '[' && s[v->len - 1] == ']'))
+        snprintf(why, sizeof(why), "must be a DNS name, not an IP address");
+    else if (check_host(s, v->len, why, sizeof(why)) != 0)
+        ; /* why is filled */
+    else if (inet_pton(AF_INET, s, bin) == 1)
+        snprintf(why, sizeof(why), "must be a DNS name, not an IP address");
+    else
+        bad = 0;
+    if (bad) {
+        /* Quoted or not, a name is a string: show it without "the string". */
+        shown = *v;
+        shown.quoted = 0;
+        pt__cfg_err(c, v->line, "invalid server name %s: %s",
+                    pt__cfg_quote(&shown, tmp, sizeof(tmp)), why);
+        goto done;
+    }
+    tls->server_name = s;
+done:
+    pt__cfg_pop(c, mark);
+}
+
+/* Reads `tls:` mapping n into tls (whose verify is already 1). */
+static void parse_tls(pt__cfg_ctx_t *c, const pt_ynode_t *n, pt_upstream_tls_t *tls)
+{
+    const pt_ynode_t *v;
+    int verify_ok = 1, has_cert, has_key;
+    const char *missing;
+    size_t mark;
+
+    tls->line = n->line;
+    if (pt__cfg_mapping(c, n, tls_keys) != 0)
+        return;
+    if (!pt_yaml_is_null(v = pt_yaml_get(n, "verify"))) {
+        mark = pt__cfg_push(c, "verify", 6);
+        verify_ok = pt__cfg_bool(c, v, &tls->verify) == 0;
+        pt__cfg_pop(c, mark);
+    }
+    if (verify_ok && !tls->verify && !pt_yaml_is_null(v = pt_yaml_get(n, "ca_file"))) {
+        /* Said instead of checking the file: a bundle nobody reads is the mistake. */
+        mark = pt__cfg_push(c, "ca_file", 7);
+        pt__cfg_err(c, v->line, "ca_file is useless with verify: false");
+        pt__cfg_pop(c, mark);
+    } else {
+        tls->ca_file = tls_file_key(c, n, "ca_file", "CA file");
+    }
+    tls_server_name(c, n, tls);
+    tls->client_cert = tls_file_key(c, n, "client_cert", "client certificate");
+    tls->client_key = tls_file_key(c, n, "client_key", "client key");
+    has_cert = !pt_yaml_is_null(pt_yaml_get(n, "client_cert"));
+    has_key = !pt_yaml_is_null(pt_yaml_get(n, "client_key"));
+    if (has_cert != has_key) {
+        missing = has_cert ? "client_key" : "client_cert";
+        mark = pt__cfg_push(c, missing, strlen(missing));
+        pt__cfg_err(c, n->line, "client_cert and client_key go together");
+        pt__cfg_pop(c, mark);
+    }
+}
+
+/* Returns NULL when the len bytes at p are a valid health check request target, else why
+ * not: a path as for an upstream URL (one trailing '/' allowed), then optionally '?' and a
+ * query of RFC 3986 pchars, '/', '?' and %XX escapes. */
+static const char *check_path_why(const char *p, size_t len)
+{
+    const char *q = memchr(p, '?', len), *why;
+    size_t plen = q != NULL ? (size_t)(q - p) : len, i;
+
+    if (len == 0 || p[0] != '/')
+        return "must start with '/'";
+    if (len > CHECK_PATH_MAX)
+        return "must not be longer than 1024 characters";
+    if ((why = check_url_path(p, plen - (p[plen - 1] == '/'))) != NULL)
+        return why;
+    for (i = plen + 1; i < len; i++) {
+        unsigned char ch = (unsigned char)p[i];
+        if (ch == '/' || ch == '?' || pt__cfg_is_pchar(ch))
+            continue;
+        if (ch == '%') {
+            if (i + 2 >= len || !pt__cfg_is_hex((unsigned char)p[i + 1]) ||
+                !pt__cfg_is_hex((unsigned char)p[i + 2]))
+                return "'%' must be followed by two hex digits";
+            i += 2;
+            continue;
+        }
+        return "the query contains a character that is not allowed in a URI query (RFC 3986)";
+    }
+    return NULL;
+}
+
+/* Reads one expected status of a health check, v: an integer 100..599 or a class "1xx" to
+ * "5xx" (either case), into *r. Returns 0, or -1 (reported). */
+static int status_item(pt__cfg_ctx_t *c, const pt_ynode_t *v, pt_status_range_t *r)
+{
+    char tmp[300];
+    uint64_t x;
+    size_t i;
+
+    if (v->kind == PT_YNODE_SCALAR && v->len == 3 && (v->value[1] | 0x20) == 'x' &&
+        (v->value[2] | 0x20) == 'x') {
+        if (v->value[0] >= '1' && v->value[0] <= '5') {
+            r->lo = (uint16_t)((v->value[0] - '0') * 100);
+            r->hi = (uint16_t)(r->lo + 99);
+            return 0;
+        }
+    } else if (v->kind == PT_YNODE_SCALAR && !v->quoted && v->len > 0) {
+        for (i = 0; i < v->len && v->value[i] >= '0' && v->value[i] <= '9'; i++)
+            ;
+        if (i == v->len) {
+            if (pt__cfg_uint(c, v, 100, 599, &x) != 0)
+                return -1;
+            r->lo = r->hi = (uint16_t)x;
+            return 0;
+        }
+    }
+    pt__cfg_err(c, v->line, "expected a status code (100 to 599) or a class (1xx to 5xx), got %s",
+                pt__cfg_quote(v, tmp, sizeof(tmp)));
+    return -1;
+}
+
+/* Reads `expected_status:` v (one status or class, or a non-empty list of them) into
+ * hc->expected; hc keeps its default when v is invalid. */
+static void parse_expected(pt__cfg_ctx_t *c, const pt_ynode_t *v, pt_health_check_t *hc)
+{
+    pt_status_range_t *r;
+    size_t i, n, ok = 0, mark;
+
+    if (v->kind != PT_YNODE_SEQUENCE) {
+        pt_status_range_t one;
+        if (status_item(c, v, &one) != 0)
+            return;
+        if ((r = pt_arena_calloc(c->arena, sizeof(*r))) == NULL) {
+            pt__cfg_err(c, v->line, "out of memory");
+            return;
+        }
+        *r = one;
+        hc->expected = r;
+        hc->nexpected = 1;
+        return;
+    }
+    n = v->n;
+    if (n == 0) {
+        pt__cfg_err(c, v->line,
+                    "expected a status code, a class or a list of them, got an empty list");
+        return;
+    }
+    if (n > STATUSES_MAX) {
+        pt__cfg_err(c, v->line, "at most %d statuses, got %zu", STATUSES_MAX, n);
+        return;
+    }
+    if ((r = pt_arena_calloc(c->arena, n * sizeof(*r))) == NULL) {
+        pt__cfg_err(c, v->line, "out of memory");
+        return;
+    }
+    for (i = 0; i < n; i++) {
+        mark = pt__cfg_push_index(c, i);
+        ok += status_item(c, v->items[i], &r[ok]) == 0;
+        pt__cfg_pop(c, mark);
+    }
+    if (ok == n) {
+        hc->expected = r;
+        hc->nexpected = n;
+    }
+}
+
+/* Reads `health.check:` mapping n into hc (whose fields are at their defaults). */
+static void parse_check(pt__cfg_ctx_t *c, const pt_ynode_t *n, pt_health_check_t *hc)
+{
+    const pt_ynode_t *v;
+    pt_ynode_t shown;
+    char tmp[300], a[32], b[32], *s;
+    const char *why;
+    unsigned nerr;
+    size_t mark;
+
+    hc->line = n->line;
+    if (pt__cfg_mapping(c, n, check_keys) != 0)
+        return;
+    mark = pt__cfg_push(c, "path", 4);
+    if (pt_yaml_is_null(v = pt_yaml_get(n, "path"))) {
+        pt__cfg_err(c, n->line, "required key is missing (the path the check requests)");
+    } else if (pt__cfg_string(c, v, &s) == 0) {
+        /* Quoted or not, a path is a string: show it without "the string". */
+        shown = *v;
+        shown.quoted = 0;
+        if (v->len == 0)
+            pt__cfg_err(c, v->line, "must not be empty");
+        else if ((why = check_path_why(s, v->len)) != NULL)
+            pt__cfg_err(c, v->line, "invalid health check path %s: %s",
+                        pt__cfg_quote(&shown, tmp, sizeof(tmp)), why);
+        else
+            hc->path = s;
+    }
+    pt__cfg_pop(c, mark);
+
+    nerr = c->nerr;
+    uint32_key(c, n, "interval", 1, 1000, 3600000, &hc->interval_ms);
+    uint32_key(c, n, "timeout", 1, 1, 60000, &hc->timeout_ms);
+    if (c->nerr == nerr && hc->timeout_ms >= hc->interval_ms) {
+        v = pt_yaml_get(n, "timeout");
+        mark = pt__cfg_push(c, "timeout", 7);
+        pt__cfg_err(c, pt_yaml_is_null(v) ? n->line : v->line,
+                    "must be shorter than interval (%s), got %s%s",
+                    ms_str(hc->interval_ms, a, sizeof(a)), ms_str(hc->timeout_ms, b, sizeof(b)),
+                    pt_yaml_is_null(v) ? " (the default)" : "");
+        pt__cfg_pop(c, mark);
+    }
+    if (!pt_yaml_is_null(v = pt_yaml_get(n, "expected_status"))) {
+        mark = pt__cfg_push(c, "expected_status", 15);
+        parse_expected(c, v, hc);
+        pt__cfg_pop(c, mark);
+    }
+    uint32_key(c, n, "fails", 0, 1, 100, &hc->fails);
+    uint32_key(c, n, "passes", 0, 1, 100, &hc->passes);
 }
 
 /* ------------------------------------------------------------ header edits and auth */
@@ -844,10 +1169,11 @@ static void parse_auth(pt__cfg_ctx_t *c, const pt_ynode_t *n, pt_upstream_t *up,
 pt_upstream_t *pt__cfg_upstream(pt__cfg_ctx_t *c, const pt_ynode_t *n)
 {
     pt_upstream_t *up;
-    const pt_ynode_t *v;
+    const pt_ynode_t *v, *cv;
     char tmp[300];
     size_t i, mark, mark2;
-    int mode_known = 1;
+    unsigned nerr;
+    int mode_known = 1, targets_ok, any_https = 0;
 
     if (pt__cfg_mapping(c, n, upstream_keys) != 0)
         return NULL;
@@ -865,6 +1191,22 @@ pt_upstream_t *pt__cfg_upstream(pt__cfg_ctx_t *c, const pt_ynode_t *n)
     up->keepalive_idle_timeout_ms = 60000;
     up->keepalive_max_requests = 1000;
     up->send_timeout_ms = 60000;
+    up->dns_ttl_ms = 60000;
+    up->tls.verify = 1;
+    /* Active checks: every field at its default, path NULL (none) unless `check:` says. */
+    up->check.interval_ms = 5000;
+    up->check.timeout_ms = 2000;
+    up->check.fails = 2;
+    up->check.passes = 1;
+    if ((up->check.expected = pt_arena_calloc(c->arena, sizeof(*up->check.expected))) == NULL) {
+        pt__cfg_err(c, n->line, "out of memory");
+        return up;
+    }
+    up->check.expected->lo = 200;
+    up->check.expected->hi = 299;
+    up->check.nexpected = 1;
+
+    nerr = c->nerr;
 
     mark = pt__cfg_push(c, "targets", 7);
     if (pt_yaml_is_null(v = pt_yaml_get(n, "targets"))) {
@@ -882,10 +1224,13 @@ pt_upstream_t *pt__cfg_upstream(pt__cfg_ctx_t *c, const pt_ynode_t *n)
         for (i = 0; i < v->n; i++) {
             mark2 = pt__cfg_push_index(c, i);
             parse_target(c, v->items[i], &up->targets[i]);
+            any_https |= up->targets[i].https;
             pt__cfg_pop(c, mark2);
         }
     }
     pt__cfg_pop(c, mark);
+    /* Whether tls applies is known only when every target could be read. */
+    targets_ok = c->nerr == nerr && up->ntargets > 0;
 
     uint32_key(c, n, "connect_timeout", 1, 1, 600000, &up->connect_timeout_ms);
     uint32_key(c, n, "read_timeout", 1, 1, 3600000, &up->read_timeout_ms);
@@ -906,7 +1251,21 @@ pt_upstream_t *pt__cfg_upstream(pt__cfg_ctx_t *c, const pt_ynode_t *n)
         if (pt__cfg_mapping(c, v, health_keys) == 0) {
             uint32_key(c, v, "max_fails", 0, 0, 100, &up->health_max_fails);
             uint32_key(c, v, "fail_timeout", 1, 1000, 3600000, &up->health_fail_timeout_ms);
+            if (!pt_yaml_is_null(cv = pt_yaml_get(v, "check"))) {
+                mark2 = pt__cfg_push(c, "check", 5);
+                parse_check(c, cv, &up->check);
+                pt__cfg_pop(c, mark2);
+            }
         }
+        pt__cfg_pop(c, mark);
+    }
+    uint32_key(c, n, "dns_ttl", 1, 0, 86400000, &up->dns_ttl_ms);
+    if (!pt_yaml_is_null(v = pt_yaml_get(n, "tls"))) {
+        mark = pt__cfg_push(c, "tls", 3);
+        parse_tls(c, v, &up->tls);
+        if (targets_ok && !any_https)
+            pt__cfg_err(c, pt__cfg_key_line(n, "tls"),
+                        "tls applies to https targets; no target is https");
         pt__cfg_pop(c, mark);
     }
     if (!pt_yaml_is_null(v = pt_yaml_get(n, "preserve_host"))) {

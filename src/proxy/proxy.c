@@ -15,6 +15,8 @@
 #include <arpa/inet.h>
 #include <llhttp.h>
 #include <netdb.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,6 +30,7 @@
 #include "event/worker.h"
 #include "gateway/snapshot-t.h"
 #include "http/http.h"
+#include "http/tls.h"
 
 #define UP_QUEUE_MAX                                                                               \
     (1024 * 1024) /* request body bytes queued upstream before the client pauses                   \
@@ -48,13 +51,24 @@ typedef struct proxy_worker_s {
     pt_buf_t head; /* request heads are formatted here (reused) */
 } proxy_worker_t;
 
+typedef struct resolve_s {
+    uv_getaddrinfo_t req;
+    pool_t *pool; /* NULL once the pool is gone (the worker stopped) */
+} resolve_t;
+
+/* A worker's view of one target (by pool key): its idle connections, its
+ * passive health, its current address, its TLS session. */
 struct pool_s {
     pool_t *next;
-    char key[INET6_ADDRSTRLEN + 8];
+    char *key;
     upconn_t *idle; /* stack of idle connections */
     unsigned nidle;
     unsigned fails;         /* consecutive failures of this target (passive health) */
     uint64_t ejected_until; /* loop time (ms) before which the target gets no traffic */
+    struct sockaddr_storage addr;
+    uint64_t resolved_at; /* loop time of the last resolution (DNS names only) */
+    resolve_t *resolving; /* a re-resolution in flight */
+    SSL_SESSION *session; /* the last session the target gave (resumption) */
 };
 
 typedef enum up_timer_e { UPT_NONE = 0, UPT_CONNECT, UPT_SEND, UPT_READ, UPT_IDLE } up_timer_t;
@@ -77,9 +91,13 @@ struct upconn_s {
     unsigned connected : 1;
     unsigned closing : 1;
     unsigned reading : 1;
-    unsigned detached : 1; /* no socket (fuzzing): no libuv calls */
+    unsigned detached : 1;  /* no socket (fuzzing): no libuv calls */
+    unsigned https : 1;     /* TLS to the target (up->ssl once connected) */
+    unsigned tls_ready : 1; /* TLS: the handshake completed */
     unsigned handles;
     size_t queued; /* bytes handed to uv_write, not yet written */
+    SSL *ssl;      /* https targets; freed with the connection */
+    pt_buf_t pre;  /* TLS: plaintext written before the handshake completed */
 };
 
 struct exchange_s {
@@ -118,8 +136,17 @@ static void ex_fail(exchange_t *ex, int status, const char *type, const char *de
 static void ex_error(exchange_t *ex, int nothing_sent, int status, const char *type,
                      const char *detail);
 static int ex_start(exchange_t *ex);
+static void pool_free(pool_t *p);
+static size_t up_backlog(const upconn_t *up);
 
 /* ------------------------------------------------------------------ snapshot side */
+
+static void ctx_free(void *ctx)
+{
+    SSL_CTX_free(ctx);
+}
+
+static int new_session_cb(SSL *ssl, SSL_SESSION *sess);
 
 pt_proxy_api_t *pt_proxy_api_build(pt_arena_t *a, const pt_api_def_t *api, char *err, size_t errlen)
 {
@@ -140,9 +167,26 @@ pt_proxy_api_t *pt_proxy_api_build(pt_arena_t *a, const pt_api_def_t *api, char 
         const pt_upstream_target_t *t = &up->targets[i];
         pt_proxy_target_t *pt = &pa->targets[i];
         struct addrinfo hints, *res = NULL;
-        char port[8], ip[INET6_ADDRSTRLEN];
+        unsigned char bin[16];
+        char port[8];
         int rc, v6 = strchr(t->host, ':') != NULL;
+        unsigned dport = t->https ? 443 : 80;
 
+        if (t->https && pa->tls == NULL) {
+            char why[512];
+            pa->tls = pt_tls_client_ctx_new(&up->tls, why, sizeof(why));
+            if (pa->tls == NULL) {
+                snprintf(err, errlen, "%s:%u: upstream.tls: %s", api->file,
+                         up->tls.line ? up->tls.line : t->line, why);
+                return NULL;
+            }
+            if (pt_arena_cleanup_add(a, ctx_free, pa->tls) != PT_OK) {
+                SSL_CTX_free(pa->tls);
+                pa->tls = NULL;
+                goto nomem;
+            }
+            SSL_CTX_sess_set_new_cb(pa->tls, new_session_cb);
+        }
         memset(&hints, 0, sizeof(hints));
         hints.ai_family = AF_UNSPEC;
         hints.ai_socktype = SOCK_STREAM;
@@ -158,18 +202,18 @@ pt_proxy_api_t *pt_proxy_api_build(pt_arena_t *a, const pt_api_def_t *api, char 
         memcpy(&pt->addr, res->ai_addr, res->ai_addrlen);
         freeaddrinfo(res);
         pt->def = t;
-        if (pt->addr.ss_family == AF_INET6) {
-            uv_ip6_name((struct sockaddr_in6 *)&pt->addr, ip, sizeof(ip));
-            snprintf(pt->key, sizeof(pt->key), "[%s]:%u", ip, (unsigned)t->port);
-        } else {
-            uv_ip4_name((struct sockaddr_in *)&pt->addr, ip, sizeof(ip));
-            snprintf(pt->key, sizeof(pt->key), "%s:%u", ip, (unsigned)t->port);
-        }
-        pt->host_header = t->port == 80
+        pt->numeric =
+            inet_pton(AF_INET, t->host, bin) == 1 || inet_pton(AF_INET6, t->host, bin) == 1;
+        atomic_init(&pt->down, 0);
+        pt->key = pt_arena_printf(a, "%s%s%s%s:%u", t->https ? "https://" : "", v6 ? "[" : "",
+                                  t->host, v6 ? "]" : "", (unsigned)t->port);
+        /* a TLS connection carries its API's TLS settings: pooled per API */
+        pt->pool_key = t->https ? pt_arena_printf(a, "%s %s", pt->key, api->name) : pt->key;
+        pt->host_header = t->port == dport
                               ? pt_arena_printf(a, "%s%s%s", v6 ? "[" : "", t->host, v6 ? "]" : "")
                               : pt_arena_printf(a, "%s%s%s:%u", v6 ? "[" : "", t->host,
                                                 v6 ? "]" : "", (unsigned)t->port);
-        if (pt->host_header == NULL)
+        if (pt->host_header == NULL || pt->key == NULL || pt->pool_key == NULL)
             goto nomem;
         total += t->weight ? t->weight : 1;
     }
@@ -216,7 +260,7 @@ static void finish_hook(pt_worker_t *w)
     while (pw->pools != NULL) {
         pool_t *p = pw->pools;
         pw->pools = p->next;
-        free(p);
+        pool_free(p);
     }
     pt_buf_free(&pw->head);
     free(pw);
@@ -238,19 +282,56 @@ static proxy_worker_t *proxy_worker(pt_worker_t *w)
     return w->proxy;
 }
 
-static pool_t *pool_get(proxy_worker_t *pw, const char *key)
+/* The worker's pool of target t (created on first use, with the address the
+ * snapshot resolved). */
+static pool_t *pool_get(proxy_worker_t *pw, pt_worker_t *w, const pt_proxy_target_t *t)
 {
     pool_t *p;
+    int slot = w->id < PT_PROXY_WORKER_SLOTS;
+    if (slot && t->wpool[w->id] != NULL)
+        return t->wpool[w->id];
     for (p = pw->pools; p != NULL; p = p->next)
-        if (strcmp(p->key, key) == 0)
-            return p;
-    p = calloc(1, sizeof(*p));
-    if (p == NULL)
-        return NULL;
-    snprintf(p->key, sizeof(p->key), "%s", key);
-    p->next = pw->pools;
-    pw->pools = p;
+        if (strcmp(p->key, t->pool_key) == 0)
+            break;
+    if (p == NULL) {
+        p = calloc(1, sizeof(*p));
+        if (p == NULL || (p->key = strdup(t->pool_key)) == NULL) {
+            free(p);
+            return NULL;
+        }
+        p->addr = t->addr;
+        p->resolved_at = uv_now(&w->loop);
+        p->next = pw->pools;
+        pw->pools = p;
+    }
+    if (slot)
+        ((pt_proxy_target_t *)t)->wpool[w->id] = p; /* this worker's slot only */
     return p;
+}
+
+static void pool_free(pool_t *p)
+{
+    if (p->resolving != NULL) {
+        p->resolving->pool = NULL; /* its callback frees it */
+        uv_cancel((uv_req_t *)&p->resolving->req);
+    }
+    if (p->session != NULL)
+        SSL_SESSION_free(p->session);
+    free(p->key);
+    free(p);
+}
+
+/* OpenSSL has a session from the target (after the handshake, or a TLS 1.3
+ * ticket later): it becomes the pool's, for the next connection. */
+static int new_session_cb(SSL *ssl, SSL_SESSION *sess)
+{
+    upconn_t *up = SSL_get_app_data(ssl);
+    if (up == NULL || up->pool == NULL || up->pw->stopping)
+        return 0;
+    if (up->pool->session != NULL)
+        SSL_SESSION_free(up->pool->session);
+    up->pool->session = sess;
+    return 1; /* the reference is kept */
 }
 
 /* ------------------------------------------------------------------ upstream connections */
@@ -283,8 +364,12 @@ static void up_timer(upconn_t *up, up_timer_t kind, uint64_t ms)
 static void up_free_cb(uv_handle_t *h)
 {
     upconn_t *up = h->data;
-    if (--up->handles == 0)
+    if (--up->handles == 0) {
+        if (up->ssl != NULL)
+            SSL_free(up->ssl);
+        pt_buf_free(&up->pre);
         free(up);
+    }
 }
 
 static void pool_remove_idle(upconn_t *up)
@@ -320,6 +405,20 @@ static void up_close(upconn_t *up)
     if (up->next != NULL)
         up->next->prev = up->prev;
     up->next = up->prev = NULL;
+    if (up->ssl != NULL && up->tls_ready) {
+        /* close_notify, best effort: a connection ended this way leaves its
+         * session resumable (OpenSSL drops sessions of unclean ends) */
+        BIO *wbio = SSL_get_wbio(up->ssl);
+        char *p;
+        long n;
+        (void)SSL_shutdown(up->ssl);
+        ERR_clear_error();
+        n = BIO_get_mem_data(wbio, &p);
+        if (n > 0 && up->queued == 0) {
+            uv_buf_t b = uv_buf_init(p, (unsigned)n);
+            (void)uv_try_write((uv_stream_t *)&up->tcp, &b, 1);
+        }
+    }
     uv_close((uv_handle_t *)&up->timer, up_free_cb);
     uv_close((uv_handle_t *)&up->tcp, up_free_cb);
 }
@@ -336,7 +435,7 @@ static void up_release(exchange_t *ex, int reusable)
     up_timer(up, UPT_NONE, 0);
     if (!reusable || up->closing || up->detached || up->pool == NULL || up->pw->stopping ||
         up->pool->nidle >= u->keepalive_max_idle || up->requests >= u->keepalive_max_requests ||
-        up->queued > 0) {
+        up_backlog(up) > 0) {
         up_close(up);
         return;
     }
@@ -442,8 +541,8 @@ static void up_write_cb(uv_write_t *w, int status)
 /* Sends a, b and c to the upstream: straight to the kernel when the
  * connection is up and nothing is queued (no copy, no write request, no
  * poll change - see pt__conn_flush), else (the rest) copied and queued. */
-static int up_write(upconn_t *up, const char *a, size_t alen, const char *b, size_t blen,
-                    const char *c, size_t clen)
+static int up_write_raw(upconn_t *up, const char *a, size_t alen, const char *b, size_t blen,
+                        const char *c, size_t clen)
 {
     size_t total = alen + blen + clen, skip = 0, off;
     wbuf_t *wb;
@@ -501,9 +600,66 @@ static int up_write(upconn_t *up, const char *a, size_t alen, const char *b, siz
         return PT_EIO;
     }
     up->queued += wb->len;
-    if (up->connected && up->ex != NULL)
+    if (up->connected && (up->ssl == NULL || up->tls_ready) && up->ex != NULL)
         up_timer(up, UPT_SEND, up->ex->pa->up->send_timeout_ms);
     return PT_OK;
+}
+
+/* TLS: sends what OpenSSL wrote to the write BIO. */
+static int up_tls_flush(upconn_t *up)
+{
+    BIO *wbio = SSL_get_wbio(up->ssl);
+    char *p;
+    long n = BIO_get_mem_data(wbio, &p);
+    int rc = PT_OK;
+    if (n > 0) {
+        rc = up_write_raw(up, p, (size_t)n, NULL, 0, NULL, 0);
+        (void)BIO_reset(wbio);
+    }
+    return rc;
+}
+
+/* TLS: encrypts len bytes (the record layer splits them). */
+static int up_tls_write(upconn_t *up, const char *data, size_t len)
+{
+    while (len > 0) {
+        int chunk = len > (1u << 30) ? 1 << 30 : (int)len;
+        int r = SSL_write(up->ssl, data, chunk);
+        if (r <= 0) {
+            ERR_clear_error();
+            return PT_EIO;
+        }
+        data += r;
+        len -= (size_t)r;
+    }
+    return PT_OK;
+}
+
+/* Sends a, b and c to the upstream: plain (up_write_raw), or encrypted
+ * once the TLS handshake is done (until then kept in up->pre). */
+static int up_write(upconn_t *up, const char *a, size_t alen, const char *b, size_t blen,
+                    const char *c, size_t clen)
+{
+    if (!up->https)
+        return up_write_raw(up, a, alen, b, blen, c, clen);
+    if (!up->tls_ready) {
+        int rc = pt_buf_append(&up->pre, a, alen);
+        if (blen)
+            rc |= pt_buf_append(&up->pre, b, blen);
+        if (clen)
+            rc |= pt_buf_append(&up->pre, c, clen);
+        return rc != 0 ? PT_ENOMEM : PT_OK;
+    }
+    if (up_tls_write(up, a, alen) != PT_OK || (blen && up_tls_write(up, b, blen) != PT_OK) ||
+        (clen && up_tls_write(up, c, clen) != PT_OK))
+        return PT_EIO;
+    return up_tls_flush(up);
+}
+
+/* Bytes written to the connection and not yet taken by the kernel. */
+static size_t up_backlog(const upconn_t *up)
+{
+    return up->queued + up->pre.len;
 }
 
 /* ------------------------------------------------------------------ response parsing */
@@ -733,46 +889,50 @@ static const llhttp_settings_t response_settings = {
     .on_message_complete = r_on_message_complete,
 };
 
-static void up_read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
+/* The upstream's end of the stream (UV_EOF, or an error). */
+static void up_eof(upconn_t *up, ssize_t nread)
 {
-    upconn_t *up = s->data;
+    exchange_t *ex = up->ex;
+    llhttp_errno_t err;
+    if (ex == NULL) {
+        up_close(up); /* idle in the pool: the upstream closed it */
+        return;
+    }
+    if (nread == UV_EOF && ex->resp_started && llhttp_message_needs_eof(&up->parser)) {
+        /* a response delimited by the connection's end */
+        err = llhttp_finish(&up->parser);
+        if (err == HPE_OK || err == HPE_PAUSED)
+            return;
+    }
+    if (!ex->got_bytes && ex->reused && !ex->retried && ex->req_done && !ex->chunk_body &&
+        ex->req != NULL && ex->req->content_length <= 0) {
+        /* a pooled connection the upstream had closed: nothing was
+         * consumed, try once on a fresh connection */
+        ex->retried = 1;
+        ex->up = NULL;
+        up->ex = NULL;
+        up_close(up);
+        if (ex_start(ex) != PT_OK)
+            ex_fail(ex, 502, "bad-gateway", "The upstream connection could not be opened.");
+        return;
+    }
+    ex_error(ex, 0, 502, "bad-gateway",
+             nread == UV_EOF ? "The upstream closed the connection before responding completely."
+                             : "The upstream connection failed.");
+}
+
+/* Response bytes (decrypted for TLS) from the upstream. */
+static void up_input(upconn_t *up, const char *data, size_t len)
+{
     exchange_t *ex = up->ex;
     llhttp_errno_t err;
 
-    if (nread == 0)
-        return;
     if (ex == NULL) {
-        /* idle in the pool: the upstream closed it or sent garbage */
-        up_close(up);
-        return;
-    }
-    if (nread < 0) {
-        if (nread == UV_EOF && ex->resp_started && llhttp_message_needs_eof(&up->parser)) {
-            /* a response delimited by the connection's end */
-            err = llhttp_finish(&up->parser);
-            if (err == HPE_OK || err == HPE_PAUSED)
-                return;
-        }
-        if (!ex->got_bytes && ex->reused && !ex->retried && ex->req_done && !ex->chunk_body &&
-            ex->req != NULL && ex->req->content_length <= 0) {
-            /* a pooled connection the upstream had closed: nothing was
-             * consumed, try once on a fresh connection */
-            ex->retried = 1;
-            ex->up = NULL;
-            up->ex = NULL;
-            up_close(up);
-            if (ex_start(ex) != PT_OK)
-                ex_fail(ex, 502, "bad-gateway", "The upstream connection could not be opened.");
-            return;
-        }
-        ex_error(ex, 0, 502, "bad-gateway",
-                 nread == UV_EOF
-                     ? "The upstream closed the connection before responding completely."
-                     : "The upstream connection failed.");
+        up_close(up); /* idle in the pool: the upstream sent something unasked */
         return;
     }
     ex->got_bytes = 1;
-    err = llhttp_execute(&up->parser, buf->base, (size_t)nread);
+    err = llhttp_execute(&up->parser, data, len);
     if (err == HPE_OK)
         return;
     if (err == HPE_PAUSED) {
@@ -781,7 +941,7 @@ static void up_read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
         const char *pos = llhttp_get_error_pos(&up->parser);
         llhttp_resume(&up->parser);
         if (up->ex == NULL && !up->closing) {
-            if (pos != NULL && pos < buf->base + nread)
+            if (pos != NULL && pos < data + len)
                 up_close(up); /* bytes after the response: the connection cannot be trusted */
             else
                 llhttp_reset(&up->parser); /* ready for the next exchange */
@@ -790,6 +950,114 @@ static void up_read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
     }
     if (up->ex != NULL) /* else the exchange ended within the callbacks */
         ex_error(up->ex, 0, 502, "bad-gateway", "The upstream sent an invalid response.");
+}
+
+static void up_tls_ready(upconn_t *up);
+
+/* TLS: ciphertext from the upstream; advances the handshake, then
+ * decrypts into the response parser. */
+static void up_tls_input(upconn_t *up, const char *data, size_t len)
+{
+    static _Thread_local char plain[16384];
+    if (BIO_write(SSL_get_rbio(up->ssl), data, (int)len) != (int)len) {
+        up_eof(up, UV_ENOMEM);
+        return;
+    }
+    if (!up->tls_ready) {
+        char why[256];
+        int r = pt_tls_client_handshake(up->ssl, why, sizeof(why));
+        if (up_tls_flush(up) != PT_OK)
+            r = -1;
+        if (r == 0)
+            return;
+        if (r < 0) {
+            exchange_t *ex = up->ex;
+            if (up->pool != NULL && up->pool->session != NULL) {
+                SSL_SESSION_free(up->pool->session); /* start afresh next time */
+                up->pool->session = NULL;
+            }
+            if (ex == NULL) {
+                up_close(up);
+                return;
+            }
+            pt_log_warn("%.*s: upstream %s of API \"%s\": TLS handshake failed: %s",
+                        ex->req ? (int)ex->req->request_id_len : 1,
+                        ex->req ? ex->req->request_id : "-", ex->target->key, ex->pa->api->name,
+                        why);
+            ex_error(ex, 1, 502, "bad-gateway", "The TLS handshake with the upstream failed.");
+            return;
+        }
+        up_tls_ready(up);
+        if (up->closing)
+            return;
+    }
+    for (;;) {
+        int r = SSL_read(up->ssl, plain, sizeof(plain)), e;
+        if (r > 0) {
+            up_input(up, plain, (size_t)r);
+            if (up->closing)
+                return;
+            continue;
+        }
+        e = SSL_get_error(up->ssl, r);
+        ERR_clear_error();
+        if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE)
+            break;
+        up_eof(up, e == SSL_ERROR_ZERO_RETURN ? UV_EOF : UV_EPROTO); /* close_notify, or bad data */
+        return;
+    }
+    if (up_tls_flush(up) != PT_OK && !up->closing)
+        up_eof(up, UV_EIO);
+}
+
+static void up_read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
+{
+    upconn_t *up = s->data;
+    if (nread == 0)
+        return;
+    if (nread < 0)
+        up_eof(up, nread);
+    else if (up->https && up->ssl != NULL)
+        up_tls_input(up, buf->base, (size_t)nread);
+    else
+        up_input(up, buf->base, (size_t)nread);
+}
+
+/* The connection can carry the request (TCP connected; TLS: handshake done). */
+static void up_connected(upconn_t *up)
+{
+    exchange_t *ex = up->ex;
+    if (ex == NULL)
+        return;
+    if (ex->req != NULL)
+        ex->req->upstream_connect_us = (uint32_t)((uv_hrtime() - ex->t_start) / 1000);
+    if (up->queued > 0)
+        up_timer(up, UPT_SEND, ex->pa->up->send_timeout_ms);
+    else
+        up_timer(up, ex->req_done ? UPT_READ : UPT_NONE, ex->pa->up->read_timeout_ms);
+}
+
+/* TLS handshake done: what was written meanwhile goes out encrypted. */
+static void up_tls_ready(upconn_t *up)
+{
+    exchange_t *ex = up->ex;
+    up->tls_ready = 1;
+    if (up->pre.len > 0) {
+        int rc = up_tls_write(up, up->pre.data, up->pre.len);
+        pt_buf_free(&up->pre);
+        if (rc != PT_OK || up_tls_flush(up) != PT_OK) {
+            if (ex != NULL)
+                ex_error(ex, 0, 502, "bad-gateway", "The request could not be sent upstream.");
+            else
+                up_close(up);
+            return;
+        }
+    } else {
+        pt_buf_free(&up->pre);
+    }
+    up_connected(up);
+    if (ex != NULL && ex->req != NULL && ex->req->hold_input && up_backlog(up) < UP_QUEUE_MAX / 2)
+        pt_http_input_resume(ex->req);
 }
 
 static void up_connect_cb(uv_connect_t *cr, int status)
@@ -810,13 +1078,89 @@ static void up_connect_cb(uv_connect_t *cr, int status)
     }
     up->connected = 1;
     uv_tcp_nodelay(&up->tcp, 1);
-    if (ex->req != NULL)
-        ex->req->upstream_connect_us = (uint32_t)((uv_hrtime() - ex->t_start) / 1000);
-    if (up->queued > 0)
-        up_timer(up, UPT_SEND, ex->pa->up->send_timeout_ms);
-    else
-        up_timer(up, ex->req_done ? UPT_READ : UPT_NONE, ex->pa->up->read_timeout_ms);
+    if (ex->target->def->https) {
+        /* the connect timeout goes on through the handshake */
+        const pt_upstream_tls_t *tc = &ex->pa->up->tls;
+        char why[256];
+        up->ssl =
+            pt_tls_client_new(ex->pa->tls, ex->target->def->host, tc->server_name, tc->verify);
+        if (up->ssl == NULL) {
+            ex_fail(ex, 502, "bad-gateway", "The TLS connection to the upstream failed.");
+            return;
+        }
+        SSL_set_app_data(up->ssl, up);
+        if (up->pool != NULL && up->pool->session != NULL)
+            SSL_set_session(up->ssl, up->pool->session);
+        if (pt_tls_client_handshake(up->ssl, why, sizeof(why)) < 0 || up_tls_flush(up) != PT_OK) {
+            ex_error(ex, 1, 502, "bad-gateway", "The TLS handshake with the upstream failed.");
+            return;
+        }
+        up_read_start(up);
+        return;
+    }
+    up_connected(up);
     up_read_start(up);
+}
+
+/* ------------------------------------------------------------------ DNS */
+
+static void resolve_cb(uv_getaddrinfo_t *r, int status, struct addrinfo *res)
+{
+    resolve_t *rs = (resolve_t *)r;
+    pool_t *p = rs->pool;
+    if (p != NULL) {
+        p->resolving = NULL;
+        p->resolved_at = uv_now(r->loop);
+        if (status != 0 || res == NULL) {
+            pt_log_warn("upstream %s: cannot resolve again (%s); keeping the last address", p->key,
+                        uv_strerror(status));
+        } else if (res->ai_addrlen <= sizeof(p->addr) &&
+                   (res->ai_addr->sa_family != p->addr.ss_family ||
+                    memcmp(res->ai_addr, &p->addr, res->ai_addrlen) != 0)) {
+            char ip[INET6_ADDRSTRLEN] = "?";
+            if (res->ai_addr->sa_family == AF_INET6)
+                uv_ip6_name((const struct sockaddr_in6 *)res->ai_addr, ip, sizeof(ip));
+            else
+                uv_ip4_name((const struct sockaddr_in *)res->ai_addr, ip, sizeof(ip));
+            memset(&p->addr, 0, sizeof(p->addr));
+            memcpy(&p->addr, res->ai_addr, res->ai_addrlen);
+            pt_log_info("upstream %s now resolves to %s", p->key, ip);
+            /* idle connections go to the old address: let them go */
+            while (p->idle != NULL)
+                up_close(p->idle); /* unlinks it */
+        }
+    }
+    if (res != NULL)
+        uv_freeaddrinfo(res);
+    free(rs);
+}
+
+/* Resolves the target's name again, off the loop (libuv's thread pool),
+ * when its address is older than dns_ttl; requests meanwhile use the last
+ * address. */
+static void pool_refresh(pool_t *p, pt_worker_t *w, const pt_proxy_target_t *t,
+                         const pt_upstream_t *u)
+{
+    struct addrinfo hints;
+    char port[8];
+    resolve_t *rs;
+    if (t->numeric || u->dns_ttl_ms == 0 || p->resolving != NULL ||
+        uv_now(&w->loop) - p->resolved_at < u->dns_ttl_ms)
+        return;
+    rs = calloc(1, sizeof(*rs));
+    if (rs == NULL)
+        return;
+    memset(&hints, 0, sizeof(hints));
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    snprintf(port, sizeof(port), "%u", (unsigned)t->def->port);
+    rs->pool = p;
+    if (uv_getaddrinfo(&w->loop, &rs->req, resolve_cb, t->def->host, port, &hints) != 0) {
+        free(rs);
+        p->resolved_at = uv_now(&w->loop); /* not before the next TTL */
+        return;
+    }
+    p->resolving = rs;
 }
 
 /* ------------------------------------------------------------------ request forwarding */
@@ -834,16 +1178,24 @@ static int idempotent(const pt_req_t *req)
 /* Picks the next target in the weighted schedule that is not ejected (and,
  * when there is a choice, not `avoid`). Returns NULL when every target is
  * ejected, with the loop time the first one comes back in *back_ms. */
-static const pt_proxy_target_t *pick_target(proxy_worker_t *pw, const pt_proxy_api_t *pa,
-                                            uint64_t now, const pt_proxy_target_t *avoid,
-                                            uint64_t *back_ms)
+static const pt_proxy_target_t *pick_target(proxy_worker_t *pw, pt_worker_t *w,
+                                            const pt_proxy_api_t *pa, uint64_t now,
+                                            const pt_proxy_target_t *avoid, uint64_t *back_ms)
 {
     const pt_proxy_target_t *fallback = NULL;
     size_t i;
     *back_ms = UINT64_MAX;
     for (i = 0; i < pa->nschedule; i++) {
         const pt_proxy_target_t *t = &pa->targets[pa->schedule[pw->rr++ % pa->nschedule]];
-        pool_t *pool = pool_get(pw, t->key);
+        pool_t *pool;
+        if (atomic_load_explicit(&t->down, memory_order_relaxed)) {
+            /* the active checks say down: back after the next passing check, at best */
+            uint64_t back = now + pa->up->check.interval_ms;
+            if (back < *back_ms)
+                *back_ms = back;
+            continue;
+        }
+        pool = pool_get(pw, w, t);
         if (pool != NULL && pool->ejected_until > now) {
             if (pool->ejected_until < *back_ms)
                 *back_ms = pool->ejected_until;
@@ -859,10 +1211,10 @@ static const pt_proxy_target_t *pick_target(proxy_worker_t *pw, const pt_proxy_a
 }
 
 /* Counts a failure of the exchange's target; ejects it after max_fails. */
-static void target_failed(exchange_t *ex, proxy_worker_t *pw, uint64_t now)
+static void target_failed(exchange_t *ex, proxy_worker_t *pw, pt_worker_t *w, uint64_t now)
 {
     const pt_upstream_t *u = ex->pa->up;
-    pool_t *pool = pool_get(pw, ex->target->key);
+    pool_t *pool = pool_get(pw, w, ex->target);
     if (pool == NULL || u->health_max_fails == 0)
         return;
     if (++pool->fails >= u->health_max_fails && pool->ejected_until <= now) {
@@ -894,11 +1246,11 @@ static void ex_error(exchange_t *ex, int nothing_sent, int status, const char *t
     }
     pw = up->pw;
     now = uv_now(&req->snap->worker->loop);
-    target_failed(ex, pw, now);
+    target_failed(ex, pw, req->snap->worker, now);
     if (ex->resp_started || ex->attempts >= ex->pa->up->retries || req->chunked ||
         req->content_length > 0 || !(nothing_sent || idempotent(req)))
         goto fail;
-    next = pick_target(pw, ex->pa, now, ex->target, &back);
+    next = pick_target(pw, req->snap->worker, ex->pa, now, ex->target, &back);
     if (next == NULL)
         goto fail;
     pt_log_info("%.*s: upstream %s of API \"%s\": %s; retrying on %s", (int)req->request_id_len,
@@ -1166,8 +1518,9 @@ static int ex_start(exchange_t *ex)
     pt_buf_t *head;
     int rc;
 
-    if (pw == NULL || (pool = pool_get(pw, ex->target->key)) == NULL)
+    if (pw == NULL || (pool = pool_get(pw, w, ex->target)) == NULL)
         return PT_ENOMEM;
+    pool_refresh(pool, w, ex->target, ex->pa->up);
     ex->reused = 0;
     ex->t_start = uv_hrtime();
     req->upstream = ex->target->key;
@@ -1184,6 +1537,7 @@ static int ex_start(exchange_t *ex)
             return PT_ENOMEM;
         up->pw = pw;
         up->pool = pool;
+        up->https = ex->target->def->https;
         uv_tcp_init(&w->loop, &up->tcp);
         uv_timer_init(&w->loop, &up->timer);
         up->tcp.data = up->timer.data = up->creq.data = up;
@@ -1194,7 +1548,7 @@ static int ex_start(exchange_t *ex)
         pw->all = up;
         llhttp_init(&up->parser, HTTP_RESPONSE, &response_settings);
         up->parser.data = up;
-        if (uv_tcp_connect(&up->creq, &up->tcp, (const struct sockaddr *)&ex->target->addr,
+        if (uv_tcp_connect(&up->creq, &up->tcp, (const struct sockaddr *)&pool->addr,
                            up_connect_cb) != 0) {
             up_close(up);
             return PT_EIO;
@@ -1241,8 +1595,8 @@ static void ex_on_body(pt_req_t *req, const char *data, size_t len)
     } else if (up_write(ex->up, data, len, NULL, 0, NULL, 0) != PT_OK) {
         goto fail;
     }
-    if (ex->up->queued > UP_QUEUE_MAX)
-        req->hold_input = 1; /* resumed by up_write_cb */
+    if (up_backlog(ex->up) > UP_QUEUE_MAX)
+        req->hold_input = 1; /* resumed by up_write_cb (or the TLS handshake's end) */
     return;
 fail:
     ex_fail(ex, 502, "bad-gateway", "The request body could not be sent upstream.");
@@ -1299,7 +1653,7 @@ void pt_proxy_handle(pt_req_t *req, const pt_proxy_api_t *pa)
     ex->head = req->is_head;
     {
         uint64_t now = uv_now(&w->loop), back;
-        ex->target = pick_target(pw, pa, now, NULL, &back);
+        ex->target = pick_target(pw, w, pa, now, NULL, &back);
         if (ex->target == NULL) {
             /* every target is ejected: say when to come back */
             char secs[24];

@@ -982,6 +982,15 @@ static void test_api_proxy_valid(void **state)
     assert_int_equal(up->keepalive_idle_timeout_ms, 60000);
     assert_int_equal(up->keepalive_max_requests, 1000);
     assert_int_equal(up->preserve_host, 0);
+    assert_int_equal(up->dns_ttl_ms, 60000);
+    assert_int_equal(up->tls.verify, 1);
+    assert_int_equal(up->tls.line, 0);
+    assert_null(up->tls.ca_file);
+    assert_null(up->tls.server_name);
+    assert_null(up->tls.client_cert);
+    assert_null(up->tls.client_key);
+    assert_null(up->check.path); /* no active checks */
+    assert_int_equal(up->check.line, 0);
 
     t = &up->targets[0];
     assert_string_equal(t->url, "http://127.0.0.1:9000/erp/");
@@ -990,6 +999,7 @@ static void test_api_proxy_valid(void **state)
     assert_string_equal(t->path_prefix, "/erp");
     assert_int_equal(t->weight, 2);
     assert_int_equal(t->line, 8);
+    assert_int_equal(t->https, 0);
     t = &up->targets[1];
     assert_string_equal(t->url, "http://[::1]");
     assert_string_equal(t->host, "::1"); /* brackets stripped */
@@ -1093,9 +1103,21 @@ static void test_api_proxy_urls(void **state)
     size_t i;
 
     (void)state;
-    expect_url_error("https://127.0.0.1/",
-                     "t.yaml:8: upstream.targets[0].url: https upstreams are not supported yet");
-    expect_url_error("HTTPS://h", "https upstreams are not supported yet");
+    /* https: the same rules, default port 443 (the https flag: test_api_proxy_tls). */
+    expect_url_ok("https://127.0.0.1/", "127.0.0.1", 443, "");
+    expect_url_ok("HTTPS://h", "h", 443, "");
+    expect_url_ok("hTtPs://h:8443/a/b/", "h", 8443, "/a/b");
+    expect_url_ok("\"https://[::1]:1\"", "::1", 1, "");
+    expect_url_error("https://h:0", "t.yaml:8: upstream.targets[0].url: invalid upstream URL "
+                                    "\"https://h:0\": the port must be an integer between 1 "
+                                    "and 65535");
+    expect_url_error("https://h/a?b", "must not have a query");
+    expect_url_error("https://u@h/", "must not contain user information");
+    expect_url_error("https://a_b/", "the host must be a numeric IPv4 address");
+    expect_url_error("https://h/a/../b", "the path must not contain \".\" or \"..\" segments");
+    expect_url_error("https:/h",
+                     "expected http://host[:port][/path] or https://host[:port][/path]");
+    expect_url_error("\"https://\"", "missing host");
     expect_url_error("http://user:pw@127.0.0.1/",
                      "t.yaml:8: upstream.targets[0].url: invalid upstream URL "
                      "\"http://user:pw@127.0.0.1/\": must not contain user information");
@@ -1166,7 +1188,7 @@ static void test_api_proxy_schema(void **state)
     size_t n, i;
     const char *many_errors = PROXY_HEAD "upstream:\n"                  /* 6 */
                                          "  targets:\n"                 /* 7 */
-                                         "    - url: https://a\n"       /* 8 */
+                                         "    - url: https://a:0\n"     /* 8 */
                                          "      weight: 0\n"            /* 9 */
                                          "    - url: http://b?x\n"      /* 10 */
                                          "  connect_timeout: 0\n"       /* 11 */
@@ -1255,13 +1277,14 @@ static void test_api_proxy_schema(void **state)
     expect_api_error(UPSTREAM "  retries: 11\n", "t.yaml:8: upstream.retries: ");
     expect_api_error(UPSTREAM "  health: {max_fails: 3, cooldown: 5s}\n",
                      "t.yaml:8: upstream.health.cooldown: unknown key (expected one of: "
-                     "max_fails, fail_timeout)");
+                     "max_fails, fail_timeout, check)");
     expect_api_error(UPSTREAM "  health: {fail_timeout: 10ms}\n",
                      "t.yaml:8: upstream.health.fail_timeout: ");
     expect_api_error(UPSTREAM "  retry: 3\n",
                      "t.yaml:8: upstream.retry: unknown key (expected one of: targets, "
                      "connect_timeout, read_timeout, send_timeout, total_timeout, keepalive, "
-                     "preserve_host, retries, health, request_headers, response_headers, auth)");
+                     "preserve_host, retries, health, request_headers, response_headers, auth, "
+                     "tls, dns_ttl)");
 #undef UPSTREAM
 
     /* Every error of the file is reported. */
@@ -1272,7 +1295,7 @@ static void test_api_proxy_schema(void **state)
     if (errs.count != 6)
         dump(&errs);
     assert_int_equal(errs.count, 6);
-    assert_true(has_error(&errs, "t.yaml:8: upstream.targets[0].url: https upstreams"));
+    assert_true(has_error(&errs, "t.yaml:8: upstream.targets[0].url: invalid upstream URL"));
     assert_true(has_error(&errs, "t.yaml:9: upstream.targets[0].weight: must be between"));
     assert_true(has_error(&errs, "t.yaml:10: upstream.targets[1].url: invalid upstream URL"));
     assert_true(has_error(&errs, "t.yaml:11: upstream.connect_timeout: must be between"));
@@ -1483,7 +1506,8 @@ static void test_api_proxy_edits_errors(void **state)
     expect_api_error(UPSTREAM "  tiemout: 1s\n",
                      "t.yaml:8: upstream.tiemout: unknown key (expected one of: targets, "
                      "connect_timeout, read_timeout, send_timeout, total_timeout, keepalive, "
-                     "preserve_host, retries, health, request_headers, response_headers, auth)");
+                     "preserve_host, retries, health, request_headers, response_headers, auth, "
+                     "tls, dns_ttl)");
 
     /* Shape of the blocks. */
     expect_api_error(UPSTREAM "  request_headers: 3\n",
@@ -1759,6 +1783,441 @@ static void test_api_proxy_secrets_not_printed(void **state)
     unsetenv("PT_SECRET_BIG");
 }
 
+/* ------------------------------------------------------------ proxy TLS, DNS, health checks */
+
+/* Creates an empty file in tmpdir with mkstemp; its path goes to path. */
+static void temp_file(char *path, size_t len, const char *prefix)
+{
+    int fd;
+
+    snprintf(path, len, "%s/%sXXXXXX", tmpdir, prefix);
+    fd = mkstemp(path);
+    assert_true(fd >= 0);
+    assert_int_equal(write(fd, "-\n", 2), 2);
+    close(fd);
+}
+
+static void test_api_proxy_tls(void **state)
+{
+    pt_config_errors_t errs = {0};
+    char ca[256], cert[256], key[256], yaml[4096], name[300];
+    const pt_upstream_t *up;
+    pt_config_t *cfg;
+
+    (void)state;
+    temp_file(ca, sizeof(ca), "ca");
+    temp_file(cert, sizeof(cert), "cert");
+    temp_file(key, sizeof(key), "key");
+
+    /* Every key, mixed http and https targets. */
+    snprintf(yaml, sizeof(yaml),
+             PROXY_HEAD "upstream:\n"                              /* 6 */
+                        "  targets:\n"                             /* 7 */
+                        "    - url: HTTPS://api.example.com/v2/\n" /* 8 */
+                        "    - url: \"https://[::1]:8443\"\n"      /* 9 */
+                        "    - url: http://10.0.0.1\n"             /* 10 */
+                        "  tls:\n"                                 /* 11 */
+                        "    verify: true\n"                       /* 12 */
+                        "    ca_file: %s\n"                        /* 13 */
+                        "    server_name: API.example.com\n"       /* 14 */
+                        "    client_cert: %s\n"                    /* 15 */
+                        "    client_key: \"%s\"\n"                 /* 16 */
+                        "  dns_ttl: 0\n",                          /* 17 */
+             ca, cert, key);
+    cfg = load_api_ok(yaml);
+    up = cfg->apis[0].upstream;
+    assert_int_equal(up->targets[0].https, 1);
+    assert_string_equal(up->targets[0].host, "api.example.com");
+    assert_int_equal(up->targets[0].port, 443);
+    assert_string_equal(up->targets[0].path_prefix, "/v2");
+    assert_int_equal(up->targets[1].https, 1);
+    assert_string_equal(up->targets[1].host, "::1");
+    assert_int_equal(up->targets[1].port, 8443);
+    assert_int_equal(up->targets[2].https, 0);
+    assert_int_equal(up->targets[2].port, 80);
+    assert_int_equal(up->tls.verify, 1);
+    assert_string_equal(up->tls.ca_file, ca);
+    assert_string_equal(up->tls.server_name, "API.example.com");
+    assert_string_equal(up->tls.client_cert, cert);
+    assert_string_equal(up->tls.client_key, key);
+    assert_int_equal(up->tls.line, 12);
+    assert_int_equal(up->dns_ttl_ms, 0);
+    pt_config_free(cfg);
+
+    /* Defaults: verification on against the system store, DNS every 60s. */
+    cfg = load_api_ok(PROXY_HEAD "upstream:\n  targets: [{url: https://h}]\n");
+    up = cfg->apis[0].upstream;
+    assert_int_equal(up->targets[0].https, 1);
+    assert_int_equal(up->targets[0].port, 443);
+    assert_int_equal(up->tls.verify, 1);
+    assert_int_equal(up->tls.line, 0);
+    assert_null(up->tls.ca_file);
+    assert_null(up->tls.server_name);
+    assert_null(up->tls.client_cert);
+    assert_null(up->tls.client_key);
+    assert_int_equal(up->dns_ttl_ms, 60000);
+    pt_config_free(cfg);
+    cfg = load_api_ok(PROXY_HEAD "upstream:\n  targets: [{url: https://h}]\n"
+                                 "  tls: {verify: false}\n  dns_ttl: 24h\n");
+    up = cfg->apis[0].upstream;
+    assert_int_equal(up->tls.verify, 0);
+    assert_int_equal(up->tls.line, 8);
+    assert_int_equal(up->dns_ttl_ms, 86400000);
+    pt_config_free(cfg);
+
+    /* Relative paths are taken from the directory of the definition file. */
+    snprintf(yaml, sizeof(yaml),
+             PROXY_HEAD "upstream:\n  targets: [{url: https://h}]\n  tls: {ca_file: %s}\n",
+             strrchr(ca, '/') + 1);
+    snprintf(name, sizeof(name), "%s/rel.yaml", tmpdir);
+    cfg = pt_config_new(NULL);
+    assert_non_null(cfg);
+    if (pt_api_def_load_buffer(cfg, name, yaml, strlen(yaml), &errs) != 0) {
+        dump(&errs);
+        fail();
+    }
+    assert_string_equal(cfg->apis[0].upstream->tls.ca_file, ca);
+    pt_config_free(cfg);
+    /* ... and kept as written (relative to the working directory) for a bare file name. */
+    expect_api_error(PROXY_HEAD "upstream:\n  targets: [{url: https://h}]\n"
+                                "  tls: {ca_file: pt-nonexistent-ca.pem}\n",
+                     "t.yaml:8: upstream.tls.ca_file: cannot read CA file "
+                     "\"pt-nonexistent-ca.pem\": No such file or directory");
+}
+
+#define HTTPS_UP PROXY_HEAD "upstream:\n  targets: [{url: https://h}]\n"
+
+static void test_api_proxy_tls_errors(void **state)
+{
+    pt_config_errors_t errs = {0};
+    char ca[256], yaml[4096];
+    pt_config_t *cfg;
+
+    (void)state;
+    temp_file(ca, sizeof(ca), "ca");
+
+    expect_api_error(UPSTREAM "  tls: {verify: true}\n",
+                     "t.yaml:8: upstream.tls: tls applies to https targets; no target is https");
+    expect_api_error(UPSTREAM "  tls:\n    verify: false\n",
+                     "t.yaml:8: upstream.tls: tls applies to https targets; no target is https");
+    expect_api_error(HTTPS_UP "  tls: yes\n", "t.yaml:8: upstream.tls: expected a mapping, got "
+                                              "\"yes\"");
+    expect_api_error(HTTPS_UP "  tls:\n    verfy: false\n",
+                     "t.yaml:9: upstream.tls.verfy: unknown key (expected one of: verify, "
+                     "ca_file, server_name, client_cert, client_key)");
+    expect_api_error(HTTPS_UP "  tls: {verify: no}\n",
+                     "t.yaml:8: upstream.tls.verify: expected true or false, got \"no\"");
+
+    /* Files. */
+    expect_api_error(HTTPS_UP "  tls:\n    ca_file: /nonexistent/ca.pem\n",
+                     "t.yaml:9: upstream.tls.ca_file: cannot read CA file "
+                     "\"/nonexistent/ca.pem\": No such file or directory");
+    expect_api_error(HTTPS_UP "  tls: {ca_file: /etc}\n",
+                     "t.yaml:8: upstream.tls.ca_file: cannot read CA file \"/etc\": Is a "
+                     "directory");
+    expect_api_error(HTTPS_UP "  tls: {ca_file: /dev/null}\n",
+                     "upstream.tls.ca_file: cannot read CA file \"/dev/null\": not a regular file");
+    expect_api_error(HTTPS_UP "  tls: {ca_file: \"\"}\n",
+                     "t.yaml:8: upstream.tls.ca_file: must not be empty");
+    expect_api_error(HTTPS_UP "  tls: {ca_file: [a]}\n",
+                     "t.yaml:8: upstream.tls.ca_file: expected a string, got a list");
+    snprintf(yaml, sizeof(yaml), HTTPS_UP "  tls:\n    verify: false\n    ca_file: %s\n", ca);
+    expect_api_error(yaml, "t.yaml:10: upstream.tls.ca_file: ca_file is useless with verify: "
+                           "false");
+    snprintf(yaml, sizeof(yaml), HTTPS_UP "  tls:\n    client_cert: %s\n", ca);
+    expect_api_error(yaml, "t.yaml:9: upstream.tls.client_key: client_cert and client_key go "
+                           "together");
+    snprintf(yaml, sizeof(yaml), HTTPS_UP "  tls: {client_key: %s}\n", ca);
+    expect_api_error(yaml, "t.yaml:8: upstream.tls.client_cert: client_cert and client_key go "
+                           "together");
+    snprintf(yaml, sizeof(yaml),
+             HTTPS_UP "  tls: {client_cert: /nonexistent/c.pem, client_key: %s}\n", ca);
+    expect_api_error(yaml, "t.yaml:8: upstream.tls.client_cert: cannot read client certificate "
+                           "\"/nonexistent/c.pem\": No such file or directory");
+    snprintf(yaml, sizeof(yaml), HTTPS_UP "  tls: {client_cert: %s, client_key: /nonexistent/k}\n",
+             ca);
+    expect_api_error(yaml, "t.yaml:8: upstream.tls.client_key: cannot read client key "
+                           "\"/nonexistent/k\": No such file or directory");
+
+    /* server_name: a DNS name, not an address. */
+    expect_api_error(HTTPS_UP "  tls: {server_name: 10.0.0.1}\n",
+                     "t.yaml:8: upstream.tls.server_name: invalid server name \"10.0.0.1\": must "
+                     "be a DNS name, not an IP address");
+    expect_api_error(HTTPS_UP "  tls: {server_name: \"::1\"}\n",
+                     "upstream.tls.server_name: invalid server name \"::1\": must be a DNS name, "
+                     "not an IP address");
+    expect_api_error(HTTPS_UP "  tls: {server_name: \"[::1]\"}\n",
+                     "must be a DNS name, not an IP address");
+    expect_api_error(HTTPS_UP "  tls: {server_name: a_b}\n",
+                     "upstream.tls.server_name: invalid server name \"a_b\": the host must be a "
+                     "numeric IPv4 address, an IPv6 address in brackets or a DNS name");
+    expect_api_error(HTTPS_UP "  tls: {server_name: a..b}\n", "the host name has an empty label");
+    expect_api_error(HTTPS_UP "  tls: {server_name: 1.2.3}\n",
+                     "\"1.2.3\" is not a valid IPv4 address");
+    expect_api_error(HTTPS_UP "  tls: {server_name: \"\"}\n",
+                     "t.yaml:8: upstream.tls.server_name: must not be empty");
+
+    /* dns_ttl */
+    expect_api_error(HTTPS_UP "  dns_ttl: 25h\n",
+                     "t.yaml:8: upstream.dns_ttl: must be between 0ms and 24h, got 25h");
+    expect_api_error(HTTPS_UP "  dns_ttl: often\n",
+                     "t.yaml:8: upstream.dns_ttl: expected a duration like 10s");
+
+    /* Every error at once. */
+    snprintf(yaml, sizeof(yaml),
+             HTTPS_UP "  tls:\n"                          /* 8 */
+                      "    verify: false\n"               /* 9 */
+                      "    ca_file: %s\n"                 /* 10 */
+                      "    server_name: 127.0.0.1\n"      /* 11 */
+                      "    client_cert: /nonexistent/c\n" /* 12 */
+                      "    sni: x\n"                      /* 13 */
+                      "  dns_ttl: -1\n",                  /* 14 */
+             ca);
+    cfg = pt_config_new(NULL);
+    assert_non_null(cfg);
+    assert_int_equal(pt_api_def_load_buffer(cfg, "t.yaml", yaml, strlen(yaml), &errs), PT_EINVAL);
+    if (errs.count != 6)
+        dump(&errs);
+    assert_int_equal(errs.count, 6);
+    assert_true(has_error(&errs, "t.yaml:13: upstream.tls.sni: unknown key"));
+    assert_true(has_error(&errs, "t.yaml:10: upstream.tls.ca_file: ca_file is useless"));
+    assert_true(has_error(&errs, "t.yaml:11: upstream.tls.server_name: invalid server name"));
+    assert_true(has_error(&errs, "t.yaml:12: upstream.tls.client_cert: cannot read client "
+                                 "certificate"));
+    assert_true(has_error(&errs, "t.yaml:9: upstream.tls.client_key: client_cert and client_key "
+                                 "go together"));
+    assert_true(has_error(&errs, "t.yaml:14: upstream.dns_ttl: expected a duration"));
+    pt_config_errors_free(&errs);
+    pt_config_free(cfg);
+}
+
+#undef HTTPS_UP
+
+static void test_api_proxy_health_check(void **state)
+{
+    const pt_health_check_t *hc;
+    const pt_upstream_t *up;
+    pt_config_t *cfg;
+
+    (void)state;
+    /* Defaults. */
+    cfg = load_api_ok(UPSTREAM "  health:\n"        /* 8 */
+                               "    max_fails: 0\n" /* 9 */
+                               "    check:\n"       /* 10 */
+                               "      path: /health\n");
+    up = cfg->apis[0].upstream;
+    hc = &up->check;
+    assert_int_equal(up->health_max_fails, 0);
+    assert_string_equal(hc->path, "/health");
+    assert_int_equal(hc->line, 11);
+    assert_int_equal(hc->interval_ms, 5000);
+    assert_int_equal(hc->timeout_ms, 2000);
+    assert_int_equal(hc->nexpected, 1);
+    assert_int_equal(hc->expected[0].lo, 200);
+    assert_int_equal(hc->expected[0].hi, 299);
+    assert_int_equal(hc->fails, 2);
+    assert_int_equal(hc->passes, 1);
+    pt_config_free(cfg);
+
+    /* Every key; a list of codes and classes (either case). */
+    cfg = load_api_ok(UPSTREAM "  health:\n"
+                               "    check:\n"
+                               "      path: \"/health/deep/?full=1&x=/a?b%20:@\"\n"
+                               "      interval: 1h\n"
+                               "      timeout: 1m\n"
+                               "      expected_status: [200, \"2xx\", 3XX, 404, 599, 1xx]\n"
+                               "      fails: 100\n"
+                               "      passes: 100\n");
+    hc = &cfg->apis[0].upstream->check;
+    assert_string_equal(hc->path, "/health/deep/?full=1&x=/a?b%20:@"); /* as written */
+    assert_int_equal(hc->interval_ms, 3600000);
+    assert_int_equal(hc->timeout_ms, 60000);
+    assert_int_equal(hc->nexpected, 6);
+    assert_int_equal(hc->expected[0].lo, 200);
+    assert_int_equal(hc->expected[0].hi, 200);
+    assert_int_equal(hc->expected[1].lo, 200);
+    assert_int_equal(hc->expected[1].hi, 299);
+    assert_int_equal(hc->expected[2].lo, 300);
+    assert_int_equal(hc->expected[2].hi, 399);
+    assert_int_equal(hc->expected[3].lo, 404);
+    assert_int_equal(hc->expected[3].hi, 404);
+    assert_int_equal(hc->expected[4].lo, 599);
+    assert_int_equal(hc->expected[4].hi, 599);
+    assert_int_equal(hc->expected[5].lo, 100);
+    assert_int_equal(hc->expected[5].hi, 199);
+    assert_int_equal(hc->fails, 100);
+    assert_int_equal(hc->passes, 100);
+    pt_config_free(cfg);
+
+    /* A single scalar; the extremes of the durations. */
+    cfg = load_api_ok(UPSTREAM "  health:\n    check: {path: /, expected_status: 204, "
+                               "interval: 1s, timeout: 999ms}\n");
+    hc = &cfg->apis[0].upstream->check;
+    assert_string_equal(hc->path, "/");
+    assert_int_equal(hc->nexpected, 1);
+    assert_int_equal(hc->expected[0].lo, 204);
+    assert_int_equal(hc->expected[0].hi, 204);
+    assert_int_equal(hc->interval_ms, 1000);
+    assert_int_equal(hc->timeout_ms, 999);
+    pt_config_free(cfg);
+    cfg = load_api_ok(UPSTREAM "  health:\n    check: {path: \"/?\", expected_status: 5xx, "
+                               "timeout: 1ms}\n");
+    hc = &cfg->apis[0].upstream->check;
+    assert_string_equal(hc->path, "/?");
+    assert_int_equal(hc->nexpected, 1);
+    assert_int_equal(hc->expected[0].lo, 500);
+    assert_int_equal(hc->expected[0].hi, 599);
+    assert_int_equal(hc->timeout_ms, 1);
+    pt_config_free(cfg);
+
+    /* No check: path NULL. */
+    cfg = load_api_ok(UPSTREAM "  health: {max_fails: 1}\n");
+    assert_null(cfg->apis[0].upstream->check.path);
+    pt_config_free(cfg);
+}
+
+#define CHECK UPSTREAM "  health:\n    check:\n      path: /h\n" /* keys from line 11 */
+
+static void test_api_proxy_health_check_errors(void **state)
+{
+    pt_config_errors_t errs = {0};
+    pt_config_t *cfg;
+    char *yaml;
+    size_t n;
+    const char *many = CHECK "      interval: 1s\n"                   /* 11 */
+                             "      expected_status: [6xx, ok, 99]\n" /* 12 */
+                             "      fails: 0\n"                       /* 13 */
+                             "      passes: 101\n"                    /* 14 */
+                             "      timeout: 2s\n"                    /* 15 */
+                             "      retries: 1\n";                    /* 16 */
+
+    (void)state;
+    expect_api_error(UPSTREAM "  health:\n    check: {interval: 5s}\n",
+                     "t.yaml:9: upstream.health.check.path: required key is missing");
+    expect_api_error(UPSTREAM "  health:\n    check: yes\n",
+                     "t.yaml:9: upstream.health.check: expected a mapping, got \"yes\"");
+    expect_api_error(UPSTREAM "  health:\n    check: {path: /h, intervl: 5s}\n",
+                     "t.yaml:9: upstream.health.check.intervl: unknown key (expected one of: "
+                     "path, interval, timeout, expected_status, fails, passes)");
+
+    /* path */
+    expect_api_error(UPSTREAM "  health:\n    check:\n      path: health\n",
+                     "t.yaml:10: upstream.health.check.path: invalid health check path "
+                     "\"health\": must start with '/'");
+    expect_api_error(UPSTREAM "  health:\n    check: {path: \"\"}\n",
+                     "t.yaml:9: upstream.health.check.path: must not be empty");
+    expect_api_error(UPSTREAM "  health:\n    check: {path: \"/a b\"}\n",
+                     "invalid health check path \"/a b\": the path contains a character that is "
+                     "not allowed");
+    expect_api_error(UPSTREAM "  health:\n    check: {path: /a/../b}\n",
+                     "the path must not contain \".\" or \"..\" segments");
+    expect_api_error(UPSTREAM "  health:\n    check: {path: //}\n",
+                     "the path must not contain an empty segment");
+    expect_api_error(UPSTREAM "  health:\n    check: {path: \"/h?a b\"}\n",
+                     "the query contains a character that is not allowed in a URI query");
+    expect_api_error(UPSTREAM "  health:\n    check: {path: \"/h?a\\tb\"}\n",
+                     "the query contains a character that is not allowed in a URI query");
+    expect_api_error(UPSTREAM "  health:\n    check: {path: \"/h#f\"}\n",
+                     "the path contains a character that is not allowed");
+    expect_api_error(UPSTREAM "  health:\n    check: {path: \"/h?x#f\"}\n",
+                     "the query contains a character that is not allowed");
+    expect_api_error(UPSTREAM "  health:\n    check: {path: \"/h?%zz\"}\n",
+                     "'%' must be followed by two hex digits");
+    expect_api_error(UPSTREAM "  health:\n    check: {path: \"/h?%2\"}\n",
+                     "'%' must be followed by two hex digits");
+    expect_api_error(UPSTREAM "  health:\n    check: {path: [a]}\n",
+                     "upstream.health.check.path: expected a string, got a list");
+    yaml = malloc(4096);
+    assert_non_null(yaml);
+    n = (size_t)sprintf(yaml, UPSTREAM "  health:\n    check: {path: /");
+    memset(yaml + n, 'a', 1024);
+    strcpy(yaml + n + 1024, "}\n");
+    expect_api_error(yaml, "upstream.health.check.path: invalid health check path \"/aaaa");
+    expect_api_error(yaml, "must not be longer than 1024 characters");
+    yaml[n + 1023] = '}';
+    yaml[n + 1024] = '\n';
+    yaml[n + 1025] = '\0';
+    cfg = load_api_ok(yaml); /* 1024 characters */
+    assert_int_equal(strlen(cfg->apis[0].upstream->check.path), 1024);
+    pt_config_free(cfg);
+    free(yaml);
+
+    /* interval and timeout */
+    expect_api_error(CHECK "      interval: 500ms\n",
+                     "t.yaml:11: upstream.health.check.interval: must be between 1s and 1h, got "
+                     "500ms");
+    expect_api_error(CHECK "      interval: 2h\n",
+                     "upstream.health.check.interval: must be between 1s and 1h, got 2h");
+    expect_api_error(CHECK "      timeout: 0\n",
+                     "t.yaml:11: upstream.health.check.timeout: must be between 1ms and 1m, got "
+                     "0ms");
+    expect_api_error(CHECK "      timeout: 61s\n",
+                     "upstream.health.check.timeout: must be between 1ms and 1m, got 61s");
+    expect_api_error(CHECK "      interval: 10s\n      timeout: 10s\n",
+                     "t.yaml:12: upstream.health.check.timeout: must be shorter than interval "
+                     "(10s), got 10s");
+    expect_api_error(CHECK "      timeout: 30s\n",
+                     "t.yaml:11: upstream.health.check.timeout: must be shorter than interval "
+                     "(5s), got 30s");
+    expect_api_error(CHECK "      interval: 1s\n",
+                     "t.yaml:10: upstream.health.check.timeout: must be shorter than interval "
+                     "(1s), got 2s (the default)");
+
+    /* expected_status */
+    expect_api_error(CHECK "      expected_status: 600\n",
+                     "t.yaml:11: upstream.health.check.expected_status: must be between 100 and "
+                     "599, got 600");
+    expect_api_error(CHECK "      expected_status: [200, 600]\n",
+                     "t.yaml:11: upstream.health.check.expected_status[1]: must be between 100 "
+                     "and 599, got 600");
+    expect_api_error(CHECK "      expected_status: 99\n",
+                     "upstream.health.check.expected_status: must be between 100 and 599, got "
+                     "99");
+    expect_api_error(CHECK "      expected_status: 6xx\n",
+                     "t.yaml:11: upstream.health.check.expected_status: expected a status code "
+                     "(100 to 599) or a class (1xx to 5xx), got \"6xx\"");
+    expect_api_error(CHECK "      expected_status: [\"0xx\"]\n",
+                     "upstream.health.check.expected_status[0]: expected a status code (100 to "
+                     "599) or a class (1xx to 5xx), got the string \"0xx\"");
+    expect_api_error(CHECK "      expected_status: \"200\"\n", "got the string \"200\"");
+    expect_api_error(CHECK "      expected_status: 2x\n", "got \"2x\"");
+    expect_api_error(CHECK "      expected_status: {a: 1}\n", "got a mapping");
+    expect_api_error(CHECK "      expected_status: [[200]]\n",
+                     "upstream.health.check.expected_status[0]: expected a status code (100 to "
+                     "599) or a class (1xx to 5xx), got a list");
+    expect_api_error(CHECK "      expected_status: []\n",
+                     "t.yaml:11: upstream.health.check.expected_status: expected a status code, "
+                     "a class or a list of them, got an empty list");
+
+    /* fails, passes */
+    expect_api_error(CHECK "      fails: 0\n",
+                     "t.yaml:11: upstream.health.check.fails: must be between 1 and 100, got 0");
+    expect_api_error(CHECK "      passes: 101\n",
+                     "t.yaml:11: upstream.health.check.passes: must be between 1 and 100, got 101");
+    expect_api_error(CHECK "      passes: 1s\n",
+                     "upstream.health.check.passes: expected an integer, got \"1s\"");
+
+    /* Every error at once. */
+    cfg = pt_config_new(NULL);
+    assert_non_null(cfg);
+    assert_int_equal(pt_api_def_load_buffer(cfg, "t.yaml", many, strlen(many), &errs), PT_EINVAL);
+    if (errs.count != 7)
+        dump(&errs);
+    assert_int_equal(errs.count, 7);
+    assert_true(has_error(&errs, "t.yaml:16: upstream.health.check.retries: unknown key"));
+    assert_true(has_error(&errs, "t.yaml:15: upstream.health.check.timeout: must be shorter than "
+                                 "interval (1s), got 2s"));
+    assert_true(has_error(&errs, "t.yaml:12: upstream.health.check.expected_status[0]: expected"));
+    assert_true(has_error(&errs, "t.yaml:12: upstream.health.check.expected_status[1]: expected"));
+    assert_true(has_error(&errs, "t.yaml:12: upstream.health.check.expected_status[2]: must be"));
+    assert_true(has_error(&errs, "t.yaml:13: upstream.health.check.fails: must be between"));
+    assert_true(has_error(&errs, "t.yaml:14: upstream.health.check.passes: must be between"));
+    pt_config_errors_free(&errs);
+    pt_config_free(cfg);
+}
+
+#undef CHECK
+
 #undef UPSTREAM
 
 /* ------------------------------------------------------------ trusted proxies */
@@ -1977,6 +2436,10 @@ int main(void)
         cmocka_unit_test(test_api_proxy_edits_valid),
         cmocka_unit_test(test_api_proxy_edits_errors),
         cmocka_unit_test(test_api_proxy_secrets_not_printed),
+        cmocka_unit_test(test_api_proxy_tls),
+        cmocka_unit_test(test_api_proxy_tls_errors),
+        cmocka_unit_test(test_api_proxy_health_check),
+        cmocka_unit_test(test_api_proxy_health_check_errors),
         cmocka_unit_test(test_trusted_proxies),
         cmocka_unit_test(test_cidr_match),
     };
