@@ -20,6 +20,7 @@
 #include "event/worker.h"
 #include "gateway/dispatch.h"
 #include "gateway/snapshot.h"
+#include "proxy/proxy.h"
 
 typedef struct node_s {
     uv_loop_t loop;
@@ -28,6 +29,7 @@ typedef struct node_s {
     uv_timer_t drain_timer;
     const char *config_path;
     pt_snapshot_t *snap; /* the published snapshot (main's reference) */
+    pt_health_t *health; /* active health checks of snap's proxy targets */
     uint64_t generation;
     pt_worker_t **workers;
     unsigned nworkers;
@@ -135,6 +137,8 @@ static void reload(node_t *n)
         pt_snapshot_ref(s);
         pt_worker_send(n->workers[i], PT_MSG_SNAPSHOT, s);
     }
+    pt_health_stop(n->health);
+    n->health = pt_health_start(&n->loop, s);
     pt_snapshot_unref(n->snap);
     n->snap = s;
     pt_log_info("configuration generation %llu published (%zu APIs)",
@@ -289,7 +293,10 @@ static int serve(const char *config_path)
     }
     pt_log_info("portico %s started: %u workers, %zu APIs, configuration generation %llu",
                 PT_VERSION, n.nworkers, cfg->napis, (unsigned long long)n.snap->generation);
+    n.health = pt_health_start(&n.loop, n.snap);
     uv_run(&n.loop, UV_RUN_DEFAULT);
+    pt_health_stop(n.health);
+    n.health = NULL;
     for (i = 0; i < n.nworkers; i++) {
         pt_worker_join(n.workers[i]);
         free(n.workers[i]);
