@@ -9,7 +9,9 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 dir=$(mktemp -d)
 pid=""
 uppid=""
+tlsuppid=""
 cleanup() { [ -n "$pid" ] && kill -KILL "$pid" 2>/dev/null; [ -n "$uppid" ] && kill "$uppid" 2>/dev/null
+            [ -n "$tlsuppid" ] && kill "$tlsuppid" 2>/dev/null
             [ -n "${KEEP:-}" ] || rm -rf "$dir"; }
 trap cleanup EXIT
 mkdir -p "$dir/apis"
@@ -29,9 +31,48 @@ version: "1"
 upstream:
   targets:
     - url: http://127.0.0.1:9
+  health: {max_fails: 0}   # every request below reaches the (refusing) target
 YAML
 openssl req -x509 -newkey rsa:2048 -nodes -keyout "$dir/key.pem" -out "$dir/cert.pem" -days 1 \
   -subj "/CN=localhost" -addext "subjectAltName=IP:127.0.0.1" 2>/dev/null
+# an https upstream (Python's http.server over TLS with the same certificate), checked actively
+tlsupport=$(/usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+/usr/bin/python3 - "$tlsupport" "$dir" >/dev/null 2>&1 <<'PY' &
+import functools, http.server, ssl, sys
+port, d = int(sys.argv[1]), sys.argv[2]
+handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=d + "/www")
+srv = http.server.ThreadingHTTPServer(("127.0.0.1", port), handler)
+ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+ctx.load_cert_chain(d + "/cert.pem", d + "/key.pem")
+srv.socket = ctx.wrap_socket(srv.socket, server_side=True)
+srv.serve_forever()
+PY
+tlsuppid=$!
+cat > "$dir/apis/secure-legacy.yaml" <<YAML
+name: secure-legacy
+base_path: /secure-legacy
+kind: proxy
+title: The same files over TLS
+version: "1"
+upstream:
+  targets:
+    - url: https://127.0.0.1:$tlsupport
+  tls: {ca_file: $dir/cert.pem}
+  health:
+    check: {path: /blob.bin, interval: 1s, timeout: 900ms}
+YAML
+cat > "$dir/apis/gone-checked.yaml" <<YAML
+name: gone-checked
+base_path: /gone-checked
+kind: proxy
+title: Nothing listens there, and checks say so
+version: "1"
+upstream:
+  targets:
+    - url: http://127.0.0.1:9
+  health:
+    check: {path: /health, interval: 1s, timeout: 500ms, fails: 1}
+YAML
 cat > "$dir/portico.yaml" <<YAML
 workers: 2
 listen:
@@ -79,6 +120,14 @@ cmp <(curl -fsS "$u/legacy/v1/blob.bin") "$dir/www/blob.bin" || { echo "proxied 
 check 404 "$u/legacy/v1/missing"
 check 501 -X POST -d 'x=1' "$u/legacy/v1/blob.bin"
 check 502 "$u/gone/x"
+check 500 -H 'Content-Type: text/xml; charset=utf-8' -H 'SOAPAction: "urn:x"' -d '<a/>' "$u/gone/x"
+check 500 -H 'Content-Type: application/soap+xml; charset=utf-8' -d '<a/>' "$u/gone/x"
+check 502 -H 'Accept: application/xml' "$u/gone/x"
+for _ in $(seq 1 50); do curl -fsS -o /dev/null --cacert "$dir/cert.pem" "https://127.0.0.1:$tlsupport/" 2>/dev/null && break; sleep 0.1; done
+check 200 "$u/secure-legacy/blob.bin"
+cmp <(curl -fsS "$u/secure-legacy/blob.bin") "$dir/www/blob.bin" || { echo "proxied TLS body differs"; exit 1; }
+sleep 1.5 # a few health checks, both ways
+check 503 "$u/gone-checked/x"
 /usr/bin/python3 - "$port" <<'PY'
 import socket, sys
 port = int(sys.argv[1])

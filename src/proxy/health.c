@@ -55,7 +55,11 @@ struct probe_s {
     pt_proxy_target_t *t;
     uv_timer_t timer; /* next check, or the current check's timeout */
     check_t *cur;
-    unsigned fails, passes; /* consecutive */
+    unsigned fails, passes;       /* consecutive */
+    struct sockaddr_storage addr; /* the target's address, re-resolved after dns_ttl */
+    uint64_t resolved_at;         /* loop time */
+    uv_getaddrinfo_t gai;
+    int resolving;
 };
 
 static void probe_start(probe_t *p);
@@ -324,12 +328,61 @@ static void probe_timeout(uv_timer_t *t)
     probe_result(p, 0, "timed out");
 }
 
-/* Starts a check of p (its timer fired). */
+static void probe_connect(probe_t *p);
+
+static void probe_resolved(uv_getaddrinfo_t *r, int status, struct addrinfo *res)
+{
+    probe_t *p = r->data;
+    p->resolving = 0;
+    p->resolved_at = uv_now(p->h->loop);
+    if (status == 0 && res != NULL && res->ai_addrlen <= sizeof(p->addr)) {
+        memset(&p->addr, 0, sizeof(p->addr));
+        memcpy(&p->addr, res->ai_addr, res->ai_addrlen);
+    } else if (status != UV_EAI_CANCELED) {
+        pt_log_warn("upstream %s: health check cannot resolve again (%s); keeping the last "
+                    "address",
+                    p->t->key, uv_strerror(status));
+    }
+    if (res != NULL)
+        uv_freeaddrinfo(res);
+    if (p->h->stopping) {
+        health_release(p->h); /* the request counted as a handle */
+        return;
+    }
+    p->h->handles--;
+    probe_connect(p);
+}
+
+/* Starts a check of p (its timer fired): resolves the name again first
+ * when its address is older than dns_ttl. */
 static void probe_start(probe_t *p)
 {
-    check_t *c;
-    if (p->h->stopping)
+    const pt_upstream_t *u = p->pa->up;
+    struct addrinfo hints;
+    char port[8];
+    if (p->h->stopping || p->resolving)
         return;
+    if (!p->t->numeric && u->dns_ttl_ms != 0 &&
+        uv_now(p->h->loop) - p->resolved_at >= u->dns_ttl_ms) {
+        memset(&hints, 0, sizeof(hints));
+        hints.ai_family = AF_UNSPEC;
+        hints.ai_socktype = SOCK_STREAM;
+        snprintf(port, sizeof(port), "%u", (unsigned)p->t->def->port);
+        p->gai.data = p;
+        if (uv_getaddrinfo(p->h->loop, &p->gai, probe_resolved, p->t->def->host, port, &hints) ==
+            0) {
+            p->resolving = 1;
+            p->h->handles++;
+            return;
+        }
+        p->resolved_at = uv_now(p->h->loop);
+    }
+    probe_connect(p);
+}
+
+static void probe_connect(probe_t *p)
+{
+    check_t *c;
     c = calloc(1, sizeof(*c));
     if (c == NULL) {
         probe_result(p, 0, "out of memory");
@@ -341,7 +394,7 @@ static void probe_start(probe_t *p)
     llhttp_init(&c->parser, HTTP_RESPONSE, &check_settings);
     c->parser.data = c;
     p->cur = c;
-    if (uv_tcp_connect(&c->creq, &c->tcp, (const struct sockaddr *)&p->t->addr, check_connect_cb) !=
+    if (uv_tcp_connect(&c->creq, &c->tcp, (const struct sockaddr *)&p->addr, check_connect_cb) !=
         0) {
         probe_result(p, 0, "cannot connect");
         return;
@@ -379,6 +432,8 @@ pt_health_t *pt_health_start(uv_loop_t *loop, pt_snapshot_t *s)
             p->h = h;
             p->pa = pa;
             p->t = &pa->targets[j];
+            p->addr = p->t->addr;
+            p->resolved_at = uv_now(loop);
             uv_timer_init(loop, &p->timer);
             p->timer.data = p;
             h->handles++;
@@ -405,6 +460,8 @@ void pt_health_stop(pt_health_t *h)
             c->probe = NULL;
             uv_close((uv_handle_t *)&c->tcp, check_closed);
         }
+        if (p->resolving)
+            uv_cancel((uv_req_t *)&p->gai); /* its callback releases its count */
         uv_close((uv_handle_t *)&p->timer, timer_closed);
     }
     health_release(h);
