@@ -110,6 +110,30 @@ static void test_json_utf8(void **state)
     expect_json("\xf4\x90\x80\x80", 4, "\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd");
 }
 
+static void expect_xml(const char *in, size_t n, const char *want)
+{
+    pt_buf_t b;
+    pt_buf_init(&b, 0);
+    assert_int_equal(pt_buf_append_str(&b, "<"), PT_OK);
+    assert_int_equal(pt_buf_append_xml_str(&b, in, n), PT_OK);
+    assert_int_equal(b.len, 1 + strlen(want));
+    assert_memory_equal(b.data + 1, want, strlen(want));
+    pt_buf_free(&b);
+}
+
+static void test_xml_escaping(void **state)
+{
+    (void)state;
+    expect_xml("plain", 5, "plain");
+    expect_xml("", 0, "");
+    expect_xml("<a href=\"x\">&'</a>", 19, "&lt;a href=&quot;x&quot;&gt;&amp;&apos;&lt;/a&gt;");
+    /* tab, LF, CR stay; other C0 controls (and NUL) cannot be in XML 1.0 */
+    expect_xml("a\tb\nc\rd", 7, "a\tb\nc\rd");
+    expect_xml("a\0b\x01\x1f", 5, "ab");
+    expect_xml("caf\xc3\xa9", 5, "caf\xc3\xa9");
+    expect_xml("a\xffz", 3, "a\xef\xbf\xbdz");
+}
+
 static void test_json_limit(void **state)
 {
     pt_buf_t b;
@@ -155,10 +179,11 @@ static void test_u64_to_str(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_append),    cmocka_unit_test(test_growth),
-        cmocka_unit_test(test_limit),     cmocka_unit_test(test_json_escaping),
-        cmocka_unit_test(test_json_utf8), cmocka_unit_test(test_json_limit),
-        cmocka_unit_test(test_consume),   cmocka_unit_test(test_u64_to_str),
+        cmocka_unit_test(test_append),     cmocka_unit_test(test_growth),
+        cmocka_unit_test(test_limit),      cmocka_unit_test(test_json_escaping),
+        cmocka_unit_test(test_json_utf8),  cmocka_unit_test(test_json_limit),
+        cmocka_unit_test(test_consume),    cmocka_unit_test(test_xml_escaping),
+        cmocka_unit_test(test_u64_to_str),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
