@@ -6,6 +6,8 @@
 # Prints requests/s, p50, p99 and proxy CPU per request (schedstat), medians
 # over interleaved rounds, and the Portico/nginx ratios.
 # Usage: bench/proxy.sh [PATH/TO/portico]   Env: ROUNDS(3) DUR(10s) WARM(2s) CONNS(50)
+#   UPSTREAM_TLS=1: the upstream speaks https (a test CA); both proxies verify it
+#   (name and chain), send SNI and reuse their pooled TLS connections.
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -19,18 +21,29 @@ cleanup() { for p in "${pids[@]:-}"; do [ -n "$p" ] && kill -TERM "$p" 2>/dev/nu
             for p in "${pids[@]:-}"; do [ -n "$p" ] && kill -KILL "$p" 2>/dev/null; done; rm -rf "$run"; }
 trap cleanup EXIT
 [ -n "${HOLD:-}" ] && trap - EXIT
+TLS=${UPSTREAM_TLS:-}
+uplisten="listen 127.0.0.1:$UP backlog=4096;"; scheme=http; pxtls=""; pttls=""
+if [ -n "$TLS" ]; then
+  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$run/up.key" \
+    -out "$run/up.pem" -days 1 -subj /CN=localhost -addext subjectAltName=DNS:localhost 2>/dev/null
+  uplisten="listen 127.0.0.1:$UP ssl backlog=4096; ssl_certificate $run/up.pem; ssl_certificate_key $run/up.key; ssl_protocols TLSv1.2 TLSv1.3;"
+  scheme=https
+  pxtls="proxy_ssl_verify on; proxy_ssl_trusted_certificate $run/up.pem; proxy_ssl_name localhost; proxy_ssl_server_name on; proxy_ssl_session_reuse on;"
+  pttls="  tls: {ca_file: $run/up.pem}"
+fi
+host=127.0.0.1; [ -n "$TLS" ] && host=localhost
 common="client_body_temp_path $run/b; proxy_temp_path $run/p; fastcgi_temp_path $run/f; uwsgi_temp_path $run/u; scgi_temp_path $run/s; access_log off; keepalive_requests 1000000;"
 cat > "$run/up.conf" <<EOF
 worker_processes 1; daemon off; pid $run/up.pid; error_log $run/up.err warn;
 events { worker_connections 4096; }
-http { $common server { listen 127.0.0.1:$UP backlog=4096; location / { default_type application/json; return 200 '{"ok":true}'; } } }
+http { $common server { $uplisten location / { default_type application/json; return 200 '{"ok":true}'; } } }
 EOF
 cat > "$run/px.conf" <<EOF
 worker_processes 1; daemon off; pid $run/px.pid; error_log $run/px.err warn;
 events { worker_connections 4096; }
 http { $common
   upstream up { server 127.0.0.1:$UP; keepalive 64; keepalive_requests 1000000; }
-  server { listen 127.0.0.1:$NGX backlog=4096; location / { proxy_pass http://up; proxy_http_version 1.1; proxy_set_header Connection ""; } } }
+  server { listen 127.0.0.1:$NGX backlog=4096; location / { proxy_pass $scheme://up; proxy_http_version 1.1; proxy_set_header Connection ""; $pxtls } } }
 EOF
 mkdir -p "$run/apis"
 cat > "$run/portico.yaml" <<EOF
@@ -52,21 +65,22 @@ title: Benchmark
 version: "1"
 upstream:
   targets:
-    - url: http://127.0.0.1:$UP
+    - url: $scheme://$host:$UP
   keepalive:
     max_idle: 64
     max_requests: 1000000
+$pttls
 EOF
 taskset -c 1 nginx -p "$run" -c "$run/up.conf" -e "$run/up.err" & pids+=($!); UPPID=$!
 taskset -c 1 nginx -p "$run" -c "$run/px.conf" -e "$run/px.err" & pids+=($!); NGXPID=$!
 taskset -c 1 "$bin" serve --config "$run/portico.yaml" 2> "$run/portico.err" & pids+=($!); PTPID=$!
-for u in "$UP/" "$NGX/" "$PT/bench/"; do
-  for _ in $(seq 1 100); do curl -fsS -o /dev/null "http://127.0.0.1:$u" 2>/dev/null && break; sleep 0.1; done
-  [ "$(curl -fsS "http://127.0.0.1:$u")" = '{"ok":true}' ] || { echo "$u did not answer"; cat "$run/portico.err"; exit 1; }
+for u in "$scheme://localhost:$UP/" "http://127.0.0.1:$NGX/" "http://127.0.0.1:$PT/bench/"; do
+  for _ in $(seq 1 100); do curl -fsS -k -o /dev/null "$u" 2>/dev/null && break; sleep 0.1; done
+  [ "$(curl -fsS -k "$u")" = '{"ok":true}' ] || { echo "$u did not answer"; cat "$run/portico.err" "$run/px.err"; exit 1; }
 done
 ngxw=$(ps -o pid= --ppid "$NGXPID" | tr -d ' ' | head -1)
 write_report_lua
-echo "== proxies: nginx $(nginx -v 2>&1 | sed 's/.*\///') vs portico; wrk c=$CONNS on cpu0, upstream+proxy on cpu1; $ROUNDS rounds x $DUR"
+echo "== proxies: nginx $(nginx -v 2>&1 | sed 's/.*\///') vs portico; upstream $scheme; wrk c=$CONNS on cpu0, upstream+proxy on cpu1; $ROUNDS rounds x $DUR"
 printf 'round\ttarget\trps\tp50_us\tp99_us\terrors\tproxy_ns_per_req\n' > "$run/r.tsv"
 for r in $(seq 1 "$ROUNDS"); do
   for t in nginx portico; do

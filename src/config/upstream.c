@@ -240,7 +240,7 @@ static int split_url(const char *s, size_t len, url_parts_t *u, char *why, size_
         memcpy(u->host, auth + 1, hlen);
         u->host[hlen] = '\0';
         if (inet_pton(AF_INET6, u->host, bin) != 1) {
-            snprintf(why, wlen, "\"%s\" is not a valid IPv6 address", u->host);
+            snprintf(why, wlen, "\"%.64s\" is not a valid IPv6 address", u->host);
             return -1;
         }
         hend = close + 1;
