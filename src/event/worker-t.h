@@ -40,6 +40,15 @@ typedef struct pt_msg_s {
     pt_snapshot_t *snap;
 } pt_msg_t;
 
+/* Work done on another thread whose completion runs on a worker's loop
+ * (pt_worker_complete): embed it, and set done. */
+typedef struct pt_task_s {
+    struct pt_task_s *next;
+    /* on the worker's loop; gone is 1 when the worker has stopped (its loop
+     * is over: only free what the task owns) */
+    void (*done)(struct pt_task_s *t, int gone);
+} pt_task_t;
+
 typedef struct pt_outbuf_s {
     struct pt_outbuf_s *next;
 } pt_outbuf_t;
@@ -51,6 +60,8 @@ struct pt_worker_s {
     uv_async_t async;
     uv_timer_t tick;
     _Atomic(pt_msg_t *) inbox;
+    _Atomic(pt_task_t *) completed; /* tasks other threads finished, for async_cb */
+    unsigned tasks; /* begun and not completed: the loop (and its async) lives until 0 */
     pt_listener_rt_t *listeners;
     size_t nlisteners;
     pt_wsnap_t *snap;        /* current snapshot */

@@ -173,6 +173,7 @@ int pt_worker_init(pt_worker_t *w, unsigned id, pt_snapshot_t *snap, void (*hand
 }
 
 static void finish(pt_worker_t *w);
+static void handle_close_noop(uv_handle_t *h);
 
 static void handle_close_noop(uv_handle_t *h)
 {
@@ -208,7 +209,9 @@ static void finish(pt_worker_t *w)
     for (i = 0; i < w->nfinish_hooks; i++)
         w->finish_hooks[i](w);
     uv_close((uv_handle_t *)&w->tick, handle_close_noop);
-    uv_close((uv_handle_t *)&w->async, handle_close_noop);
+    /* tasks on other threads will complete here: the async stays until then */
+    if (w->tasks == 0)
+        uv_close((uv_handle_t *)&w->async, handle_close_noop);
 }
 
 int pt_worker_on_finish(pt_worker_t *w, void (*fn)(pt_worker_t *w))
@@ -225,10 +228,46 @@ void pt_worker_conn_closed(pt_worker_t *w)
         finish(w);
 }
 
+/* Runs the done callbacks of the tasks other threads completed, oldest
+ * first. */
+static void run_completed(pt_worker_t *w, int gone)
+{
+    pt_task_t *list = atomic_exchange(&w->completed, NULL), *rev = NULL, *next;
+    while (list != NULL) { /* LIFO -> FIFO */
+        next = list->next;
+        list->next = rev;
+        rev = list;
+        list = next;
+    }
+    for (; rev != NULL; rev = next) {
+        next = rev->next;
+        if (w->tasks > 0)
+            w->tasks--;
+        rev->done(rev, gone);
+    }
+    if (!gone && w->stopping && w->tasks == 0 && !uv_is_closing((uv_handle_t *)&w->async))
+        uv_close((uv_handle_t *)&w->async, handle_close_noop);
+}
+
+void pt_worker_task_begin(pt_worker_t *w)
+{
+    w->tasks++;
+}
+
+void pt_worker_complete(pt_worker_t *w, pt_task_t *t)
+{
+    t->next = atomic_load(&w->completed);
+    while (!atomic_compare_exchange_weak(&w->completed, &t->next, t))
+        ;
+    uv_async_send(&w->async);
+}
+
 static void async_cb(uv_async_t *a)
 {
     pt_worker_t *w = a->data;
-    pt_msg_t *list = atomic_exchange(&w->inbox, NULL), *rev = NULL, *next;
+    pt_msg_t *list, *rev = NULL, *next;
+    run_completed(w, 0);
+    list = atomic_exchange(&w->inbox, NULL);
     while (list != NULL) { /* LIFO -> FIFO */
         next = list->next;
         list->next = rev;
@@ -363,6 +402,7 @@ void pt_worker_join(pt_worker_t *w)
 {
     pt_msg_t *m, *next;
     uv_thread_join(&w->thread);
+    run_completed(w, 1);
     for (m = atomic_exchange(&w->inbox, NULL); m != NULL; m = next) {
         next = m->next;
         if (m->snap != NULL)

@@ -28,6 +28,16 @@ int pt_worker_start(pt_worker_t *w, const int *fds, size_t nlisteners,
  * snapshot reference, given to the worker. */
 void pt_worker_send(pt_worker_t *w, pt_msg_kind_t kind, pt_snapshot_t *snap);
 
+/* On w's loop: a task is handed to another thread, which will call
+ * pt_worker_complete for it. The worker's loop does not end before every
+ * begun task completed (so a completion never finds the loop gone). */
+void pt_worker_task_begin(pt_worker_t *w);
+
+/* From any thread: t->done(t, 0) will run on w's loop (in completion
+ * order). gone = 1 only for completions found when w is joined (none when
+ * every task was begun with pt_worker_task_begin). */
+void pt_worker_complete(pt_worker_t *w, pt_task_t *t);
+
 /* Joins the thread and frees what pt_worker_init took. */
 void pt_worker_join(pt_worker_t *w);
 
