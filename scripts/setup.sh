@@ -7,9 +7,10 @@ set -euo pipefail
 PKGS=(
   # build
   build-essential cmake pkg-config clang libclang-rt-14-dev clang-format
-  libuv1-dev node-llhttp libssl-dev libyaml-dev libcmocka-dev
+  libuv1-dev node-llhttp libssl-dev libyaml-dev libcmocka-dev libsqlite3-dev sqlite3 libpq-dev libmariadb-dev
   # tests
   python3-pytest python3-requests openssl curl valgrind iproute2
+  postgresql mariadb-server   # tests start their own throwaway servers
   # benchmarks (bench/run.sh and ../shared/bench/peers.sh)
   nginx wrk util-linux procps
 )
@@ -28,6 +29,15 @@ SUDO=""
 [ "$(id -u)" -eq 0 ] || SUDO="sudo"
 export DEBIAN_FRONTEND=noninteractive
 $SUDO apt-get update -qq
+# Database and web server packages must not start system daemons: the tests
+# start their own on ephemeral ports (policy-rc.d 101 = "do not start").
+policy=/usr/sbin/policy-rc.d
+own_policy=0
+if [ ! -e "$policy" ]; then
+  printf '#!/bin/sh\nexit 101\n' | $SUDO tee "$policy" >/dev/null && $SUDO chmod +x "$policy"
+  own_policy=1
+  trap '$SUDO rm -f "$policy"' EXIT
+fi
 $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
 # Debian's nginx package starts a system nginx on :80; the project never uses it.
 if [[ " ${missing[*]} " == *" nginx "* ]] && command -v systemctl >/dev/null; then

@@ -20,6 +20,7 @@
 #include "event/worker.h"
 #include "gateway/dispatch.h"
 #include "gateway/snapshot.h"
+#include "process/pool.h"
 #include "proxy/proxy.h"
 
 typedef struct node_s {
@@ -30,6 +31,7 @@ typedef struct node_s {
     const char *config_path;
     pt_snapshot_t *snap; /* the published snapshot (main's reference) */
     pt_health_t *health; /* active health checks of snap's proxy targets */
+    pt_procpool_t *procpool;
     uint64_t generation;
     pt_worker_t **workers;
     unsigned nworkers;
@@ -129,6 +131,11 @@ static void reload(node_t *n)
     }
     if ((s->config->workers != old->workers))
         pt_log_warn("workers changed to %u: applies at the next restart", s->config->workers);
+    if (s->config->processes.max_running != old->processes.max_running ||
+        s->config->processes.max_queued != old->processes.max_queued ||
+        s->config->processes.queue_timeout_ms != old->processes.queue_timeout_ms)
+        pt_log_warn("processes.max_running, max_queued or queue_timeout changed: applies at the "
+                    "next restart (max_execution_time and timeout_status apply now)");
     if ((s->config->log.access_log == NULL) != (old->log.access_log == NULL) ||
         (s->config->log.access_log && strcmp(s->config->log.access_log, old->log.access_log)))
         pt_log_warn("log.access_log changed: applies at the next restart");
@@ -260,6 +267,12 @@ static int serve(const char *config_path)
         pt_log_error("%s", err);
         goto out;
     }
+    n.procpool = pt_procpool_start(cfg->processes.max_running, cfg->processes.max_queued,
+                                   cfg->processes.queue_timeout_ms);
+    if (n.procpool == NULL) {
+        pt_log_error("cannot start the process pool");
+        goto out;
+    }
     uv_loop_init(&n.loop);
     uv_async_init(&n.loop, &n.worker_exit, worker_exit_cb);
     n.worker_exit.data = &n;
@@ -272,6 +285,7 @@ static int serve(const char *config_path)
             pt_log_error("cannot initialise worker %u", i);
             abort();
         }
+        n.workers[i]->procpool = n.procpool;
         if (pt_worker_start(n.workers[i], fds + (size_t)i * cfg->nlisteners, cfg->nlisteners,
                             on_worker_exit, &n) != 0) {
             pt_log_error("cannot start worker %u", i);
@@ -301,12 +315,15 @@ static int serve(const char *config_path)
         pt_worker_join(n.workers[i]);
         free(n.workers[i]);
     }
+    pt_procpool_stop(n.procpool); /* every task completed: the workers waited for them */
+    n.procpool = NULL;
     uv_walk(&n.loop, close_walk_cb, NULL);
     uv_run(&n.loop, UV_RUN_DEFAULT);
     uv_loop_close(&n.loop);
     pt_log_info("stopped");
     rc = 0;
 out:
+    pt_procpool_stop(n.procpool);
     pt_access_sink_close(n.access);
     if (n.snap != NULL)
         pt_snapshot_unref(n.snap);

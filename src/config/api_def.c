@@ -24,9 +24,11 @@
 #define HEADERS_MAX   100
 #define BODY_MAX      (1u << 20)
 
-static const char *const api_keys[] = {"name",        "base_path", "kind",     "title", "version",
-                                       "description", "routes",    "upstream", NULL};
-static const char *const route_keys[] = {"method", "path", "name", "respond", NULL};
+static const char *const api_keys[] = {
+    "name",     "base_path",   "kind",    "title",   "version",   "description", "routes",
+    "upstream", "connections", "schemas", "headers", "processes", NULL};
+static const char *const route_keys[] = {"method",      "path",    "name",        "respond",
+                                         "description", "process", "body_schema", NULL};
 static const char *const respond_keys[] = {"status", "headers", "body", NULL};
 
 /* Headers the server writes itself: a definition may not set them. */
@@ -213,6 +215,11 @@ static int json_emit(pt_buf_t *b, const pt_ynode_t *n)
     }
 }
 
+int pt__cfg_yaml_json(pt_buf_t *b, const pt_ynode_t *n)
+{
+    return json_emit(b, n) != 0 ? -1 : 0;
+}
+
 /* ------------------------------------------------------------ routes */
 
 static int header_value_ok(const char *v, size_t len, const char **why)
@@ -383,7 +390,8 @@ static void parse_respond(pt__cfg_ctx_t *c, const pt_ynode_t *n, pt_respond_t *r
     }
 }
 
-static void parse_route(pt__cfg_ctx_t *c, const pt_ynode_t *n, pt_route_def_t *r)
+static void parse_route(pt__cfg_ctx_t *c, const pt_ynode_t *n, const pt_api_def_t *api,
+                        pt_route_def_t *r)
 {
     const pt_ynode_t *v;
     char why[256];
@@ -429,9 +437,25 @@ static void parse_route(pt__cfg_ctx_t *c, const pt_ynode_t *n, pt_route_def_t *r
             pt__cfg_err(c, n->line, "out of memory");
     }
 
+    if (!pt_yaml_is_null(v = pt_yaml_get(n, "description"))) {
+        mark = pt__cfg_push(c, "description", 11);
+        pt__cfg_string(c, v, &r->description);
+        pt__cfg_pop(c, mark);
+    }
+
+    if (!pt_yaml_is_null(pt_yaml_get(n, "process"))) {
+        if (!pt_yaml_is_null(pt_yaml_get(n, "respond")))
+            pt__cfg_err(c, pt__cfg_key_line(n, "respond"),
+                        "respond: a route either responds statically or runs a process, not both");
+        pt__cfg_route_process(c, n, api, r);
+        return;
+    }
+    if (!pt_yaml_is_null(pt_yaml_get(n, "body_schema")))
+        pt__cfg_err(c, pt__cfg_key_line(n, "body_schema"),
+                    "body_schema: only routes that run a process validate bodies");
     mark = pt__cfg_push(c, "respond", 7);
     if (pt_yaml_is_null(v = pt_yaml_get(n, "respond")))
-        pt__cfg_err(c, n->line, "required key is missing (the only dispatch kind for now)");
+        pt__cfg_err(c, n->line, "required key is missing (a route has `respond` or `process`)");
     else
         parse_respond(c, v, &r->respond);
     pt__cfg_pop(c, mark);
@@ -512,6 +536,17 @@ static void parse_api(pt__cfg_ctx_t *c, const pt_ynode_t *root, pt_api_def_t *ap
     }
     pt__cfg_pop(c, mark);
 
+    if (is_service)
+        pt__cfg_service(c, root, api);
+    else if (is_proxy) {
+        static const char *const service_only[] = {"connections", "schemas", "headers", "processes",
+                                                   NULL};
+        for (i = 0; service_only[i] != NULL; i++)
+            if (!pt_yaml_is_null(pt_yaml_get(root, service_only[i])))
+                pt__cfg_err(c, pt__cfg_key_line(root, service_only[i]),
+                            "%s: only service APIs have %s", service_only[i], service_only[i]);
+    }
+
     if (pt_yaml_is_null(v = pt_yaml_get(root, "routes")))
         return;
     mark = pt__cfg_push(c, "routes", 6);
@@ -530,7 +565,7 @@ static void parse_api(pt__cfg_ctx_t *c, const pt_ynode_t *root, pt_api_def_t *ap
             api->nroutes = v->n;
             for (i = 0; i < v->n; i++) {
                 mark2 = pt__cfg_push_index(c, i);
-                parse_route(c, v->items[i], &api->routes[i]);
+                parse_route(c, v->items[i], api, &api->routes[i]);
                 pt__cfg_pop(c, mark2);
             }
         }

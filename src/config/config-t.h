@@ -66,14 +66,117 @@ typedef struct pt_respond_s {
     size_t body_len;
 } pt_respond_t;
 
-typedef enum pt_dispatch_kind_e { PT_DISPATCH_RESPOND = 1 } pt_dispatch_kind_t;
+typedef enum pt_dispatch_kind_e {
+    PT_DISPATCH_RESPOND = 1, /* a static response */
+    PT_DISPATCH_PROCESS      /* runs a process of the API on the process pool */
+} pt_dispatch_kind_t;
+
+struct pt_expr_s;
+struct pt_jschema_s;
+struct pt_jschema_set_s;
+struct pt_json_s;
+
+/* A database (or HTTP base URL) a service API's processes use (`connections.<name>`). */
+typedef enum pt_conn_kind_e {
+    PT_CONN_SQLITE = 1, /* sqlite:path/to/file.db (relative to the definition's folder) */
+    PT_CONN_POSTGRESQL, /* postgresql://user:password@host:port/db?... */
+    PT_CONN_MARIADB     /* mysql:// or mariadb://user:password@host:port/db */
+} pt_conn_kind_t;
+
+typedef struct pt_connection_def_s {
+    char *name;
+    pt_conn_kind_t kind;
+    char *target;        /* SQLITE: the file path (resolved); others: the URL with its ${...}
+                            references resolved - a secret, never logged */
+    char *display;       /* for messages and logs: the URL without its password */
+    uint32_t pool_max;   /* open connections at most (per node), default 8 */
+    uint32_t timeout_ms; /* a statement's longest run (SQLite: also the busy wait), default 30s */
+    int read_only;       /* opened read-only (SQLite) / a read-only transaction */
+    unsigned line;
+} pt_connection_def_t;
+
+/* A name and a compiled expression (SQL parameters, map fields, headers). */
+typedef struct pt_named_expr_s {
+    char *name;
+    struct pt_expr_s *expr;
+} pt_named_expr_t;
+
+typedef enum pt_step_kind_e { PT_STEP_SQL = 1, PT_STEP_MAP, PT_STEP_RESPOND } pt_step_kind_t;
+
+typedef enum pt_sql_result_e {
+    PT_SQL_ROWS = 0, /* an array of row objects */
+    PT_SQL_ROW,      /* one row object (not_found when none) */
+    PT_SQL_AFFECTED, /* {"affected": n} */
+    PT_SQL_KEY       /* {"key": <generated key>, "affected": n} */
+} pt_sql_result_t;
+
+/* One step of a process (`processes.<name>.steps[i]`). */
+typedef struct pt_step_def_s {
+    char *name; /* "steps.<name>" in the context holds its result */
+    pt_step_kind_t kind;
+    struct pt_expr_s *when; /* run only when truthy; NULL = always */
+    unsigned line;
+    /* SQL */
+    size_t connection;  /* index in the API's connections */
+    char *sql;          /* the statement as written, with :name parameters */
+    char *sql_numbered; /* the same with $1, $2... (PostgreSQL): $k is params[k-1] */
+    char *sql_qmark;    /* the same with ? (MariaDB); qmark[i] is the params index of the i-th */
+    size_t *qmark;
+    size_t nqmark;
+    pt_named_expr_t *params; /* one per distinct :name of the statement, in order of first use */
+    size_t nparams;
+    pt_sql_result_t result;
+    int not_found_status; /* ROW without a row: this status (default 404); 0 = the result is null */
+    char **page_by;       /* ROWS paged by these columns (keyset): `page` in the context, a
+                             cursor and a Link rel="next" header; NULL = not paged */
+    size_t npage_by;
+    uint32_t page_default_limit; /* default 20 */
+    uint32_t page_max_limit;     /* default 100 */
+    /* MAP */
+    struct pt_expr_s *over;  /* map each element of this array (as `item`, `index`); NULL = once */
+    pt_named_expr_t *fields; /* output members, in order */
+    size_t nfields;
+    /* RESPOND */
+    int status;               /* default 200 */
+    pt_named_expr_t *headers; /* name -> template */
+    size_t nheaders;
+    struct pt_expr_s *body; /* NULL = no body */
+} pt_step_def_t;
+
+/* Error classes a process can map to a status (`on_error`). */
+typedef enum pt_proc_error_e {
+    PT_PERR_NOT_FOUND = 0, /* default 404 */
+    PT_PERR_UNIQUE,        /* unique/primary key violation: 409 */
+    PT_PERR_FOREIGN_KEY,   /* 422 */
+    PT_PERR_NOT_NULL,      /* 422 */
+    PT_PERR_CHECK,         /* 422 */
+    PT_PERR_INVALID,       /* a value the database refused (type, range): 400 */
+    PT_PERR_BUSY,          /* locked / too many connections: 503 */
+    PT_PERR_DATABASE,      /* anything else from the database: 500 */
+    PT_PERR_EXPRESSION,    /* an expression failed (type error): 500 */
+    PT_PERR_COUNT
+} pt_proc_error_t;
+
+typedef struct pt_process_def_s {
+    char *name;
+    int low_latency; /* mode: low_latency (no execution record); default general */
+    pt_step_def_t *steps;
+    size_t nsteps;
+    int transaction; /* the SQL steps run in one transaction (default: when more than one
+                        writes) */
+    int error_status[PT_PERR_COUNT];
+    unsigned line;
+} pt_process_def_t;
 
 typedef struct pt_route_def_s {
     char *method; /* upper-case token, e.g. "GET"; "*" = any method */
     char *path;   /* template relative to the base path: "/items/{id}"; "/" for the root */
     char *name;   /* operation name; default "METHOD path" */
+    char *description;
     pt_dispatch_kind_t kind;
-    pt_respond_t respond;
+    pt_respond_t respond;                   /* RESPOND */
+    size_t process;                         /* PROCESS: index in the API's processes */
+    const struct pt_jschema_s *body_schema; /* PROCESS: validates the request body; NULL = none */
     unsigned line;
 } pt_route_def_t;
 
@@ -183,6 +286,14 @@ typedef struct pt_api_def_s {
     unsigned name_line; /* lines of `name:` and `base_path:`, for messages */
     unsigned base_path_line;
     pt_upstream_t *upstream; /* kind "proxy": required (and no routes); NULL for "service" */
+    /* kind "service" */
+    pt_connection_def_t *connections;
+    size_t nconnections;
+    struct pt_jschema_set_s *schemas; /* NULL when none */
+    pt_process_def_t *processes;
+    size_t nprocesses;
+    char **custom_headers; /* lower-case names of the headers processes see (`header.<name>`) */
+    size_t ncustom_headers;
 } pt_api_def_t;
 
 /* An address block: "10.0.0.0/8", "::1/128", "127.0.0.1" (= /32). */
@@ -197,6 +308,15 @@ typedef struct pt_log_config_s {
     char *access_log; /* path, "-"/"stdout", or "off" (default "-") */
 } pt_log_config_t;
 
+/* The process pool of the node (`processes:`); read at start (not reloaded). */
+typedef struct pt_processes_config_s {
+    uint32_t max_running;      /* executions at once (pool threads), default 16 */
+    uint32_t max_queued;       /* waiting beyond those, default 256; more -> 503 */
+    uint32_t queue_timeout_ms; /* longest wait in the queue, default 10000 -> 503 */
+    uint32_t max_execution_ms; /* longest execution, default 30000 -> timeout_status */
+    int timeout_status;        /* 504 (default) or 522 (the reference's code) */
+} pt_processes_config_t;
+
 typedef struct pt_config_s {
     pt_arena_t arena; /* owns everything below */
     char *path;       /* the node configuration file */
@@ -204,6 +324,7 @@ typedef struct pt_config_s {
     pt_listener_config_t *listeners;
     size_t nlisteners;
     pt_limits_t limits;
+    pt_processes_config_t processes;
     pt_log_config_t log;
     pt_cidr_t *trusted_proxies; /* peers whose X-Forwarded-* headers are believed */
     size_t ntrusted_proxies;

@@ -30,8 +30,10 @@
 #define WORKERS_MAX       256
 #define LISTENER_NAME_MAX 64
 
-static const char *const top_keys[] = {"workers",         "listen", "limits", "log",
-                                       "trusted_proxies", "apis",   NULL};
+static const char *const top_keys[] = {"workers",   "listen",          "limits", "log",
+                                       "processes", "trusted_proxies", "apis",   NULL};
+static const char *const processes_keys[] = {
+    "max_running", "max_queued", "queue_timeout", "max_execution_time", "timeout_status", NULL};
 static const char *const listen_keys[] = {"address", "name", "tls", NULL};
 static const char *const tls_keys[] = {"cert", "key", "client_ca", "client_cert", NULL};
 static const char *const log_keys[] = {"level", "access_log", NULL};
@@ -140,6 +142,11 @@ pt_config_t *pt_config_new(const char *path)
         return NULL;
     pt_arena_init(&cfg->arena, NULL);
     pt_limits_defaults(&cfg->limits);
+    cfg->processes.max_running = 16;
+    cfg->processes.max_queued = 256;
+    cfg->processes.queue_timeout_ms = 10000;
+    cfg->processes.max_execution_ms = 30000;
+    cfg->processes.timeout_status = 504;
     cfg->log.level = pt_arena_strdup(&cfg->arena, "info");
     cfg->log.access_log = pt_arena_strdup(&cfg->arena, "-");
     if (path != NULL)
@@ -453,6 +460,51 @@ static void parse_limits(pt__cfg_ctx_t *c, const pt_ynode_t *n, pt_limits_t *lim
     }
 }
 
+static void parse_processes(pt__cfg_ctx_t *c, const pt_ynode_t *n, pt_processes_config_t *p)
+{
+    const pt_ynode_t *v;
+    size_t mark;
+    uint64_t x;
+
+    if (pt__cfg_mapping(c, n, processes_keys) != 0)
+        return;
+    if (!pt_yaml_is_null(v = pt_yaml_get(n, "max_running"))) {
+        mark = pt__cfg_push(c, "max_running", 11);
+        if (pt__cfg_uint(c, v, 1, 256, &x) == 0)
+            p->max_running = (uint32_t)x;
+        pt__cfg_pop(c, mark);
+    }
+    if (!pt_yaml_is_null(v = pt_yaml_get(n, "max_queued"))) {
+        mark = pt__cfg_push(c, "max_queued", 10);
+        if (pt__cfg_uint(c, v, 0, 1000000, &x) == 0)
+            p->max_queued = (uint32_t)x;
+        pt__cfg_pop(c, mark);
+    }
+    if (!pt_yaml_is_null(v = pt_yaml_get(n, "queue_timeout"))) {
+        mark = pt__cfg_push(c, "queue_timeout", 13);
+        if (pt__cfg_duration(c, v, 1, 3600000, &x) == 0)
+            p->queue_timeout_ms = (uint32_t)x;
+        pt__cfg_pop(c, mark);
+    }
+    if (!pt_yaml_is_null(v = pt_yaml_get(n, "max_execution_time"))) {
+        mark = pt__cfg_push(c, "max_execution_time", 18);
+        if (pt__cfg_duration(c, v, 1, 86400000, &x) == 0)
+            p->max_execution_ms = (uint32_t)x;
+        pt__cfg_pop(c, mark);
+    }
+    if (!pt_yaml_is_null(v = pt_yaml_get(n, "timeout_status"))) {
+        mark = pt__cfg_push(c, "timeout_status", 14);
+        if (pt__cfg_uint(c, v, 504, 522, &x) == 0) {
+            if (x != 504 && x != 522)
+                pt__cfg_err(c, v->line, "expected 504 or 522 (the reference's code), got %llu",
+                            (unsigned long long)x);
+            else
+                p->timeout_status = (int)x;
+        }
+        pt__cfg_pop(c, mark);
+    }
+}
+
 static void parse_log(pt__cfg_ctx_t *c, const pt_ynode_t *n, pt_log_config_t *log)
 {
     const pt_ynode_t *v;
@@ -679,6 +731,11 @@ static void parse_node(pt__cfg_ctx_t *c, const pt_ynode_t *root, pt_config_t *cf
     if (!pt_yaml_is_null(v = pt_yaml_get(root, "limits"))) {
         mark = pt__cfg_push(c, "limits", 6);
         parse_limits(c, v, &cfg->limits);
+        pt__cfg_pop(c, mark);
+    }
+    if (!pt_yaml_is_null(v = pt_yaml_get(root, "processes"))) {
+        mark = pt__cfg_push(c, "processes", 9);
+        parse_processes(c, v, &cfg->processes);
         pt__cfg_pop(c, mark);
     }
     if (!pt_yaml_is_null(v = pt_yaml_get(root, "log"))) {

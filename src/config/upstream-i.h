@@ -7,6 +7,7 @@
 
 #include "config/config.h"
 #include "config/schema.h"
+#include "core/buf.h"
 
 /* Reads `upstream:` node n of an API definition into a new pt_upstream_t,
  * defaults for absent keys. The upstream and everything it points to (targets,
@@ -26,5 +27,32 @@
  * absent blocks: tls.verify 1, dns_ttl_ms 60000, and every check.* field
  * (expected = one range 200..299) with check.path NULL (no active checks). */
 pt_upstream_t *pt__cfg_upstream(pt__cfg_ctx_t *c, const pt_ynode_t *n);
+
+/* Reads scalar n as a string with its ${env:NAME} references resolved
+ * (and "$$" for '$') into c->arena; when it had references, the value is a
+ * secret, zeroed when the arena is freed. shown (if not NULL) receives the
+ * names of the variables used ("${env:A}, ${env:B}"; "" when none), for
+ * messages. Returns 0, or -1 (reported, naming variables, never values). */
+int pt__cfg_secret(pt__cfg_ctx_t *c, const pt_ynode_t *n, char **out, char *shown,
+                   size_t shown_len);
+
+/* Reads the `connections`, `schemas`, `headers` and `processes` of a
+ * service API (service.c) into api; errors are reported through c. Call
+ * before the routes are read (they name processes and schemas). */
+void pt__cfg_service(pt__cfg_ctx_t *c, const pt_ynode_t *root, pt_api_def_t *api);
+
+/* Reads the `process`, `body_schema` of a route of a service API (service.c):
+ * n is the route's mapping; sets r->kind, r->process, r->body_schema. */
+void pt__cfg_route_process(pt__cfg_ctx_t *c, const pt_ynode_t *n, const pt_api_def_t *api,
+                           pt_route_def_t *r);
+
+/* Converts a YAML node into JSON text (YAML 1.2 core scalars: null, booleans and numbers
+ * unquoted; the rest strings) appended to b (api_def.c). Returns 0 or -1 (out of memory). */
+int pt__cfg_yaml_json(pt_buf_t *b, const pt_ynode_t *n);
+
+/* Resolves a file path of an API definition: absolute kept, relative to the
+ * directory of the definition file (upstream.c). NULL when out of memory
+ * (reported). */
+char *pt__cfg_def_path(pt__cfg_ctx_t *c, unsigned line, const char *path);
 
 #endif

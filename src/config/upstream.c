@@ -374,7 +374,7 @@ static const char *ms_str(uint32_t ms, char *out, size_t outlen)
  * of the file that names them - c->dir when the loader set it, else the directory part of
  * c->file (a file name without a directory leaves the path as written, relative to the working
  * directory). Returns a string in c->arena, or NULL (out of memory, reported). */
-static char *def_path(pt__cfg_ctx_t *c, unsigned line, const char *path)
+char *pt__cfg_def_path(pt__cfg_ctx_t *c, unsigned line, const char *path)
 {
     const char *slash;
     char *p;
@@ -407,7 +407,7 @@ static char *tls_file_key(pt__cfg_ctx_t *c, const pt_ynode_t *n, const char *key
         pt__cfg_err(c, v->line, "must not be empty");
         goto done;
     }
-    if ((path = def_path(c, v->line, s)) == NULL)
+    if ((path = pt__cfg_def_path(c, v->line, s)) == NULL)
         goto done;
     /* stat first: access() alone accepts a directory, and opening a FIFO could block. */
     if (stat(path, &st) != 0)
@@ -830,6 +830,17 @@ static int env_string(pt__cfg_ctx_t *c, const pt_ynode_t *n, pt_arena_t *a, env_
         }
     }
     ev->s[ev->len] = '\0';
+    return 0;
+}
+
+int pt__cfg_secret(pt__cfg_ctx_t *c, const pt_ynode_t *n, char **out, char *shown, size_t shown_len)
+{
+    env_value_t ev;
+    if (env_string(c, n, c->arena, &ev) != 0)
+        return -1;
+    *out = ev.s;
+    if (shown != NULL)
+        snprintf(shown, shown_len, "%s", ev.nrefs > 0 ? ev.names : "");
     return 0;
 }
 

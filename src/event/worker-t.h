@@ -87,6 +87,7 @@ struct pt_worker_s {
     /* per-worker state of dispatch kinds (the proxy's upstream pools), and
      * what closes it when the worker stops */
     void *proxy;
+    struct pt_procpool_s *procpool; /* the node's process pool (set before the worker starts) */
     void (*finish_hooks[4])(pt_worker_t *w);
     unsigned nfinish_hooks;
     /* stats, read by nobody else for now (metrics issue) */

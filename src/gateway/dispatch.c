@@ -10,6 +10,7 @@
 #include "gateway/router.h"
 #include "gateway/snapshot-t.h"
 #include "http/http.h"
+#include "process/engine.h"
 #include "proxy/proxy.h"
 
 #define BUILTIN_PREFIX "/_portico/"
@@ -110,6 +111,9 @@ void pt_gateway_handle(pt_req_t *req)
             req->on_complete = respond_static;
         else
             respond_static(req);
+        return;
+    case PT_DISPATCH_PROCESS:
+        pt_process_handle(req);
         return;
     }
     pt_http_problem(req, 500, "internal-error", "The route has no dispatch kind.", NULL, 0);

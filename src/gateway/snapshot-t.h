@@ -20,9 +20,10 @@ typedef struct pt_snapshot_s {
     pt_config_t *config; /* owned */
     pt_arena_t arena;    /* router and rendered documents */
     pt_router_t *router;
-    SSL_CTX **tls;                   /* per listener index; NULL entries for plain listeners */
-    struct pt_proxy_api_s **proxies; /* per API index: a proxy API's runtime view, or NULL */
-    char *apis_json;                 /* pre-rendered body of /_portico/apis */
+    SSL_CTX **tls;                     /* per listener index; NULL entries for plain listeners */
+    struct pt_proxy_api_s **proxies;   /* per API index: a proxy API's runtime view, or NULL */
+    struct pt_service_rt_s **services; /* per API index: a service API's databases, or NULL */
+    char *apis_json;                   /* pre-rendered body of /_portico/apis */
     size_t apis_json_len;
 } pt_snapshot_t;
 

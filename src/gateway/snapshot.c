@@ -12,6 +12,7 @@
 #include "core/buf.h"
 #include "gateway/router.h"
 #include "http/tls.h"
+#include "process/engine.h"
 #include "proxy/proxy.h"
 
 static void snapshot_free(pt_snapshot_t *s)
@@ -21,6 +22,11 @@ static void snapshot_free(pt_snapshot_t *s)
         for (i = 0; i < s->config->nlisteners; i++)
             SSL_CTX_free(s->tls[i]);
         free(s->tls);
+    }
+    if (s->services != NULL) {
+        for (i = 0; i < s->config->napis; i++)
+            pt_service_rt_free(s->services[i]);
+        free(s->services);
     }
     free(s->apis_json);
     pt_arena_destroy(&s->arena);
@@ -91,6 +97,18 @@ pt_snapshot_t *pt_snapshot_build(pt_config_t *cfg, uint64_t generation, char *er
             continue;
         s->proxies[i] = pt_proxy_api_build(&s->arena, &cfg->apis[i], err, errlen);
         if (s->proxies[i] == NULL)
+            goto fail;
+    }
+    s->services = calloc(cfg->napis ? cfg->napis : 1, sizeof(*s->services));
+    if (s->services == NULL) {
+        snprintf(err, errlen, "out of memory");
+        goto fail;
+    }
+    for (i = 0; i < cfg->napis; i++) {
+        if (cfg->apis[i].processes == NULL)
+            continue;
+        s->services[i] = pt_service_rt_build(&cfg->apis[i], err, errlen);
+        if (s->services[i] == NULL)
             goto fail;
     }
     s->tls = calloc(cfg->nlisteners ? cfg->nlisteners : 1, sizeof(SSL_CTX *));

@@ -53,6 +53,14 @@ void pt_http_problem(pt_req_t *req, int status, const char *type, const char *de
                      const pt_header_kv_t *hdrs, size_t nh);
 
 /* Returns the reason phrase of a status code ("Not Found"), or "Unknown". */
+/* pt_http_problem with one extension member: in problem+json, "ext_name":
+ * ext (a JSON value, e.g. the list of schema violations); the XML forms
+ * leave it out. */
+struct pt_json_s;
+void pt_http_problem_ext(pt_req_t *req, int status, const char *type, const char *detail,
+                         const pt_header_kv_t *hdrs, size_t nh, const char *ext_name,
+                         const struct pt_json_s *ext);
+
 const char *pt_http_reason(int status);
 
 /* Returns the first header with this name (compared case-insensitively

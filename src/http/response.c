@@ -13,6 +13,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "core/json.h"
 #include "core/log.h"
 #include "event/worker-t.h"
 #include "event/worker.h"
@@ -587,6 +588,13 @@ static void problem_soap(pt_buf_t *b, const pt_req_t *req, int soap12, int statu
 void pt_http_problem(pt_req_t *req, int status, const char *type, const char *detail,
                      const pt_header_kv_t *hdrs, size_t nh)
 {
+    pt_http_problem_ext(req, status, type, detail, hdrs, nh, NULL, NULL);
+}
+
+void pt_http_problem_ext(pt_req_t *req, int status, const char *type, const char *detail,
+                         const pt_header_kv_t *hdrs, size_t nh, const char *ext_name,
+                         const struct pt_json_s *ext)
+{
     problem_fmt_t fmt = problem_format(req);
     const char *ctype = "application/problem+json";
     pt_buf_t b;
@@ -627,7 +635,14 @@ void pt_http_problem(pt_req_t *req, int status, const char *type, const char *de
         }
         pt_buf_append_str(&b, ",\"request_id\":\"");
         pt_buf_append(&b, req->request_id, req->request_id_len);
-        pt_buf_append_str(&b, "\"}");
+        pt_buf_append_char(&b, '"');
+        if (ext_name != NULL && ext != NULL) {
+            pt_buf_append_str(&b, ",\"");
+            pt_buf_append_str(&b, ext_name);
+            pt_buf_append_str(&b, "\":");
+            pt_json_write(&b, ext);
+        }
+        pt_buf_append_char(&b, '}');
         break;
     }
     if (b.data == NULL) {

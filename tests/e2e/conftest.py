@@ -13,8 +13,9 @@ import time
 
 import pytest
 
-BIN = os.environ.get("PORTICO_BIN") or os.path.join(
-    os.path.dirname(__file__), "..", "..", "build", "asan", "portico")
+# absolute: some tests run the binary from another working directory
+BIN = os.path.abspath(os.environ.get("PORTICO_BIN") or os.path.join(
+    os.path.dirname(__file__), "..", "..", "build", "asan", "portico"))
 
 SANITIZER_MARKS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:",
                    "SUMMARY: UndefinedBehaviorSanitizer", "ThreadSanitizer")

@@ -1,0 +1,936 @@
+/*
+ * service.c - the service-specific parts of an API definition (issue 4):
+ * `connections` (databases, with secrets from the environment), `schemas`
+ * (compiled JSON Schema subset), `headers` (what processes may see),
+ * `processes` (steps with compiled expressions), and a route's `process`
+ * and `body_schema`.
+ *
+ * Everything is checked at load: an SQL statement's :parameters against
+ * the step's `params`, expressions compiled (with the roots they may use),
+ * schema names and process names resolved, so that a definition that loads
+ * runs without surprises.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "config/config.h"
+#include "config/schema.h"
+#include "config/upstream-i.h"
+#include "core/buf.h"
+#include "core/json.h"
+#include "process/expr.h"
+#include "process/jschema.h"
+
+#define SQL_MAX      65536 /* bytes of one statement */
+#define PARAMS_MAX   64    /* distinct :parameters of one statement */
+#define STEPS_MAX    64
+#define FIELDS_MAX   256
+#define NAME_MAX_LEN 64
+
+static const char *const connection_keys[] = {"url", "pool", "timeout", "read_only", NULL};
+static const char *const pool_keys[] = {"max", NULL};
+static const char *const process_keys[] = {"mode", "transaction", "on_error", "steps", NULL};
+static const char *const step_keys[] = {"name", "when", "sql", "map", "respond", NULL};
+static const char *const sql_keys[] = {"connection", "query", "params", "result",
+                                       "not_found",  "page",  NULL};
+static const char *const page_keys[] = {"by", "default_limit", "max_limit", NULL};
+static const char *const map_keys[] = {"over", "fields", NULL};
+static const char *const respond_keys[] = {"status", "headers", "body", NULL};
+
+/* on_error keys, in pt_proc_error_t order, with their default statuses */
+static const char *const error_names[PT_PERR_COUNT] = {"not_found",
+                                                       "unique_violation",
+                                                       "foreign_key_violation",
+                                                       "not_null_violation",
+                                                       "check_violation",
+                                                       "invalid_value",
+                                                       "busy",
+                                                       "database",
+                                                       "expression"};
+static const int error_defaults[PT_PERR_COUNT] = {404, 409, 422, 422, 422, 400, 503, 500, 500};
+
+/* What expressions may name, by where they are. */
+static const char *const roots_request[] = {"method", "path", "query", "header", "body",
+                                            "user",   "vars", "steps", "page",   NULL};
+static const char *const roots_item[] = {"method", "path",  "query", "header", "body",  "user",
+                                         "vars",   "steps", "page",  "item",   "index", NULL};
+
+/* Headers a process never sees, whatever the definition declares (DESIGN.md §9). */
+static const char *const protected_headers[] = {"connection",
+                                                "upgrade",
+                                                "via",
+                                                "host",
+                                                "proxy-authorization",
+                                                "x-forwarded-for",
+                                                "x-forwarded-proto",
+                                                "x-forwarded-host",
+                                                "x-forwarded-port",
+                                                "forwarded",
+                                                "keep-alive",
+                                                "te",
+                                                "trailer",
+                                                "transfer-encoding",
+                                                "content-length",
+                                                "proxy-connection",
+                                                NULL};
+
+/* [a-zA-Z_][a-zA-Z0-9_]{0,63} */
+static int check_ident(const char *s)
+{
+    size_t i;
+    if (s == NULL || !((s[0] >= 'a' && s[0] <= 'z') || (s[0] >= 'A' && s[0] <= 'Z') || s[0] == '_'))
+        return -1;
+    for (i = 1; s[i] != '\0'; i++)
+        if (!((s[i] >= 'a' && s[i] <= 'z') || (s[i] >= 'A' && s[i] <= 'Z') || s[i] == '_' ||
+              (s[i] >= '0' && s[i] <= '9')))
+            return -1;
+    return i <= NAME_MAX_LEN ? 0 : -1;
+}
+
+/* Compiles scalar n as an expression (template: as a template). NULL when invalid (reported). */
+static pt_expr_t *expr_node(pt__cfg_ctx_t *c, const pt_ynode_t *n, const char *const *roots,
+                            int template)
+{
+    char err[256], tmp[300];
+    pt_expr_t *e;
+    if (n == NULL || n->kind != PT_YNODE_SCALAR) {
+        pt__cfg_err(c, n ? n->line : 0, "expected an expression (a string), got %s",
+                    pt__cfg_quote(n, tmp, sizeof(tmp)));
+        return NULL;
+    }
+    if (!template && !n->quoted && pt_yaml_is_null(n))
+        return pt_expr_compile(c->arena, "null", 4, roots, err, sizeof(err));
+    e = template ? pt_expr_compile_template(c->arena, n->value, n->len, roots, err, sizeof(err))
+                 : pt_expr_compile(c->arena, n->value, n->len, roots, err, sizeof(err));
+    if (e == NULL)
+        pt__cfg_err(c, n->line, "invalid %s: %s", template ? "template" : "expression", err);
+    return e;
+}
+
+/* ------------------------------------------------------------------ connections */
+
+/* "scheme://user:password@host..." -> "scheme://user@host..." for messages. */
+static char *url_display(pt_arena_t *a, const char *url)
+{
+    const char *auth = strstr(url, "://"), *at, *colon, *end;
+    if (auth == NULL)
+        return pt_arena_strdup(a, url);
+    auth += 3;
+    end = auth + strcspn(auth, "/?#");
+    at = memchr(auth, '@', (size_t)(end - auth));
+    if (at == NULL)
+        return pt_arena_strdup(a, url);
+    colon = memchr(auth, ':', (size_t)(at - auth));
+    if (colon == NULL)
+        return pt_arena_strdup(a, url);
+    return pt_arena_printf(a, "%.*s%s", (int)(colon - url), url, at);
+}
+
+static void parse_connection(pt__cfg_ctx_t *c, const pt_ynode_t *key, const pt_ynode_t *n,
+                             pt_connection_def_t *cd)
+{
+    const pt_ynode_t *v;
+    char shown[300], tmp[300];
+    char *url = NULL;
+    size_t mark;
+    uint64_t x;
+
+    cd->line = key->line;
+    cd->pool_max = 8;
+    cd->timeout_ms = 30000;
+    if (check_ident(key->value) != 0)
+        pt__cfg_err(c, key->line, "invalid connection name %s: expected [A-Za-z_][A-Za-z0-9_]*",
+                    pt__cfg_quote(key, tmp, sizeof(tmp)));
+    cd->name = pt_arena_strndup(c->arena, key->value, key->len);
+    if (pt__cfg_mapping(c, n, connection_keys) != 0)
+        return;
+    mark = pt__cfg_push(c, "url", 3);
+    if (pt_yaml_is_null(v = pt_yaml_get(n, "url"))) {
+        pt__cfg_err(c, n->line, "required key is missing");
+    } else if (pt__cfg_secret(c, v, &url, shown, sizeof(shown)) == 0) {
+        if (strncmp(url, "sqlite:", 7) == 0) {
+            cd->kind = PT_CONN_SQLITE;
+            if (url[7] == '\0')
+                pt__cfg_err(c, v->line, "sqlite: needs a file path, e.g. sqlite:data/erp.db");
+            else if (strcmp(url + 7, ":memory:") == 0)
+                cd->target = pt_arena_strdup(c->arena, ":memory:");
+            else
+                cd->target = pt__cfg_def_path(c, v->line, url + 7);
+            cd->display = cd->target;
+        } else if (strncmp(url, "postgresql://", 13) == 0 || strncmp(url, "postgres://", 11) == 0) {
+            cd->kind = PT_CONN_POSTGRESQL;
+            cd->target = url;
+            cd->display = url_display(c->arena, url);
+        } else if (strncmp(url, "mysql://", 8) == 0 || strncmp(url, "mariadb://", 10) == 0) {
+            cd->kind = PT_CONN_MARIADB;
+            cd->target = url;
+            cd->display = url_display(c->arena, url);
+        } else {
+            pt__cfg_err(
+                c, v->line,
+                "expected sqlite:<path>, postgresql://... or mysql://... (mariadb://...)%s%s",
+                shown[0] ? "; the value comes from " : "", shown);
+        }
+    }
+    pt__cfg_pop(c, mark);
+    if (!pt_yaml_is_null(v = pt_yaml_get(n, "pool"))) {
+        mark = pt__cfg_push(c, "pool", 4);
+        if (pt__cfg_mapping(c, v, pool_keys) == 0 && !pt_yaml_is_null(pt_yaml_get(v, "max"))) {
+            size_t m2 = pt__cfg_push(c, "max", 3);
+            if (pt__cfg_uint(c, pt_yaml_get(v, "max"), 1, 1024, &x) == 0)
+                cd->pool_max = (uint32_t)x;
+            pt__cfg_pop(c, m2);
+        }
+        pt__cfg_pop(c, mark);
+    }
+    if (!pt_yaml_is_null(v = pt_yaml_get(n, "timeout"))) {
+        mark = pt__cfg_push(c, "timeout", 7);
+        if (pt__cfg_duration(c, v, 1, 3600000, &x) == 0)
+            cd->timeout_ms = (uint32_t)x;
+        pt__cfg_pop(c, mark);
+    }
+    if (!pt_yaml_is_null(v = pt_yaml_get(n, "read_only"))) {
+        mark = pt__cfg_push(c, "read_only", 9);
+        pt__cfg_bool(c, v, &cd->read_only);
+        pt__cfg_pop(c, mark);
+    }
+}
+
+/* ------------------------------------------------------------------ schemas */
+
+static void parse_schemas(pt__cfg_ctx_t *c, const pt_ynode_t *n, pt_api_def_t *api)
+{
+    pt_buf_t b;
+    pt_json_error_t jerr;
+    pt_json_t *defs;
+    char err[512];
+
+    if (n->kind != PT_YNODE_MAPPING) {
+        pt__cfg_err(c, n->line, "expected a mapping of schema names to schemas");
+        return;
+    }
+    pt_buf_init(&b, 0);
+    if (pt__cfg_yaml_json(&b, n) != 0) {
+        pt__cfg_err(c, n->line, "out of memory");
+        pt_buf_free(&b);
+        return;
+    }
+    defs = pt_json_parse(c->arena, b.data, b.len, &PT_JSON_LIMITS_DEFAULT, &jerr);
+    pt_buf_free(&b);
+    if (defs == NULL) {
+        pt__cfg_err(c, n->line, "cannot read the schemas: %s", jerr.message);
+        return;
+    }
+    api->schemas = pt_jschema_compile(c->arena, defs, err, sizeof(err));
+    if (api->schemas == NULL)
+        pt__cfg_err(c, n->line, "%s", err);
+}
+
+/* ------------------------------------------------------------------ headers */
+
+static void parse_headers_list(pt__cfg_ctx_t *c, const pt_ynode_t *n, pt_api_def_t *api)
+{
+    size_t i, j, k;
+    char tmp[300];
+    if (n->kind != PT_YNODE_SEQUENCE) {
+        pt__cfg_err(c, n->line, "expected a list of header names");
+        return;
+    }
+    api->custom_headers = pt_arena_calloc(c->arena, sizeof(char *) * (n->n ? n->n : 1));
+    if (api->custom_headers == NULL) {
+        pt__cfg_err(c, n->line, "out of memory");
+        return;
+    }
+    for (i = 0; i < n->n; i++) {
+        const pt_ynode_t *v = n->items[i];
+        size_t mark = pt__cfg_push_index(c, i);
+        char *name;
+        if (pt__cfg_string(c, v, &name) != 0) {
+            pt__cfg_pop(c, mark);
+            continue;
+        }
+        if (!pt__cfg_is_token(name, v->len) || v->len > PT__CFG_HEADER_NAME_MAX) {
+            pt__cfg_err(c, v->line, "invalid header name %s", pt__cfg_quote(v, tmp, sizeof(tmp)));
+            pt__cfg_pop(c, mark);
+            continue;
+        }
+        for (k = 0; name[k] != '\0'; k++)
+            if (name[k] >= 'A' && name[k] <= 'Z')
+                name[k] = (char)(name[k] + 32);
+        for (k = 0; protected_headers[k] != NULL; k++)
+            if (strcmp(protected_headers[k], name) == 0)
+                break;
+        if (protected_headers[k] != NULL) {
+            pt__cfg_err(c, v->line, "%s is a protected header: processes never see it", name);
+            pt__cfg_pop(c, mark);
+            continue;
+        }
+        for (j = 0; j < api->ncustom_headers; j++)
+            if (strcmp(api->custom_headers[j], name) == 0)
+                break;
+        if (j < api->ncustom_headers)
+            pt__cfg_err(c, v->line, "%s is listed twice", name);
+        else
+            api->custom_headers[api->ncustom_headers++] = name;
+        pt__cfg_pop(c, mark);
+    }
+}
+
+/* ------------------------------------------------------------------ processes */
+
+/* Finds the :name parameters of statement s (outside quotes, comments and
+ * PostgreSQL "::" casts). Calls fn for each occurrence. Returns 0, or -1
+ * with why filled (an unterminated quote or comment). */
+static int sql_params(const char *s, size_t len, void (*fn)(void *arg, const char *name, size_t n),
+                      void *arg, char *why, size_t wlen)
+{
+    size_t i = 0;
+    while (i < len) {
+        char ch = s[i];
+        if (ch == '\'' || ch == '"' || ch == '`') {
+            size_t j = i + 1;
+            for (;;) {
+                if (j >= len) {
+                    snprintf(why, wlen, "unterminated %c quote at byte %zu", ch, i + 1);
+                    return -1;
+                }
+                if (s[j] == ch) {
+                    if (j + 1 < len && s[j + 1] == ch) { /* doubled: an escaped quote */
+                        j += 2;
+                        continue;
+                    }
+                    break;
+                }
+                j++;
+            }
+            i = j + 1;
+        } else if (ch == '-' && i + 1 < len && s[i + 1] == '-') {
+            while (i < len && s[i] != '\n')
+                i++;
+        } else if (ch == '/' && i + 1 < len && s[i + 1] == '*') {
+            const char *e = NULL;
+            size_t j;
+            for (j = i + 2; j + 1 < len; j++)
+                if (s[j] == '*' && s[j + 1] == '/') {
+                    e = s + j;
+                    break;
+                }
+            if (e == NULL) {
+                snprintf(why, wlen, "unterminated /* comment at byte %zu", i + 1);
+                return -1;
+            }
+            i = (size_t)(e - s) + 2;
+        } else if (ch == ':' && i + 1 < len && s[i + 1] == ':') {
+            i += 2; /* a cast */
+        } else if (ch == ':' && i + 1 < len &&
+                   ((s[i + 1] >= 'a' && s[i + 1] <= 'z') || (s[i + 1] >= 'A' && s[i + 1] <= 'Z') ||
+                    s[i + 1] == '_')) {
+            size_t j = i + 1;
+            while (j < len && ((s[j] >= 'a' && s[j] <= 'z') || (s[j] >= 'A' && s[j] <= 'Z') ||
+                               (s[j] >= '0' && s[j] <= '9') || s[j] == '_'))
+                j++;
+            fn(arg, s + i + 1, j - i - 1);
+            i = j;
+        } else if (ch == '?' || ch == '$') {
+            if (ch == '?' || (i + 1 < len && s[i + 1] >= '0' && s[i + 1] <= '9')) {
+                snprintf(why, wlen,
+                         "positional parameter at byte %zu: use named parameters (:name) bound "
+                         "through params",
+                         i + 1);
+                return -1;
+            }
+            i++;
+        } else {
+            i++;
+        }
+    }
+    return 0;
+}
+
+typedef struct param_scan_s {
+    char names[PARAMS_MAX][NAME_MAX_LEN + 1];
+    size_t n;
+    int too_many, too_long;
+} param_scan_t;
+
+static void param_seen(void *arg, const char *name, size_t n)
+{
+    param_scan_t *ps = arg;
+    size_t i;
+    if (n > NAME_MAX_LEN) {
+        ps->too_long = 1;
+        return;
+    }
+    for (i = 0; i < ps->n; i++)
+        if (strlen(ps->names[i]) == n && memcmp(ps->names[i], name, n) == 0)
+            return;
+    if (ps->n == PARAMS_MAX) {
+        ps->too_many = 1;
+        return;
+    }
+    memcpy(ps->names[ps->n], name, n);
+    ps->names[ps->n][n] = '\0';
+    ps->n++;
+}
+
+/* Rewriting a statement's :name parameters into $k and ? placeholders. */
+typedef struct rewrite_s {
+    const char *sql;
+    const pt_step_def_t *st;
+    pt_buf_t numbered, qmark;
+    size_t done; /* bytes of sql copied */
+    size_t order[1024];
+    size_t norder;
+    int overflow;
+} rewrite_t;
+
+static void rewrite_param(void *arg, const char *name, size_t n)
+{
+    rewrite_t *rw = arg;
+    size_t at = (size_t)(name - 1 - rw->sql), k;
+    for (k = 0; k < rw->st->nparams; k++)
+        if (strlen(rw->st->params[k].name) == n && memcmp(rw->st->params[k].name, name, n) == 0)
+            break;
+    pt_buf_append(&rw->numbered, rw->sql + rw->done, at - rw->done);
+    pt_buf_append(&rw->qmark, rw->sql + rw->done, at - rw->done);
+    pt_buf_printf(&rw->numbered, "$%zu", k + 1);
+    pt_buf_append_char(&rw->qmark, '?');
+    if (rw->norder < PT_ARRAY_SIZE(rw->order))
+        rw->order[rw->norder++] = k;
+    else
+        rw->overflow = 1;
+    rw->done = at + 1 + n;
+}
+
+static void sql_rewrite(pt__cfg_ctx_t *c, unsigned line, pt_step_def_t *st)
+{
+    rewrite_t *rw = pt_arena_calloc(c->scratch, sizeof(*rw));
+    char why[256];
+    size_t len = strlen(st->sql);
+    if (rw == NULL) {
+        pt__cfg_err(c, line, "out of memory");
+        return;
+    }
+    rw->sql = st->sql;
+    rw->st = st;
+    pt_buf_init(&rw->numbered, 0);
+    pt_buf_init(&rw->qmark, 0);
+    if (sql_params(st->sql, len, rewrite_param, rw, why, sizeof(why)) == 0 && !rw->overflow) {
+        pt_buf_append(&rw->numbered, st->sql + rw->done, len - rw->done);
+        pt_buf_append(&rw->qmark, st->sql + rw->done, len - rw->done);
+        st->sql_numbered = pt_arena_strndup(c->arena, rw->numbered.data ? rw->numbered.data : "",
+                                            rw->numbered.len);
+        st->sql_qmark =
+            pt_arena_strndup(c->arena, rw->qmark.data ? rw->qmark.data : "", rw->qmark.len);
+        st->qmark = pt_arena_alloc(c->arena, sizeof(size_t) * (rw->norder ? rw->norder : 1));
+        if (st->sql_numbered == NULL || st->sql_qmark == NULL || st->qmark == NULL)
+            pt__cfg_err(c, line, "out of memory");
+        else {
+            memcpy(st->qmark, rw->order, sizeof(size_t) * rw->norder);
+            st->nqmark = rw->norder;
+        }
+    } else if (rw->overflow) {
+        pt__cfg_err(c, line, "more than %zu parameter uses", PT_ARRAY_SIZE(rw->order));
+    }
+    pt_buf_free(&rw->numbered);
+    pt_buf_free(&rw->qmark);
+}
+
+/* `page: {by: [columns], default_limit, max_limit}` of a rows step. */
+static void parse_page(pt__cfg_ctx_t *c, const pt_ynode_t *n, pt_step_def_t *st)
+{
+    const pt_ynode_t *v;
+    size_t mark, i;
+    uint64_t x;
+    char tmp[300];
+
+    st->page_default_limit = 20;
+    st->page_max_limit = 100;
+    if (st->result != PT_SQL_ROWS) {
+        pt__cfg_err(c, n->line, "only for result: rows");
+        return;
+    }
+    if (pt__cfg_mapping(c, n, page_keys) != 0)
+        return;
+    mark = pt__cfg_push(c, "by", 2);
+    v = pt_yaml_get(n, "by");
+    if (pt_yaml_is_null(v)) {
+        pt__cfg_err(c, n->line, "required key is missing (the ordered key columns)");
+    } else if (v->kind != PT_YNODE_SEQUENCE || v->n == 0 || v->n > 8) {
+        pt__cfg_err(c, v->line, "expected a list of 1 to 8 column names (the ORDER BY keys)");
+    } else if ((st->page_by = pt_arena_calloc(c->arena, sizeof(char *) * v->n)) == NULL) {
+        pt__cfg_err(c, v->line, "out of memory");
+    } else {
+        for (i = 0; i < v->n; i++) {
+            size_t m2 = pt__cfg_push_index(c, i);
+            if (pt__cfg_string(c, v->items[i], &st->page_by[i]) == 0 &&
+                check_ident(st->page_by[i]) != 0)
+                pt__cfg_err(c, v->items[i]->line, "invalid column name %s",
+                            pt__cfg_quote(v->items[i], tmp, sizeof(tmp)));
+            pt__cfg_pop(c, m2);
+        }
+        st->npage_by = v->n;
+    }
+    pt__cfg_pop(c, mark);
+    if (!pt_yaml_is_null(v = pt_yaml_get(n, "max_limit"))) {
+        mark = pt__cfg_push(c, "max_limit", 9);
+        if (pt__cfg_uint(c, v, 1, 10000, &x) == 0)
+            st->page_max_limit = (uint32_t)x;
+        pt__cfg_pop(c, mark);
+    }
+    if (!pt_yaml_is_null(v = pt_yaml_get(n, "default_limit"))) {
+        mark = pt__cfg_push(c, "default_limit", 13);
+        if (pt__cfg_uint(c, v, 1, st->page_max_limit, &x) == 0)
+            st->page_default_limit = (uint32_t)x;
+        pt__cfg_pop(c, mark);
+    } else if (st->page_default_limit > st->page_max_limit) {
+        st->page_default_limit = st->page_max_limit;
+    }
+}
+
+static void parse_sql(pt__cfg_ctx_t *c, const pt_ynode_t *n, const pt_api_def_t *api,
+                      pt_step_def_t *st)
+{
+    const pt_ynode_t *v, *pn;
+    char tmp[300], why[256];
+    char *conn = NULL;
+    size_t mark, i;
+    param_scan_t *ps;
+
+    st->kind = PT_STEP_SQL;
+    st->not_found_status = 404;
+    if (pt__cfg_mapping(c, n, sql_keys) != 0)
+        return;
+    mark = pt__cfg_push(c, "connection", 10);
+    if (pt_yaml_is_null(v = pt_yaml_get(n, "connection"))) {
+        if (api->nconnections == 1)
+            st->connection = 0; /* the only one */
+        else
+            pt__cfg_err(c, n->line, "required key is missing (the API has %zu connections)",
+                        api->nconnections);
+    } else if (pt__cfg_string(c, v, &conn) == 0) {
+        for (i = 0; i < api->nconnections; i++)
+            if (api->connections[i].name && strcmp(api->connections[i].name, conn) == 0)
+                break;
+        if (i == api->nconnections)
+            pt__cfg_err(c, v->line, "no connection named %s in this API",
+                        pt__cfg_quote(v, tmp, sizeof(tmp)));
+        st->connection = i;
+    }
+    pt__cfg_pop(c, mark);
+
+    mark = pt__cfg_push(c, "query", 5);
+    ps = pt_arena_calloc(c->scratch, sizeof(*ps));
+    if (ps == NULL) {
+        pt__cfg_err(c, n->line, "out of memory");
+        pt__cfg_pop(c, mark);
+        return;
+    }
+    if (pt_yaml_is_null(v = pt_yaml_get(n, "query"))) {
+        pt__cfg_err(c, n->line, "required key is missing (the SQL statement)");
+    } else if (pt__cfg_string(c, v, &st->sql) == 0) {
+        if (v->len > SQL_MAX)
+            pt__cfg_err(c, v->line, "longer than %d bytes", SQL_MAX);
+        else if (sql_params(st->sql, v->len, param_seen, ps, why, sizeof(why)) != 0)
+            pt__cfg_err(c, v->line, "%s", why);
+        else if (ps->too_long)
+            pt__cfg_err(c, v->line, "a parameter name is longer than %d characters", NAME_MAX_LEN);
+        else if (ps->too_many)
+            pt__cfg_err(c, v->line, "more than %d distinct parameters", PARAMS_MAX);
+    }
+    pt__cfg_pop(c, mark);
+
+    /* every :name of the statement is bound by params, and every param is used */
+    pn = pt_yaml_get(n, "params");
+    mark = pt__cfg_push(c, "params", 6);
+    if (!pt_yaml_is_null(pn) && pn->kind != PT_YNODE_MAPPING) {
+        pt__cfg_err(c, pn->line, "expected a mapping of parameter names to expressions");
+        pn = NULL;
+    }
+    if (ps->n > 0) {
+        st->params = pt_arena_calloc(c->arena, sizeof(*st->params) * ps->n);
+        if (st->params == NULL) {
+            pt__cfg_err(c, n->line, "out of memory");
+            pt__cfg_pop(c, mark);
+            return;
+        }
+        st->nparams = ps->n;
+    }
+    for (i = 0; i < ps->n; i++) {
+        const pt_ynode_t *e = pt_yaml_is_null(pn) ? NULL : pt_yaml_get(pn, ps->names[i]);
+        size_t m2 = pt__cfg_push(c, ps->names[i], strlen(ps->names[i]));
+        st->params[i].name = pt_arena_strdup(c->arena, ps->names[i]);
+        if (e == NULL)
+            pt__cfg_err(c, pn ? pn->line : n->line,
+                        "the statement uses :%s: bind it here (e.g. %s: path.%s)", ps->names[i],
+                        ps->names[i], ps->names[i]);
+        else
+            st->params[i].expr = expr_node(c, e, roots_request, 0);
+        pt__cfg_pop(c, m2);
+    }
+    if (!pt_yaml_is_null(pn))
+        for (i = 0; i < pn->n; i++) {
+            const pt_ynode_t *k = pn->pairs[i].key;
+            size_t j;
+            for (j = 0; j < ps->n; j++)
+                if (strlen(ps->names[j]) == k->len && memcmp(ps->names[j], k->value, k->len) == 0)
+                    break;
+            if (j == ps->n)
+                pt__cfg_err(c, k->line, "%s is not a parameter of the statement (no :%s in it)",
+                            pt__cfg_quote(k, tmp, sizeof(tmp)), k->value);
+        }
+    pt__cfg_pop(c, mark);
+    if (st->sql != NULL && c->nerr == 0)
+        sql_rewrite(c, n->line, st);
+
+    if (!pt_yaml_is_null(v = pt_yaml_get(n, "result"))) {
+        static const char *const names[] = {"rows", "row", "affected", "key"};
+        char *r = NULL;
+        mark = pt__cfg_push(c, "result", 6);
+        if (pt__cfg_string(c, v, &r) == 0) {
+            for (i = 0; i < PT_ARRAY_SIZE(names); i++)
+                if (strcmp(r, names[i]) == 0)
+                    break;
+            if (i == PT_ARRAY_SIZE(names))
+                pt__cfg_err(c, v->line, "expected rows, row, affected or key, got %s",
+                            pt__cfg_quote(v, tmp, sizeof(tmp)));
+            else
+                st->result = (pt_sql_result_t)i;
+        }
+        pt__cfg_pop(c, mark);
+    }
+    if (!pt_yaml_is_null(v = pt_yaml_get(n, "page"))) {
+        mark = pt__cfg_push(c, "page", 4);
+        parse_page(c, v, st);
+        pt__cfg_pop(c, mark);
+    }
+    if (!pt_yaml_is_null(v = pt_yaml_get(n, "not_found"))) {
+        uint64_t x;
+        mark = pt__cfg_push(c, "not_found", 9);
+        if (st->result != PT_SQL_ROW)
+            pt__cfg_err(c, v->line, "only for result: row");
+        else if (!v->quoted && strcmp(v->value, "null") == 0)
+            st->not_found_status = 0;
+        else if (pt__cfg_uint(c, v, 200, 599, &x) == 0)
+            st->not_found_status = (int)x;
+        pt__cfg_pop(c, mark);
+    }
+}
+
+/* Reads a mapping of names to expressions (templates when template) into *out. */
+static void named_exprs(pt__cfg_ctx_t *c, const pt_ynode_t *n, const char *const *roots,
+                        int template, int header_names, pt_named_expr_t **out, size_t *nout)
+{
+    size_t i;
+    char tmp[300];
+    if (n->kind != PT_YNODE_MAPPING) {
+        pt__cfg_err(c, n->line, "expected a mapping of names to %s",
+                    template ? "templates" : "expressions");
+        return;
+    }
+    if (n->n > FIELDS_MAX) {
+        pt__cfg_err(c, n->line, "more than %d entries", FIELDS_MAX);
+        return;
+    }
+    *out = pt_arena_calloc(c->arena, sizeof(**out) * (n->n ? n->n : 1));
+    if (*out == NULL) {
+        pt__cfg_err(c, n->line, "out of memory");
+        return;
+    }
+    for (i = 0; i < n->n; i++) {
+        const pt_ynode_t *k = n->pairs[i].key;
+        size_t mark = pt__cfg_push(c, k->value, k->len);
+        if (header_names && (!pt__cfg_is_token(k->value, k->len) || k->len > 256))
+            pt__cfg_err(c, k->line, "invalid header name %s", pt__cfg_quote(k, tmp, sizeof(tmp)));
+        (*out)[i].name = pt_arena_strndup(c->arena, k->value, k->len);
+        (*out)[i].expr = expr_node(c, n->pairs[i].value, roots, template);
+        pt__cfg_pop(c, mark);
+    }
+    *nout = n->n;
+}
+
+static void parse_map(pt__cfg_ctx_t *c, const pt_ynode_t *n, pt_step_def_t *st)
+{
+    const pt_ynode_t *v;
+    size_t mark;
+    st->kind = PT_STEP_MAP;
+    if (pt__cfg_mapping(c, n, map_keys) != 0)
+        return;
+    if (!pt_yaml_is_null(v = pt_yaml_get(n, "over"))) {
+        mark = pt__cfg_push(c, "over", 4);
+        st->over = expr_node(c, v, roots_request, 0);
+        pt__cfg_pop(c, mark);
+    }
+    mark = pt__cfg_push(c, "fields", 6);
+    if (pt_yaml_is_null(v = pt_yaml_get(n, "fields")))
+        pt__cfg_err(c, n->line, "required key is missing");
+    else
+        named_exprs(c, v, st->over ? roots_item : roots_request, 0, 0, &st->fields, &st->nfields);
+    pt__cfg_pop(c, mark);
+}
+
+static void parse_step_respond(pt__cfg_ctx_t *c, const pt_ynode_t *n, pt_step_def_t *st)
+{
+    const pt_ynode_t *v;
+    size_t mark;
+    uint64_t x;
+    st->kind = PT_STEP_RESPOND;
+    st->status = 200;
+    if (pt__cfg_mapping(c, n, respond_keys) != 0)
+        return;
+    if (!pt_yaml_is_null(v = pt_yaml_get(n, "status"))) {
+        mark = pt__cfg_push(c, "status", 6);
+        if (pt__cfg_uint(c, v, 200, 599, &x) == 0)
+            st->status = (int)x;
+        pt__cfg_pop(c, mark);
+    }
+    if (!pt_yaml_is_null(v = pt_yaml_get(n, "headers"))) {
+        mark = pt__cfg_push(c, "headers", 7);
+        named_exprs(c, v, roots_request, 1, 1, &st->headers, &st->nheaders);
+        pt__cfg_pop(c, mark);
+    }
+    if ((v = pt_yaml_get(n, "body")) != NULL) {
+        mark = pt__cfg_push(c, "body", 4);
+        st->body = expr_node(c, v, roots_request, 0);
+        pt__cfg_pop(c, mark);
+    }
+}
+
+static void parse_step(pt__cfg_ctx_t *c, const pt_ynode_t *n, size_t index, const pt_api_def_t *api,
+                       pt_process_def_t *pd, pt_step_def_t *st)
+{
+    static const char *const kinds[] = {"sql", "map", "respond"};
+    const pt_ynode_t *v, *body = NULL;
+    const char *kind = NULL;
+    size_t mark, i, j;
+    char tmp[300];
+
+    st->line = n->line;
+    if (pt__cfg_mapping(c, n, step_keys) != 0)
+        return;
+    if (!pt_yaml_is_null(v = pt_yaml_get(n, "name"))) {
+        mark = pt__cfg_push(c, "name", 4);
+        if (pt__cfg_string(c, v, &st->name) == 0 && check_ident(st->name) != 0)
+            pt__cfg_err(c, v->line, "invalid step name %s: expected [A-Za-z_][A-Za-z0-9_]*",
+                        pt__cfg_quote(v, tmp, sizeof(tmp)));
+        pt__cfg_pop(c, mark);
+        for (j = 0; j < index; j++)
+            if (pd->steps[j].name && st->name && strcmp(pd->steps[j].name, st->name) == 0)
+                pt__cfg_err(c, v->line, "a step named %s comes before", st->name);
+    } else {
+        st->name = pt_arena_printf(c->arena, "step%zu", index + 1);
+    }
+    if (!pt_yaml_is_null(v = pt_yaml_get(n, "when"))) {
+        mark = pt__cfg_push(c, "when", 4);
+        st->when = expr_node(c, v, roots_request, 0);
+        pt__cfg_pop(c, mark);
+    }
+    for (i = 0; i < PT_ARRAY_SIZE(kinds); i++)
+        if (!pt_yaml_is_null(pt_yaml_get(n, kinds[i]))) {
+            if (kind != NULL) {
+                pt__cfg_err(c, pt__cfg_key_line(n, kinds[i]),
+                            "a step does one thing: %s and %s are both given", kind, kinds[i]);
+                return;
+            }
+            kind = kinds[i];
+            body = pt_yaml_get(n, kinds[i]);
+        }
+    if (kind == NULL) {
+        pt__cfg_err(c, n->line, "a step needs one of: sql, map, respond");
+        return;
+    }
+    mark = pt__cfg_push(c, kind, strlen(kind));
+    if (strcmp(kind, "sql") == 0)
+        parse_sql(c, body, api, st);
+    else if (strcmp(kind, "map") == 0)
+        parse_map(c, body, st);
+    else
+        parse_step_respond(c, body, st);
+    pt__cfg_pop(c, mark);
+}
+
+static void parse_process(pt__cfg_ctx_t *c, const pt_ynode_t *key, const pt_ynode_t *n,
+                          const pt_api_def_t *api, pt_process_def_t *pd)
+{
+    const pt_ynode_t *v;
+    char tmp[300];
+    size_t mark, i, nsql_writes = 0;
+
+    pd->line = key->line;
+    memcpy(pd->error_status, error_defaults, sizeof(pd->error_status));
+    if (check_ident(key->value) != 0)
+        pt__cfg_err(c, key->line, "invalid process name %s: expected [A-Za-z_][A-Za-z0-9_]*",
+                    pt__cfg_quote(key, tmp, sizeof(tmp)));
+    pd->name = pt_arena_strndup(c->arena, key->value, key->len);
+    if (pt__cfg_mapping(c, n, process_keys) != 0)
+        return;
+    if (!pt_yaml_is_null(v = pt_yaml_get(n, "mode"))) {
+        char *m = NULL;
+        mark = pt__cfg_push(c, "mode", 4);
+        if (pt__cfg_string(c, v, &m) == 0) {
+            if (strcmp(m, "low_latency") == 0)
+                pd->low_latency = 1;
+            else if (strcmp(m, "general") != 0)
+                pt__cfg_err(c, v->line, "expected general or low_latency, got %s",
+                            pt__cfg_quote(v, tmp, sizeof(tmp)));
+        }
+        pt__cfg_pop(c, mark);
+    }
+    if (!pt_yaml_is_null(v = pt_yaml_get(n, "on_error"))) {
+        mark = pt__cfg_push(c, "on_error", 8);
+        if (v->kind != PT_YNODE_MAPPING) {
+            pt__cfg_err(c, v->line, "expected a mapping of error classes to statuses");
+        } else {
+            for (i = 0; i < v->n; i++) {
+                const pt_ynode_t *k = v->pairs[i].key;
+                size_t e;
+                uint64_t x;
+                size_t m2 = pt__cfg_push(c, k->value, k->len);
+                for (e = 0; e < PT_PERR_COUNT; e++)
+                    if (strcmp(error_names[e], k->value) == 0)
+                        break;
+                if (e == PT_PERR_COUNT)
+                    pt__cfg_err(c, k->line,
+                                "unknown error class (expected one of: not_found, "
+                                "unique_violation, foreign_key_violation, not_null_violation, "
+                                "check_violation, invalid_value, busy, database, expression)");
+                else if (pt__cfg_uint(c, v->pairs[i].value, 400, 599, &x) == 0)
+                    pd->error_status[e] = (int)x;
+                pt__cfg_pop(c, m2);
+            }
+        }
+        pt__cfg_pop(c, mark);
+    }
+    mark = pt__cfg_push(c, "steps", 5);
+    v = pt_yaml_get(n, "steps");
+    if (pt_yaml_is_null(v)) {
+        pt__cfg_err(c, n->line, "required key is missing");
+    } else if (v->kind != PT_YNODE_SEQUENCE || v->n == 0) {
+        pt__cfg_err(c, v->line, "expected a non-empty list of steps");
+    } else if (v->n > STEPS_MAX) {
+        pt__cfg_err(c, v->line, "more than %d steps", STEPS_MAX);
+    } else if ((pd->steps = pt_arena_calloc(c->arena, sizeof(*pd->steps) * v->n)) == NULL) {
+        pt__cfg_err(c, v->line, "out of memory");
+    } else {
+        pd->nsteps = v->n;
+        for (i = 0; i < v->n; i++) {
+            size_t m2 = pt__cfg_push_index(c, i);
+            parse_step(c, v->items[i], i, api, pd, &pd->steps[i]);
+            pt__cfg_pop(c, m2);
+            if (pd->steps[i].kind == PT_STEP_SQL && pd->steps[i].result != PT_SQL_ROWS &&
+                pd->steps[i].result != PT_SQL_ROW)
+                nsql_writes++;
+        }
+    }
+    pt__cfg_pop(c, mark);
+    pd->transaction = nsql_writes > 1;
+    if (!pt_yaml_is_null(v = pt_yaml_get(n, "transaction"))) {
+        mark = pt__cfg_push(c, "transaction", 11);
+        pt__cfg_bool(c, v, &pd->transaction);
+        pt__cfg_pop(c, mark);
+    }
+}
+
+void pt__cfg_service(pt__cfg_ctx_t *c, const pt_ynode_t *root, pt_api_def_t *api)
+{
+    const pt_ynode_t *v;
+    size_t mark, i;
+
+    if (!pt_yaml_is_null(v = pt_yaml_get(root, "connections"))) {
+        mark = pt__cfg_push(c, "connections", 11);
+        if (v->kind != PT_YNODE_MAPPING)
+            pt__cfg_err(c, v->line, "expected a mapping of connection names to connections");
+        else if ((api->connections = pt_arena_calloc(c->arena, sizeof(*api->connections) *
+                                                                   (v->n ? v->n : 1))) == NULL)
+            pt__cfg_err(c, v->line, "out of memory");
+        else {
+            api->nconnections = v->n;
+            for (i = 0; i < v->n; i++) {
+                const pt_ynode_t *k = v->pairs[i].key;
+                size_t m2 = pt__cfg_push(c, k->value, k->len);
+                parse_connection(c, k, v->pairs[i].value, &api->connections[i]);
+                pt__cfg_pop(c, m2);
+            }
+        }
+        pt__cfg_pop(c, mark);
+    }
+    if (!pt_yaml_is_null(v = pt_yaml_get(root, "schemas"))) {
+        mark = pt__cfg_push(c, "schemas", 7);
+        parse_schemas(c, v, api);
+        pt__cfg_pop(c, mark);
+    }
+    if (!pt_yaml_is_null(v = pt_yaml_get(root, "headers"))) {
+        mark = pt__cfg_push(c, "headers", 7);
+        parse_headers_list(c, v, api);
+        pt__cfg_pop(c, mark);
+    }
+    if (!pt_yaml_is_null(v = pt_yaml_get(root, "processes"))) {
+        mark = pt__cfg_push(c, "processes", 9);
+        if (v->kind != PT_YNODE_MAPPING)
+            pt__cfg_err(c, v->line, "expected a mapping of process names to processes");
+        else if ((api->processes = pt_arena_calloc(c->arena, sizeof(*api->processes) *
+                                                                 (v->n ? v->n : 1))) == NULL)
+            pt__cfg_err(c, v->line, "out of memory");
+        else {
+            api->nprocesses = v->n;
+            for (i = 0; i < v->n; i++) {
+                const pt_ynode_t *k = v->pairs[i].key;
+                size_t m2 = pt__cfg_push(c, k->value, k->len);
+                parse_process(c, k, v->pairs[i].value, api, &api->processes[i]);
+                pt__cfg_pop(c, m2);
+            }
+        }
+        pt__cfg_pop(c, mark);
+    }
+}
+
+void pt__cfg_route_process(pt__cfg_ctx_t *c, const pt_ynode_t *n, const pt_api_def_t *api,
+                           pt_route_def_t *r)
+{
+    const pt_ynode_t *v;
+    char *name = NULL, tmp[300], err[512];
+    size_t mark, i;
+
+    r->kind = PT_DISPATCH_PROCESS;
+    mark = pt__cfg_push(c, "process", 7);
+    v = pt_yaml_get(n, "process");
+    if (pt__cfg_string(c, v, &name) == 0) {
+        for (i = 0; i < api->nprocesses; i++)
+            if (api->processes[i].name && strcmp(api->processes[i].name, name) == 0)
+                break;
+        if (i == api->nprocesses)
+            pt__cfg_err(c, v->line, "no process named %s in this API",
+                        pt__cfg_quote(v, tmp, sizeof(tmp)));
+        r->process = i;
+    }
+    pt__cfg_pop(c, mark);
+    if (pt_yaml_is_null(v = pt_yaml_get(n, "body_schema")))
+        return;
+    mark = pt__cfg_push(c, "body_schema", 11);
+    if (v->kind == PT_YNODE_SCALAR) {
+        /* the name of one of the API's schemas */
+        if (pt__cfg_string(c, v, &name) == 0 &&
+            (api->schemas == NULL || (r->body_schema = pt_jschema_get(api->schemas, name)) == NULL))
+            pt__cfg_err(c, v->line, "no schema named %s in this API's schemas",
+                        pt__cfg_quote(v, tmp, sizeof(tmp)));
+    } else {
+        /* an inline schema */
+        pt_buf_t b;
+        pt_json_error_t jerr;
+        pt_json_t *doc;
+        pt_buf_init(&b, 0);
+        if (pt__cfg_yaml_json(&b, v) != 0) {
+            pt__cfg_err(c, v->line, "out of memory");
+        } else if ((doc = pt_json_parse(c->arena, b.data, b.len, &PT_JSON_LIMITS_DEFAULT, &jerr)) ==
+                   NULL) {
+            pt__cfg_err(c, v->line, "cannot read the schema: %s", jerr.message);
+        } else if ((r->body_schema = pt_jschema_compile_one(c->arena, api->schemas, doc, err,
+                                                            sizeof(err))) == NULL) {
+            pt__cfg_err(c, v->line, "%s", err);
+        }
+        pt_buf_free(&b);
+    }
+    pt__cfg_pop(c, mark);
+}

@@ -1,0 +1,968 @@
+/*
+ * engine.c - running a route's process (see engine.h).
+ */
+#include "process/engine.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <uv.h>
+
+#include "connector/db.h"
+#include "core/buf.h"
+#include "core/json.h"
+#include "core/log.h"
+#include "event/worker-t.h"
+#include "gateway/router.h"
+#include "gateway/snapshot-t.h"
+#include "gateway/snapshot.h"
+#include "http/http.h"
+#include "process/expr.h"
+#include "process/jschema.h"
+#include "process/pool.h"
+
+#define MAX_VIOLATIONS  50
+#define HEADERS_OUT_MAX 64
+
+/* ------------------------------------------------------------------ runtime */
+
+pt_service_rt_t *pt_service_rt_build(const pt_api_def_t *api, char *err, size_t errlen)
+{
+    pt_service_rt_t *rt = calloc(1, sizeof(*rt));
+    size_t i;
+    if (rt == NULL || (rt->dbs = calloc(api->nconnections + 1, sizeof(*rt->dbs))) == NULL) {
+        free(rt);
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    rt->api = api;
+    for (i = 0; i < api->nconnections; i++) {
+        const pt_connection_def_t *cd = &api->connections[i];
+        rt->dbs[i] = pt_db_new(cd);
+        if (rt->dbs[i] == NULL) {
+            snprintf(err, errlen, "%s:%u: connections.%s: out of memory", api->file, cd->line,
+                     cd->name);
+            pt_service_rt_free(rt);
+            return NULL;
+        }
+    }
+    return rt;
+}
+
+void pt_service_rt_free(pt_service_rt_t *rt)
+{
+    size_t i;
+    if (rt == NULL)
+        return;
+    for (i = 0; i < rt->api->nconnections; i++)
+        pt_db_free(rt->dbs[i]);
+    free(rt->dbs);
+    free(rt);
+}
+
+/* ------------------------------------------------------------------ executions */
+
+typedef struct link_s link_t;
+
+typedef struct exec_s {
+    pt_job_t job;
+    pt_arena_t arena;    /* everything of the execution (malloc'd blocks: it crosses threads) */
+    link_t *link;        /* in the request's arena while the request lives */
+    pt_req_t *req;       /* NULL once the request is gone */
+    pt_snapshot_t *snap; /* one reference while the execution exists */
+    const pt_api_def_t *api;
+    const pt_route_def_t *route;
+    const pt_process_def_t *proc;
+    pt_service_rt_t *rt;
+    pt_process_limits_t limits;
+    /* inputs (copies) */
+    char *method;
+    char *path;  /* the request path, for the Link of a paged list */
+    char *query; /* raw, without '?' */
+    size_t query_len;
+    pt_json_t *path_params; /* built on the loop: small */
+    pt_json_t *headers;     /* declared headers only */
+    char *ctype;            /* request Content-Type or NULL */
+    char *body;
+    size_t body_len;
+    int submitted;
+    char request_id[40];
+    /* outputs */
+    int status;
+    pt_header_kv_t out_headers[HEADERS_OUT_MAX];
+    size_t nout_headers;
+    const char *out_ctype;
+    pt_buf_t out;      /* body */
+    char *next_link;   /* Link header of a paged list (next page), or NULL */
+    const char *ptype; /* problem type when the execution failed */
+    char detail[320];
+    pt_json_t *violations;
+} exec_t;
+
+struct link_s {
+    exec_t *exec;
+};
+
+static void exec_free(exec_t *x)
+{
+    if (x->link != NULL)
+        x->link->exec = NULL;
+    if (x->snap != NULL)
+        pt_snapshot_unref(x->snap);
+    pt_buf_free(&x->out);
+    pt_arena_reset(&x->arena);
+    free(x);
+}
+
+/* Request arena cleanup: the request ended (answered, or the client left). */
+static void link_cleanup(void *data)
+{
+    link_t *l = data;
+    exec_t *x = l->exec;
+    if (x == NULL)
+        return;
+    x->link = NULL;
+    x->req = NULL;
+    if (!x->submitted)
+        exec_free(x); /* the body was still arriving: nothing runs */
+}
+
+static void fail(exec_t *x, int status, const char *type, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+static void fail(exec_t *x, int status, const char *type, const char *fmt, ...)
+{
+    va_list ap;
+    x->status = status;
+    x->ptype = type;
+    va_start(ap, fmt);
+    vsnprintf(x->detail, sizeof(x->detail), fmt, ap);
+    va_end(ap);
+}
+
+static const char *error_type(pt_proc_error_t k)
+{
+    static const char *const types[PT_PERR_COUNT] = {
+        "not-found",   "conflict", "unprocessable",  "unprocessable",   "unprocessable",
+        "bad-request", "busy",     "database-error", "expression-error"};
+    return types[k];
+}
+
+/* ------------------------------------------------------------------ context */
+
+static int hexval(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
+/* Percent-decodes (and '+' -> ' ' when form) s into the arena; NULL when
+ * out of memory. Invalid escapes are kept as written. */
+static char *pct_decode(pt_arena_t *a, const char *s, size_t len, int form, size_t *out_len)
+{
+    char *o = pt_arena_alloc(a, len + 1);
+    size_t i, n = 0;
+    if (o == NULL)
+        return NULL;
+    for (i = 0; i < len; i++) {
+        int h, l;
+        if (s[i] == '%' && i + 2 < len && (h = hexval(s[i + 1])) >= 0 &&
+            (l = hexval(s[i + 2])) >= 0) {
+            o[n++] = (char)(h * 16 + l);
+            i += 2;
+        } else if (form && s[i] == '+') {
+            o[n++] = ' ';
+        } else {
+            o[n++] = s[i];
+        }
+    }
+    o[n] = '\0';
+    *out_len = n;
+    return o;
+}
+
+/* The query string as an object: name -> string, or an array of strings
+ * when the name repeats. */
+static pt_json_t *query_object(pt_arena_t *a, const char *q, size_t len)
+{
+    pt_json_t *obj = pt_json_object(a);
+    size_t i = 0;
+    if (obj == NULL)
+        return NULL;
+    while (i < len) {
+        size_t s = i, eq, e, kl, vl;
+        char *k, *v;
+        pt_json_t *val, *prev;
+        while (i < len && q[i] != '&')
+            i++;
+        e = i++;
+        if (e == s)
+            continue;
+        for (eq = s; eq < e && q[eq] != '='; eq++)
+            ;
+        k = pct_decode(a, q + s, eq - s, 1, &kl);
+        v = eq < e ? pct_decode(a, q + eq + 1, e - eq - 1, 1, &vl) : pct_decode(a, "", 0, 1, &vl);
+        if (k == NULL || v == NULL || (val = pt_json_string(a, v, vl)) == NULL)
+            return NULL;
+        if (memchr(k, '\0', kl) != NULL)
+            continue;
+        prev = pt_json_getn(obj, k, kl);
+        if (prev == NULL) {
+            if (pt_json_object_set(a, obj, k, kl, val) != PT_OK)
+                return NULL;
+        } else if (prev->type == PT_JSON_ARRAY) {
+            if (pt_json_array_add(a, prev, val) != PT_OK)
+                return NULL;
+        } else {
+            pt_json_t *arr = pt_json_array(a);
+            if (arr == NULL || pt_json_array_add(a, arr, prev) != PT_OK ||
+                pt_json_array_add(a, arr, val) != PT_OK ||
+                pt_json_object_set(a, obj, k, kl, arr) != PT_OK)
+                return NULL;
+        }
+    }
+    return obj;
+}
+
+static int media_is_json(const char *ct)
+{
+    size_t n;
+    if (ct == NULL)
+        return 1; /* no type: taken as JSON */
+    n = strcspn(ct, ";");
+    while (n > 0 && (ct[n - 1] == ' ' || ct[n - 1] == '\t'))
+        n--;
+    return (n == 16 && strncasecmp(ct, "application/json", 16) == 0) ||
+           (n > 5 && strncasecmp(ct + n - 5, "+json", 5) == 0);
+}
+
+static int media_is_text(const char *ct)
+{
+    return ct != NULL && strncasecmp(ct, "text/plain", 10) == 0;
+}
+
+/* ------------------------------------------------------------------ paging */
+
+static const char b64url[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+
+static int b64url_encode(pt_buf_t *b, const unsigned char *p, size_t n)
+{
+    size_t i;
+    int rc = 0;
+    for (i = 0; i + 2 < n; i += 3) {
+        unsigned v = (unsigned)p[i] << 16 | (unsigned)p[i + 1] << 8 | p[i + 2];
+        char o[4] = {b64url[v >> 18], b64url[(v >> 12) & 63], b64url[(v >> 6) & 63],
+                     b64url[v & 63]};
+        rc |= pt_buf_append(b, o, 4);
+    }
+    if (n - i == 1) {
+        unsigned v = (unsigned)p[i] << 16;
+        char o[2] = {b64url[v >> 18], b64url[(v >> 12) & 63]};
+        rc |= pt_buf_append(b, o, 2);
+    } else if (n - i == 2) {
+        unsigned v = (unsigned)p[i] << 16 | (unsigned)p[i + 1] << 8;
+        char o[3] = {b64url[v >> 18], b64url[(v >> 12) & 63], b64url[(v >> 6) & 63]};
+        rc |= pt_buf_append(b, o, 3);
+    }
+    return rc;
+}
+
+/* Decodes unpadded base64url; NULL when invalid. */
+static char *b64url_decode(pt_arena_t *a, const char *s, size_t n, size_t *out_len)
+{
+    char *o;
+    size_t i, m = 0;
+    unsigned acc = 0, bits = 0;
+    if (n % 4 == 1 || (o = pt_arena_alloc(a, n * 3 / 4 + 1)) == NULL)
+        return NULL;
+    for (i = 0; i < n; i++) {
+        const char *pos = s[i] ? memchr(b64url, s[i], 64) : NULL;
+        if (pos == NULL)
+            return NULL;
+        acc = (acc << 6) | (unsigned)(pos - b64url);
+        bits += 6;
+        if (bits >= 8) {
+            bits -= 8;
+            o[m++] = (char)((acc >> bits) & 0xff);
+        }
+    }
+    o[m] = '\0';
+    *out_len = m;
+    return o;
+}
+
+/* The `page` root: {limit, fetch, after} from ?limit= and ?cursor=. */
+static int page_context(exec_t *x, const pt_step_def_t *st, const pt_json_t *q, pt_json_t **out)
+{
+    pt_arena_t *a = &x->arena;
+    const pt_json_t *lim = pt_json_get(q, "limit"), *cur = pt_json_get(q, "cursor");
+    pt_json_t *page = pt_json_object(a), *after = NULL;
+    int64_t limit = st->page_default_limit;
+    size_t i;
+
+    if (page == NULL)
+        return PT_ENOMEM;
+    if (lim != NULL) {
+        char *end = NULL;
+        long long v = lim->type == PT_JSON_STRING ? strtoll(lim->u.str.p, &end, 10) : 0;
+        if (lim->type != PT_JSON_STRING || end == lim->u.str.p || *end != '\0' || v < 1 ||
+            v > (long long)st->page_max_limit) {
+            fail(x, 400, "bad-request", "limit must be an integer from 1 to %u",
+                 st->page_max_limit);
+            return PT_ERROR;
+        }
+        limit = v;
+    }
+    if (cur != NULL) {
+        size_t n;
+        char *json;
+        pt_json_limits_t jl = {4, 64, 4096};
+        pt_json_error_t jerr;
+        if (cur->type != PT_JSON_STRING || cur->u.str.len > 8192 ||
+            (json = b64url_decode(a, cur->u.str.p, cur->u.str.len, &n)) == NULL ||
+            (after = pt_json_parse(a, json, n, &jl, &jerr)) == NULL ||
+            after->type != PT_JSON_OBJECT || after->u.obj.n != st->npage_by)
+            goto bad;
+        for (i = 0; i < st->npage_by; i++) {
+            const pt_json_t *v = pt_json_get(after, st->page_by[i]);
+            if (v == NULL || v->type == PT_JSON_ARRAY || v->type == PT_JSON_OBJECT)
+                goto bad;
+        }
+    }
+    if (pt_json_object_set(a, page, "limit", 5, pt_json_int(a, limit)) ||
+        pt_json_object_set(a, page, "fetch", 5, pt_json_int(a, limit + 1)) ||
+        pt_json_object_set(a, page, "after", 5, after != NULL ? after : pt_json_null(a)))
+        return PT_ENOMEM;
+    *out = page;
+    return PT_OK;
+bad:
+    fail(x, 400, "bad-request", "%s", "The cursor is not one this list gave.");
+    return PT_ERROR;
+}
+
+/* A paged step returned rows (up to limit + 1): keeps limit of them and,
+ * when there was one more, sets the Link to the next page. */
+static int page_result(exec_t *x, const pt_step_def_t *st, const pt_json_t *page, pt_json_t *rows)
+{
+    pt_arena_t *a = &x->arena;
+    int64_t limit = 0;
+    const pt_json_t *last;
+    pt_json_t *key;
+    pt_buf_t j, link;
+    size_t i, qi;
+    int rc = 0;
+
+    if (pt_json_to_int64(pt_json_get(page, "limit"), &limit) != PT_OK ||
+        rows->type != PT_JSON_ARRAY || rows->u.arr.n <= (size_t)limit)
+        return PT_OK;
+    rows->u.arr.n = (size_t)limit; /* the extra row only said that there is more */
+    last = rows->u.arr.items[limit - 1];
+    if ((key = pt_json_object(a)) == NULL)
+        return PT_ENOMEM;
+    for (i = 0; i < st->npage_by; i++) {
+        pt_json_t *v = pt_json_get(last, st->page_by[i]);
+        if (v == NULL) {
+            fail(x, 500, "internal-error", "page.by: the rows have no column %s", st->page_by[i]);
+            return PT_ERROR;
+        }
+        if (pt_json_object_set(a, key, st->page_by[i], strlen(st->page_by[i]), v) != PT_OK)
+            return PT_ENOMEM;
+    }
+    pt_buf_init(&j, 0);
+    pt_buf_init(&link, 0);
+    rc |= pt_json_write(&j, key);
+    rc |= pt_buf_append_char(&link, '<');
+    rc |= pt_buf_append_str(&link, x->path);
+    rc |= pt_buf_append_char(&link, '?');
+    /* the same query without its cursor, then the next cursor */
+    for (qi = 0; x->query != NULL && qi < x->query_len;) {
+        size_t s = qi, e;
+        while (qi < x->query_len && x->query[qi] != '&')
+            qi++;
+        e = qi++;
+        if (e == s || (e - s >= 7 && memcmp(x->query + s, "cursor=", 7) == 0) ||
+            (e - s == 6 && memcmp(x->query + s, "cursor", 6) == 0))
+            continue;
+        rc |= pt_buf_append(&link, x->query + s, e - s);
+        rc |= pt_buf_append_char(&link, '&');
+    }
+    rc |= pt_buf_append_str(&link, "cursor=");
+    if (rc == 0)
+        rc |= b64url_encode(&link, (const unsigned char *)j.data, j.len);
+    rc |= pt_buf_append_str(&link, ">; rel=\"next\"");
+    if (rc == 0)
+        x->next_link = pt_arena_strndup(a, link.data, link.len);
+    pt_buf_free(&j);
+    pt_buf_free(&link);
+    return rc != 0 || x->next_link == NULL ? PT_ENOMEM : PT_OK;
+}
+
+/* ------------------------------------------------------------------ steps */
+
+typedef struct run_s {
+    exec_t *x;
+    pt_json_t *ctx, *steps;
+    pt_dbconn_t **conns; /* per connection, borrowed on first use */
+    int *in_tx;
+    uint64_t deadline;
+    pt_json_t *last;
+    int responded;
+} run_t;
+
+static int eval(run_t *r, const pt_expr_t *e, pt_json_t **out)
+{
+    char err[256];
+    *out = pt_expr_eval(e, r->ctx, &r->x->arena, err, sizeof(err));
+    if (*out == NULL) {
+        pt_log_warn("%s: process \"%s\": expression %s: %s", r->x->request_id, r->x->proc->name,
+                    pt_expr_source(e), err);
+        fail(r->x, r->x->proc->error_status[PT_PERR_EXPRESSION], "expression-error",
+             "An expression of the process failed: %s", err);
+        return PT_ERROR;
+    }
+    return PT_OK;
+}
+
+static int db_failed(run_t *r, const pt_step_def_t *st, const pt_db_error_t *e)
+{
+    exec_t *x = r->x;
+    const pt_connection_def_t *cd = &x->api->connections[st->connection];
+    if (e->timeout) {
+        fail(x, x->limits.timeout_status, "execution-timeout", "%s",
+             "The process ran out of time.");
+        return PT_ERROR;
+    }
+    pt_log_warn("%s: process \"%s\" step \"%s\" on %s: %s", x->request_id, x->proc->name, st->name,
+                cd->display, e->message);
+    if (e->kind == PT_PERR_DATABASE)
+        fail(x, x->proc->error_status[e->kind], "database-error", "%s",
+             "The database could not run the operation.");
+    else
+        fail(x, x->proc->error_status[e->kind], error_type(e->kind), "%s", e->message);
+    return PT_ERROR;
+}
+
+static int step_sql(run_t *r, const pt_step_def_t *st, pt_json_t **result)
+{
+    exec_t *x = r->x;
+    pt_db_t *db = x->rt->dbs[st->connection];
+    pt_json_t **args = NULL;
+    pt_db_error_t e;
+    size_t i;
+    int rc;
+
+    if (db == NULL) {
+        fail(x, 501, "not-implemented", "The %s connection kind has no driver in this build.",
+             x->api->connections[st->connection].name);
+        return PT_ERROR;
+    }
+    if (r->conns[st->connection] == NULL) {
+        uint64_t now = uv_hrtime();
+        uint32_t wait = r->deadline > now ? (uint32_t)((r->deadline - now) / 1000000u) : 0;
+        r->conns[st->connection] = pt_db_borrow(db, wait, &e);
+        if (r->conns[st->connection] == NULL)
+            return db_failed(r, st, &e);
+    }
+    if (x->proc->transaction && !r->in_tx[st->connection]) {
+        if (pt_db_begin(r->conns[st->connection], db, &e) != PT_OK)
+            return db_failed(r, st, &e);
+        r->in_tx[st->connection] = 1;
+    }
+    if (st->nparams > 0 && (args = pt_arena_calloc(&x->arena, sizeof(*args) * st->nparams)) == NULL)
+        goto nomem;
+    for (i = 0; i < st->nparams; i++)
+        if (eval(r, st->params[i].expr, &args[i]) != PT_OK)
+            return PT_ERROR;
+    rc = pt_db_exec(r->conns[st->connection], db, st, args, r->deadline, &x->arena, result, &e);
+    if (rc == PT_ERROR && e.broken) {
+        /* the database dropped the connection (a restart): a fresh one, once,
+         * unless a transaction was under way on the lost one */
+        pt_db_return(db, r->conns[st->connection], 1);
+        r->conns[st->connection] = NULL;
+        if (r->in_tx[st->connection])
+            return db_failed(r, st, &e);
+        pt_log_info("%s: %s: connection lost, trying a fresh one", x->request_id,
+                    x->api->connections[st->connection].display);
+        r->conns[st->connection] = pt_db_borrow(db, 1000, &e);
+        if (r->conns[st->connection] == NULL)
+            return db_failed(r, st, &e);
+        rc = pt_db_exec(r->conns[st->connection], db, st, args, r->deadline, &x->arena, result, &e);
+        if (rc == PT_ERROR && e.broken) {
+            pt_db_return(db, r->conns[st->connection], 1);
+            r->conns[st->connection] = NULL;
+        }
+    }
+    if (rc == PT_ENOENT) {
+        if (st->not_found_status == 0)
+            return (*result = pt_json_null(&x->arena)) != NULL ? PT_OK : PT_ENOMEM;
+        fail(x,
+             st->not_found_status == 404 ? x->proc->error_status[PT_PERR_NOT_FOUND]
+                                         : st->not_found_status,
+             "not-found", "%s", "No such resource.");
+        return PT_ERROR;
+    }
+    if (rc != PT_OK)
+        return db_failed(r, st, &e);
+    return PT_OK;
+nomem:
+    fail(x, 500, "internal-error", "%s", "Out of memory.");
+    return PT_ERROR;
+}
+
+static int map_fields(run_t *r, const pt_step_def_t *st, pt_json_t **out)
+{
+    pt_json_t *obj = pt_json_object(&r->x->arena), *v;
+    size_t i;
+    if (obj == NULL)
+        return PT_ENOMEM;
+    for (i = 0; i < st->nfields; i++) {
+        if (eval(r, st->fields[i].expr, &v) != PT_OK)
+            return PT_ERROR;
+        if (pt_json_object_set(&r->x->arena, obj, st->fields[i].name, strlen(st->fields[i].name),
+                               v) != PT_OK)
+            return PT_ENOMEM;
+    }
+    *out = obj;
+    return PT_OK;
+}
+
+static int step_map(run_t *r, const pt_step_def_t *st, pt_json_t **result)
+{
+    pt_arena_t *a = &r->x->arena;
+    pt_json_t *over, *arr, *one;
+    size_t i;
+    int rc;
+    if (st->over == NULL)
+        return map_fields(r, st, result);
+    if (eval(r, st->over, &over) != PT_OK)
+        return PT_ERROR;
+    if ((arr = pt_json_array(a)) == NULL)
+        return PT_ENOMEM;
+    if (over->type == PT_JSON_NULL) {
+        *result = arr;
+        return PT_OK;
+    }
+    if (over->type != PT_JSON_ARRAY) {
+        fail(r->x, r->x->proc->error_status[PT_PERR_EXPRESSION], "expression-error",
+             "map over: expected an array, got %s", pt_json_type_name(over->type));
+        return PT_ERROR;
+    }
+    for (i = 0; i < over->u.arr.n; i++) {
+        pt_json_t *idx = pt_json_int(a, (int64_t)i);
+        if (idx == NULL || pt_json_object_set(a, r->ctx, "item", 4, over->u.arr.items[i]) ||
+            pt_json_object_set(a, r->ctx, "index", 5, idx))
+            return PT_ENOMEM;
+        if ((rc = map_fields(r, st, &one)) != PT_OK)
+            return rc;
+        if (pt_json_array_add(a, arr, one) != PT_OK)
+            return PT_ENOMEM;
+    }
+    *result = arr;
+    return PT_OK;
+}
+
+/* Renders a value as a response body: strings as text, the rest as JSON. */
+static int render_body(exec_t *x, const pt_json_t *v, int text_ok)
+{
+    x->out.len = 0;
+    if (v->type == PT_JSON_STRING && text_ok) {
+        x->out_ctype = "text/plain; charset=utf-8";
+        return pt_buf_append(&x->out, v->u.str.p, v->u.str.len);
+    }
+    x->out_ctype = "application/json";
+    return pt_json_write(&x->out, v);
+}
+
+static int step_respond(run_t *r, const pt_step_def_t *st)
+{
+    exec_t *x = r->x;
+    pt_json_t *v;
+    size_t i;
+    int has_ctype = 0;
+    x->status = st->status;
+    for (i = 0; i < st->nheaders && x->nout_headers < HEADERS_OUT_MAX; i++) {
+        pt_buf_t hb;
+        size_t k;
+        char *val;
+        if (eval(r, st->headers[i].expr, &v) != PT_OK)
+            return PT_ERROR;
+        pt_buf_init(&hb, 0);
+        if (v->type == PT_JSON_STRING)
+            pt_buf_append(&hb, v->u.str.p, v->u.str.len);
+        else if (v->type != PT_JSON_NULL)
+            pt_json_write(&hb, v);
+        val = pt_arena_strndup(&x->arena, hb.data ? hb.data : "", hb.len);
+        pt_buf_free(&hb);
+        if (val == NULL)
+            return PT_ENOMEM;
+        for (k = 0; val[k] != '\0'; k++)
+            if ((unsigned char)val[k] < 0x20 && val[k] != '\t')
+                val[k] = ' '; /* a value never splits the response head */
+        if (strcasecmp(st->headers[i].name, "content-type") == 0) {
+            x->out_ctype = val;
+            has_ctype = 1;
+            continue;
+        }
+        x->out_headers[x->nout_headers].name = st->headers[i].name;
+        x->out_headers[x->nout_headers].value = val;
+        x->nout_headers++;
+    }
+    x->out.len = 0;
+    if (st->body != NULL) {
+        const char *keep = x->out_ctype;
+        if (eval(r, st->body, &v) != PT_OK)
+            return PT_ERROR;
+        if (render_body(x, v, 1) != PT_OK)
+            return PT_ENOMEM;
+        if (has_ctype)
+            x->out_ctype = keep;
+    } else if (!has_ctype) {
+        x->out_ctype = NULL;
+    }
+    r->responded = 1;
+    return PT_OK;
+}
+
+/* Builds the context: method, path, query, header, body, user, vars, steps. */
+static int build_context(run_t *r)
+{
+    exec_t *x = r->x;
+    pt_arena_t *a = &x->arena;
+    pt_json_t *ctx = pt_json_object(a), *body = NULL, *q, *m;
+    pt_json_error_t jerr;
+    size_t i;
+
+    if (ctx == NULL || (m = pt_json_string(a, x->method, strlen(x->method))) == NULL ||
+        (q = query_object(a, x->query ? x->query : "", x->query_len)) == NULL ||
+        (r->steps = pt_json_object(a)) == NULL)
+        return PT_ENOMEM;
+    if (x->body_len > 0) {
+        if (media_is_json(x->ctype)) {
+            pt_json_limits_t lim = PT_JSON_LIMITS_DEFAULT;
+            body = pt_json_parse(a, x->body, x->body_len, &lim, &jerr);
+            if (body == NULL) {
+                char msg[200];
+                snprintf(msg, sizeof(msg), "line %u, column %u: %s", jerr.line, jerr.column,
+                         jerr.message);
+                fail(x, 400, "invalid-json", "The body is not valid JSON: %s", msg);
+                return PT_ERROR;
+            }
+        } else if (media_is_text(x->ctype) && x->route->body_schema == NULL) {
+            body = pt_json_string(a, x->body, x->body_len);
+        } else {
+            fail(x, 415, "unsupported-media-type", "This route takes %s bodies.",
+                 x->route->body_schema != NULL ? "application/json"
+                                               : "application/json or text/plain");
+            return PT_ERROR;
+        }
+    } else {
+        body = pt_json_null(a);
+    }
+    if (body == NULL)
+        return PT_ENOMEM;
+    if (x->route->body_schema != NULL) {
+        pt_json_t *viol = NULL;
+        int n = pt_jschema_validate(x->route->body_schema, body, PT_JSCHEMA_REQUEST, a,
+                                    MAX_VIOLATIONS, &viol);
+        if (n < 0)
+            return PT_ENOMEM;
+        if (n > 0) {
+            char msg[32];
+            snprintf(msg, sizeof(msg), "%d", n);
+            fail(x, 400, "validation-failed", "The body does not match the schema (%s violations).",
+                 msg);
+            x->violations = viol;
+            return PT_ERROR;
+        }
+    }
+    for (i = 0; i < x->proc->nsteps; i++)
+        if (x->proc->steps[i].npage_by > 0) {
+            pt_json_t *page = NULL;
+            int rc = page_context(x, &x->proc->steps[i], q, &page);
+            if (rc != PT_OK)
+                return rc;
+            if (pt_json_object_set(a, ctx, "page", 4, page) != PT_OK)
+                return PT_ENOMEM;
+            break;
+        }
+    if (pt_json_object_set(a, ctx, "method", 6, m) ||
+        pt_json_object_set(a, ctx, "path", 4, x->path_params) ||
+        pt_json_object_set(a, ctx, "query", 5, q) ||
+        pt_json_object_set(a, ctx, "header", 6, x->headers) ||
+        pt_json_object_set(a, ctx, "body", 4, body) ||
+        pt_json_object_set(a, ctx, "user", 4, pt_json_null(a)) ||
+        pt_json_object_set(a, ctx, "vars", 4, pt_json_object(a)) ||
+        pt_json_object_set(a, ctx, "steps", 5, r->steps))
+        return PT_ENOMEM;
+    r->ctx = ctx;
+    return PT_OK;
+}
+
+/* On a pool thread. */
+static void exec_run(pt_job_t *job)
+{
+    exec_t *x = pt_container_of(job, exec_t, job);
+    const pt_process_def_t *p = x->proc;
+    size_t nconn = x->api->nconnections, i;
+    run_t r;
+    int rc = PT_OK;
+
+    memset(&r, 0, sizeof(r));
+    r.x = x;
+    r.deadline = x->limits.max_execution_ms
+                     ? job->queued_ns + (uint64_t)x->limits.max_execution_ms * 1000000u
+                     : 0;
+    x->status = 200;
+    r.conns = pt_arena_calloc(&x->arena, sizeof(*r.conns) * (nconn + 1));
+    r.in_tx = pt_arena_calloc(&x->arena, sizeof(*r.in_tx) * (nconn + 1));
+    if (r.conns == NULL || r.in_tx == NULL)
+        rc = PT_ENOMEM;
+    else
+        rc = build_context(&r);
+    for (i = 0; rc == PT_OK && i < p->nsteps && !r.responded; i++) {
+        const pt_step_def_t *st = &p->steps[i];
+        pt_json_t *res = NULL, *cond;
+        if (r.deadline != 0 && uv_hrtime() > r.deadline) {
+            fail(x, x->limits.timeout_status, "execution-timeout", "%s",
+                 "The process ran out of time.");
+            rc = PT_ERROR;
+            break;
+        }
+        if (st->when != NULL) {
+            if ((rc = eval(&r, st->when, &cond)) != PT_OK)
+                break;
+            if (!pt_json_truthy(cond))
+                continue;
+        }
+        switch (st->kind) {
+        case PT_STEP_SQL:
+            rc = step_sql(&r, st, &res);
+            if (rc == PT_OK && st->npage_by > 0 && res != NULL)
+                rc = page_result(x, st, pt_json_get(r.ctx, "page"), res);
+            break;
+        case PT_STEP_MAP:
+            rc = step_map(&r, st, &res);
+            break;
+        case PT_STEP_RESPOND:
+            rc = step_respond(&r, st);
+            res = NULL;
+            break;
+        }
+        if (rc == PT_OK && res != NULL) {
+            r.last = res;
+            if (pt_json_object_set(&x->arena, r.steps, st->name, strlen(st->name), res) != PT_OK)
+                rc = PT_ENOMEM;
+        }
+    }
+    /* all or nothing */
+    for (i = 0; i < nconn; i++) {
+        if (r.conns == NULL || r.conns[i] == NULL)
+            continue;
+        if (r.in_tx[i]) {
+            pt_db_error_t e;
+            if (rc == PT_OK && pt_db_commit(r.conns[i], x->rt->dbs[i], &e) != PT_OK) {
+                pt_log_warn("%s: process \"%s\": commit failed: %s", x->request_id, p->name,
+                            e.message);
+                fail(x, x->proc->error_status[e.kind], error_type(e.kind), "%s",
+                     "The transaction could not be committed.");
+                rc = PT_ERROR;
+            }
+            if (rc != PT_OK)
+                pt_db_rollback(r.conns[i], x->rt->dbs[i]);
+        }
+        pt_db_return(x->rt->dbs[i], r.conns[i], 0);
+    }
+    if (rc == PT_ENOMEM)
+        fail(x, 500, "internal-error", "%s", "Out of memory.");
+    if (rc != PT_OK || r.responded)
+        return;
+    /* no respond step: the last result as JSON */
+    if (r.last == NULL) {
+        x->status = 204;
+        x->out_ctype = NULL;
+        return;
+    }
+    if (render_body(x, r.last, 0) != PT_OK)
+        fail(x, 500, "internal-error", "%s", "Out of memory.");
+}
+
+/* Back on the loop. */
+static void exec_done(pt_job_t *job, pt_job_status_t status)
+{
+    exec_t *x = pt_container_of(job, exec_t, job);
+    pt_req_t *req = x->req;
+    pt_header_kv_t hdrs[HEADERS_OUT_MAX + 3];
+    size_t nh = 0, i;
+
+    if (req != NULL) {
+        hdrs[nh].name = "X-Execution-Id";
+        hdrs[nh++].value = x->request_id;
+        if (status == PT_JOB_QUEUE_TIMEOUT || status == PT_JOB_CANCELED) {
+            hdrs[nh].name = "Retry-After";
+            hdrs[nh++].value = "1";
+            pt_http_problem(req, 503, "busy",
+                            status == PT_JOB_CANCELED
+                                ? "The node is stopping."
+                                : "The process waited too long for a free process worker.",
+                            hdrs, nh);
+        } else if (x->ptype != NULL) {
+            if (x->status == 503) {
+                hdrs[nh].name = "Retry-After";
+                hdrs[nh++].value = "1";
+            }
+            pt_http_problem_ext(req, x->status, x->ptype, x->detail, hdrs, nh, "errors",
+                                x->violations);
+        } else {
+            if (x->next_link != NULL) {
+                hdrs[nh].name = "Link";
+                hdrs[nh++].value = x->next_link;
+            }
+            for (i = 0; i < x->nout_headers && nh < PT_ARRAY_SIZE(hdrs); i++)
+                hdrs[nh++] = x->out_headers[i];
+            pt_http_respond(req, x->status, hdrs, nh, x->out_ctype, x->out.data, x->out.len);
+        }
+    }
+    exec_free(x);
+}
+
+static void exec_submit(exec_t *x)
+{
+    pt_req_t *req = x->req;
+    pt_worker_t *w = req->snap->worker;
+    x->submitted = 1;
+    x->snap = req->snap->snap;
+    pt_snapshot_ref(x->snap);
+    x->job.run = exec_run;
+    x->job.done = exec_done;
+    x->job.worker = w;
+    if (w->procpool == NULL || pt_procpool_submit(w->procpool, &x->job) != PT_OK) {
+        static const pt_header_kv_t retry[] = {{"Retry-After", "1"}};
+        pt_log_warn("%s: process \"%s\": the process pool is full", x->request_id, x->proc->name);
+        pt_http_problem(req, 503, "busy", "Every process worker is busy; try again shortly.", retry,
+                        1);
+        exec_free(x); /* after the answer: the link is still set until here */
+    }
+}
+
+static void on_body(pt_req_t *req, const char *data, size_t len)
+{
+    link_t *l = req->hook_data;
+    exec_t *x = l->exec;
+    if (x == NULL || x->ptype != NULL)
+        return;
+    if (pt_arena_append(&x->arena, &x->body, &x->body_len, data, len) != PT_OK)
+        fail(x, 500, "internal-error", "%s", "Out of memory.");
+}
+
+static void on_complete(pt_req_t *req)
+{
+    link_t *l = req->hook_data;
+    exec_t *x = l->exec;
+    if (x == NULL)
+        return;
+    if (x->ptype != NULL) {
+        x->submitted = 1; /* freed here, not by the request's cleanup */
+        pt_http_problem(req, x->status, x->ptype, x->detail, NULL, 0);
+        exec_free(x);
+        return;
+    }
+    exec_submit(x);
+}
+
+/* Copies what the process may see of req into x (on the loop). */
+static int copy_inputs(exec_t *x, pt_req_t *req)
+{
+    pt_arena_t *a = &x->arena;
+    const pt_str_t *ct = pt_http_header(req, "content-type");
+    unsigned i;
+    size_t k;
+
+    if ((x->method = pt_arena_strndup(a, req->method, req->method_len)) == NULL ||
+        (x->path = pt_arena_strndup(a, req->path.p, req->path.len)) == NULL ||
+        (x->path_params = pt_json_object(a)) == NULL || (x->headers = pt_json_object(a)) == NULL)
+        return PT_ENOMEM;
+    if (req->query.len > 0 &&
+        (x->query = pt_arena_strndup(a, req->query.p, req->query.len)) == NULL)
+        return PT_ENOMEM;
+    x->query_len = req->query.len;
+    if (ct != NULL && (x->ctype = pt_arena_strndup(a, ct->p, ct->len)) == NULL)
+        return PT_ENOMEM;
+    for (i = 0; i < req->match.nparams; i++) {
+        const pt_route_param_t *pp = &req->match.params[i];
+        size_t vl;
+        char *v = pct_decode(a, pp->value.p, pp->value.len, 0, &vl);
+        pt_json_t *jv = v ? pt_json_string(a, v, vl) : NULL;
+        if (jv == NULL ||
+            pt_json_object_set(a, x->path_params, pp->name.p, pp->name.len, jv) != PT_OK)
+            return PT_ENOMEM;
+    }
+    /* only the API's declared headers, and X-WSS-* (DESIGN.md §9) */
+    for (i = 0; i < req->nheaders; i++) {
+        const pt_http_header_t *h = &req->headers[i];
+        int ok = h->name.len > 6 && strncasecmp(h->name.p, "x-wss-", 6) == 0;
+        char *lname;
+        pt_json_t *jv;
+        for (k = 0; !ok && k < x->api->ncustom_headers; k++)
+            ok = pt_str_ieq(h->name.p, h->name.len, x->api->custom_headers[k]);
+        if (!ok)
+            continue;
+        if ((lname = pt_arena_strndup(a, h->name.p, h->name.len)) == NULL ||
+            (jv = pt_json_string(a, h->value.p, h->value.len)) == NULL)
+            return PT_ENOMEM;
+        for (k = 0; lname[k] != '\0'; k++)
+            if (lname[k] >= 'A' && lname[k] <= 'Z')
+                lname[k] = (char)(lname[k] + 32);
+        if (pt_json_object_set(a, x->headers, lname, h->name.len, jv) != PT_OK)
+            return PT_ENOMEM;
+    }
+    return PT_OK;
+}
+
+void pt_process_handle(pt_req_t *req)
+{
+    const pt_snapshot_t *s = req->snap->snap;
+    const pt_api_def_t *api = req->match.api;
+    size_t ai = (size_t)(api - s->config->apis);
+    exec_t *x = calloc(1, sizeof(*x));
+    link_t *l = pt_arena_calloc(pt_http_req_arena(req), sizeof(*l));
+
+    if (x == NULL || l == NULL || s->services == NULL || s->services[ai] == NULL ||
+        pt_arena_cleanup_add(pt_http_req_arena(req), link_cleanup, l) != PT_OK) {
+        free(x);
+        pt_http_problem(req, 500, "internal-error", "Out of memory.", NULL, 0);
+        return;
+    }
+    pt_arena_init(&x->arena, NULL);
+    pt_buf_init(&x->out, 0);
+    l->exec = x;
+    x->link = l;
+    x->req = req;
+    x->api = api;
+    x->route = req->match.route;
+    x->proc = &api->processes[x->route->process];
+    x->rt = s->services[ai];
+    x->limits.max_execution_ms = s->config->processes.max_execution_ms;
+    x->limits.timeout_status = s->config->processes.timeout_status;
+    snprintf(x->request_id, sizeof(x->request_id), "%.*s", (int)req->request_id_len,
+             req->request_id);
+    if (copy_inputs(x, req) != PT_OK) {
+        x->submitted = 1; /* freed here, not by the request's cleanup */
+        pt_http_problem(req, 500, "internal-error", "Out of memory.", NULL, 0);
+        exec_free(x);
+        return;
+    }
+    if (req->chunked || req->content_length > 0) {
+        req->hook_data = l;
+        req->on_body = on_body;
+        req->on_complete = on_complete;
+        return;
+    }
+    exec_submit(x);
+}

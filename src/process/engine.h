@@ -1,0 +1,44 @@
+/*
+ * engine.h - running a route's process (issue 4, DESIGN.md §5).
+ *
+ * On the I/O loop, pt_process_handle copies what the process may see of
+ * the request (method, path parameters, query, declared headers, body) into
+ * an execution that owns its memory, and hands it to the process pool. On a
+ * pool thread the execution builds its context, validates the body, runs
+ * the steps (SQL through the connectors, map, respond) and renders the
+ * response; back on the loop the response is sent, if the client is still
+ * there. The client leaving never cuts a running execution short (its
+ * transaction commits or rolls back as a whole).
+ */
+#ifndef PT_PROCESS_ENGINE_H
+#define PT_PROCESS_ENGINE_H
+
+#include "config/config-t.h"
+#include "core/arena.h"
+#include "http/http-t.h"
+
+typedef struct pt_db_s pt_db_t;
+typedef struct pt_procpool_s pt_procpool_t;
+
+/* A service API's runtime in a snapshot: a database pool per connection. */
+typedef struct pt_service_rt_s {
+    const pt_api_def_t *api;
+    pt_db_t **dbs; /* per api->connections[i]; NULL for kinds without a driver yet */
+} pt_service_rt_t;
+
+/* Builds the runtime of service API api (no database is opened yet).
+ * Returns NULL with a message in err. Free with pt_service_rt_free. */
+pt_service_rt_t *pt_service_rt_build(const pt_api_def_t *api, char *err, size_t errlen);
+void pt_service_rt_free(pt_service_rt_t *rt);
+
+/* Node-wide execution settings (`processes:` of the node configuration). */
+typedef struct pt_process_limits_s {
+    uint32_t max_execution_ms; /* -> timeout_status */
+    int timeout_status;        /* 504 (default) or 522 */
+} pt_process_limits_t;
+
+/* Runs the process of req's route (req->match.route->kind == PT_DISPATCH_PROCESS)
+ * on the worker's process pool. */
+void pt_process_handle(pt_req_t *req);
+
+#endif
