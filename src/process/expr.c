@@ -129,7 +129,9 @@ typedef enum fn_id_e {
     F_CEIL,
     F_ABS,
     F_MIN,
-    F_MAX
+    F_MAX,
+    F_HAS,
+    F_KEYS
 } fn_id_t;
 
 /* Indexed by fn_id_t. */
@@ -143,7 +145,7 @@ static const struct fn_def_s {
     {"substring", 2, 3},       {"replace", 3, 3},     {"split", 2, 2},     {"join", 2, 2},
     {"contains", 2, 2},        {"starts_with", 2, 2}, {"ends_with", 2, 2}, {"round", 1, 2},
     {"floor", 1, 1},           {"ceil", 1, 1},        {"abs", 1, 1},       {"min", 1, VARIADIC},
-    {"max", 1, VARIADIC},
+    {"max", 1, VARIADIC},      {"has", 2, 2},         {"keys", 1, 1},
 };
 
 /* Shared read-only values. */
@@ -1424,6 +1426,30 @@ static const pt_json_t *eval_call(ev_t *ev, const node_t *n)
         return fn_join(ev, n, arg);
     case F_CONTAINS:
         return fn_contains(ev, n, arg);
+    case F_HAS:
+        /* has(object, "key"): the member is present, even when null */
+        if (want(ev, n, 1, arg[1], PT_JSON_STRING) != 0)
+            return NULL;
+        return new_bool(arg[0]->type == PT_JSON_OBJECT &&
+                        pt_json_getn(arg[0], arg[1]->u.str.p, arg[1]->u.str.len) != NULL);
+    case F_KEYS: {
+        pt_json_t *arr;
+        if (want(ev, n, 0, arg[0], PT_JSON_OBJECT) != 0 ||
+            ev_work(ev, n->pos, arg[0]->u.obj.n) != 0)
+            return NULL;
+        if ((arr = pt_json_array(ev->a)) == NULL) {
+            ev_fail(ev, n->pos, "out of memory");
+            return NULL;
+        }
+        for (i = 0; i < arg[0]->u.obj.n; i++)
+            if (pt_json_array_add(ev->a, arr,
+                                  pt_json_string(ev->a, arg[0]->u.obj.members[i].key,
+                                                 arg[0]->u.obj.members[i].key_len)) != PT_OK) {
+                ev_fail(ev, n->pos, "out of memory");
+                return NULL;
+            }
+        return arr;
+    }
     case F_STARTS_WITH:
         return fn_affix(ev, n, arg, 0);
     case F_ENDS_WITH:

@@ -41,7 +41,9 @@
  * substring(s, start[, length]) (characters), replace(s, from, to),
  * split(s, sep), join(array, sep), contains(haystack, needle) (strings:
  * substring; arrays: element equality), starts_with(s, p), ends_with(s, p),
- * round(x[, digits]), floor(x), ceil(x), abs(x), min(a, ...), max(a, ...).
+ * round(x[, digits]), floor(x), ceil(x), abs(x), min(a, ...), max(a, ...),
+ * has(object, key) (the member is present, even when null: PATCH semantics),
+ * keys(object) (member names in order).
  * Unknown functions and wrong argument counts are compile errors.
  *
  * Templates: text with ${expr} parts ("/customers/${path.id}"; "$$" is a

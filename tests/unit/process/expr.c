@@ -391,6 +391,11 @@ static void test_functions_strings(void **state)
 static void test_functions_values(void **state)
 {
     (void)state;
+    EXPECT("has(vars, 'n')", "true"); /* present, though null */
+    EXPECT("has(vars, 'nope')", "false");
+    EXPECT("has(body.tags, 'x')", "false"); /* not an object */
+    EXPECT("length(keys(vars)) > 0", "true");
+    EXPECT("keys({b: 1, a: 2})", "[\"b\",\"a\"]");
     EXPECT("boolean(0)", "false");
     EXPECT("boolean('x')", "true");
     EXPECT("boolean([])", "false");
@@ -529,7 +534,7 @@ static void test_compile_errors(void **state)
                         "compile: at 11: expected ')' to close the call of concat");
     expect_prefix(RUN("lowr(body.name)"), "compile: at 0: unknown function \"lowr\" (known: lower, "
                                           "upper, trim, concat");
-    expect_contains(RUN("lowr(body.name)"), "max)");
+    expect_contains(RUN("lowr(body.name)"), "has, keys)");
     assert_string_equal(RUN("lower()"), "compile: at 0: lower takes 1 argument, got 0");
     assert_string_equal(RUN("  now(1)"), "compile: at 2: now takes 0 arguments, got 1");
     assert_string_equal(RUN("substring('a')"),
