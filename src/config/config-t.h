@@ -101,7 +101,12 @@ typedef struct pt_named_expr_s {
     struct pt_expr_s *expr;
 } pt_named_expr_t;
 
-typedef enum pt_step_kind_e { PT_STEP_SQL = 1, PT_STEP_MAP, PT_STEP_RESPOND } pt_step_kind_t;
+typedef enum pt_step_kind_e {
+    PT_STEP_SQL = 1,
+    PT_STEP_MAP,
+    PT_STEP_RESPOND,
+    PT_STEP_SCRIPT
+} pt_step_kind_t;
 
 typedef enum pt_sql_result_e {
     PT_SQL_ROWS = 0, /* an array of row objects */
@@ -136,6 +141,12 @@ typedef struct pt_step_def_s {
     struct pt_expr_s *over;  /* map each element of this array (as `item`, `index`); NULL = once */
     pt_named_expr_t *fields; /* output members, in order */
     size_t nfields;
+    /* SCRIPT (Lua 5.4, sandboxed) */
+    char *script; /* the source text */
+    size_t script_len;
+    char *script_name;            /* chunk name in messages: "@file.lua" or "=process.step" */
+    uint64_t script_memory;       /* bytes, default 8 MiB */
+    uint64_t script_instructions; /* VM instructions, default 10,000,000 */
     /* RESPOND */
     int status;               /* default 200 */
     pt_named_expr_t *headers; /* name -> template */

@@ -22,6 +22,7 @@
 #include "core/json.h"
 #include "process/expr.h"
 #include "process/jschema.h"
+#include "script/lua.h"
 
 #define SQL_MAX      65536 /* bytes of one statement */
 #define PARAMS_MAX   64    /* distinct :parameters of one statement */
@@ -32,7 +33,8 @@
 static const char *const connection_keys[] = {"url", "pool", "timeout", "read_only", NULL};
 static const char *const pool_keys[] = {"max", NULL};
 static const char *const process_keys[] = {"mode", "transaction", "on_error", "steps", NULL};
-static const char *const step_keys[] = {"name", "when", "sql", "map", "respond", NULL};
+static const char *const step_keys[] = {"name", "when", "sql", "map", "respond", "script", NULL};
+static const char *const script_keys[] = {"source", "file", "memory", "instructions", NULL};
 static const char *const sql_keys[] = {"connection", "query", "params", "result",
                                        "not_found",  "page",  NULL};
 static const char *const page_keys[] = {"by", "default_limit", "max_limit", NULL};
@@ -698,10 +700,82 @@ static void parse_step_respond(pt__cfg_ctx_t *c, const pt_ynode_t *n, pt_step_de
     }
 }
 
+/* `script: {source | file, memory, instructions}` */
+static void parse_script(pt__cfg_ctx_t *c, const pt_ynode_t *n, const pt_process_def_t *pd,
+                         pt_step_def_t *st)
+{
+    const pt_ynode_t *src = pt_yaml_get(n, "source"), *file = pt_yaml_get(n, "file"), *v;
+    char err[512];
+    size_t mark;
+    uint64_t x;
+
+    st->kind = PT_STEP_SCRIPT;
+    st->script_memory = 8u << 20;
+    st->script_instructions = 10000000u;
+    if (pt__cfg_mapping(c, n, script_keys) != 0)
+        return;
+    if (pt_yaml_is_null(src) == pt_yaml_is_null(file)) {
+        pt__cfg_err(c, n->line, "give the Lua code as `source` (inline) or `file` (a path)");
+        return;
+    }
+    if (!pt_yaml_is_null(src)) {
+        mark = pt__cfg_push(c, "source", 6);
+        if (pt__cfg_string(c, src, &st->script) == 0) {
+            st->script_len = src->len;
+            st->script_name = pt_arena_printf(c->arena, "=%s.%s", pd->name ? pd->name : "?",
+                                              st->name ? st->name : "?");
+        }
+        pt__cfg_pop(c, mark);
+    } else {
+        char *path = NULL;
+        mark = pt__cfg_push(c, "file", 4);
+        if (pt__cfg_string(c, file, &path) == 0 &&
+            (path = pt__cfg_def_path(c, file->line, path)) != NULL) {
+            FILE *f = fopen(path, "rb");
+            long len = -1;
+            if (f != NULL && fseek(f, 0, SEEK_END) == 0)
+                len = ftell(f);
+            if (f == NULL || len < 0 || len > (1 << 20) || fseek(f, 0, SEEK_SET) != 0) {
+                pt__cfg_err(c, file->line, "cannot read %s%s", path,
+                            len > (1 << 20) ? ": larger than 1 MiB" : "");
+            } else if ((st->script = pt_arena_alloc(c->arena, (size_t)len + 1)) == NULL ||
+                       fread(st->script, 1, (size_t)len, f) != (size_t)len) {
+                pt__cfg_err(c, file->line, "cannot read %s", path);
+                st->script = NULL;
+            } else {
+                st->script[len] = '\0';
+                st->script_len = (size_t)len;
+                st->script_name = pt_arena_printf(c->arena, "@%s", path);
+            }
+            if (f != NULL)
+                fclose(f);
+        }
+        pt__cfg_pop(c, mark);
+    }
+    if (st->script != NULL && st->script_name != NULL &&
+        pt_lua_check(st->script_name, st->script, st->script_len, err, sizeof(err)) != 0) {
+        mark = src ? pt__cfg_push(c, "source", 6) : pt__cfg_push(c, "file", 4);
+        pt__cfg_err(c, (src ? src : file)->line, "the Lua code does not compile: %s", err);
+        pt__cfg_pop(c, mark);
+    }
+    if (!pt_yaml_is_null(v = pt_yaml_get(n, "memory"))) {
+        mark = pt__cfg_push(c, "memory", 6);
+        if (pt__cfg_size(c, v, 256u << 10, 1u << 30, &x) == 0)
+            st->script_memory = x;
+        pt__cfg_pop(c, mark);
+    }
+    if (!pt_yaml_is_null(v = pt_yaml_get(n, "instructions"))) {
+        mark = pt__cfg_push(c, "instructions", 12);
+        if (pt__cfg_uint(c, v, 1000, 100000000000ull, &x) == 0)
+            st->script_instructions = x;
+        pt__cfg_pop(c, mark);
+    }
+}
+
 static void parse_step(pt__cfg_ctx_t *c, const pt_ynode_t *n, size_t index, const pt_api_def_t *api,
                        pt_process_def_t *pd, pt_step_def_t *st)
 {
-    static const char *const kinds[] = {"sql", "map", "respond"};
+    static const char *const kinds[] = {"sql", "map", "respond", "script"};
     const pt_ynode_t *v, *body = NULL;
     const char *kind = NULL;
     size_t mark, i, j;
@@ -738,7 +812,7 @@ static void parse_step(pt__cfg_ctx_t *c, const pt_ynode_t *n, size_t index, cons
             body = pt_yaml_get(n, kinds[i]);
         }
     if (kind == NULL) {
-        pt__cfg_err(c, n->line, "a step needs one of: sql, map, respond");
+        pt__cfg_err(c, n->line, "a step needs one of: sql, map, respond, script");
         return;
     }
     mark = pt__cfg_push(c, kind, strlen(kind));
@@ -746,6 +820,8 @@ static void parse_step(pt__cfg_ctx_t *c, const pt_ynode_t *n, size_t index, cons
         parse_sql(c, body, api, st);
     else if (strcmp(kind, "map") == 0)
         parse_map(c, body, st);
+    else if (strcmp(kind, "script") == 0)
+        parse_script(c, body, pd, st);
     else
         parse_step_respond(c, body, st);
     pt__cfg_pop(c, mark);

@@ -22,6 +22,7 @@
 #include "process/expr.h"
 #include "process/jschema.h"
 #include "process/pool.h"
+#include "script/lua.h"
 
 #define MAX_VIOLATIONS  50
 #define HEADERS_OUT_MAX 64
@@ -568,6 +569,31 @@ static int step_map(run_t *r, const pt_step_def_t *st, pt_json_t **result)
     return PT_OK;
 }
 
+static int step_script(run_t *r, const pt_step_def_t *st, pt_json_t **result)
+{
+    exec_t *x = r->x;
+    pt_lua_limits_t lim = {st->script_memory, st->script_instructions, r->deadline};
+    char err[512];
+    pt_lua_status_t s = pt_lua_run(st->script_name, st->script, st->script_len, r->ctx, &lim,
+                                   &x->arena, result, err, sizeof(err));
+    static const char *const why[] = {"",
+                                      "failed",
+                                      "went over its memory cap",
+                                      "went over its instruction budget",
+                                      "ran out of time",
+                                      "returned a value JSON cannot carry"};
+    if (s == PT_LUA_OK)
+        return PT_OK;
+    pt_log_warn("%s: process \"%s\" step \"%s\": the script %s: %s", x->request_id, x->proc->name,
+                st->name, why[s], err);
+    if (s == PT_LUA_TIMEOUT)
+        fail(x, x->limits.timeout_status, "execution-timeout", "%s",
+             "The process ran out of time.");
+    else
+        fail(x, 500, "script-error", "The script of step %s %s.", st->name, why[s]);
+    return PT_ERROR;
+}
+
 /* Renders a value as a response body: strings as text, the rest as JSON. */
 static int render_body(exec_t *x, const pt_json_t *v, int text_ok)
 {
@@ -753,6 +779,9 @@ static void exec_run(pt_job_t *job)
         case PT_STEP_RESPOND:
             rc = step_respond(&r, st);
             res = NULL;
+            break;
+        case PT_STEP_SCRIPT:
+            rc = step_script(&r, st, &res);
             break;
         }
         if (rc == PT_OK && res != NULL) {
