@@ -186,6 +186,7 @@ static void begin_drain(pt_worker_t *w)
     if (w->draining)
         return;
     w->draining = 1;
+    pt_log_debug("worker %u: draining (%u connections)", w->id, w->nconns);
     for (i = 0; i < w->nlisteners; i++)
         if (!uv_is_closing((uv_handle_t *)&w->listeners[i].tcp))
             uv_close((uv_handle_t *)&w->listeners[i].tcp, handle_close_noop);

@@ -249,7 +249,7 @@ def test_ready_reports_draining(portico_factory):
         c.send(b"GET /_portico/ready HTTP/1.1\r\nHost: a\r\n")  # head not finished yet
         time.sleep(0.2)
         n.signal(signal.SIGTERM)
-        n.wait_log("draining")
+        n.wait_log("worker 0: draining")  # the worker's own view, not just main's
         c.send(b"\r\n")
         r = c.read_response()
         assert r.status == 503
