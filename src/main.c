@@ -20,6 +20,7 @@
 #include "event/worker.h"
 #include "gateway/dispatch.h"
 #include "gateway/snapshot.h"
+#include "connector/http.h"
 #include "process/pool.h"
 #include "proxy/proxy.h"
 
@@ -267,8 +268,12 @@ static int serve(const char *config_path)
         pt_log_error("%s", err);
         goto out;
     }
+    if (pt_http_client_init() != 0) {
+        pt_log_error("cannot initialise libcurl");
+        goto out;
+    }
     n.procpool = pt_procpool_start(cfg->processes.max_running, cfg->processes.max_queued,
-                                   cfg->processes.queue_timeout_ms);
+                                   cfg->processes.queue_timeout_ms, pt_http_thread_cleanup);
     if (n.procpool == NULL) {
         pt_log_error("cannot start the process pool");
         goto out;
@@ -324,6 +329,7 @@ static int serve(const char *config_path)
     rc = 0;
 out:
     pt_procpool_stop(n.procpool);
+    pt_http_client_cleanup();
     pt_access_sink_close(n.access);
     if (n.snap != NULL)
         pt_snapshot_unref(n.snap);

@@ -80,7 +80,8 @@ struct pt_json_s;
 typedef enum pt_conn_kind_e {
     PT_CONN_SQLITE = 1, /* sqlite:path/to/file.db (relative to the definition's folder) */
     PT_CONN_POSTGRESQL, /* postgresql://user:password@host:port/db?... */
-    PT_CONN_MARIADB     /* mysql:// or mariadb://user:password@host:port/db */
+    PT_CONN_MARIADB,    /* mysql:// or mariadb://user:password@host:port/db */
+    PT_CONN_HTTP        /* http(s)://base for http steps (target: the base URL, a secret) */
 } pt_conn_kind_t;
 
 typedef struct pt_connection_def_s {
@@ -105,7 +106,8 @@ typedef enum pt_step_kind_e {
     PT_STEP_SQL = 1,
     PT_STEP_MAP,
     PT_STEP_RESPOND,
-    PT_STEP_SCRIPT
+    PT_STEP_SCRIPT,
+    PT_STEP_HTTP
 } pt_step_kind_t;
 
 typedef enum pt_sql_result_e {
@@ -147,6 +149,15 @@ typedef struct pt_step_def_s {
     char *script_name;            /* chunk name in messages: "@file.lua" or "=process.step" */
     uint64_t script_memory;       /* bytes, default 8 MiB */
     uint64_t script_instructions; /* VM instructions, default 10,000,000 */
+    /* HTTP (libcurl) */
+    char *http_method;             /* default GET */
+    struct pt_expr_s *http_url;    /* template: the URL, or the path after the connection's base */
+    int http_connection;           /* index of an http(s) connection (base URL), -1 = none */
+    pt_named_expr_t *http_headers; /* name -> template */
+    size_t nhttp_headers;
+    struct pt_expr_s *http_body; /* NULL = no body; objects/arrays go as JSON */
+    uint32_t http_timeout_ms;    /* default 10s */
+    uint64_t http_max_response;  /* bytes, default 8 MiB */
     /* RESPOND */
     int status;               /* default 200 */
     pt_named_expr_t *headers; /* name -> template */
@@ -165,6 +176,7 @@ typedef enum pt_proc_error_e {
     PT_PERR_BUSY,          /* locked / too many connections: 503 */
     PT_PERR_DATABASE,      /* anything else from the database: 500 */
     PT_PERR_EXPRESSION,    /* an expression failed (type error): 500 */
+    PT_PERR_HTTP,          /* an http step could not complete the call: 502 */
     PT_PERR_COUNT
 } pt_proc_error_t;
 

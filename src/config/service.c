@@ -33,7 +33,10 @@
 static const char *const connection_keys[] = {"url", "pool", "timeout", "read_only", NULL};
 static const char *const pool_keys[] = {"max", NULL};
 static const char *const process_keys[] = {"mode", "transaction", "on_error", "steps", NULL};
-static const char *const step_keys[] = {"name", "when", "sql", "map", "respond", "script", NULL};
+static const char *const step_keys[] = {"name",    "when",   "sql",  "map",
+                                        "respond", "script", "http", NULL};
+static const char *const http_keys[] = {"method", "url",     "connection",   "headers",
+                                        "body",   "timeout", "max_response", NULL};
 static const char *const script_keys[] = {"source", "file", "memory", "instructions", NULL};
 static const char *const sql_keys[] = {"connection", "query", "params", "result",
                                        "not_found",  "page",  NULL};
@@ -50,8 +53,9 @@ static const char *const error_names[PT_PERR_COUNT] = {"not_found",
                                                        "invalid_value",
                                                        "busy",
                                                        "database",
-                                                       "expression"};
-static const int error_defaults[PT_PERR_COUNT] = {404, 409, 422, 422, 422, 400, 503, 500, 500};
+                                                       "expression",
+                                                       "http"};
+static const int error_defaults[PT_PERR_COUNT] = {404, 409, 422, 422, 422, 400, 503, 500, 500, 502};
 
 /* What expressions may name, by where they are. */
 static const char *const roots_request[] = {"method", "path", "query", "header", "body",
@@ -104,8 +108,10 @@ static pt_expr_t *expr_node(pt__cfg_ctx_t *c, const pt_ynode_t *n, const char *c
     }
     if (!template && !n->quoted && pt_yaml_is_null(n))
         return pt_expr_compile(c->arena, "null", 4, roots, err, sizeof(err));
-    e = template ? pt_expr_compile_template(c->arena, n->value, n->len, roots, err, sizeof(err))
-                 : pt_expr_compile(c->arena, n->value, n->len, roots, err, sizeof(err));
+    e = template == 2
+            ? pt_expr_compile_url_template(c->arena, n->value, n->len, roots, err, sizeof(err))
+        : template ? pt_expr_compile_template(c->arena, n->value, n->len, roots, err, sizeof(err))
+                   : pt_expr_compile(c->arena, n->value, n->len, roots, err, sizeof(err));
     if (e == NULL)
         pt__cfg_err(c, n->line, "invalid %s: %s", template ? "template" : "expression", err);
     return e;
@@ -165,15 +171,22 @@ static void parse_connection(pt__cfg_ctx_t *c, const pt_ynode_t *key, const pt_y
             cd->kind = PT_CONN_POSTGRESQL;
             cd->target = url;
             cd->display = url_display(c->arena, url);
+        } else if (strncmp(url, "http://", 7) == 0 || strncmp(url, "https://", 8) == 0) {
+            size_t l = strlen(url);
+            cd->kind = PT_CONN_HTTP;
+            while (l > 0 && url[l - 1] == '/')
+                url[--l] = '\0'; /* the step's path brings the '/' */
+            cd->target = url;
+            cd->display = url_display(c->arena, url);
         } else if (strncmp(url, "mysql://", 8) == 0 || strncmp(url, "mariadb://", 10) == 0) {
             cd->kind = PT_CONN_MARIADB;
             cd->target = url;
             cd->display = url_display(c->arena, url);
         } else {
-            pt__cfg_err(
-                c, v->line,
-                "expected sqlite:<path>, postgresql://... or mysql://... (mariadb://...)%s%s",
-                shown[0] ? "; the value comes from " : "", shown);
+            pt__cfg_err(c, v->line,
+                        "expected sqlite:<path>, postgresql://..., mysql://... (mariadb://...) or "
+                        "http(s)://... (for http steps)%s%s",
+                        shown[0] ? "; the value comes from " : "", shown);
         }
     }
     pt__cfg_pop(c, mark);
@@ -507,17 +520,23 @@ static void parse_sql(pt__cfg_ctx_t *c, const pt_ynode_t *n, const pt_api_def_t 
         return;
     mark = pt__cfg_push(c, "connection", 10);
     if (pt_yaml_is_null(v = pt_yaml_get(n, "connection"))) {
-        if (api->nconnections == 1)
-            st->connection = 0; /* the only one */
-        else
-            pt__cfg_err(c, n->line, "required key is missing (the API has %zu connections)",
-                        api->nconnections);
+        size_t ndb = 0;
+        for (i = 0; i < api->nconnections; i++)
+            if (api->connections[i].kind != PT_CONN_HTTP) {
+                st->connection = i; /* the only database, if it is */
+                ndb++;
+            }
+        if (ndb != 1)
+            pt__cfg_err(c, n->line, "required key is missing (the API has %zu databases)", ndb);
     } else if (pt__cfg_string(c, v, &conn) == 0) {
         for (i = 0; i < api->nconnections; i++)
             if (api->connections[i].name && strcmp(api->connections[i].name, conn) == 0)
                 break;
         if (i == api->nconnections)
             pt__cfg_err(c, v->line, "no connection named %s in this API",
+                        pt__cfg_quote(v, tmp, sizeof(tmp)));
+        else if (api->connections[i].kind == PT_CONN_HTTP)
+            pt__cfg_err(c, v->line, "%s is an http(s) connection: sql steps need a database",
                         pt__cfg_quote(v, tmp, sizeof(tmp)));
         st->connection = i;
     }
@@ -700,6 +719,82 @@ static void parse_step_respond(pt__cfg_ctx_t *c, const pt_ynode_t *n, pt_step_de
     }
 }
 
+/* `http: {method, url | connection + url, headers, body, timeout, max_response}` */
+static void parse_http(pt__cfg_ctx_t *c, const pt_ynode_t *n, const pt_api_def_t *api,
+                       pt_step_def_t *st)
+{
+    const pt_ynode_t *v;
+    char tmp[300], *name = NULL;
+    size_t mark, i;
+    uint64_t x;
+
+    st->kind = PT_STEP_HTTP;
+    st->http_connection = -1;
+    st->http_timeout_ms = 10000;
+    st->http_max_response = 8u << 20;
+    if (pt__cfg_mapping(c, n, http_keys) != 0)
+        return;
+    if (!pt_yaml_is_null(v = pt_yaml_get(n, "method"))) {
+        mark = pt__cfg_push(c, "method", 6);
+        if (pt__cfg_string(c, v, &st->http_method) == 0) {
+            if (!pt__cfg_is_token(st->http_method, v->len) || v->len > 32)
+                pt__cfg_err(c, v->line, "expected an HTTP method such as GET or POST");
+            for (i = 0; st->http_method[i] != '\0'; i++)
+                if (st->http_method[i] >= 'a' && st->http_method[i] <= 'z')
+                    st->http_method[i] = (char)(st->http_method[i] - 32);
+        }
+        pt__cfg_pop(c, mark);
+    }
+    if (!pt_yaml_is_null(v = pt_yaml_get(n, "connection"))) {
+        mark = pt__cfg_push(c, "connection", 10);
+        if (pt__cfg_string(c, v, &name) == 0) {
+            for (i = 0; i < api->nconnections; i++)
+                if (api->connections[i].name && strcmp(api->connections[i].name, name) == 0)
+                    break;
+            if (i == api->nconnections || api->connections[i].kind != PT_CONN_HTTP)
+                pt__cfg_err(c, v->line, "no http(s) connection named %s in this API",
+                            pt__cfg_quote(v, tmp, sizeof(tmp)));
+            else
+                st->http_connection = (int)i;
+        }
+        pt__cfg_pop(c, mark);
+    }
+    mark = pt__cfg_push(c, "url", 3);
+    if (pt_yaml_is_null(v = pt_yaml_get(n, "url"))) {
+        pt__cfg_err(c, n->line, "required key is missing (%s)",
+                    name ? "the path after the connection's base URL" : "the URL");
+    } else if ((st->http_url = expr_node(c, v, roots_request, 2)) != NULL) {
+        if (name == NULL && strncmp(v->value, "http://", 7) != 0 &&
+            strncmp(v->value, "https://", 8) != 0)
+            pt__cfg_err(c, v->line, "must start with http:// or https:// (or use a connection)");
+        else if (name != NULL && v->value[0] != '/')
+            pt__cfg_err(c, v->line, "with a connection, the url is a path starting with '/'");
+    }
+    pt__cfg_pop(c, mark);
+    if (!pt_yaml_is_null(v = pt_yaml_get(n, "headers"))) {
+        mark = pt__cfg_push(c, "headers", 7);
+        named_exprs(c, v, roots_request, 1, 1, &st->http_headers, &st->nhttp_headers);
+        pt__cfg_pop(c, mark);
+    }
+    if ((v = pt_yaml_get(n, "body")) != NULL) {
+        mark = pt__cfg_push(c, "body", 4);
+        st->http_body = expr_node(c, v, roots_request, 0);
+        pt__cfg_pop(c, mark);
+    }
+    if (!pt_yaml_is_null(v = pt_yaml_get(n, "timeout"))) {
+        mark = pt__cfg_push(c, "timeout", 7);
+        if (pt__cfg_duration(c, v, 1, 600000, &x) == 0)
+            st->http_timeout_ms = (uint32_t)x;
+        pt__cfg_pop(c, mark);
+    }
+    if (!pt_yaml_is_null(v = pt_yaml_get(n, "max_response"))) {
+        mark = pt__cfg_push(c, "max_response", 12);
+        if (pt__cfg_size(c, v, 1, 1u << 30, &x) == 0)
+            st->http_max_response = x;
+        pt__cfg_pop(c, mark);
+    }
+}
+
 /* `script: {source | file, memory, instructions}` */
 static void parse_script(pt__cfg_ctx_t *c, const pt_ynode_t *n, const pt_process_def_t *pd,
                          pt_step_def_t *st)
@@ -775,7 +870,7 @@ static void parse_script(pt__cfg_ctx_t *c, const pt_ynode_t *n, const pt_process
 static void parse_step(pt__cfg_ctx_t *c, const pt_ynode_t *n, size_t index, const pt_api_def_t *api,
                        pt_process_def_t *pd, pt_step_def_t *st)
 {
-    static const char *const kinds[] = {"sql", "map", "respond", "script"};
+    static const char *const kinds[] = {"sql", "map", "respond", "script", "http"};
     const pt_ynode_t *v, *body = NULL;
     const char *kind = NULL;
     size_t mark, i, j;
@@ -812,7 +907,7 @@ static void parse_step(pt__cfg_ctx_t *c, const pt_ynode_t *n, size_t index, cons
             body = pt_yaml_get(n, kinds[i]);
         }
     if (kind == NULL) {
-        pt__cfg_err(c, n->line, "a step needs one of: sql, map, respond, script");
+        pt__cfg_err(c, n->line, "a step needs one of: sql, map, respond, script, http");
         return;
     }
     mark = pt__cfg_push(c, kind, strlen(kind));
@@ -822,6 +917,8 @@ static void parse_step(pt__cfg_ctx_t *c, const pt_ynode_t *n, size_t index, cons
         parse_map(c, body, st);
     else if (strcmp(kind, "script") == 0)
         parse_script(c, body, pd, st);
+    else if (strcmp(kind, "http") == 0)
+        parse_http(c, body, api, st);
     else
         parse_step_respond(c, body, st);
     pt__cfg_pop(c, mark);
@@ -871,7 +968,8 @@ static void parse_process(pt__cfg_ctx_t *c, const pt_ynode_t *key, const pt_ynod
                     pt__cfg_err(c, k->line,
                                 "unknown error class (expected one of: not_found, "
                                 "unique_violation, foreign_key_violation, not_null_violation, "
-                                "check_violation, invalid_value, busy, database, expression)");
+                                "check_violation, invalid_value, busy, database, expression, "
+                                "http)");
                 else if (pt__cfg_uint(c, v->pairs[i].value, 400, 599, &x) == 0)
                     pd->error_status[e] = (int)x;
                 pt__cfg_pop(c, m2);

@@ -21,6 +21,7 @@
 #include "http/http.h"
 #include "process/expr.h"
 #include "process/jschema.h"
+#include "connector/http.h"
 #include "process/pool.h"
 #include "script/lua.h"
 
@@ -41,6 +42,8 @@ pt_service_rt_t *pt_service_rt_build(const pt_api_def_t *api, char *err, size_t 
     rt->api = api;
     for (i = 0; i < api->nconnections; i++) {
         const pt_connection_def_t *cd = &api->connections[i];
+        if (cd->kind == PT_CONN_HTTP)
+            continue; /* http steps: libcurl keeps connections, per pool thread */
         rt->dbs[i] = pt_db_new(cd);
         if (rt->dbs[i] == NULL) {
             snprintf(err, errlen, "%s:%u: connections.%s: out of memory", api->file, cd->line,
@@ -146,8 +149,8 @@ static void fail(exec_t *x, int status, const char *type, const char *fmt, ...)
 static const char *error_type(pt_proc_error_t k)
 {
     static const char *const types[PT_PERR_COUNT] = {
-        "not-found",   "conflict", "unprocessable",  "unprocessable",   "unprocessable",
-        "bad-request", "busy",     "database-error", "expression-error"};
+        "not-found",   "conflict", "unprocessable",  "unprocessable",    "unprocessable",
+        "bad-request", "busy",     "database-error", "expression-error", "bad-gateway"};
     return types[k];
 }
 
@@ -569,6 +572,69 @@ static int step_map(run_t *r, const pt_step_def_t *st, pt_json_t **result)
     return PT_OK;
 }
 
+static int step_http(run_t *r, const pt_step_def_t *st, pt_json_t **result)
+{
+    exec_t *x = r->x;
+    const pt_connection_def_t *cd =
+        st->http_connection >= 0 ? &x->api->connections[st->http_connection] : NULL;
+    pt_http_call_t call;
+    pt_json_t *v;
+    size_t i;
+    char err[256];
+    int rc;
+
+    memset(&call, 0, sizeof(call));
+    call.method = st->http_method ? st->http_method : "GET";
+    if (eval(r, st->http_url, &v) != PT_OK)
+        return PT_ERROR;
+    if (v->type != PT_JSON_STRING) {
+        fail(x, x->proc->error_status[PT_PERR_EXPRESSION], "expression-error",
+             "http step %s: the url is not a string", st->name);
+        return PT_ERROR;
+    }
+    call.url = cd != NULL ? pt_arena_printf(&x->arena, "%s%s", cd->target, v->u.str.p) : v->u.str.p;
+    call.headers = pt_arena_calloc(&x->arena, sizeof(*call.headers) * (st->nhttp_headers + 1));
+    if (call.url == NULL || call.headers == NULL)
+        return PT_ENOMEM;
+    for (i = 0; i < st->nhttp_headers; i++) {
+        pt_json_t *hv;
+        if (eval(r, st->http_headers[i].expr, &hv) != PT_OK)
+            return PT_ERROR;
+        call.headers[call.nheaders].name = st->http_headers[i].name;
+        call.headers[call.nheaders].value =
+            hv->type == PT_JSON_STRING ? (char *)hv->u.str.p : (char *)"";
+        call.nheaders++;
+    }
+    if (st->http_body != NULL) {
+        pt_json_t *b;
+        if (eval(r, st->http_body, &b) != PT_OK)
+            return PT_ERROR;
+        call.body = b;
+    }
+    call.timeout_ms = st->http_timeout_ms;
+    if (r->deadline != 0) {
+        uint64_t now = uv_hrtime();
+        uint64_t left = r->deadline > now ? (r->deadline - now) / 1000000u + 1 : 1;
+        if (left < call.timeout_ms)
+            call.timeout_ms = (uint32_t)left;
+    }
+    call.max_response = st->http_max_response;
+    rc = pt_http_call(&call, &x->arena, result, err, sizeof(err));
+    if (rc == PT_OK)
+        return PT_OK;
+    /* the URL of a connection may hold credentials: its display form goes to the log */
+    pt_log_warn("%s: process \"%s\" step \"%s\": %s %s%s: %s", x->request_id, x->proc->name,
+                st->name, call.method, cd != NULL ? cd->display : call.url,
+                cd != NULL ? "/..." : "", err);
+    if (rc == PT_AGAIN && r->deadline != 0 && uv_hrtime() >= r->deadline)
+        fail(x, x->limits.timeout_status, "execution-timeout", "%s",
+             "The process ran out of time.");
+    else
+        fail(x, x->proc->error_status[PT_PERR_HTTP], "bad-gateway",
+             "The call of step %s failed: %s", st->name, err);
+    return PT_ERROR;
+}
+
 static int step_script(run_t *r, const pt_step_def_t *st, pt_json_t **result)
 {
     exec_t *x = r->x;
@@ -782,6 +848,9 @@ static void exec_run(pt_job_t *job)
             break;
         case PT_STEP_SCRIPT:
             rc = step_script(&r, st, &res);
+            break;
+        case PT_STEP_HTTP:
+            rc = step_http(&r, st, &res);
             break;
         }
         if (rc == PT_OK && res != NULL) {

@@ -81,10 +81,14 @@ typedef struct step_s {
     size_t pos;
 } step_t;
 
+#define TEMPLATE_URL 1 /* node_s.op of an N_TEMPLATE */
+#define LITERAL_PART 1 /* node_s.op of an N_CONST: a template's literal text */
+
 struct node_s {
     node_kind_t kind;
-    int op;                 /* N_CMP: cmp_op_t; N_CALL: fn_id_t */
-    size_t pos;             /* byte offset in the source, for messages */
+    int op;     /* N_CMP: cmp_op_t; N_CALL: fn_id_t; N_TEMPLATE: TEMPLATE_URL to percent-encode
+                   the interpolated parts; N_CONST: LITERAL_PART for a template's literal text */
+    size_t pos; /* byte offset in the source, for messages */
     const pt_json_t *value; /* N_CONST */
     const char *name;       /* N_ROOT (not NUL-terminated) */
     size_t name_len;
@@ -1634,9 +1638,33 @@ static const pt_json_t *eval(ev_t *ev, const node_t *n)
     case N_CALL:
         return eval_call(ev, n);
     case N_TEMPLATE:
-        for (i = 0; i < n->nkids; i++)
-            if ((v = eval(ev, n->kids[i])) == NULL || sb_value(ev, n->pos, &b, v, NULL) != 0)
+        for (i = 0; i < n->nkids; i++) {
+            const node_t *k = n->kids[i];
+            if ((v = eval(ev, k)) == NULL)
                 return NULL;
+            if (n->op == TEMPLATE_URL && !(k->kind == N_CONST && k->op == LITERAL_PART)) {
+                /* a value in a URL: percent-encoded but for RFC 3986 unreserved
+                 * characters, so that it cannot add segments, a query or a host */
+                static const char hex[] = "0123456789ABCDEF";
+                sb_t t = {0};
+                size_t j;
+                if (sb_value(ev, n->pos, &t, v, NULL) != 0)
+                    return NULL;
+                for (j = 0; j < t.len; j++) {
+                    unsigned char ch = (unsigned char)t.p[j];
+                    char enc[3] = {'%', hex[ch >> 4], hex[ch & 15]};
+                    int unreserved = (ch >= 'A' && ch <= 'Z') || (ch >= 'a' && ch <= 'z') ||
+                                     (ch >= '0' && ch <= '9') || ch == '-' || ch == '.' ||
+                                     ch == '_' || ch == '~';
+                    if (sb_add(ev, n->pos, &b, unreserved ? (const char *)t.p + j : enc,
+                               unreserved ? 1 : 3) != 0)
+                        return NULL;
+                }
+                continue;
+            }
+            if (sb_value(ev, n->pos, &b, v, NULL) != 0)
+                return NULL;
+        }
         return sb_finish(ev, &b);
     }
     ev_fail(ev, n->pos, "internal error: node %d", (int)n->kind);
@@ -2492,7 +2520,7 @@ static node_t *parse_expr(parser_t *p)
 }
 
 /* text with ${expr} parts; "$$" is "$". */
-static node_t *parse_template(parser_t *p)
+static node_t *parse_template(parser_t *p, int url)
 {
     const char *s = p->src;
     size_t i = 0, j, n = p->len, np = 0, cap = 0, ll = 0, lcap = 0, open;
@@ -2507,6 +2535,7 @@ static node_t *parse_template(parser_t *p)
                 if ((e = const_str(p, lit, ll, i)) == NULL ||
                     (parts = grow(p, parts, &cap, np, sizeof(*parts))) == NULL)
                     return NULL;
+                e->op = LITERAL_PART;
                 parts[np++] = e;
                 ll = 0;
             }
@@ -2543,10 +2572,13 @@ static node_t *parse_template(parser_t *p)
     }
     if (np == 0)
         return const_node(p, &s_empty, 0);
-    if (np == 1 && parts[0]->kind == N_CONST && parts[0]->value->type == PT_JSON_STRING)
+    if (np == 1 && parts[0]->kind == N_CONST && parts[0]->op == LITERAL_PART)
+        return parts[0];
+    if (np == 1 && !url && parts[0]->kind == N_CONST && parts[0]->value->type == PT_JSON_STRING)
         return parts[0];
     if ((t = node_new(p, N_TEMPLATE, 0, 0)) == NULL)
         return NULL;
+    t->op = url ? TEMPLATE_URL : 0;
     t->kids = parts;
     t->nkids = np;
     return fold(p, t);
@@ -2589,7 +2621,7 @@ static pt_expr_t *compile(pt_arena_t *a, const char *src, size_t len, const char
     p.src = copy;
     p.len = len;
     if (template) {
-        root = parse_template(&p);
+        root = parse_template(&p, template == 2);
     } else if (lex(&p) != 0 || (root = parse_expr(&p)) == NULL) {
         root = NULL;
     } else if (p.tok.kind != T_EOF) {
@@ -2618,6 +2650,12 @@ pt_expr_t *pt_expr_compile_template(pt_arena_t *a, const char *src, size_t len,
                                     const char *const *roots, char *err, size_t errlen)
 {
     return compile(a, src, len, roots, err, errlen, 1);
+}
+
+pt_expr_t *pt_expr_compile_url_template(pt_arena_t *a, const char *src, size_t len,
+                                        const char *const *roots, char *err, size_t errlen)
+{
+    return compile(a, src, len, roots, err, errlen, 2);
 }
 
 pt_json_t *pt_expr_eval(const pt_expr_t *e, const pt_json_t *ctx, pt_arena_t *a, char *err,

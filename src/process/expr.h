@@ -71,6 +71,12 @@ pt_expr_t *pt_expr_compile(pt_arena_t *a, const char *src, size_t len, const cha
 pt_expr_t *pt_expr_compile_template(pt_arena_t *a, const char *src, size_t len,
                                     const char *const *roots, char *err, size_t errlen);
 
+/* A template for URLs: each ${...} value is percent-encoded (all but RFC
+ * 3986 unreserved characters), so that a value cannot add path segments, a
+ * query or change the host; the literal text is kept as written. */
+pt_expr_t *pt_expr_compile_url_template(pt_arena_t *a, const char *src, size_t len,
+                                        const char *const *roots, char *err, size_t errlen);
+
 /* Evaluates e against ctx (a JSON object of roots) with results allocated
  * in arena a. Returns the value (never NULL on success: null is a value),
  * or NULL with a message in err (a type error, "out of memory"). The

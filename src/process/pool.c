@@ -20,6 +20,7 @@ struct pt_procpool_s {
     atomic_uint running, queued_view;
     unsigned nthreads;
     uv_thread_t *threads;
+    void (*thread_exit)(void);
 };
 
 static void job_task_done(pt_task_t *t, int gone)
@@ -48,6 +49,8 @@ static void thread_main(void *arg)
             uv_cond_wait(&p->cv, &p->mu);
         if (p->head == NULL) { /* stopping, and nothing left */
             uv_mutex_unlock(&p->mu);
+            if (p->thread_exit != NULL)
+                p->thread_exit();
             return;
         }
         job = p->head;
@@ -75,7 +78,8 @@ static void thread_main(void *arg)
     }
 }
 
-pt_procpool_t *pt_procpool_start(unsigned threads, unsigned max_queued, uint32_t queue_timeout_ms)
+pt_procpool_t *pt_procpool_start(unsigned threads, unsigned max_queued, uint32_t queue_timeout_ms,
+                                 void (*thread_exit)(void))
 {
     pt_procpool_t *p;
     unsigned i;
@@ -97,6 +101,7 @@ pt_procpool_t *pt_procpool_start(unsigned threads, unsigned max_queued, uint32_t
         return NULL;
     }
     p->max_queued = max_queued;
+    p->thread_exit = thread_exit;
     p->queue_timeout_ns = (uint64_t)queue_timeout_ms * 1000000u;
     for (i = 0; i < threads; i++) {
         uv_thread_options_t o = {UV_THREAD_HAS_STACK_SIZE, 1024 * 1024};

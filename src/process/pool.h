@@ -38,8 +38,11 @@ struct pt_job_s {
 
 typedef struct pt_procpool_s pt_procpool_t;
 
-/* Starts `threads` threads (1..256). Returns NULL when they cannot start. */
-pt_procpool_t *pt_procpool_start(unsigned threads, unsigned max_queued, uint32_t queue_timeout_ms);
+/* Starts `threads` threads (1..256); each calls thread_exit (if not NULL)
+ * before it ends (per-thread resources of the steps: libcurl handles).
+ * Returns NULL when they cannot start. */
+pt_procpool_t *pt_procpool_start(unsigned threads, unsigned max_queued, uint32_t queue_timeout_ms,
+                                 void (*thread_exit)(void));
 
 /* On an I/O worker's loop: queues job (job->run, job->done, job->worker
  * set). Returns PT_OK, or PT_ELIMIT when max_queued jobs already wait (the

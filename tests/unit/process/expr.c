@@ -77,8 +77,9 @@ static const char *run_with(const char *src, int tmpl, const pt_json_t *c)
     pt_json_t *v;
 
     memset(err, 'x', sizeof(err));
-    e = tmpl ? pt_expr_compile_template(&arena, src, strlen(src), ROOTS, err, sizeof(err))
-             : pt_expr_compile(&arena, src, strlen(src), ROOTS, err, sizeof(err));
+    e = tmpl == 2 ? pt_expr_compile_url_template(&arena, src, strlen(src), ROOTS, err, sizeof(err))
+        : tmpl    ? pt_expr_compile_template(&arena, src, strlen(src), ROOTS, err, sizeof(err))
+                  : pt_expr_compile(&arena, src, strlen(src), ROOTS, err, sizeof(err));
     if (e == NULL) {
         assert_true(strlen(err) > 0);
         snprintf(out, sizeof(out), "compile: %s", err);
@@ -618,6 +619,19 @@ static void test_roots(void **state)
     assert_string_equal(to_json(pt_expr_eval(e, ctx, &arena, err, sizeof(err))), "null");
 }
 
+static void test_url_templates(void **state)
+{
+    (void)state;
+    /* interpolated values are percent-encoded; the literal text is kept */
+    assert_string_equal(run_with("https://h/a b/${'x/../y?z=1#f'}", 2, ctx),
+                        "\"https://h/a b/x%2F..%2Fy%3Fz%3D1%23f\"");
+    assert_string_equal(run_with("/c/${body.name}?q=${'a&b c'}&n=${body.age}", 2, ctx),
+                        "\"/c/Ada?q=a%26b%20c&n=36\"");
+    assert_string_equal(run_with("/u/${'caf\xc3\xa9~_.-'}", 2, ctx), "\"/u/caf%C3%A9~_.-\"");
+    assert_string_equal(run_with("/plain", 2, ctx), "\"/plain\"");
+    assert_string_equal(run_with("${vars.n}", 2, ctx), "\"\"");
+}
+
 static void test_templates(void **state)
 {
     (void)state;
@@ -817,6 +831,7 @@ int main(void)
         cmocka_unit_test(test_compile_errors),
         cmocka_unit_test(test_roots),
         cmocka_unit_test(test_templates),
+        cmocka_unit_test(test_url_templates),
         cmocka_unit_test(test_constants),
         cmocka_unit_test(test_limits),
         cmocka_unit_test(test_error_buffer),

@@ -106,7 +106,7 @@ static void tjob_init(tjob_t *t, pt_worker_t *w, int id, uv_sem_t *gate)
 static void test_limits(void **state)
 {
     pt_worker_t *w = worker_new();
-    pt_procpool_t *p = pt_procpool_start(2, 1, 0);
+    pt_procpool_t *p = pt_procpool_start(2, 1, 0, NULL);
     tjob_t js[5];
     uv_sem_t gate;
     int i, accepted = 0;
@@ -143,7 +143,7 @@ static void test_limits(void **state)
 static void test_fifo_and_queue_timeout(void **state)
 {
     pt_worker_t *w = worker_new();
-    pt_procpool_t *p = pt_procpool_start(1, 8, 50);
+    pt_procpool_t *p = pt_procpool_start(1, 8, 50, NULL);
     tjob_t js[3];
     uv_sem_t gate;
     (void)state;
@@ -181,7 +181,7 @@ static void release_later(void *arg)
 static void test_stop_cancels_queued(void **state)
 {
     pt_worker_t *w = worker_new();
-    pt_procpool_t *p = pt_procpool_start(1, 8, 0);
+    pt_procpool_t *p = pt_procpool_start(1, 8, 0, NULL);
     tjob_t js[3];
     uv_sem_t gate;
     uv_thread_t th;
