@@ -86,6 +86,13 @@ int pt_listen_sockets(const pt_config_t *cfg, unsigned n, int *fds, uint16_t *po
                          (unsigned)port, strerror(errno));
                 goto fail;
             }
+            /* listening from here: once the port is logged, connections queue
+             * in the backlog even before the worker's loop takes the socket */
+            if (listen(fd, LISTEN_BACKLOG) != 0) {
+                snprintf(err, errlen, "%s: cannot listen on %s port %u: %s", lc->name, lc->host,
+                         (unsigned)port, strerror(errno));
+                goto fail;
+            }
             if (port == 0) {
                 struct sockaddr_storage b;
                 socklen_t blen = sizeof(b);
