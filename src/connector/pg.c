@@ -107,7 +107,7 @@ static void *pq_open(const pt_connection_def_t *def, const char *uri, pt_db_erro
 {
     conn_t *c = calloc(1, sizeof(*c));
     PGresult *res;
-    char sql[96];
+    char sql[160];
     if (c == NULL) {
         pt__db_err(err, PT_PERR_DATABASE, "out of memory");
         return NULL;

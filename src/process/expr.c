@@ -135,7 +135,8 @@ typedef enum fn_id_e {
     F_MIN,
     F_MAX,
     F_HAS,
-    F_KEYS
+    F_KEYS,
+    F_URL_ENCODE
 } fn_id_t;
 
 /* Indexed by fn_id_t. */
@@ -149,7 +150,7 @@ static const struct fn_def_s {
     {"substring", 2, 3},       {"replace", 3, 3},     {"split", 2, 2},     {"join", 2, 2},
     {"contains", 2, 2},        {"starts_with", 2, 2}, {"ends_with", 2, 2}, {"round", 1, 2},
     {"floor", 1, 1},           {"ceil", 1, 1},        {"abs", 1, 1},       {"min", 1, VARIADIC},
-    {"max", 1, VARIADIC},      {"has", 2, 2},         {"keys", 1, 1},
+    {"max", 1, VARIADIC},      {"has", 2, 2},         {"keys", 1, 1},      {"url_encode", 1, 1},
 };
 
 /* Shared read-only values. */
@@ -445,6 +446,27 @@ static int sb_value(ev_t *ev, size_t pos, sb_t *b, const pt_json_t *v, const cha
                 pt_json_type_name(v->type));
         return -1;
     }
+}
+
+/* Appends v as text (sb_value) percent-encoded: everything but the RFC 3986
+ * unreserved characters (A-Z a-z 0-9 - . _ ~). */
+static int sb_url_value(ev_t *ev, size_t pos, sb_t *b, const pt_json_t *v, const char *fname)
+{
+    static const char hex[] = "0123456789ABCDEF";
+    sb_t t = {0};
+    size_t j;
+    if (sb_value(ev, pos, &t, v, fname) != 0)
+        return -1;
+    for (j = 0; j < t.len; j++) {
+        unsigned char ch = (unsigned char)t.p[j];
+        char enc[3] = {'%', hex[ch >> 4], hex[ch & 15]};
+        int unreserved = (ch >= 'A' && ch <= 'Z') || (ch >= 'a' && ch <= 'z') ||
+                         (ch >= '0' && ch <= '9') || ch == '-' || ch == '.' || ch == '_' ||
+                         ch == '~';
+        if (sb_add(ev, pos, b, unreserved ? (const char *)t.p + j : enc, unreserved ? 1 : 3) != 0)
+            return -1;
+    }
+    return 0;
 }
 
 /* ------------------------------------------------------------------------
@@ -1430,6 +1452,10 @@ static const pt_json_t *eval_call(ev_t *ev, const node_t *n)
         return fn_join(ev, n, arg);
     case F_CONTAINS:
         return fn_contains(ev, n, arg);
+    case F_URL_ENCODE:
+        if (sb_url_value(ev, n->pos, &b, arg[0], "url_encode") != 0)
+            return NULL;
+        return sb_finish(ev, &b);
     case F_HAS:
         /* has(object, "key"): the member is present, even when null */
         if (want(ev, n, 1, arg[1], PT_JSON_STRING) != 0)
@@ -1643,23 +1669,9 @@ static const pt_json_t *eval(ev_t *ev, const node_t *n)
             if ((v = eval(ev, k)) == NULL)
                 return NULL;
             if (n->op == TEMPLATE_URL && !(k->kind == N_CONST && k->op == LITERAL_PART)) {
-                /* a value in a URL: percent-encoded but for RFC 3986 unreserved
-                 * characters, so that it cannot add segments, a query or a host */
-                static const char hex[] = "0123456789ABCDEF";
-                sb_t t = {0};
-                size_t j;
-                if (sb_value(ev, n->pos, &t, v, NULL) != 0)
+                /* a value in a URL: it cannot add segments, a query or a host */
+                if (sb_url_value(ev, n->pos, &b, v, NULL) != 0)
                     return NULL;
-                for (j = 0; j < t.len; j++) {
-                    unsigned char ch = (unsigned char)t.p[j];
-                    char enc[3] = {'%', hex[ch >> 4], hex[ch & 15]};
-                    int unreserved = (ch >= 'A' && ch <= 'Z') || (ch >= 'a' && ch <= 'z') ||
-                                     (ch >= '0' && ch <= '9') || ch == '-' || ch == '.' ||
-                                     ch == '_' || ch == '~';
-                    if (sb_add(ev, n->pos, &b, unreserved ? (const char *)t.p + j : enc,
-                               unreserved ? 1 : 3) != 0)
-                        return NULL;
-                }
                 continue;
             }
             if (sb_value(ev, n->pos, &b, v, NULL) != 0)

@@ -43,7 +43,8 @@
  * substring; arrays: element equality), starts_with(s, p), ends_with(s, p),
  * round(x[, digits]), floor(x), ceil(x), abs(x), min(a, ...), max(a, ...),
  * has(object, key) (the member is present, even when null: PATCH semantics),
- * keys(object) (member names in order).
+ * keys(object) (member names in order), url_encode(x) (percent-encodes all
+ * but RFC 3986 unreserved characters).
  * Unknown functions and wrong argument counts are compile errors.
  *
  * Templates: text with ${expr} parts ("/customers/${path.id}"; "$$" is a

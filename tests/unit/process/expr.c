@@ -394,6 +394,8 @@ static void test_functions_values(void **state)
     (void)state;
     EXPECT("has(vars, 'n')", "true"); /* present, though null */
     EXPECT("has(vars, 'nope')", "false");
+    EXPECT("url_encode('a/b c?d=é')", "\"a%2Fb%20c%3Fd%3D%C3%A9\"");
+    EXPECT("url_encode(42)", "\"42\"");
     EXPECT("has(body.tags, 'x')", "false"); /* not an object */
     EXPECT("length(keys(vars)) > 0", "true");
     EXPECT("keys({b: 1, a: 2})", "[\"b\",\"a\"]");
@@ -535,7 +537,7 @@ static void test_compile_errors(void **state)
                         "compile: at 11: expected ')' to close the call of concat");
     expect_prefix(RUN("lowr(body.name)"), "compile: at 0: unknown function \"lowr\" (known: lower, "
                                           "upper, trim, concat");
-    expect_contains(RUN("lowr(body.name)"), "has, keys)");
+    expect_contains(RUN("lowr(body.name)"), "has, keys, url_encode)");
     assert_string_equal(RUN("lower()"), "compile: at 0: lower takes 1 argument, got 0");
     assert_string_equal(RUN("  now(1)"), "compile: at 2: now takes 0 arguments, got 1");
     assert_string_equal(RUN("substring('a')"),
