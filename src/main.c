@@ -16,6 +16,7 @@
 #include <uv.h>
 
 #include "config/config.h"
+#include "control/generate.h"
 #include "core/log.h"
 #include "event/worker.h"
 #include "gateway/dispatch.h"
@@ -47,6 +48,7 @@ static void usage(FILE *f)
     fputs("Usage:\n"
           "  portico serve --config FILE      run a node (also: portico --config FILE)\n"
           "  portico validate FILE...         check node configurations and API definitions\n"
+          "  portico generate --db URL ...    write a service API definition from a database\n"
           "  portico version                  print the version\n"
           "\n"
           "Signals: SIGHUP reloads the configuration and API definitions without dropping\n"
@@ -352,6 +354,8 @@ int main(int argc, char **argv)
         }
         return pt_config_validate_files(argc - 2, argv + 2);
     }
+    if (argc >= 2 && strcmp(argv[1], "generate") == 0)
+        return pt_generate_main(argc - 1, argv + 1);
     if (argc >= 2 && (strcmp(argv[1], "version") == 0 || strcmp(argv[1], "--version") == 0)) {
         printf("portico %s\n", PT_VERSION);
         return 0;
