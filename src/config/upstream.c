@@ -702,6 +702,58 @@ typedef struct env_value_s {
     char names[ENV_NAMES_SHOWN]; /* "${env:A}, ${env:B}": what messages show instead of s */
 } env_value_t;
 
+/* Returns the length of PATH when the len - i bytes at s + i start with "${file:PATH}" (PATH
+ * absolute, without '}' or control characters), else 0. */
+static size_t file_ref_path(const char *s, size_t len, size_t i)
+{
+    size_t j;
+    if (len - i < 9 || memcmp(s + i, "${file:/", 8) != 0)
+        return 0;
+    for (j = i + 7; j < len && s[j] != '}'; j++)
+        if ((unsigned char)s[j] < 0x20)
+            return 0;
+    return j < len ? j - i - 7 : 0;
+}
+
+/* Reads a secret file whole (at most ENV_VALUE_MAX bytes; one trailing newline dropped) into
+ * a malloc'd buffer, zeroed and freed by the caller. NULL with errno-style why. */
+static char *read_secret_file(const char *path, size_t *out_len, const char **why)
+{
+    FILE *f = fopen(path, "rb");
+    char *buf;
+    size_t n;
+    if (f == NULL) {
+        *why = strerror(errno);
+        return NULL;
+    }
+    buf = malloc(ENV_VALUE_MAX + 2);
+    if (buf == NULL) {
+        fclose(f);
+        *why = "out of memory";
+        return NULL;
+    }
+    n = fread(buf, 1, ENV_VALUE_MAX + 1, f);
+    fclose(f);
+    if (n > ENV_VALUE_MAX) {
+        OPENSSL_cleanse(buf, n);
+        free(buf);
+        *why = "larger than 64 KiB";
+        return NULL;
+    }
+    if (n > 0 && buf[n - 1] == '\n')
+        n--;
+    if (n > 0 && buf[n - 1] == '\r')
+        n--;
+    if (memchr(buf, '\0', n) != NULL) {
+        OPENSSL_cleanse(buf, n);
+        free(buf);
+        *why = "contains a NUL byte";
+        return NULL;
+    }
+    *out_len = n;
+    return buf;
+}
+
 /* Returns the length of NAME when the len - i bytes at s + i start with "${env:NAME}" (NAME =
  * [A-Za-z_][A-Za-z0-9_]*), else 0. */
 static size_t env_ref_name(const char *s, size_t len, size_t i)
@@ -727,14 +779,15 @@ static void cleanse_cb(void *p)
 }
 
 /* Appends "${env:name}" to the list of names shown in messages, or ", ..." once full. */
-static void env_names_add(env_value_t *ev, const char *name)
+static void env_names_add(env_value_t *ev, const char *kind, const char *name)
 {
-    size_t used = strlen(ev->names), need = strlen(name) + 9 + (used ? 2 : 0);
+    size_t used = strlen(ev->names), need = strlen(name) + 5 + strlen(kind) + (used ? 2 : 0);
 
     if (used >= 5 && strcmp(ev->names + used - 5, ", ...") == 0)
         return;
     if (used + need < sizeof(ev->names) - 5)
-        snprintf(ev->names + used, sizeof(ev->names) - used, "%s${env:%s}", used ? ", " : "", name);
+        snprintf(ev->names + used, sizeof(ev->names) - used, "%s${%s:%s}", used ? ", " : "", kind,
+                 name);
     else
         snprintf(ev->names + used, sizeof(ev->names) - used, ", ...");
 }
@@ -775,10 +828,53 @@ static int env_string(pt__cfg_ctx_t *c, const pt_ynode_t *n, pt_arena_t *a, env_
                 i += s[i] == '$';
                 continue;
             }
+            if ((nl = file_ref_path(s, len, i)) > 0) {
+                /* ${file:/path}: the file's content (a mounted secret) */
+                char path[1024];
+                const char *why = NULL;
+                char *fv;
+                size_t fl = 0;
+                if (nl >= sizeof(path)) {
+                    pt__cfg_err(c, n->line, "secret file path longer than %zu bytes",
+                                sizeof(path) - 1);
+                    return -1;
+                }
+                memcpy(path, s + i + 7, nl);
+                path[nl] = '\0';
+                i += 7 + nl; /* on the '}' */
+                if ((fv = read_secret_file(path, &fl, &why)) == NULL) {
+                    if (pass == 0)
+                        pt__cfg_err(c, n->line, "cannot read secret file %s: %s", path, why);
+                    bad = 1;
+                    continue;
+                }
+                if (pass == 0) {
+                    ev->nrefs++;
+                    env_names_add(ev, "file", path);
+                    if (o + fl > ENV_VALUE_MAX) {
+                        OPENSSL_cleanse(fv, fl);
+                        free(fv);
+                        pt__cfg_err(c, n->line, "longer than %d bytes once %s is resolved",
+                                    ENV_VALUE_MAX, ev->names);
+                        return -1;
+                    }
+                } else if (o + fl > ev->len) {
+                    bad = 1; /* the file changed between the passes */
+                } else {
+                    memcpy(ev->s + o, fv, fl);
+                }
+                OPENSSL_cleanse(fv, fl);
+                free(fv);
+                if (bad)
+                    break;
+                o += fl;
+                continue;
+            }
             if ((nl = env_ref_name(s, len, i)) == 0) {
                 pt__cfg_err(c, n->line,
                             "invalid '$' at byte %zu: expected ${env:NAME} (NAME: letters, digits "
-                            "and '_', not starting with a digit), or $$ for a literal '$'",
+                            "and '_', not starting with a digit), ${file:/absolute/path}, or $$ "
+                            "for a literal '$'",
                             i + 1);
                 bad = 1;
                 continue;
@@ -801,7 +897,7 @@ static int env_string(pt__cfg_ctx_t *c, const pt_ynode_t *n, pt_arena_t *a, env_
             nl = strlen(val);
             if (pass == 0) {
                 ev->nrefs++;
-                env_names_add(ev, name);
+                env_names_add(ev, "env", name);
                 if (o + nl > ENV_VALUE_MAX) {
                     pt__cfg_err(c, n->line, "longer than %d bytes once %s is resolved",
                                 ENV_VALUE_MAX, ev->names);
@@ -817,7 +913,9 @@ static int env_string(pt__cfg_ctx_t *c, const pt_ynode_t *n, pt_arena_t *a, env_
         }
         if (bad || (pass == 1 && o != ev->len)) {
             if (pass == 1)
-                pt__cfg_err(c, n->line, "the environment changed while %s was read", ev->names);
+                pt__cfg_err(c, n->line,
+                            "the environment or a secret file changed while %s was read",
+                            ev->names);
             return -1;
         }
         if (pass == 0) {

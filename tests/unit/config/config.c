@@ -1595,8 +1595,8 @@ static void test_api_proxy_edits_errors(void **state)
     }
     expect_api_error(UPSTREAM "  request_headers:\n    set: {X-A: \"ab${env:A\"}\n",
                      "t.yaml:9: upstream.request_headers.set.X-A: invalid '$' at byte 3: expected "
-                     "${env:NAME} (NAME: letters, digits and '_', not starting with a digit), or "
-                     "$$ for a literal '$'");
+                     "${env:NAME} (NAME: letters, digits and '_', not starting with a digit), "
+                     "${file:/absolute/path}, or $$ for a literal '$'");
     expect_api_error(UPSTREAM "  request_headers:\n    set: {X-A: \"${env:PT_TEST_UNSET}\"}\n",
                      "t.yaml:9: upstream.request_headers.set.X-A: environment variable "
                      "PT_TEST_UNSET is not set");
@@ -1713,6 +1713,40 @@ static void test_api_proxy_edits_errors(void **state)
 }
 
 /* Errors about values that come from the environment show the variable, never its value. */
+/* ${file:/path}: a mounted secret's content, one trailing newline dropped. */
+static void test_api_secret_files(void **state)
+{
+    char dir[] = "/tmp/pt-secret-XXXXXX", path[64], yaml[512];
+    pt_config_t *cfg;
+    FILE *f;
+
+    (void)state;
+    assert_non_null(mkdtemp(dir));
+    snprintf(path, sizeof(path), "%s/token", dir);
+    f = fopen(path, "w");
+    assert_non_null(f);
+    fputs("s3cr3t\n", f);
+    fclose(f);
+    snprintf(yaml, sizeof(yaml),
+             PROXY_HEAD "upstream:\n  targets: [{url: http://h}]\n  request_headers:\n"
+                        "    set: {X-Key: \"k-${file:%s}-$$\"}\n",
+             path);
+    cfg = load_api_ok(yaml);
+    assert_string_equal(cfg->apis[0].upstream->request_headers.set[0].value, "k-s3cr3t-$");
+    pt_config_free(cfg);
+    snprintf(yaml, sizeof(yaml),
+             PROXY_HEAD "upstream:\n  targets: [{url: http://h}]\n  request_headers:\n"
+                        "    set: {X-Key: \"${file:%s/missing}\"}\n",
+             dir);
+    expect_api_error(yaml,
+                     "upstream.request_headers.set.X-Key: cannot read secret file /tmp/pt-secret-");
+    expect_api_error(PROXY_HEAD "upstream:\n  targets: [{url: http://h}]\n  request_headers:\n"
+                                "    set: {X-Key: \"${file:relative}\"}\n",
+                     "invalid '$' at byte 1");
+    unlink(path);
+    rmdir(dir);
+}
+
 static void test_api_proxy_secrets_not_printed(void **state)
 {
     static const char yaml[] =
@@ -2436,6 +2470,7 @@ int main(void)
         cmocka_unit_test(test_api_proxy_edits_valid),
         cmocka_unit_test(test_api_proxy_edits_errors),
         cmocka_unit_test(test_api_proxy_secrets_not_printed),
+        cmocka_unit_test(test_api_secret_files),
         cmocka_unit_test(test_api_proxy_tls),
         cmocka_unit_test(test_api_proxy_tls_errors),
         cmocka_unit_test(test_api_proxy_health_check),
