@@ -27,8 +27,8 @@
 static const char *const api_keys[] = {
     "name",     "base_path",   "kind",    "title",   "version",   "description", "routes",
     "upstream", "connections", "schemas", "headers", "processes", NULL};
-static const char *const route_keys[] = {"method",      "path",    "name",        "respond",
-                                         "description", "process", "body_schema", NULL};
+static const char *const route_keys[] = {
+    "method", "path", "name", "respond", "description", "process", "body_schema", "query", NULL};
 static const char *const respond_keys[] = {"status", "headers", "body", NULL};
 
 /* Headers the server writes itself: a definition may not set them. */
@@ -453,6 +453,9 @@ static void parse_route(pt__cfg_ctx_t *c, const pt_ynode_t *n, const pt_api_def_
     if (!pt_yaml_is_null(pt_yaml_get(n, "body_schema")))
         pt__cfg_err(c, pt__cfg_key_line(n, "body_schema"),
                     "body_schema: only routes that run a process validate bodies");
+    if (!pt_yaml_is_null(pt_yaml_get(n, "query")))
+        pt__cfg_err(c, pt__cfg_key_line(n, "query"),
+                    "query: only routes that run a process declare query parameters");
     mark = pt__cfg_push(c, "respond", 7);
     if (pt_yaml_is_null(v = pt_yaml_get(n, "respond")))
         pt__cfg_err(c, n->line, "required key is missing (a route has `respond` or `process`)");

@@ -191,6 +191,16 @@ typedef struct pt_process_def_s {
     unsigned line;
 } pt_process_def_t;
 
+/* A declared query parameter of a route (`query.<name>`): converted from text to its type and
+ * validated before the process runs. */
+typedef struct pt_query_param_s {
+    char *name;
+    const char *type;                  /* "string", "integer", "number" or "boolean" */
+    int required;                      /* absent: 400 */
+    const struct pt_jschema_s *schema; /* the declared schema (type, bounds, enum, format) */
+    const struct pt_json_s *dflt;      /* `default`: the value when absent; NULL = none */
+} pt_query_param_t;
+
 typedef struct pt_route_def_s {
     char *method; /* upper-case token, e.g. "GET"; "*" = any method */
     char *path;   /* template relative to the base path: "/items/{id}"; "/" for the root */
@@ -200,6 +210,8 @@ typedef struct pt_route_def_s {
     pt_respond_t respond;                   /* RESPOND */
     size_t process;                         /* PROCESS: index in the API's processes */
     const struct pt_jschema_s *body_schema; /* PROCESS: validates the request body; NULL = none */
+    pt_query_param_t *query;                /* PROCESS: declared query parameters */
+    size_t nquery;
     unsigned line;
 } pt_route_def_t;
 

@@ -1060,6 +1060,101 @@ void pt__cfg_service(pt__cfg_ctx_t *c, const pt_ynode_t *root, pt_api_def_t *api
     }
 }
 
+/* A YAML node as a JSON document in the arena (NULL reported). */
+static pt_json_t *yaml_doc(pt__cfg_ctx_t *c, const pt_ynode_t *v)
+{
+    pt_buf_t b;
+    pt_json_error_t jerr;
+    pt_json_t *doc = NULL;
+    pt_buf_init(&b, 0);
+    if (pt__cfg_yaml_json(&b, v) != 0)
+        pt__cfg_err(c, v->line, "out of memory");
+    else if ((doc = pt_json_parse(c->arena, b.data, b.len, &PT_JSON_LIMITS_DEFAULT, &jerr)) == NULL)
+        pt__cfg_err(c, v->line, "cannot read it: %s", jerr.message);
+    pt_buf_free(&b);
+    return doc;
+}
+
+/* `query: {name: type | {type, required, default, minimum, enum, ...}}` */
+static void parse_query_params(pt__cfg_ctx_t *c, const pt_ynode_t *n, const pt_api_def_t *api,
+                               pt_route_def_t *r)
+{
+    static const char *const types[] = {"string", "integer", "number", "boolean"};
+    char err[512], tmp[300];
+    size_t i, k;
+
+    if (n->kind != PT_YNODE_MAPPING || n->n > 64) {
+        pt__cfg_err(c, n->line, "expected a mapping of up to 64 parameter names to types");
+        return;
+    }
+    if ((r->query = pt_arena_calloc(c->arena, sizeof(*r->query) * (n->n ? n->n : 1))) == NULL) {
+        pt__cfg_err(c, n->line, "out of memory");
+        return;
+    }
+    for (i = 0; i < n->n; i++) {
+        const pt_ynode_t *key = n->pairs[i].key, *v = n->pairs[i].value;
+        pt_query_param_t *q = &r->query[r->nquery];
+        pt_json_t *doc, *t, *req;
+        size_t mark = pt__cfg_push(c, key->value, key->len);
+        q->name = pt_arena_strndup(c->arena, key->value, key->len);
+        if (v->kind == PT_YNODE_SCALAR) {
+            /* a bare type name */
+            char *s = NULL;
+            if (pt__cfg_string(c, v, &s) != 0) {
+                pt__cfg_pop(c, mark);
+                continue;
+            }
+            doc = pt_json_object(c->arena);
+            if (doc == NULL || pt_json_object_set(c->arena, doc, "type", 4,
+                                                  pt_json_string(c->arena, s, strlen(s))) != 0) {
+                pt__cfg_err(c, v->line, "out of memory");
+                pt__cfg_pop(c, mark);
+                continue;
+            }
+        } else if ((doc = yaml_doc(c, v)) == NULL) {
+            pt__cfg_pop(c, mark);
+            continue;
+        }
+        /* `required` belongs to the parameter, not to its schema */
+        if ((req = pt_json_get(doc, "required")) != NULL) {
+            size_t m;
+            if (req->type != PT_JSON_TRUE && req->type != PT_JSON_FALSE) {
+                pt__cfg_err(c, v->line, "required: expected true or false");
+                pt__cfg_pop(c, mark);
+                continue;
+            }
+            q->required = req->type == PT_JSON_TRUE;
+            for (m = 0; m < doc->u.obj.n; m++)
+                if (strcmp(doc->u.obj.members[m].key, "required") == 0) {
+                    memmove(&doc->u.obj.members[m], &doc->u.obj.members[m + 1],
+                            sizeof(doc->u.obj.members[0]) * (doc->u.obj.n - m - 1));
+                    doc->u.obj.n--;
+                    break;
+                }
+        }
+        t = pt_json_get(doc, "type");
+        for (k = 0; t != NULL && t->type == PT_JSON_STRING && k < PT_ARRAY_SIZE(types); k++)
+            if (strcmp(t->u.str.p, types[k]) == 0)
+                break;
+        if (t == NULL || t->type != PT_JSON_STRING || k == PT_ARRAY_SIZE(types)) {
+            pt__cfg_err(c, v->line, "expected a type: string, integer, number or boolean, got %s",
+                        pt__cfg_quote(v->kind == PT_YNODE_SCALAR ? v : key, tmp, sizeof(tmp)));
+            pt__cfg_pop(c, mark);
+            continue;
+        }
+        q->type = types[k];
+        q->dflt = pt_json_get(doc, "default");
+        if ((q->schema = pt_jschema_compile_one(c->arena, api->schemas, doc, err, sizeof(err))) ==
+            NULL) {
+            pt__cfg_err(c, v->line, "%s", err);
+            pt__cfg_pop(c, mark);
+            continue;
+        }
+        r->nquery++;
+        pt__cfg_pop(c, mark);
+    }
+}
+
 void pt__cfg_route_process(pt__cfg_ctx_t *c, const pt_ynode_t *n, const pt_api_def_t *api,
                            pt_route_def_t *r)
 {
@@ -1068,6 +1163,11 @@ void pt__cfg_route_process(pt__cfg_ctx_t *c, const pt_ynode_t *n, const pt_api_d
     size_t mark, i;
 
     r->kind = PT_DISPATCH_PROCESS;
+    if (!pt_yaml_is_null(v = pt_yaml_get(n, "query"))) {
+        mark = pt__cfg_push(c, "query", 5);
+        parse_query_params(c, v, api, r);
+        pt__cfg_pop(c, mark);
+    }
     mark = pt__cfg_push(c, "process", 7);
     v = pt_yaml_get(n, "process");
     if (pt__cfg_string(c, v, &name) == 0) {

@@ -252,6 +252,97 @@ static int media_is_text(const char *ct)
     return ct != NULL && strncasecmp(ct, "text/plain", 10) == 0;
 }
 
+/* Adds a violation {pointer, message} to the array *viol (created on first use). */
+static int add_violation(pt_arena_t *a, pt_json_t **viol, const char *pointer, const char *msg)
+{
+    pt_json_t *o = pt_json_object(a);
+    if (*viol == NULL && (*viol = pt_json_array(a)) == NULL)
+        return PT_ENOMEM;
+    if (o == NULL ||
+        pt_json_object_set(a, o, "pointer", 7, pt_json_string(a, pointer, strlen(pointer))) ||
+        pt_json_object_set(a, o, "message", 7, pt_json_string(a, msg, strlen(msg))) ||
+        pt_json_array_add(a, *viol, o))
+        return PT_ENOMEM;
+    return PT_OK;
+}
+
+/* The route's declared query parameters: each converted from its text to
+ * its type and validated; the typed values replace the strings in q. */
+static int typed_query(exec_t *x, pt_json_t *q)
+{
+    pt_arena_t *a = &x->arena;
+    pt_json_t *viol = NULL;
+    size_t i, n = 0;
+    char ptr[96];
+
+    for (i = 0; i < x->route->nquery; i++) {
+        const pt_query_param_t *qp = &x->route->query[i];
+        pt_json_t *v = pt_json_get(q, qp->name), *typed = NULL, *sub = NULL;
+        int k;
+        snprintf(ptr, sizeof(ptr), "/query/%s", qp->name);
+        if (v == NULL) {
+            if (qp->dflt != NULL) {
+                if (pt_json_object_set(a, q, qp->name, strlen(qp->name), (pt_json_t *)qp->dflt))
+                    return PT_ENOMEM;
+            } else if (qp->required && add_violation(a, &viol, ptr, "is required") != PT_OK) {
+                return PT_ENOMEM;
+            }
+            n += qp->required && qp->dflt == NULL;
+            continue;
+        }
+        if (v->type != PT_JSON_STRING) {
+            if (add_violation(a, &viol, ptr, "must be given once") != PT_OK)
+                return PT_ENOMEM;
+            n++;
+            continue;
+        }
+        if (strcmp(qp->type, "string") == 0) {
+            typed = v;
+        } else if (strcmp(qp->type, "boolean") == 0) {
+            if (strcmp(v->u.str.p, "true") == 0 || strcmp(v->u.str.p, "1") == 0)
+                typed = pt_json_bool(a, 1);
+            else if (strcmp(v->u.str.p, "false") == 0 || strcmp(v->u.str.p, "0") == 0)
+                typed = pt_json_bool(a, 0);
+        } else {
+            typed = pt_json_number_text(a, v->u.str.p, v->u.str.len);
+        }
+        if (typed == NULL) {
+            char msg[64];
+            snprintf(msg, sizeof(msg), "must be %s",
+                     strcmp(qp->type, "integer") == 0  ? "an integer"
+                     : strcmp(qp->type, "number") == 0 ? "a number"
+                                                       : "true or false");
+            if (add_violation(a, &viol, ptr, msg) != PT_OK)
+                return PT_ENOMEM;
+            n++;
+            continue;
+        }
+        k = pt_jschema_validate(qp->schema, typed, PT_JSCHEMA_REQUEST, a, 8, &sub);
+        if (k < 0)
+            return PT_ENOMEM;
+        if (k > 0) {
+            size_t j;
+            for (j = 0; sub != NULL && j < sub->u.arr.n; j++) {
+                const pt_json_t *m = pt_json_get(sub->u.arr.items[j], "message");
+                if (add_violation(a, &viol, ptr, m ? m->u.str.p : "is invalid") != PT_OK)
+                    return PT_ENOMEM;
+            }
+            n += (size_t)k;
+            continue;
+        }
+        if (pt_json_object_set(a, q, qp->name, strlen(qp->name), typed) != PT_OK)
+            return PT_ENOMEM;
+    }
+    if (n > 0) {
+        fail(x, 400, "validation-failed",
+             "The query does not match the route's parameters (%zu %s).", n,
+             n == 1 ? "violation" : "violations");
+        x->violations = viol;
+        return PT_ERROR;
+    }
+    return PT_OK;
+}
+
 /* ------------------------------------------------------------------ paging */
 
 static const char b64url[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
@@ -315,9 +406,17 @@ static int page_context(exec_t *x, const pt_step_def_t *st, const pt_json_t *q, 
         return PT_ENOMEM;
     if (lim != NULL) {
         char *end = NULL;
-        long long v = lim->type == PT_JSON_STRING ? strtoll(lim->u.str.p, &end, 10) : 0;
-        if (lim->type != PT_JSON_STRING || end == lim->u.str.p || *end != '\0' || v < 1 ||
-            v > (long long)st->page_max_limit) {
+        long long v = 0;
+        int ok = 0;
+        if (lim->type == PT_JSON_STRING) {
+            v = strtoll(lim->u.str.p, &end, 10);
+            ok = end != lim->u.str.p && *end == '\0';
+        } else if (lim->type == PT_JSON_NUMBER) { /* a declared integer parameter */
+            int64_t n64;
+            ok = pt_json_to_int64(lim, &n64) == PT_OK;
+            v = ok ? (long long)n64 : 0;
+        }
+        if (!ok || v < 1 || v > (long long)st->page_max_limit) {
             fail(x, 400, "bad-request", "limit must be an integer from 1 to %u",
                  st->page_max_limit);
             return PT_ERROR;
@@ -735,6 +834,11 @@ static int build_context(run_t *r)
         (q = query_object(a, x->query ? x->query : "", x->query_len)) == NULL ||
         (r->steps = pt_json_object(a)) == NULL)
         return PT_ENOMEM;
+    if (x->route->nquery > 0) {
+        int rc = typed_query(x, q);
+        if (rc != PT_OK)
+            return rc;
+    }
     if (x->body_len > 0) {
         if (media_is_json(x->ctype)) {
             pt_json_limits_t lim = PT_JSON_LIMITS_DEFAULT;

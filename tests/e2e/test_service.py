@@ -822,3 +822,48 @@ def test_validate_accepts_the_crm_definition(tmp_path):
                        timeout=30, cwd=tmp_path)
     assert p.returncode == 0, p.stderr
     assert p.stdout.splitlines() == ["crm.yaml: ok"]
+
+
+QUERY_API = '''
+name: q
+base_path: /q
+kind: service
+title: Typed query
+version: "1"
+processes:
+  echo:
+    steps:
+      - map:
+          fields: {query: query}
+routes:
+  - method: GET
+    path: /echo
+    process: echo
+    query:
+      n: integer
+      price: {type: number, minimum: 0}
+      flag: {type: boolean, default: false}
+      kind: {type: string, enum: [a, b], required: true}
+'''
+
+
+def test_declared_query_parameters_are_typed_and_validated(portico_factory):
+    n = portico_factory(node_config(), {"q.yaml": QUERY_API})
+    r = requests.get(n.url("/q/echo"), params={"n": "42", "price": "1.50", "kind": "a",
+                                               "other": "x"}, timeout=10)
+    assert r.status_code == 200, r.text
+    assert r.json()["query"] == {"n": 42, "price": 1.50, "kind": "a", "other": "x",
+                                 "flag": False}
+    r = requests.get(n.url("/q/echo"), params={"n": "4x", "price": "-1", "kind": "c",
+                                               "flag": "maybe"}, timeout=10)
+    assert r.status_code == 400
+    errs = {(e["pointer"], e["message"]) for e in r.json()["errors"]}
+    assert ("/query/n", "must be an integer") in errs
+    assert ("/query/flag", "must be true or false") in errs
+    assert any(p == "/query/price" for p, _ in errs)
+    assert any(p == "/query/kind" for p, _ in errs)
+    r = requests.get(n.url("/q/echo"), timeout=10)
+    assert r.status_code == 400
+    assert r.json()["errors"] == [{"pointer": "/query/kind", "message": "is required"}]
+    r = requests.get(n.url("/q/echo?kind=a&kind=b"), timeout=10)
+    assert r.status_code == 400 and r.json()["errors"][0]["message"] == "must be given once"
