@@ -168,7 +168,7 @@ static char *gdupn(gen_t *g, const char *s, size_t n)
 static char *gprintf(gen_t *g, const char *fmt, ...)
 {
     va_list ap;
-    char *s;
+    char *s = NULL;
     int n;
     va_start(ap, fmt);
     n = vsnprintf(NULL, 0, fmt, ap);
