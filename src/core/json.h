@@ -60,9 +60,9 @@ struct pt_json_s {
 
 /* Limits of the parser. */
 typedef struct pt_json_limits_s {
-    unsigned max_depth;  /* nesting of arrays/objects, e.g. 64 */
-    size_t max_items;    /* values in the whole document, e.g. 1,000,000; 0 = no limit */
-    size_t max_string;   /* bytes of one string after unescaping, 0 = no limit but the input */
+    unsigned max_depth; /* nesting of arrays/objects, e.g. 64 */
+    size_t max_items;   /* values in the whole document, e.g. 1,000,000; 0 = no limit */
+    size_t max_string;  /* bytes of one string after unescaping, 0 = no limit but the input */
 } pt_json_limits_t;
 
 #define PT_JSON_LIMITS_DEFAULT ((pt_json_limits_t){64, 1000000, 0})

@@ -17,8 +17,8 @@
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-static const char *const ROOTS[] = {"method", "path", "query", "header", "body",
-                                    "user",   "vars", "steps", "item",   "index", NULL};
+static const char *const ROOTS[] = {"method", "path",  "query", "header", "body", "user",
+                                    "vars",   "steps", "item",  "index",  NULL};
 
 static int utf8_valid(const unsigned char *s, size_t n)
 {
