@@ -4,6 +4,7 @@
 #include "process/engine.h"
 
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -92,6 +93,7 @@ typedef struct exec_s {
     char *body;
     size_t body_len;
     int submitted;
+    atomic_int abandoned; /* the client left before the execution started: it does not run */
     char request_id[40];
     /* outputs */
     int status;
@@ -131,6 +133,8 @@ static void link_cleanup(void *data)
     x->req = NULL;
     if (!x->submitted)
         exec_free(x); /* the body was still arriving: nothing runs */
+    else
+        atomic_store_explicit(&x->abandoned, 1, memory_order_relaxed);
 }
 
 static void fail(exec_t *x, int status, const char *type, const char *fmt, ...)
@@ -912,6 +916,14 @@ static void exec_run(pt_job_t *job)
 
     memset(&r, 0, sizeof(r));
     r.x = x;
+    if (atomic_load_explicit(&x->abandoned, memory_order_relaxed)) {
+        /* nobody waits for it: under overload, queued work of clients that
+         * gave up is not done (once started, an execution runs to its end) */
+        pt_log_debug("%s: process \"%s\" not run: the client left while it waited", x->request_id,
+                     p->name);
+        fail(x, 499, "client-closed-request", "%s", "The client left.");
+        return;
+    }
     r.deadline = x->limits.max_execution_ms
                      ? job->queued_ns + (uint64_t)x->limits.max_execution_ms * 1000000u
                      : 0;

@@ -743,6 +743,9 @@ def test_client_disconnect_while_process_runs(node):
         "fds: %d before, %d after: %r -> %r" % (before, _nfds(n.proc.pid), fds_before,
                                                 _fds(n.proc.pid))
     assert n.proc.poll() is None
+    # the queued executions of clients that left were not run
+    assert wait_until(lambda: "not run: the client left while it waited" in n.stderr(),
+                      timeout=10), n.stderr()[-2000:]
 
 
 # ---------------------------------------------------------------- portico validate
