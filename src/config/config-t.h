@@ -139,6 +139,10 @@ typedef struct pt_step_def_s {
     size_t npage_by;
     uint32_t page_default_limit; /* default 20 */
     uint32_t page_max_limit;     /* default 100 */
+    char **page_sort;            /* columns ?sort= may name ("-col": descending) */
+    size_t npage_sort;
+    int page_markers; /* the query has ${order} and ${after}: the engine writes the ORDER BY
+                         and the keyset condition (required with page_sort) */
     /* MAP */
     struct pt_expr_s *over;  /* map each element of this array (as `item`, `index`); NULL = once */
     pt_named_expr_t *fields; /* output members, in order */

@@ -41,7 +41,7 @@ static const char *const http_keys[] = {"method", "url",     "connection",   "he
 static const char *const script_keys[] = {"source", "file", "memory", "instructions", NULL};
 static const char *const sql_keys[] = {"connection", "query", "params", "result",
                                        "not_found",  "page",  NULL};
-static const char *const page_keys[] = {"by", "default_limit", "max_limit", NULL};
+static const char *const page_keys[] = {"by", "sort", "default_limit", "max_limit", NULL};
 static const char *const map_keys[] = {"over", "fields", NULL};
 static const char *const respond_keys[] = {"status", "headers", "body", NULL};
 
@@ -366,6 +366,39 @@ static void parse_page(pt__cfg_ctx_t *c, const pt_ynode_t *n, pt_step_def_t *st)
         st->npage_by = v->n;
     }
     pt__cfg_pop(c, mark);
+    if (!pt_yaml_is_null(v = pt_yaml_get(n, "sort"))) {
+        mark = pt__cfg_push(c, "sort", 4);
+        if (v->kind != PT_YNODE_SEQUENCE || v->n == 0 || v->n > 32) {
+            pt__cfg_err(c, v->line, "expected a list of 1 to 32 column names ?sort= may name");
+        } else if ((st->page_sort = pt_arena_calloc(c->arena, sizeof(char *) * v->n)) == NULL) {
+            pt__cfg_err(c, v->line, "out of memory");
+        } else {
+            for (i = 0; i < v->n; i++) {
+                size_t m2 = pt__cfg_push_index(c, i);
+                if (pt__cfg_string(c, v->items[i], &st->page_sort[i]) == 0 &&
+                    check_ident(st->page_sort[i]) != 0)
+                    pt__cfg_err(c, v->items[i]->line, "invalid column name %s",
+                                pt__cfg_quote(v->items[i], tmp, sizeof(tmp)));
+                pt__cfg_pop(c, m2);
+            }
+            st->npage_sort = v->n;
+        }
+        pt__cfg_pop(c, mark);
+    }
+    if (st->sql != NULL) {
+        int has_order = strstr(st->sql, "${order}") != NULL;
+        int has_after = strstr(st->sql, "${after}") != NULL;
+        if (has_order != has_after)
+            pt__cfg_err(c, n->line,
+                        "the query has %s but not %s: with page, the engine writes both the "
+                        "ORDER BY (${order}) and the keyset condition (${after})",
+                        has_order ? "${order}" : "${after}", has_order ? "${after}" : "${order}");
+        else if (st->npage_sort > 0 && !has_order)
+            pt__cfg_err(c, n->line,
+                        "sort needs ${order} and ${after} in the query (e.g. WHERE ${after} "
+                        "ORDER BY ${order} LIMIT :limit)");
+        st->page_markers = has_order && has_after;
+    }
     if (!pt_yaml_is_null(v = pt_yaml_get(n, "max_limit"))) {
         mark = pt__cfg_push(c, "max_limit", 9);
         if (pt__cfg_uint(c, v, 1, 10000, &x) == 0)

@@ -24,6 +24,7 @@
 #include "process/jschema.h"
 #include "connector/http.h"
 #include "process/pool.h"
+#include "process/sqltext.h"
 #include "script/lua.h"
 
 #define MAX_VIOLATIONS  50
@@ -402,12 +403,36 @@ static int page_context(exec_t *x, const pt_step_def_t *st, const pt_json_t *q, 
 {
     pt_arena_t *a = &x->arena;
     const pt_json_t *lim = pt_json_get(q, "limit"), *cur = pt_json_get(q, "cursor");
-    pt_json_t *page = pt_json_object(a), *after = NULL;
+    const pt_json_t *sort = pt_json_get(q, "sort");
+    pt_json_t *page = pt_json_object(a), *after = NULL, *sortv = NULL;
+    const char *sortcol = NULL;
     int64_t limit = st->page_default_limit;
-    size_t i;
+    size_t i, nkeys;
 
     if (page == NULL)
         return PT_ENOMEM;
+    if (sort != NULL && st->npage_sort > 0) {
+        /* ?sort=col or ?sort=-col, col among page.sort */
+        const char *s = sort->type == PT_JSON_STRING ? sort->u.str.p : "";
+        const char *col = s[0] == '-' ? s + 1 : s;
+        for (i = 0; i < st->npage_sort; i++)
+            if (strcmp(st->page_sort[i], col) == 0)
+                break;
+        if (i == st->npage_sort) {
+            pt_buf_t allowed;
+            pt_buf_init(&allowed, 0);
+            for (i = 0; i < st->npage_sort; i++)
+                pt_buf_printf(&allowed, "%s%s, -%s", i ? ", " : "", st->page_sort[i],
+                              st->page_sort[i]);
+            fail(x, 400, "bad-request", "sort must be one of: %.200s",
+                 allowed.data ? allowed.data : "");
+            pt_buf_free(&allowed);
+            return PT_ERROR;
+        }
+        sortcol = st->page_sort[i];
+        sortv = (pt_json_t *)sort;
+    }
+    nkeys = st->npage_by + (sortcol != NULL ? 2 : 0); /* the sort column and "~sort" */
     if (lim != NULL) {
         char *end = NULL;
         long long v = 0;
@@ -435,14 +460,25 @@ static int page_context(exec_t *x, const pt_step_def_t *st, const pt_json_t *q, 
         if (cur->type != PT_JSON_STRING || cur->u.str.len > 8192 ||
             (json = b64url_decode(a, cur->u.str.p, cur->u.str.len, &n)) == NULL ||
             (after = pt_json_parse(a, json, n, &jl, &jerr)) == NULL ||
-            after->type != PT_JSON_OBJECT || after->u.obj.n != st->npage_by)
+            after->type != PT_JSON_OBJECT || after->u.obj.n != nkeys)
             goto bad;
         for (i = 0; i < st->npage_by; i++) {
             const pt_json_t *v = pt_json_get(after, st->page_by[i]);
             if (v == NULL || v->type == PT_JSON_ARRAY || v->type == PT_JSON_OBJECT)
                 goto bad;
         }
+        if (sortcol != NULL) {
+            /* a cursor of this sort only */
+            const pt_json_t *v = pt_json_get(after, sortcol), *s = pt_json_get(after, "~sort");
+            if (v == NULL || v->type == PT_JSON_ARRAY || v->type == PT_JSON_OBJECT || s == NULL ||
+                !pt_json_equal(s, sortv))
+                goto bad;
+        } else if (pt_json_get(after, "~sort") != NULL) {
+            goto bad;
+        }
     }
+    if (sortv != NULL && pt_json_object_set(a, page, "sort", 4, sortv) != PT_OK)
+        return PT_ENOMEM;
     if (pt_json_object_set(a, page, "limit", 5, pt_json_int(a, limit)) ||
         pt_json_object_set(a, page, "fetch", 5, pt_json_int(a, limit + 1)) ||
         pt_json_object_set(a, page, "after", 5, after != NULL ? after : pt_json_null(a)))
@@ -480,6 +516,18 @@ static int page_result(exec_t *x, const pt_step_def_t *st, const pt_json_t *page
             return PT_ERROR;
         }
         if (pt_json_object_set(a, key, st->page_by[i], strlen(st->page_by[i]), v) != PT_OK)
+            return PT_ENOMEM;
+    }
+    if (pt_json_get(page, "sort") != NULL) {
+        const pt_json_t *sv = pt_json_get(page, "sort");
+        const char *col = sv->u.str.p[0] == '-' ? sv->u.str.p + 1 : sv->u.str.p;
+        pt_json_t *v = pt_json_get(last, col);
+        if (v == NULL) {
+            fail(x, 500, "internal-error", "page.sort: the rows have no column %s", col);
+            return PT_ERROR;
+        }
+        if (pt_json_object_set(a, key, col, strlen(col), v) != PT_OK ||
+            pt_json_object_set(a, key, "~sort", 5, (pt_json_t *)sv) != PT_OK)
             return PT_ENOMEM;
     }
     pt_buf_init(&j, 0);
@@ -556,6 +604,116 @@ static int db_failed(run_t *r, const pt_step_def_t *st, const pt_db_error_t *e)
     return PT_ERROR;
 }
 
+/* Appends an identifier quoted for the connection's dialect. */
+static int quote_ident(pt_buf_t *b, const char *name, int mariadb)
+{
+    char q = mariadb ? '`' : '"';
+    return pt_buf_append_char(b, q) | pt_buf_append_str(b, name) | pt_buf_append_char(b, q);
+}
+
+/* A paged step with ${order} and ${after}: a copy of the step whose text has
+ * the ORDER BY (the ?sort= column, then page.by, all in the sort's
+ * direction) and the keyset condition (the row value after the cursor's),
+ * with the cursor's values as extra bound parameters. Identifiers come from
+ * the definition (checked at load), values are bound: nothing of the request
+ * is spliced into the text. */
+static int expand_markers(run_t *r, const pt_step_def_t **stp, pt_json_t ***argsp)
+{
+    exec_t *x = r->x;
+    pt_arena_t *a = &x->arena;
+    const pt_step_def_t *st = *stp;
+    const pt_json_t *page = pt_json_get(r->ctx, "page");
+    const pt_json_t *sort = pt_json_get(page, "sort"), *after = pt_json_get(page, "after");
+    int mariadb = x->api->connections[st->connection].kind == PT_CONN_MARIADB;
+    int desc = sort != NULL && sort->u.str.p[0] == '-';
+    const char *cols[9];
+    size_t ncols = 0, i, k;
+    pt_buf_t order, cond, sql;
+    pt_step_def_t *d;
+    pt_json_t **args;
+    char why[256];
+    const char *p;
+    int rc = 0;
+
+    if (sort != NULL)
+        cols[ncols++] = desc ? sort->u.str.p + 1 : sort->u.str.p;
+    for (i = 0; i < st->npage_by && ncols < PT_ARRAY_SIZE(cols); i++)
+        if (ncols == 0 || strcmp(cols[0], st->page_by[i]) != 0)
+            cols[ncols++] = st->page_by[i];
+    pt_buf_init(&order, 0);
+    pt_buf_init(&cond, 0);
+    pt_buf_init(&sql, 0);
+    for (i = 0; i < ncols; i++) {
+        rc |= i ? pt_buf_append_str(&order, ", ") : 0;
+        rc |= quote_ident(&order, cols[i], mariadb);
+        rc |= pt_buf_append_str(&order, desc ? " DESC" : " ASC");
+    }
+    if (after == NULL || after->type != PT_JSON_OBJECT) {
+        rc |= pt_buf_append_str(&cond, "1 = 1");
+    } else {
+        rc |= pt_buf_append_char(&cond, '(');
+        for (i = 0; i < ncols; i++) {
+            rc |= i ? pt_buf_append_str(&cond, ", ") : 0;
+            rc |= quote_ident(&cond, cols[i], mariadb);
+        }
+        rc |= pt_buf_append_str(&cond, desc ? ") < (" : ") > (");
+        for (i = 0; i < ncols; i++)
+            rc |= pt_buf_printf(&cond, "%s:__after%zu", i ? ", " : "", i);
+        rc |= pt_buf_append_char(&cond, ')');
+    }
+    /* the text with both markers replaced */
+    for (p = st->sql; *p != '\0';) {
+        if (strncmp(p, "${order}", 8) == 0) {
+            rc |= pt_buf_append(&sql, order.data, order.len);
+            p += 8;
+        } else if (strncmp(p, "${after}", 8) == 0) {
+            rc |= pt_buf_append(&sql, cond.data, cond.len);
+            p += 8;
+        } else {
+            rc |= pt_buf_append_char(&sql, *p++);
+        }
+    }
+    d = pt_arena_alloc(a, sizeof(*d));
+    if (rc != 0 || d == NULL)
+        goto nomem;
+    *d = *st;
+    d->sql = pt_arena_strndup(a, sql.data, sql.len);
+    k = after != NULL && after->type == PT_JSON_OBJECT ? ncols : 0;
+    d->params = pt_arena_alloc(a, sizeof(*d->params) * (st->nparams + k + 1));
+    args = pt_arena_alloc(a, sizeof(*args) * (st->nparams + k + 1));
+    if (d->sql == NULL || d->params == NULL || args == NULL)
+        goto nomem;
+    if (st->nparams > 0) {
+        memcpy(d->params, st->params, sizeof(*d->params) * st->nparams);
+        memcpy(args, *argsp, sizeof(*args) * st->nparams);
+    }
+    for (i = 0; i < k; i++) {
+        d->params[st->nparams + i].name = pt_arena_printf(a, "__after%zu", i);
+        d->params[st->nparams + i].expr = NULL;
+        args[st->nparams + i] = pt_json_get(after, cols[i]);
+        if (d->params[st->nparams + i].name == NULL)
+            goto nomem;
+    }
+    d->nparams = st->nparams + k;
+    if (pt_sql_rewrite(a, d, why, sizeof(why)) != 0) {
+        fail(x, 500, "internal-error", "page: %s", why);
+        goto fail;
+    }
+    pt_buf_free(&order);
+    pt_buf_free(&cond);
+    pt_buf_free(&sql);
+    *stp = d;
+    *argsp = args;
+    return PT_OK;
+nomem:
+    fail(x, 500, "internal-error", "%s", "Out of memory.");
+fail:
+    pt_buf_free(&order);
+    pt_buf_free(&cond);
+    pt_buf_free(&sql);
+    return PT_ERROR;
+}
+
 static int step_sql(run_t *r, const pt_step_def_t *st, pt_json_t **result)
 {
     exec_t *x = r->x;
@@ -587,6 +745,8 @@ static int step_sql(run_t *r, const pt_step_def_t *st, pt_json_t **result)
     for (i = 0; i < st->nparams; i++)
         if (eval(r, st->params[i].expr, &args[i]) != PT_OK)
             return PT_ERROR;
+    if (st->page_markers && (rc = expand_markers(r, &st, &args)) != PT_OK)
+        return rc;
     rc = pt_db_exec(r->conns[st->connection], db, st, args, r->deadline, &x->arena, result, &e);
     if (rc == PT_ERROR && e.broken) {
         /* the database dropped the connection (a restart): a fresh one, once,
