@@ -22,6 +22,7 @@
 #include "gateway/dispatch.h"
 #include "gateway/snapshot.h"
 #include "connector/http.h"
+#include "core/xml.h"
 #include "process/pool.h"
 #include "proxy/proxy.h"
 
@@ -270,6 +271,7 @@ static int serve(const char *config_path)
         pt_log_error("%s", err);
         goto out;
     }
+    pt_xml_init();
     if (pt_http_client_init() != 0) {
         pt_log_error("cannot initialise libcurl");
         goto out;
@@ -332,6 +334,7 @@ static int serve(const char *config_path)
 out:
     pt_procpool_stop(n.procpool);
     pt_http_client_cleanup();
+    pt_xml_cleanup();
     pt_access_sink_close(n.access);
     if (n.snap != NULL)
         pt_snapshot_unref(n.snap);

@@ -63,6 +63,10 @@ void pt_http_problem_ext(pt_req_t *req, int status, const char *type, const char
 
 const char *pt_http_reason(int status);
 
+/* Does the request's Accept prefer XML (application/xml, text/xml,
+ * application/problem+xml) to JSON, by q? Wildcards choose nothing. */
+int pt_http_prefers_xml(const pt_req_t *req);
+
 /* Returns the first header with this name (compared case-insensitively
  * against the lower-case `lname`), or NULL. */
 const pt_str_t *pt_http_header(const pt_req_t *req, const char *lname);

@@ -499,18 +499,22 @@ static unsigned accept_q(const char *v, size_t len)
 static problem_fmt_t problem_format(const pt_req_t *req)
 {
     const pt_str_t *ct = pt_http_header(req, "content-type");
-    const pt_str_t *acc = pt_http_header(req, "accept");
-    unsigned qjson = 0, qxml = 0;
-    size_t i = 0;
-
     if (ct != NULL) {
         if (media_type_is(ct->p, ct->len, "application/soap+xml"))
             return FMT_SOAP12;
         if (media_type_is(ct->p, ct->len, "text/xml") && pt_http_header(req, "soapaction") != NULL)
             return FMT_SOAP11;
     }
+    return pt_http_prefers_xml(req) ? FMT_XML : FMT_JSON;
+}
+
+int pt_http_prefers_xml(const pt_req_t *req)
+{
+    const pt_str_t *acc = pt_http_header(req, "accept");
+    unsigned qjson = 0, qxml = 0;
+    size_t i = 0;
     if (acc == NULL)
-        return FMT_JSON;
+        return 0;
     while (i < acc->len) {
         size_t s = i, e;
         unsigned q;
@@ -526,7 +530,7 @@ static problem_fmt_t problem_format(const pt_req_t *req)
                  media_type_is(acc->p + s, e - s, "text/xml"))
             qxml = q > qxml ? q : qxml;
     }
-    return qxml > qjson ? FMT_XML : FMT_JSON;
+    return qxml > qjson;
 }
 
 /* <problem xmlns="urn:ietf:rfc:7807">...</problem> (RFC 7807 appendix A). */

@@ -15,6 +15,7 @@
 #include "core/buf.h"
 #include "core/json.h"
 #include "core/log.h"
+#include "core/xml.h"
 #include "event/worker-t.h"
 #include "gateway/router.h"
 #include "gateway/snapshot-t.h"
@@ -94,6 +95,7 @@ typedef struct exec_s {
     char *body;
     size_t body_len;
     int submitted;
+    int want_xml;         /* the client's Accept prefers XML: results are written as XML */
     atomic_int abandoned; /* the client left before the execution started: it does not run */
     char request_id[40];
     /* outputs */
@@ -250,6 +252,19 @@ static int media_is_json(const char *ct)
         n--;
     return (n == 16 && strncasecmp(ct, "application/json", 16) == 0) ||
            (n > 5 && strncasecmp(ct + n - 5, "+json", 5) == 0);
+}
+
+static int media_is_xml(const char *ct)
+{
+    size_t n;
+    if (ct == NULL)
+        return 0;
+    n = strcspn(ct, ";");
+    while (n > 0 && (ct[n - 1] == ' ' || ct[n - 1] == '\t'))
+        n--;
+    return (n == 15 && strncasecmp(ct, "application/xml", 15) == 0) ||
+           (n == 8 && strncasecmp(ct, "text/xml", 8) == 0) ||
+           (n > 4 && strncasecmp(ct + n - 4, "+xml", 4) == 0);
 }
 
 static int media_is_text(const char *ct)
@@ -931,6 +946,10 @@ static int render_body(exec_t *x, const pt_json_t *v, int text_ok)
         x->out_ctype = "text/plain; charset=utf-8";
         return pt_buf_append(&x->out, v->u.str.p, v->u.str.len);
     }
+    if (x->want_xml) {
+        x->out_ctype = "application/xml; charset=utf-8";
+        return pt_xml_write(&x->out, "result", v);
+    }
     x->out_ctype = "application/json";
     return pt_json_write(&x->out, v);
 }
@@ -1014,12 +1033,25 @@ static int build_context(run_t *r)
                 fail(x, 400, "invalid-json", "The body is not valid JSON: %s", msg);
                 return PT_ERROR;
             }
+        } else if (media_is_xml(x->ctype)) {
+            /* the same tree as a JSON body; typed by the schema */
+            pt_json_limits_t lim = PT_JSON_LIMITS_DEFAULT;
+            const char *root, *ns;
+            body = pt_xml_parse(a, x->body, x->body_len, &lim, &root, &ns, &jerr);
+            if (body == NULL) {
+                char msg[200];
+                snprintf(msg, sizeof(msg), "line %u: %s", jerr.line, jerr.message);
+                fail(x, 400, "invalid-xml", "The body is not acceptable XML: %s", msg);
+                return PT_ERROR;
+            }
+            if (x->route->body_schema != NULL)
+                body = pt_jschema_coerce(x->route->body_schema, body, a);
         } else if (media_is_text(x->ctype) && x->route->body_schema == NULL) {
             body = pt_json_string(a, x->body, x->body_len);
         } else {
             fail(x, 415, "unsupported-media-type", "This route takes %s bodies.",
-                 x->route->body_schema != NULL ? "application/json"
-                                               : "application/json or text/plain");
+                 x->route->body_schema != NULL ? "application/json or application/xml"
+                                               : "application/json, application/xml or text/plain");
             return PT_ERROR;
         }
     } else {
@@ -1326,6 +1358,7 @@ void pt_process_handle(pt_req_t *req)
     x->limits.timeout_status = s->config->processes.timeout_status;
     snprintf(x->request_id, sizeof(x->request_id), "%.*s", (int)req->request_id_len,
              req->request_id);
+    x->want_xml = pt_http_prefers_xml(req);
     if (copy_inputs(x, req) != PT_OK) {
         x->submitted = 1; /* freed here, not by the request's cleanup */
         pt_http_problem(req, 500, "internal-error", "Out of memory.", NULL, 0);

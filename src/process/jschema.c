@@ -1406,3 +1406,75 @@ int pt_jschema_validate(const pt_jschema_t *s, const pt_json_t *x, pt_jschema_mo
     }
     return v->count;
 }
+
+/* ---------------------------------------------------------------------
+ * Coercion of text-typed values (XML bodies)
+ */
+
+/* The type bits that apply to s, following $ref (keywords beside a $ref
+ * narrow it). */
+static unsigned effective_types(const pt_jschema_t *s, const pt_jschema_t **props_of,
+                                const pt_jschema_t **items_of)
+{
+    unsigned t = 0;
+    int depth = 0;
+    *props_of = NULL;
+    *items_of = NULL;
+    for (; s != NULL && depth < 64; s = s->ref, depth++) {
+        if (t == 0)
+            t = s->types;
+        if (*props_of == NULL && s->nprops > 0)
+            *props_of = s;
+        if (*items_of == NULL && s->items != NULL)
+            *items_of = s->items;
+    }
+    return t;
+}
+
+static pt_json_t *coerce(const pt_jschema_t *s, pt_json_t *v, pt_arena_t *a, int depth)
+{
+    const pt_jschema_t *po, *io;
+    unsigned t;
+    size_t i;
+    if (s == NULL || v == NULL || depth > 256)
+        return v;
+    t = effective_types(s, &po, &io);
+    if (v->type == PT_JSON_STRING) {
+        const char *p = v->u.str.p;
+        size_t n = v->u.str.len;
+        if ((t & (T_INTEGER | T_NUMBER)) && !(t & T_STRING)) {
+            pt_json_t *num = pt_json_number_text(a, p, n);
+            if (num != NULL)
+                return num;
+        }
+        if ((t & T_BOOLEAN) && !(t & T_STRING)) {
+            if ((n == 4 && memcmp(p, "true", 4) == 0) || (n == 1 && p[0] == '1'))
+                return pt_json_bool(a, 1);
+            if ((n == 5 && memcmp(p, "false", 5) == 0) || (n == 1 && p[0] == '0'))
+                return pt_json_bool(a, 0);
+        }
+    }
+    if ((t & T_ARRAY) && !(t & T_OBJECT) && v->type != PT_JSON_ARRAY && v->type != PT_JSON_NULL) {
+        /* one repeated element came as a single value */
+        pt_json_t *arr = pt_json_array(a);
+        if (arr == NULL || pt_json_array_add(a, arr, v) != PT_OK)
+            return v;
+        v = arr;
+    }
+    if (v->type == PT_JSON_ARRAY && io != NULL)
+        for (i = 0; i < v->u.arr.n; i++)
+            v->u.arr.items[i] = coerce(io, v->u.arr.items[i], a, depth + 1);
+    if (v->type == PT_JSON_OBJECT && po != NULL)
+        for (i = 0; i < v->u.obj.n; i++) {
+            pt_json_member_t *m = &v->u.obj.members[i];
+            const jprop_t *p = find_prop(po, m->key, m->key_len);
+            if (p != NULL)
+                m->value = coerce(p->schema, m->value, a, depth + 1);
+        }
+    return v;
+}
+
+pt_json_t *pt_jschema_coerce(const pt_jschema_t *s, pt_json_t *v, pt_arena_t *a)
+{
+    return coerce(s, v, a, 0);
+}

@@ -60,6 +60,14 @@ typedef enum pt_jschema_mode_e { PT_JSCHEMA_REQUEST = 0, PT_JSCHEMA_RESPONSE } p
 int pt_jschema_validate(const pt_jschema_t *s, const pt_json_t *v, pt_jschema_mode_t mode,
                         pt_arena_t *a, size_t max_violations, pt_json_t **violations);
 
+/* Converts, in place, the text values of v that the schema types otherwise:
+ * a string where the schema wants an integer/number (valid number text) or
+ * a boolean ("true"/"false"/"1"/"0"), and a single value where it wants an
+ * array (one repeated XML element). Used for XML bodies and SOAP payloads,
+ * whose values are all text, before validation. Returns the (possibly new)
+ * value; what cannot be converted is left for validation to report. */
+pt_json_t *pt_jschema_coerce(const pt_jschema_t *s, pt_json_t *v, pt_arena_t *a);
+
 /* Accessors for contract generators (later issues): the compiled schema's
  * source document. */
 const pt_json_t *pt_jschema_doc(const pt_jschema_t *s);
