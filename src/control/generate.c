@@ -2,23 +2,25 @@
  * generate.c - `portico generate`: a service API definition from the
  * tables of a database (docs/generate.md).
  *
- * The database is read once: a SQLite file through its PRAGMA table-valued
- * functions, a PostgreSQL schema (the first of the search_path, usually
- * public) through pg_catalog. For each table we keep its columns (declared
- * type, NOT NULL, default, generated: INTEGER PRIMARY KEY / serial /
- * identity / GENERATED ALWAYS), its primary key in order, the columns of
- * its unique constraints, the leading columns of its indexes and its
- * foreign keys. From that model the YAML is written by hand, with every
- * string that is not plainly safe quoted and escaped: per table a schema
- * of the row and six processes and routes (a keyset-paged, filterable
- * list; get; create; replace; update of the members present; delete).
+ * The database is read once (introspect.c): a SQLite file, a PostgreSQL
+ * schema or a MariaDB/MySQL database, into a model of its tables: columns
+ * with their JSON kind, NOT NULL, default and whether the database assigns
+ * the value, the primary key in order, unique and indexed columns, foreign
+ * keys. From that model the YAML is written by hand, with every string
+ * that is not plainly safe quoted and escaped: per table a schema of the
+ * row and six processes and routes (a keyset-paged, filterable list; get;
+ * create; replace; update of the members present; delete).
  *
  * SQL is written for the database it was read from: identifiers quoted
- * when they are not plain lower-case words or are keywords of that
- * database; on PostgreSQL every parameter is cast to its column's type
- * (the server cannot infer the type of `:x IS NULL`). Writes use RETURNING
- * (SQLite 3.35+, PostgreSQL) so that each write is one statement whose
- * result is the row as stored, with the same JSON typing as a SELECT.
+ * (double quotes, MariaDB backticks) when they are not plain lower-case
+ * words or are keywords of that database; on PostgreSQL every parameter is
+ * cast to its column's type (the server cannot infer the type of `:x IS
+ * NULL`). Writes use RETURNING (SQLite 3.35+, PostgreSQL) so that each
+ * write is one statement whose result is the row as stored, with the same
+ * JSON typing as a SELECT. MariaDB has INSERT ... RETURNING (10.5+) but no
+ * UPDATE/DELETE ... RETURNING, and MySQL none: there a write and a SELECT
+ * of the row by its key run in one transaction (the new row by its
+ * AUTO_INCREMENT id or the key members of the body).
  *
  * Memory: one arena for the whole run, released before returning; an
  * allocation failure ends the run with a message (a one-shot command has
@@ -30,9 +32,7 @@
 #include <errno.h>
 #include <getopt.h>
 #include <libgen.h>
-#include <libpq-fe.h>
 #include <limits.h>
-#include <sqlite3.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -43,59 +43,20 @@
 #include "core/arena.h"
 #include "core/buf.h"
 #include "core/json.h"
+#include "control/introspect.h"
+#include "control/yaml_emit.h"
 
 #define NAME_MAX_LEN  64 /* identifiers of the definition (processes, parameters) */
 #define IDENT_MAX     56 /* a table's identifier: room for "replace_" */
 #define JSON_NAME_MAX 60 /* a member name: room for suffixes, at most a path parameter */
 #define PARAMS_MAX    64 /* distinct :parameters of one statement (service.c) */
-#define PK_MAX        8  /* key columns: page.by takes at most 8 */
 #define PAGE_DEFAULT  20
 #define PAGE_MAX      100
 #define UNPAGED_LIMIT 100
 #define PASSWORD_ENV  "PORTICO_DB_PASSWORD"
 
-/* What a column holds, as far as JSON and the schema are concerned. */
-typedef enum ckind_e {
-    K_ANY = 0, /* no declared type (SQLite): any value */
-    K_INT,
-    K_NUM,
-    K_BOOL,
-    K_TEXT,
-    K_DATE,
-    K_DATETIME,
-    K_UUID,
-    K_JSON, /* PostgreSQL json/jsonb */
-    K_BLOB  /* base64 in JSON */
-} ckind_t;
-
-typedef struct col_s {
-    char *name;       /* in the database */
-    char *json;       /* the JSON member name: an identifier */
-    char *type;       /* the declared type, as the database shows it */
-    char *cast;       /* PostgreSQL: the type parameters are cast to (no length) */
-    char *dflt;       /* the default's SQL expression, or NULL */
-    char *ref;        /* "references t(c)" of a foreign key, or NULL */
-    pt_json_t *enums; /* PostgreSQL enum labels (an array), or NULL */
-    ckind_t kind;
-    long maxlen; /* 0: none */
-    int attnum;  /* PostgreSQL attribute number */
-    int notnull, generated, pk, unique, indexed, filter;
-    int describe; /* PostgreSQL: a type shown as a string: say which */
-} col_t;
-
-typedef struct table_s {
-    char *name;  /* in the database */
-    char *ident; /* schema name, process suffix and path segment */
-    char *oid;   /* PostgreSQL */
-    char *sql;   /* SQLite: CREATE TABLE text */
-    col_t *cols;
-    size_t ncols;
-    size_t pk[PK_MAX]; /* column indexes, in key order */
-    size_t npk;        /* 0: no usable primary key (list only) */
-    int read_only;
-    int selected;
-    int create, replace, update; /* which writes are generated (DELETE: any key) */
-} table_t;
+typedef pt_introspect_column_t col_t;
+typedef pt_introspect_table_t table_t;
 
 typedef struct opts_s {
     const char *db, *tables, *read_only, *name, *base_path, *title, *version, *naming, *conn_url,
@@ -105,20 +66,12 @@ typedef struct opts_s {
 typedef struct gen_s {
     pt_arena_t a;
     opts_t o;
-    int pg, camel;
-    sqlite3 *sq;
-    PGconn *pq;
-    char *schema;    /* PostgreSQL: the schema read */
-    char **keywords; /* PostgreSQL: words that must be quoted */
-    size_t nkeywords;
-    table_t *t;
-    size_t nt;
+    int camel;
+    pt_introspect_t db; /* the database and its tables (db.t, db.nt: those generated) */
     const char *name, *base_path, *title, *version, *url_written;
     char *db_display; /* the --db URL without a password */
     int password_env; /* the written url takes the password from PASSWORD_ENV */
-    char *secrets[2]; /* the passwords of --db as written there: never printed */
-    pt_buf_t y;       /* the YAML being written */
-    int failed;       /* out of memory while writing, or a name YAML cannot carry */
+    pt_yemit_t y;     /* the YAML being written */
 } gen_t;
 
 /* A statement being written with its :parameters. */
@@ -131,7 +84,6 @@ typedef struct sqlb_s {
 
 static void gerr(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 static char *gprintf(gen_t *g, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void y_printf(gen_t *g, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 static void gerr(const char *fmt, ...)
 {
@@ -199,38 +151,6 @@ static int is_alpha(int c)
 static int is_alnum(int c)
 {
     return is_alpha(c) || (c >= '0' && c <= '9');
-}
-
-/* Valid UTF-8 without NUL (YAML carries nothing else). */
-static int utf8_ok(const char *s)
-{
-    const unsigned char *p = (const unsigned char *)s;
-    while (*p != '\0') {
-        unsigned n, i;
-        uint32_t cp;
-        if (*p < 0x80) {
-            p++;
-            continue;
-        }
-        if ((*p & 0xe0) == 0xc0)
-            n = 1, cp = *p & 0x1f;
-        else if ((*p & 0xf0) == 0xe0)
-            n = 2, cp = *p & 0x0f;
-        else if ((*p & 0xf8) == 0xf0)
-            n = 3, cp = *p & 0x07;
-        else
-            return 0;
-        for (i = 1; i <= n; i++) {
-            if ((p[i] & 0xc0) != 0x80)
-                return 0;
-            cp = (cp << 6) | (p[i] & 0x3f);
-        }
-        if ((n == 1 && cp < 0x80) || (n == 2 && cp < 0x800) || (n == 3 && cp < 0x10000) ||
-            cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
-            return 0;
-        p += n + 1;
-    }
-    return 1;
 }
 
 /* An identifier from any name: runs of other characters become one '_',
@@ -314,163 +234,19 @@ static char *member(gen_t *g, const char *root, const char *m)
     return gprintf(g, "%s.%s", root, m);
 }
 
-/* ------------------------------------------------------------------ YAML */
-
-static void y_append(gen_t *g, const char *s, size_t n)
-{
-    if (pt_buf_append(&g->y, s, n) != PT_OK)
-        g->failed = 1;
-}
-
-static void y_raw(gen_t *g, const char *s)
-{
-    y_append(g, s, strlen(s));
-}
-
-static void y_printf(gen_t *g, const char *fmt, ...)
-{
-    char tmp[512];
-    va_list ap;
-    int n;
-    va_start(ap, fmt);
-    n = vsnprintf(tmp, sizeof(tmp), fmt, ap);
-    va_end(ap);
-    if (n < 0 || (size_t)n >= sizeof(tmp)) {
-        g->failed = 1;
-        return;
-    }
-    y_append(g, tmp, (size_t)n);
-}
-
-static void y_indent(gen_t *g, int n)
-{
-    static const char sp[] = "                                                ";
-    y_append(g, sp, (size_t)n < sizeof(sp) - 1 ? (size_t)n : sizeof(sp) - 1);
-}
-
-/* Can s be written as a plain scalar, read back as this very string (not a
- * number, boolean or null), in block and flow context alike? */
-static int plain_ok(const char *s)
-{
-    static const char *const special[] = {"y",   "n",    "yes",   "no",   "on",
-                                          "off", "true", "false", "null", NULL};
-    size_t i;
-    if (!(is_alpha((unsigned char)s[0]) || s[0] == '/'))
-        return 0;
-    for (i = 1; s[i] != '\0'; i++)
-        if (!is_alnum((unsigned char)s[i]) && s[i] != '.' && s[i] != '/' && s[i] != '-')
-            return 0;
-    for (i = 0; special[i] != NULL; i++)
-        if (strcasecmp(s, special[i]) == 0)
-            return 0;
-    return 1;
-}
-
-/* Writes s as a YAML scalar: plain when safe, else double-quoted with
- * escapes for '"', '\\', control characters and the characters YAML takes
- * as line breaks or a byte order mark. */
-static void y_str(gen_t *g, const char *s)
-{
-    const unsigned char *p = (const unsigned char *)s;
-    if (!utf8_ok(s)) {
-        gerr("a name or text is not valid UTF-8: YAML cannot carry it");
-        g->failed = 1;
-        return;
-    }
-    if (plain_ok(s)) {
-        y_raw(g, s);
-        return;
-    }
-    y_append(g, "\"", 1);
-    for (; *p != '\0'; p++) {
-        if (*p == '"' || *p == '\\') {
-            y_append(g, "\\", 1);
-            y_append(g, (const char *)p, 1);
-        } else if (*p == '\n') {
-            y_raw(g, "\\n");
-        } else if (*p == '\t') {
-            y_raw(g, "\\t");
-        } else if (*p < 0x20 || *p == 0x7f) {
-            y_printf(g, "\\x%02x", *p);
-        } else if (*p == 0xc2 && p[1] >= 0x80 && p[1] <= 0x9f) {
-            y_printf(g, "\\u%04x", p[1]); /* C1 controls, NEL */
-            p++;
-        } else if (*p == 0xe2 && p[1] == 0x80 && (p[2] == 0xa8 || p[2] == 0xa9)) {
-            y_printf(g, "\\u%04x", 0x2000 + (p[2] & 0x3f)); /* LS, PS */
-            p += 2;
-        } else if (*p == 0xef && p[1] == 0xbb && p[2] == 0xbf) {
-            y_raw(g, "\\ufeff");
-            p += 2;
-        } else {
-            y_append(g, (const char *)p, 1);
-        }
-    }
-    y_append(g, "\"", 1);
-}
-
-/* "key: value\n" at indent. */
-static void y_kv(gen_t *g, int indent, const char *key, const char *value)
-{
-    y_indent(g, indent);
-    y_str(g, key);
-    y_raw(g, ": ");
-    y_str(g, value);
-    y_raw(g, "\n");
-}
-
-/* "key:\n" at indent. */
-static void y_key(gen_t *g, int indent, const char *key)
-{
-    y_indent(g, indent);
-    y_str(g, key);
-    y_raw(g, ":\n");
-}
-
-/* May text be a literal block scalar (|-) as is? */
-static int block_ok(const char *s)
-{
-    const unsigned char *p = (const unsigned char *)s;
-    if (*p == ' ' || *p == '\t' || *p == '\0' || !utf8_ok(s))
-        return 0;
-    for (; *p != '\0'; p++) {
-        if ((*p < 0x20 && *p != '\n' && *p != '\t') || *p == 0x7f)
-            return 0;
-        if (*p == 0xc2 && p[1] >= 0x80 && p[1] <= 0x9f)
-            return 0;
-        if (*p == 0xe2 && p[1] == 0x80 && (p[2] == 0xa8 || p[2] == 0xa9))
-            return 0;
-        if (*p == 0xef && p[1] == 0xbb && p[2] == 0xbf)
-            return 0;
-        if ((*p == ' ' || *p == '\t') && (p[1] == '\n' || p[1] == '\0'))
-            return 0; /* trailing blanks: kept, but invisible */
-        if (*p == '\n' && (p[1] == '\n' || p[1] == '\0'))
-            return 0;
-    }
-    return 1;
-}
-
-/* key: |- (a multi-line text), or a quoted scalar when the block cannot carry it. */
-static void y_text(gen_t *g, int indent, const char *key, const char *text)
-{
-    const char *line, *nl;
-    if (strchr(text, '\n') == NULL || !block_ok(text)) {
-        y_kv(g, indent, key, text);
-        return;
-    }
-    y_indent(g, indent);
-    y_str(g, key);
-    y_raw(g, ": |-\n");
-    for (line = text; line != NULL; line = nl ? nl + 1 : NULL) {
-        nl = strchr(line, '\n');
-        y_indent(g, indent + 2);
-        y_append(g, line, nl ? (size_t)(nl - line) : strlen(line));
-        y_raw(g, "\n");
-    }
-}
-
 /* ------------------------------------------------------------------ SQL */
 
-/* Does an identifier need double quotes in this database? */
+static int is_pg(const gen_t *g)
+{
+    return g->db.kind == PT_INTROSPECT_POSTGRESQL;
+}
+
+static int is_my(const gen_t *g)
+{
+    return g->db.kind == PT_INTROSPECT_MARIADB;
+}
+
+/* Does an identifier need quotes in this database? */
 static int sql_needs_quotes(gen_t *g, const char *s)
 {
     size_t i;
@@ -479,27 +255,29 @@ static int sql_needs_quotes(gen_t *g, const char *s)
     for (i = 1; s[i] != '\0'; i++)
         if (!((s[i] >= 'a' && s[i] <= 'z') || s[i] == '_' || (s[i] >= '0' && s[i] <= '9')))
             return 1;
-    if (g->pg)
-        return name_taken(g->keywords, g->nkeywords, s);
-    return sqlite3_keyword_check(s, (int)i) != 0 || strcmp(s, "rowid") == 0 ||
-           strcmp(s, "oid") == 0 || strcmp(s, "_rowid_") == 0;
+    return pt_introspect_reserved(&g->db, s);
+}
+
+/* s in the quotes of this database ("s", MariaDB `s`), the quote doubled inside. */
+static void sql_quoted(gen_t *g, pt_buf_t *b, const char *s)
+{
+    char q = is_my(g) ? '`' : '"';
+    int rc = pt_buf_append_char(b, q);
+    for (; *s != '\0'; s++) {
+        if (*s == q)
+            rc |= pt_buf_append_char(b, q);
+        rc |= pt_buf_append_char(b, *s);
+    }
+    rc |= pt_buf_append_char(b, q);
+    if (rc != PT_OK)
+        oom();
 }
 
 static void sql_ident(gen_t *g, pt_buf_t *b, const char *s)
 {
-    int rc = PT_OK;
-    if (!sql_needs_quotes(g, s)) {
-        rc = pt_buf_append_str(b, s);
-    } else {
-        rc |= pt_buf_append_char(b, '"');
-        for (; *s != '\0'; s++) {
-            if (*s == '"')
-                rc |= pt_buf_append_char(b, '"');
-            rc |= pt_buf_append_char(b, *s);
-        }
-        rc |= pt_buf_append_char(b, '"');
-    }
-    if (rc != PT_OK)
+    if (sql_needs_quotes(g, s))
+        sql_quoted(g, b, s);
+    else if (pt_buf_append_str(b, s) != PT_OK)
         oom();
 }
 
@@ -512,8 +290,8 @@ static void sb_str(sqlb_t *b, const char *s)
 /* The table's name in SQL (schema-qualified on PostgreSQL outside public). */
 static void sb_table(gen_t *g, sqlb_t *b, const table_t *t)
 {
-    if (g->pg && strcmp(g->schema, "public") != 0) {
-        sql_ident(g, &b->sql, g->schema);
+    if (is_pg(g) && strcmp(g->db.schema, "public") != 0) {
+        sql_ident(g, &b->sql, g->db.schema);
         sb_str(b, ".");
     }
     sql_ident(g, &b->sql, t->name);
@@ -543,7 +321,7 @@ static void sb_param(gen_t *g, sqlb_t *b, const char *want, const char *expr, co
         b->pname[b->n] = name;
         b->pexpr[b->n++] = expr;
     }
-    if (g->pg && cast != NULL) {
+    if (is_pg(g) && cast != NULL) {
         sb_str(b, "CAST(:");
         sb_str(b, name);
         sb_str(b, " AS ");
@@ -555,16 +333,42 @@ static void sb_param(gen_t *g, sqlb_t *b, const char *want, const char *expr, co
     }
 }
 
-/* A parameter holding a value of column c (base64 bytes decoded on PostgreSQL). */
+/* A parameter holding a value of column c: base64 bytes decoded
+ * (PostgreSQL, MariaDB); on MariaDB, an ISO 8601 date-time, whose offset
+ * the server refuses, taken to the session's time zone (the zone TIMESTAMP
+ * columns convert from, and the one NOW() fills DATETIME columns in). */
 static void sb_value(gen_t *g, sqlb_t *b, const col_t *c, const char *want, const char *expr)
 {
-    if (g->pg && c->kind == K_BLOB) {
+    if (is_pg(g) && c->kind == PT_COL_BLOB) {
         sb_str(b, "decode(");
         sb_param(g, b, want, expr, "text");
         sb_str(b, ", 'base64')");
-        return;
+    } else if (is_my(g) && c->kind == PT_COL_BLOB) {
+        sb_str(b, "FROM_BASE64(");
+        sb_param(g, b, want, expr, NULL);
+        sb_str(b, ")");
+    } else if (is_my(g) && c->kind == PT_COL_DATETIME) {
+        sb_str(b, "CONVERT_TZ(REGEXP_REPLACE(");
+        sb_param(g, b, want, expr, NULL);
+        sb_str(b, ", '(Z|[+-][0-9]{2}:[0-9]{2})$', ''), IF(");
+        sb_param(g, b, want, expr, NULL);
+        sb_str(b, " LIKE '%Z', '+00:00', COALESCE(NULLIF(REGEXP_SUBSTR(");
+        sb_param(g, b, want, expr, NULL);
+        sb_str(b, ", '[+-][0-9]{2}:[0-9]{2}$'), ''), @@time_zone)), @@time_zone)");
+    } else {
+        sb_param(g, b, want, expr, c->cast);
     }
-    sb_param(g, b, want, expr, c->cast);
+}
+
+/* "<value of c> IS NULL": on MariaDB the bare parameter, so that a value
+ * the conversion of sb_value turns into NULL is not taken for an absent one. */
+static void sb_is_null(gen_t *g, sqlb_t *b, const col_t *c, const char *want, const char *expr)
+{
+    if (is_my(g))
+        sb_param(g, b, want, expr, NULL);
+    else
+        sb_value(g, b, c, want, expr);
+    sb_str(b, " IS NULL");
 }
 
 /* SELECT list: every column, aliased to its JSON name when that differs. */
@@ -584,9 +388,8 @@ static void sb_columns(gen_t *g, sqlb_t *b, const table_t *t)
         }
         sql_ident(g, &b->sql, c->name);
         if (strcmp(c->name, c->json) != 0) {
-            sb_str(b, " AS \"");
-            sb_str(b, c->json);
-            sb_str(b, "\"");
+            sb_str(b, " AS ");
+            sql_quoted(g, &b->sql, c->json);
         }
     }
 }
@@ -611,546 +414,7 @@ static char *sb_text(gen_t *g, sqlb_t *b)
     return gdupn(g, b->sql.data ? b->sql.data : "", b->sql.len);
 }
 
-/* ------------------------------------------------------------------ types */
-
-static int has_word(const char *type, const char *word)
-{
-    size_t n = strlen(word);
-    for (; *type != '\0'; type++)
-        if (strncasecmp(type, word, n) == 0)
-            return 1;
-    return 0;
-}
-
-/* "VARCHAR(80)" -> 80 */
-static long type_length(const char *type)
-{
-    const char *p = strchr(type, '(');
-    long n;
-    if (p == NULL)
-        return 0;
-    n = strtol(p + 1, NULL, 10);
-    return n > 0 && n < 1000000000L ? n : 0;
-}
-
-/* SQLite: the kind of a declared type, after SQLite's affinity rules and
- * what the connector makes of values (BOOL -> boolean, DATE/TIME text). */
-static void sq_kind(col_t *c)
-{
-    const char *t = c->type;
-    if (t[0] == '\0')
-        c->kind = K_ANY;
-    else if (has_word(t, "BOOL"))
-        c->kind = K_BOOL;
-    else if (has_word(t, "INT"))
-        c->kind = K_INT;
-    else if (has_word(t, "UUID") || has_word(t, "GUID"))
-        c->kind = K_UUID;
-    else if (has_word(t, "DATETIME") || has_word(t, "TIMESTAMP"))
-        c->kind = K_DATETIME;
-    else if (has_word(t, "DATE"))
-        c->kind = K_DATE;
-    else if (has_word(t, "CHAR") || has_word(t, "CLOB") || has_word(t, "TEXT") ||
-             has_word(t, "TIME") || has_word(t, "JSON"))
-        c->kind = K_TEXT;
-    else if (has_word(t, "BLOB"))
-        c->kind = K_BLOB;
-    else
-        c->kind = K_NUM; /* REAL, FLOAT, DOUBLE, DECIMAL, NUMERIC and NUMERIC affinity */
-    if (c->kind == K_TEXT && has_word(t, "CHAR"))
-        c->maxlen = type_length(t);
-}
-
-/* PostgreSQL: the kind of a (base) type name. */
-static void pg_kind(col_t *c, const char *typname, const char *category, long typmod)
-{
-    static const struct {
-        const char *name;
-        ckind_t kind;
-    } map[] = {{"int2", K_INT},           {"int4", K_INT},
-               {"int8", K_INT},           {"numeric", K_NUM},
-               {"float4", K_NUM},         {"float8", K_NUM},
-               {"bool", K_BOOL},          {"date", K_DATE},
-               {"timestamp", K_DATETIME}, {"timestamptz", K_DATETIME},
-               {"uuid", K_UUID},          {"json", K_JSON},
-               {"jsonb", K_JSON},         {"bytea", K_BLOB}};
-    size_t i;
-    c->kind = K_TEXT; /* text, varchar, enums, arrays (as literals), times, intervals... */
-    c->describe = 1;
-    if (strcmp(category, "A") == 0)
-        return;
-    for (i = 0; i < PT_ARRAY_SIZE(map); i++)
-        if (strcmp(map[i].name, typname) == 0)
-            c->kind = map[i].kind;
-    if ((strcmp(typname, "varchar") == 0 || strcmp(typname, "bpchar") == 0) && typmod > 4)
-        c->maxlen = typmod - 4;
-    c->describe = c->kind == K_TEXT && strcmp(typname, "text") != 0 &&
-                  strcmp(typname, "varchar") != 0 && strcmp(typname, "bpchar") != 0 &&
-                  strcmp(typname, "name") != 0 && strcmp(typname, "citext") != 0;
-}
-
-/* ------------------------------------------------------------------ SQLite */
-
-/* "CREATE TABLE ... ) WITHOUT ROWID" */
-static int sq_without_rowid(const char *sql)
-{
-    const char *p = sql != NULL ? strrchr(sql, ')') : NULL;
-    return p != NULL && has_word(p, "WITHOUT") && has_word(p, "ROWID");
-}
-
-static int sq_prepare(gen_t *g, const char *sql, const char *arg, sqlite3_stmt **st)
-{
-    if (sqlite3_prepare_v2(g->sq, sql, -1, st, NULL) != SQLITE_OK ||
-        (arg != NULL && sqlite3_bind_text(*st, 1, arg, -1, SQLITE_TRANSIENT) != SQLITE_OK)) {
-        gerr("cannot read the database: %s", sqlite3_errmsg(g->sq));
-        sqlite3_finalize(*st);
-        *st = NULL;
-        return -1;
-    }
-    return 0;
-}
-
-static char *sq_text(gen_t *g, sqlite3_stmt *st, int i)
-{
-    const unsigned char *s = sqlite3_column_text(st, i);
-    return s != NULL ? gdup(g, (const char *)s) : NULL;
-}
-
-static int sq_open_db(gen_t *g, const char *path)
-{
-    sqlite3_stmt *st = NULL;
-    size_t cap = 16;
-    int rc;
-    if (strcmp(path, ":memory:") == 0 || path[0] == '\0') {
-        gerr("--db sqlite: needs the path of a database file");
-        return -1;
-    }
-    if (sqlite3_open_v2(path, &g->sq, SQLITE_OPEN_READONLY, NULL) != SQLITE_OK) {
-        gerr("cannot open %s: %s", path, g->sq ? sqlite3_errmsg(g->sq) : "out of memory");
-        return -1;
-    }
-    if (sq_prepare(g,
-                   "SELECT name, sql FROM sqlite_master WHERE type = 'table' AND name NOT LIKE "
-                   "'sqlite\\_%' ESCAPE '\\' AND sql NOT LIKE 'CREATE VIRTUAL%' ORDER BY name",
-                   NULL, &st) != 0)
-        return -1;
-    g->t = gcalloc(g, sizeof(*g->t) * cap);
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        table_t *t;
-        if (g->nt == cap) {
-            table_t *n = gcalloc(g, sizeof(*g->t) * cap * 2);
-            memcpy(n, g->t, sizeof(*g->t) * cap);
-            g->t = n;
-            cap *= 2;
-        }
-        t = &g->t[g->nt++];
-        t->name = sq_text(g, st, 0);
-        t->sql = sq_text(g, st, 1);
-    }
-    if (rc != SQLITE_DONE) {
-        gerr("cannot read %s: %s", path, sqlite3_errmsg(g->sq));
-        sqlite3_finalize(st);
-        return -1;
-    }
-    sqlite3_finalize(st);
-    return 0;
-}
-
-static int sq_load_table(gen_t *g, table_t *t)
-{
-    sqlite3_stmt *st = NULL, *ist = NULL;
-    size_t cap, i, pkpos[PK_MAX + 1] = {0};
-    int rc, npk = 0;
-
-    /* columns */
-    if (sq_prepare(g,
-                   "SELECT name, coalesce(type, ''), \"notnull\", dflt_value, pk, hidden FROM "
-                   "pragma_table_xinfo(?1) ORDER BY cid",
-                   t->name, &st) != 0)
-        return -1;
-    cap = 16;
-    t->cols = gcalloc(g, sizeof(col_t) * cap);
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        col_t *c;
-        int pk = sqlite3_column_int(st, 4), hidden = sqlite3_column_int(st, 5);
-        if (hidden == 1)
-            continue; /* a virtual table's hidden column */
-        if (t->ncols == cap) {
-            col_t *n = gcalloc(g, sizeof(col_t) * cap * 2);
-            memcpy(n, t->cols, sizeof(col_t) * cap);
-            t->cols = n;
-            cap *= 2;
-        }
-        c = &t->cols[t->ncols];
-        c->name = sq_text(g, st, 0);
-        c->type = sq_text(g, st, 1);
-        c->notnull = sqlite3_column_int(st, 2);
-        c->dflt = sq_text(g, st, 3);
-        c->generated = hidden == 2 || hidden == 3;
-        c->pk = pk;
-        if (pk > 0 && pk <= PK_MAX)
-            pkpos[pk] = t->ncols + 1;
-        if (pk > npk)
-            npk = pk;
-        sq_kind(c);
-        t->ncols++;
-    }
-    sqlite3_finalize(st);
-    if (rc != SQLITE_DONE) {
-        gerr("cannot read the columns of %s: %s", t->name, sqlite3_errmsg(g->sq));
-        return -1;
-    }
-    if (npk > 0 && npk <= PK_MAX) {
-        for (i = 1; i <= (size_t)npk; i++)
-            t->pk[i - 1] = pkpos[i] - 1;
-        t->npk = (size_t)npk;
-        /* INTEGER PRIMARY KEY is the rowid: SQLite assigns it */
-        if (npk == 1 && strcasecmp(t->cols[t->pk[0]].type, "INTEGER") == 0 &&
-            !sq_without_rowid(t->sql))
-            t->cols[t->pk[0]].generated = 1;
-    } else if (npk > PK_MAX) {
-        fprintf(stderr,
-                "portico generate: warning: %s: a primary key of %d columns is not "
-                "supported (at most %d): only the list route is generated\n",
-                t->name, npk, PK_MAX);
-    }
-
-    /* indexes: unique constraints and leading columns */
-    if (sq_prepare(g,
-                   "SELECT name, \"unique\" AND NOT partial AND origin <> 'pk' FROM "
-                   "pragma_index_list(?1)",
-                   t->name, &st) != 0)
-        return -1;
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        int uniq = sqlite3_column_int(st, 1), first = 1;
-        if (sq_prepare(g, "SELECT cid FROM pragma_index_info(?1) ORDER BY seqno",
-                       (const char *)sqlite3_column_text(st, 0), &ist) != 0) {
-            sqlite3_finalize(st);
-            return -1;
-        }
-        while (sqlite3_step(ist) == SQLITE_ROW) {
-            /* cid: the column's rank in the table (the cid of table_xinfo); -1 is the
-             * rowid, -2 an expression */
-            int cid = sqlite3_column_int(ist, 0);
-            if (cid >= 0 && (size_t)cid < t->ncols) {
-                t->cols[cid].indexed |= first;
-                t->cols[cid].unique |= uniq;
-            }
-            first = 0;
-        }
-        sqlite3_finalize(ist);
-    }
-    sqlite3_finalize(st);
-
-    /* foreign keys */
-    if (sq_prepare(g,
-                   "SELECT id, \"table\", \"from\", \"to\" FROM pragma_foreign_key_list(?1) "
-                   "ORDER BY id, seq",
-                   t->name, &st) != 0)
-        return -1;
-    while (sqlite3_step(st) == SQLITE_ROW) {
-        const char *ref = (const char *)sqlite3_column_text(st, 1);
-        const char *from = (const char *)sqlite3_column_text(st, 2);
-        const char *to = (const char *)sqlite3_column_text(st, 3);
-        for (i = 0; i < t->ncols && from != NULL; i++)
-            if (strcmp(t->cols[i].name, from) == 0 && t->cols[i].ref == NULL)
-                t->cols[i].ref = to != NULL ? gprintf(g, "references %s(%s)", ref, to)
-                                            : gprintf(g, "references %s", ref);
-    }
-    sqlite3_finalize(st);
-    return 0;
-}
-
-/* ------------------------------------------------------------------ PostgreSQL */
-
-static PGresult *pg_query(gen_t *g, const char *sql, const char *arg)
-{
-    PGresult *r = PQexecParams(g->pq, sql, arg != NULL ? 1 : 0, NULL, arg != NULL ? &arg : NULL,
-                               NULL, NULL, 0);
-    if (PQresultStatus(r) != PGRES_TUPLES_OK) {
-        const char *m = PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY);
-        gerr("cannot read the database: %s", m != NULL ? m : PQerrorMessage(g->pq));
-        PQclear(r);
-        return NULL;
-    }
-    return r;
-}
-
-static char *pg_text(gen_t *g, PGresult *r, int row, int col)
-{
-    return PQgetisnull(r, row, col) ? NULL : gdup(g, PQgetvalue(r, row, col));
-}
-
-/* msg with the passwords of --db masked: libpq quotes a token of the URI
- * it cannot decode, the password included. */
-static char *scrub(gen_t *g, const char *msg)
-{
-    char *out = gdup(g, msg), *hit;
-    size_t i;
-    for (i = 0; i < PT_ARRAY_SIZE(g->secrets); i++) {
-        const char *sec = g->secrets[i];
-        size_t n = sec != NULL ? strlen(sec) : 0;
-        while (n > 0 && (hit = strstr(out, sec)) != NULL)
-            out = gprintf(g, "%.*s***%s", (int)(hit - out), out, hit + n);
-    }
-    return out;
-}
-
-static int pg_open_db(gen_t *g, const char *url)
-{
-    PGresult *r;
-    int i, n;
-    g->pq = PQconnectdb(url);
-    if (g->pq == NULL || PQstatus(g->pq) != CONNECTION_OK) {
-        char *m = scrub(g, g->pq != NULL ? PQerrorMessage(g->pq) : "out of memory");
-        size_t len = strlen(m);
-        while (len > 0 && (m[len - 1] == '\n' || m[len - 1] == ' '))
-            len--;
-        gerr("cannot connect to %s: %.*s", g->db_display, (int)len, m);
-        return -1;
-    }
-    PQclear(PQexec(g->pq, "SET client_encoding = 'UTF8'"));
-    if ((r = pg_query(g, "SELECT coalesce((current_schemas(false))[1], 'public')", NULL)) == NULL)
-        return -1;
-    g->schema = pg_text(g, r, 0, 0);
-    PQclear(r);
-    if ((r = pg_query(g, "SELECT word FROM pg_get_keywords() WHERE catcode <> 'U'", NULL)) == NULL)
-        return -1;
-    n = PQntuples(r);
-    g->keywords = gcalloc(g, sizeof(char *) * (size_t)(n + 1));
-    for (i = 0; i < n; i++)
-        g->keywords[g->nkeywords++] = pg_text(g, r, i, 0);
-    PQclear(r);
-    r = pg_query(g,
-                 "SELECT c.oid::text, c.relname FROM pg_class c JOIN pg_namespace s ON s.oid = "
-                 "c.relnamespace WHERE s.nspname = $1 AND c.relkind IN ('r', 'p') AND NOT "
-                 "c.relispartition ORDER BY c.relname",
-                 g->schema);
-    if (r == NULL)
-        return -1;
-    n = PQntuples(r);
-    g->t = gcalloc(g, sizeof(*g->t) * (size_t)(n + 1));
-    for (i = 0; i < n; i++) {
-        g->t[g->nt].oid = pg_text(g, r, i, 0);
-        g->t[g->nt++].name = pg_text(g, r, i, 1);
-    }
-    PQclear(r);
-    return 0;
-}
-
-/* "{1,2}" or "1 2" -> attribute numbers; returns how many (at most max). */
-static size_t pg_attnums(const char *s, int *out, size_t max)
-{
-    size_t n = 0;
-    while (s != NULL && *s != '\0' && n < max) {
-        char *end;
-        long v = strtol(s, &end, 10);
-        if (end == s) {
-            s++;
-            continue;
-        }
-        out[n++] = (int)v;
-        s = end;
-    }
-    return n;
-}
-
-static col_t *pg_col(table_t *t, int attnum)
-{
-    size_t i;
-    for (i = 0; i < t->ncols; i++)
-        if (t->cols[i].attnum == attnum)
-            return &t->cols[i];
-    return NULL;
-}
-
-static int pg_load_table(gen_t *g, table_t *t)
-{
-    PGresult *r;
-    int i, n;
-    r = pg_query(g,
-                 "SELECT a.attnum, a.attname, format_type(a.atttypid, a.atttypmod), "
-                 "format_type(a.atttypid, NULL), coalesce(bt.typname, t.typname), a.attnotnull, "
-                 "pg_get_expr(d.adbin, d.adrelid), a.attidentity, a.attgenerated, "
-                 "CASE WHEN t.typtype = 'd' THEN t.typtypmod ELSE a.atttypmod END, "
-                 "coalesce(bt.typcategory, t.typcategory), "
-                 "CASE WHEN t.typtype = 'e' THEN array_to_json(ARRAY(SELECT e.enumlabel FROM "
-                 "pg_enum e WHERE e.enumtypid = t.oid ORDER BY e.enumsortorder))::text END "
-                 "FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid "
-                 "LEFT JOIN pg_type bt ON t.typtype = 'd' AND bt.oid = t.typbasetype "
-                 "LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum "
-                 "WHERE a.attrelid = $1::oid AND a.attnum > 0 AND NOT a.attisdropped "
-                 "ORDER BY a.attnum",
-                 t->oid);
-    if (r == NULL)
-        return -1;
-    n = PQntuples(r);
-    t->cols = gcalloc(g, sizeof(col_t) * (size_t)(n + 1));
-    for (i = 0; i < n; i++) {
-        col_t *c = &t->cols[t->ncols++];
-        const char *ident = PQgetvalue(r, i, 7), *gen = PQgetvalue(r, i, 8), *en;
-        c->attnum = atoi(PQgetvalue(r, i, 0));
-        c->name = pg_text(g, r, i, 1);
-        c->type = pg_text(g, r, i, 2);
-        c->cast = pg_text(g, r, i, 3);
-        c->notnull = PQgetvalue(r, i, 5)[0] == 't';
-        c->dflt = pg_text(g, r, i, 6);
-        c->generated = ident[0] != '\0' || gen[0] != '\0' ||
-                       (c->dflt != NULL && strncmp(c->dflt, "nextval(", 8) == 0);
-        if (gen[0] != '\0')
-            c->dflt = NULL; /* the generation expression, not a default */
-        pg_kind(c, PQgetvalue(r, i, 4), PQgetvalue(r, i, 10), atol(PQgetvalue(r, i, 9)));
-        /* without a length, character and bit are of length 1, and an explicit
-         * cast truncates: cast to their unbounded kin, so that too long a value
-         * fails on assignment instead */
-        if (strcmp(c->cast, "character") == 0)
-            c->cast = gdup(g, "bpchar");
-        else if (strcmp(c->cast, "bit") == 0)
-            c->cast = gdup(g, "varbit");
-        if (!PQgetisnull(r, i, 11)) {
-            pt_json_error_t jerr;
-            en = PQgetvalue(r, i, 11);
-            c->enums = pt_json_parse(&g->a, en, strlen(en), &PT_JSON_LIMITS_DEFAULT, &jerr);
-        }
-    }
-    PQclear(r);
-
-    r = pg_query(g,
-                 "SELECT con.contype, con.conkey::text, con.confrelid::regclass::text, "
-                 "(SELECT string_agg(fa.attname, ', ' ORDER BY k.i) FROM unnest(con.confkey) "
-                 "WITH ORDINALITY AS k(n, i) JOIN pg_attribute fa ON fa.attrelid = con.confrelid "
-                 "AND fa.attnum = k.n) FROM pg_constraint con WHERE con.conrelid = $1::oid AND "
-                 "con.contype IN ('p', 'u', 'f') ORDER BY con.contype, con.conname",
-                 t->oid);
-    if (r == NULL)
-        return -1;
-    for (i = 0; i < PQntuples(r); i++) {
-        char type = PQgetvalue(r, i, 0)[0];
-        int nums[64];
-        size_t k, m = pg_attnums(PQgetvalue(r, i, 1), nums, PT_ARRAY_SIZE(nums));
-        for (k = 0; k < m; k++) {
-            col_t *c = pg_col(t, nums[k]);
-            if (c == NULL)
-                continue;
-            if (type == 'p' && m <= PK_MAX) {
-                t->pk[k] = (size_t)(c - t->cols);
-                c->pk = (int)k + 1;
-            } else if (type == 'u') {
-                c->unique = 1;
-            } else if (type == 'f' && c->ref == NULL) {
-                c->ref = gprintf(g, "references %s(%s)", PQgetvalue(r, i, 2), PQgetvalue(r, i, 3));
-            }
-        }
-        if (type == 'p' && m <= PK_MAX)
-            t->npk = m;
-        else if (type == 'p')
-            fprintf(stderr,
-                    "portico generate: warning: %s: a primary key of %zu columns is not "
-                    "supported (at most %d): only the list route is generated\n",
-                    t->name, m, PK_MAX);
-    }
-    PQclear(r);
-
-    r = pg_query(g,
-                 "SELECT indkey::text, indisunique AND NOT indisprimary, indpred IS NOT NULL "
-                 "FROM pg_index WHERE indrelid = $1::oid",
-                 t->oid);
-    if (r == NULL)
-        return -1;
-    for (i = 0; i < PQntuples(r); i++) {
-        int nums[64];
-        size_t k, m = pg_attnums(PQgetvalue(r, i, 0), nums, PT_ARRAY_SIZE(nums));
-        int uniq = PQgetvalue(r, i, 1)[0] == 't' && PQgetvalue(r, i, 2)[0] != 't';
-        for (k = 0; k < m; k++) {
-            col_t *c = pg_col(t, nums[k]);
-            if (c != NULL && k == 0)
-                c->indexed = 1;
-            if (c != NULL && uniq)
-                c->unique = 1;
-        }
-    }
-    PQclear(r);
-    return 0;
-}
-
 /* ------------------------------------------------------------------ the model */
-
-/* Splits a comma-separated list into the arena. */
-static size_t split_list(gen_t *g, const char *s, char ***out)
-{
-    size_t n = 1, k = 0;
-    const char *p;
-    char *copy = gdup(g, s), *save = NULL, *tok;
-    for (p = s; *p != '\0'; p++)
-        n += *p == ',';
-    *out = gcalloc(g, sizeof(char *) * n);
-    for (tok = strtok_r(copy, ",", &save); tok != NULL; tok = strtok_r(NULL, ",", &save)) {
-        while (*tok == ' ')
-            tok++;
-        if (*tok != '\0')
-            (*out)[k++] = tok;
-    }
-    return k;
-}
-
-static table_t *find_table(gen_t *g, const char *name)
-{
-    size_t i;
-    for (i = 0; i < g->nt; i++)
-        if (strcmp(g->t[i].name, name) == 0)
-            return &g->t[i];
-    return NULL;
-}
-
-/* Applies --tables and --read-only; orders the selection as --tables lists it. */
-static int select_tables(gen_t *g)
-{
-    char **names = NULL;
-    size_t n, i;
-    if (g->o.tables != NULL) {
-        table_t *sel;
-        size_t k = 0;
-        n = split_list(g, g->o.tables, &names);
-        if (n == 0) {
-            gerr("--tables lists no table");
-            return -1;
-        }
-        sel = gcalloc(g, sizeof(*sel) * n);
-        for (i = 0; i < n; i++) {
-            table_t *t = find_table(g, names[i]);
-            if (t == NULL) {
-                gerr("--tables: no table \"%s\" in %s", names[i],
-                     g->pg ? gprintf(g, "schema %s", g->schema) : "the database");
-                return -1;
-            }
-            if (!t->selected) {
-                t->selected = 1;
-                sel[k++] = *t;
-            }
-        }
-        g->t = sel;
-        g->nt = k;
-    } else {
-        for (i = 0; i < g->nt; i++)
-            g->t[i].selected = 1;
-    }
-    if (g->o.read_only != NULL) {
-        n = split_list(g, g->o.read_only, &names);
-        for (i = 0; i < n; i++) {
-            table_t *t = find_table(g, names[i]);
-            if (t == NULL) {
-                gerr("--read-only: no table \"%s\" among the tables generated", names[i]);
-                return -1;
-            }
-            t->read_only = 1;
-        }
-    }
-    if (g->nt == 0) {
-        gerr("the database has no table");
-        return -1;
-    }
-    return 0;
-}
 
 /* Is column c written by a body (not generated, not the key when key_ro)? */
 static int writable(const col_t *c, int key_ro)
@@ -1158,10 +422,24 @@ static int writable(const col_t *c, int key_ro)
     return !c->generated && !(key_ro && c->pk);
 }
 
+/* MariaDB/MySQL without RETURNING: can the row an INSERT made be read
+ * back by its key? Every key column is the AUTO_INCREMENT one (its id is
+ * the step's key) or comes from the body (no default, not generated). */
+static int key_known_after_insert(const table_t *t)
+{
+    size_t i;
+    for (i = 0; i < t->npk; i++) {
+        const col_t *c = &t->cols[t->pk[i]];
+        if (!c->auto_increment && (c->generated || c->dflt != NULL))
+            return 0;
+    }
+    return 1;
+}
+
 /* Which writes table t gets: the runtime binds at most PARAMS_MAX parameters
  * per statement, so a very wide table loses the routes it cannot bind (with
  * a warning) rather than the whole definition. */
-static void plan_writes(table_t *t)
+static void plan_writes(gen_t *g, table_t *t)
 {
     size_t i, nf = 0, ins = 0, put = t->npk, patch = t->npk, nset = 0;
     for (i = 0; i < t->ncols; i++) {
@@ -1192,15 +470,23 @@ static void plan_writes(table_t *t)
                 "at most %d parameters): those routes are not generated\n",
                 t->name, t->create ? "" : " POST", nset > 0 && !t->replace ? " PUT" : "",
                 nset > 0 && !t->update ? " PATCH" : "", PARAMS_MAX);
+    if (t->create && is_my(g) && !g->db.returning && !key_known_after_insert(t)) {
+        t->create = 0;
+        fprintf(stderr,
+                "portico generate: warning: %s: no POST route: its key takes a value the "
+                "request does not give (a default), which only INSERT ... RETURNING "
+                "(MariaDB 10.5 or later) can read back\n",
+                t->name);
+    }
 }
 
 /* Identifiers, JSON names and filters, once the columns are known. */
 static void finish_model(gen_t *g)
 {
-    char **idents = gcalloc(g, sizeof(char *) * g->nt);
+    char **idents = gcalloc(g, sizeof(char *) * g->db.nt);
     size_t i, j;
-    for (i = 0; i < g->nt; i++) {
-        table_t *t = &g->t[i];
+    for (i = 0; i < g->db.nt; i++) {
+        table_t *t = &g->db.t[i];
         char **names = gcalloc(g, sizeof(char *) * (t->ncols + 1));
         idents[i] = t->ident =
             unique_name(g, idents, i, sanitize(g, t->name, IDENT_MAX, "t"), IDENT_MAX);
@@ -1224,8 +510,8 @@ static void finish_model(gen_t *g)
             col_t *c = &t->cols[j];
             if (!(c->indexed || c->unique) || (t->npk == 1 && c->pk == 1))
                 continue;
-            if (c->kind == K_ANY || c->kind == K_BLOB || c->kind == K_JSON ||
-                (!g->pg && c->kind == K_BOOL))
+            if (c->kind == PT_COL_ANY || c->kind == PT_COL_BLOB || c->kind == PT_COL_JSON ||
+                (!is_pg(g) && c->kind == PT_COL_BOOL))
                 continue;
             if (strcmp(c->json, "limit") == 0 || strcmp(c->json, "cursor") == 0) {
                 fprintf(stderr,
@@ -1236,7 +522,7 @@ static void finish_model(gen_t *g)
             }
             c->filter = 1;
         }
-        plan_writes(t);
+        plan_writes(g, t);
     }
 }
 
@@ -1246,7 +532,7 @@ static void finish_model(gen_t *g)
 static void y_sep(gen_t *g, int *n)
 {
     if ((*n)++ > 0)
-        y_raw(g, ", ");
+        pt_yemit_raw(&g->y, ", ");
 }
 
 /* A column's schema in flow style: {type: string, maxLength: 80, nullable: true};
@@ -1255,55 +541,56 @@ static void y_col_schema(gen_t *g, const col_t *c, int key_ro)
 {
     static const char *const types[] = {
         /* by ckind_t */
-        [K_INT] = "integer", [K_NUM] = "number",      [K_BOOL] = "boolean", [K_TEXT] = "string",
-        [K_DATE] = "string", [K_DATETIME] = "string", [K_UUID] = "string",  [K_BLOB] = "string"};
+        [PT_COL_INT] = "integer", [PT_COL_NUM] = "number",  [PT_COL_BOOL] = "boolean",
+        [PT_COL_TEXT] = "string", [PT_COL_DATE] = "string", [PT_COL_DATETIME] = "string",
+        [PT_COL_UUID] = "string", [PT_COL_BLOB] = "string"};
     static const char *const formats[] = {
-        [K_DATE] = "date", [K_DATETIME] = "date-time", [K_UUID] = "uuid"};
+        [PT_COL_DATE] = "date", [PT_COL_DATETIME] = "date-time", [PT_COL_UUID] = "uuid"};
     int n = 0;
-    y_raw(g, "{");
+    pt_yemit_raw(&g->y, "{");
     if (types[c->kind] != NULL) {
         y_sep(g, &n);
-        y_printf(g, "type: %s", types[c->kind]);
-    } else if (c->kind == K_JSON) {
+        pt_yemit_printf(&g->y, "type: %s", types[c->kind]);
+    } else if (c->kind == PT_COL_JSON) {
         /* a parameter is sent as its text: a bare string is not JSON */
         y_sep(g, &n);
-        y_raw(g, "type: [object, array, number, boolean]");
+        pt_yemit_raw(&g->y, "type: [object, array, number, boolean]");
     }
     if ((size_t)c->kind < PT_ARRAY_SIZE(formats) && formats[c->kind] != NULL) {
         y_sep(g, &n);
-        y_printf(g, "format: %s", formats[c->kind]);
+        pt_yemit_printf(&g->y, "format: %s", formats[c->kind]);
     }
     if (c->maxlen > 0) {
         y_sep(g, &n);
-        y_printf(g, "maxLength: %ld", c->maxlen);
+        pt_yemit_printf(&g->y, "maxLength: %ld", c->maxlen);
     }
     if (c->enums != NULL && c->enums->type == PT_JSON_ARRAY) {
         size_t i;
         y_sep(g, &n);
-        y_raw(g, "enum: [");
+        pt_yemit_raw(&g->y, "enum: [");
         for (i = 0; i < c->enums->u.arr.n; i++) {
             const pt_json_t *e = c->enums->u.arr.items[i];
             if (i > 0)
-                y_raw(g, ", ");
+                pt_yemit_raw(&g->y, ", ");
             if (e->type == PT_JSON_STRING)
-                y_str(g, gdupn(g, e->u.str.p, e->u.str.len));
+                pt_yemit_str(&g->y, gdupn(g, e->u.str.p, e->u.str.len));
         }
-        y_raw(g, "]");
+        pt_yemit_raw(&g->y, "]");
     }
-    if (!c->notnull && c->kind != K_ANY) {
+    if (!c->notnull && c->kind != PT_COL_ANY) {
         y_sep(g, &n);
-        y_raw(g, "nullable: true");
+        pt_yemit_raw(&g->y, "nullable: true");
     }
     if (c->generated || (key_ro && c->pk)) {
         y_sep(g, &n);
-        y_raw(g, "readOnly: true");
+        pt_yemit_raw(&g->y, "readOnly: true");
     }
-    if (c->kind == K_BLOB || c->ref != NULL || (c->describe && c->enums == NULL)) {
+    if (c->kind == PT_COL_BLOB || c->ref != NULL || (c->describe && c->enums == NULL)) {
         y_sep(g, &n);
-        y_raw(g, "description: ");
-        y_str(g, c->kind == K_BLOB ? "base64" : c->ref != NULL ? c->ref : c->type);
+        pt_yemit_raw(&g->y, "description: ");
+        pt_yemit_str(&g->y, c->kind == PT_COL_BLOB ? "base64" : c->ref != NULL ? c->ref : c->type);
     }
-    y_raw(g, "}");
+    pt_yemit_raw(&g->y, "}");
 }
 
 /* An object schema of table t at indent: the row (key_ro 0, required
@@ -1312,32 +599,32 @@ static void y_col_schema(gen_t *g, const col_t *c, int key_ro)
 static void y_schema(gen_t *g, int indent, const table_t *t, int key_ro, int with_required)
 {
     size_t i, nreq = 0;
-    y_kv(g, indent, "type", "object");
-    y_indent(g, indent);
-    y_raw(g, "additionalProperties: false\n");
+    pt_yemit_kv(&g->y, indent, "type", "object");
+    pt_yemit_indent(&g->y, indent);
+    pt_yemit_raw(&g->y, "additionalProperties: false\n");
     if (with_required) {
         for (i = 0; i < t->ncols; i++) {
             const col_t *c = &t->cols[i];
             if (!c->notnull || c->dflt != NULL || !writable(c, key_ro))
                 continue;
             if (nreq++ == 0) {
-                y_indent(g, indent);
-                y_raw(g, "required: [");
+                pt_yemit_indent(&g->y, indent);
+                pt_yemit_raw(&g->y, "required: [");
             } else {
-                y_raw(g, ", ");
+                pt_yemit_raw(&g->y, ", ");
             }
-            y_str(g, c->json);
+            pt_yemit_str(&g->y, c->json);
         }
         if (nreq > 0)
-            y_raw(g, "]\n");
+            pt_yemit_raw(&g->y, "]\n");
     }
-    y_key(g, indent, "properties");
+    pt_yemit_key(&g->y, indent, "properties");
     for (i = 0; i < t->ncols; i++) {
-        y_indent(g, indent + 2);
-        y_str(g, t->cols[i].json);
-        y_raw(g, ": ");
+        pt_yemit_indent(&g->y, indent + 2);
+        pt_yemit_str(&g->y, t->cols[i].json);
+        pt_yemit_raw(&g->y, ": ");
         y_col_schema(g, &t->cols[i], key_ro);
-        y_raw(g, "\n");
+        pt_yemit_raw(&g->y, "\n");
     }
 }
 
@@ -1347,22 +634,22 @@ static void y_params(gen_t *g, int indent, const sqlb_t *b)
     size_t i;
     if (b->n == 0)
         return;
-    y_key(g, indent, "params");
+    pt_yemit_key(&g->y, indent, "params");
     for (i = 0; i < b->n; i++)
-        y_kv(g, indent + 2, b->pname[i], b->pexpr[i]);
+        pt_yemit_kv(&g->y, indent + 2, b->pname[i], b->pexpr[i]);
 }
 
 /* "- name: <name>\n  sql:\n    query: ...\n    params: ...\n    result: <result>" */
 static void y_sql_step(gen_t *g, const char *name, sqlb_t *b, const char *result)
 {
-    y_indent(g, 6);
-    y_raw(g, "- ");
-    y_kv(g, 0, "name", name);
-    y_key(g, 8, "sql");
-    y_text(g, 10, "query", sb_text(g, b));
+    pt_yemit_indent(&g->y, 6);
+    pt_yemit_raw(&g->y, "- ");
+    pt_yemit_kv(&g->y, 0, "name", name);
+    pt_yemit_key(&g->y, 8, "sql");
+    pt_yemit_text(&g->y, 10, "query", sb_text(g, b));
     y_params(g, 10, b);
     if (result != NULL)
-        y_kv(g, 10, "result", result);
+        pt_yemit_kv(&g->y, 10, "result", result);
 }
 
 static void sb_free(sqlb_t *b)
@@ -1373,10 +660,10 @@ static void sb_free(sqlb_t *b)
 
 static void y_process(gen_t *g, const char *verb, const table_t *t, int low_latency)
 {
-    y_indent(g, 2);
-    y_printf(g, "%s_%s:\n", verb, t->ident);
+    pt_yemit_indent(&g->y, 2);
+    pt_yemit_printf(&g->y, "%s_%s:\n", verb, t->ident);
     if (low_latency)
-        y_kv(g, 4, "mode", "low_latency");
+        pt_yemit_kv(&g->y, 4, "mode", "low_latency");
 }
 
 static void write_list(gen_t *g, const table_t *t)
@@ -1385,8 +672,8 @@ static void write_list(gen_t *g, const table_t *t)
     size_t i, nf = 0;
     y_process(g, "list", t, 1);
     if (t->npk == 0)
-        y_raw(g, "    on_error: {expression: 400}\n"); /* ?limit= that is not a number */
-    y_key(g, 4, "steps");
+        pt_yemit_raw(&g->y, "    on_error: {expression: 400}\n"); /* ?limit= that is not a number */
+    pt_yemit_key(&g->y, 4, "steps");
     sb_str(&b, "SELECT ");
     sb_columns(g, &b, t);
     sb_str(&b, "\nFROM ");
@@ -1394,9 +681,9 @@ static void write_list(gen_t *g, const table_t *t)
     if (t->npk > 0) {
         /* keyset: rows after the cursor's key, in key order */
         sb_str(&b, "\nWHERE (");
-        sb_value(g, &b, &t->cols[t->pk[0]], gprintf(g, "after_%s", t->cols[t->pk[0]].json),
-                 member(g, "page.after", t->cols[t->pk[0]].json));
-        sb_str(&b, " IS NULL OR ");
+        sb_is_null(g, &b, &t->cols[t->pk[0]], gprintf(g, "after_%s", t->cols[t->pk[0]].json),
+                   member(g, "page.after", t->cols[t->pk[0]].json));
+        sb_str(&b, " OR ");
         if (t->npk > 1)
             sb_str(&b, "(");
         for (i = 0; i < t->npk; i++) {
@@ -1422,8 +709,8 @@ static void write_list(gen_t *g, const table_t *t)
         want = gprintf(g, "f_%s", c->json);
         expr = member(g, "query", c->json);
         sb_str(&b, nf++ == 0 ? "\nWHERE (" : "\n  AND (");
-        sb_value(g, &b, c, want, expr);
-        sb_str(&b, " IS NULL OR ");
+        sb_is_null(g, &b, c, want, expr);
+        sb_str(&b, " OR ");
         sql_ident(g, &b.sql, c->name);
         sb_str(&b, " = ");
         sb_value(g, &b, c, want, expr);
@@ -1447,26 +734,25 @@ static void write_list(gen_t *g, const table_t *t)
     }
     y_sql_step(g, "rows", &b, NULL);
     if (t->npk > 0) {
-        y_key(g, 10, "page");
-        y_indent(g, 12);
-        y_raw(g, "by: [");
+        pt_yemit_key(&g->y, 10, "page");
+        pt_yemit_indent(&g->y, 12);
+        pt_yemit_raw(&g->y, "by: [");
         for (i = 0; i < t->npk; i++) {
             if (i > 0)
-                y_raw(g, ", ");
-            y_str(g, t->cols[t->pk[i]].json);
+                pt_yemit_raw(&g->y, ", ");
+            pt_yemit_str(&g->y, t->cols[t->pk[i]].json);
         }
-        y_raw(g, "]\n");
-        y_printf(g, "            default_limit: %d\n            max_limit: %d\n", PAGE_DEFAULT,
-                 PAGE_MAX);
+        pt_yemit_raw(&g->y, "]\n");
+        pt_yemit_printf(&g->y, "            default_limit: %d\n            max_limit: %d\n",
+                        PAGE_DEFAULT, PAGE_MAX);
     }
     sb_free(&b);
 }
 
-static void write_get(gen_t *g, const table_t *t)
+/* The step "row": SELECT of the row whose key is in the path (404 without). */
+static void y_select_row(gen_t *g, const table_t *t)
 {
     sqlb_t b = {0};
-    y_process(g, "get", t, 1);
-    y_key(g, 4, "steps");
     sb_str(&b, "SELECT ");
     sb_columns(g, &b, t);
     sb_str(&b, "\nFROM ");
@@ -1474,6 +760,13 @@ static void write_get(gen_t *g, const table_t *t)
     sb_where_key(g, &b, t);
     y_sql_step(g, "row", &b, "row");
     sb_free(&b);
+}
+
+static void write_get(gen_t *g, const table_t *t)
+{
+    y_process(g, "get", t, 1);
+    pt_yemit_key(&g->y, 4, "steps");
+    y_select_row(g, t);
 }
 
 /* The value a write gives column c: the body's member; when the member is
@@ -1517,12 +810,17 @@ static char *location(gen_t *g, const table_t *t)
     return s;
 }
 
+/* INSERT, then on MariaDB (unless the key is only known with RETURNING)
+ * a SELECT of the row by its key, in one transaction. */
 static void write_create(gen_t *g, const table_t *t)
 {
     sqlb_t b = {0};
     size_t i, n = 0;
+    int returning = !is_my(g) || !key_known_after_insert(t);
     y_process(g, "create", t, 0);
-    y_key(g, 4, "steps");
+    if (!returning)
+        pt_yemit_raw(&g->y, "    transaction: true\n");
+    pt_yemit_key(&g->y, 4, "steps");
     sb_str(&b, "INSERT INTO ");
     sb_table(g, &b, t);
     for (i = 0; i < t->ncols; i++) {
@@ -1532,7 +830,7 @@ static void write_create(gen_t *g, const table_t *t)
         sql_ident(g, &b.sql, t->cols[i].name);
     }
     if (n == 0) {
-        sb_str(&b, "\nDEFAULT VALUES");
+        sb_str(&b, is_my(g) ? " ()\nVALUES ()" : "\nDEFAULT VALUES");
     } else {
         sb_str(&b, ")\nVALUES (");
         for (i = 0, n = 0; i < t->ncols; i++) {
@@ -1544,23 +842,45 @@ static void write_create(gen_t *g, const table_t *t)
         }
         sb_str(&b, ")");
     }
-    sb_str(&b, "\nRETURNING ");
-    sb_columns(g, &b, t);
-    y_sql_step(g, "row", &b, "row");
-    y_raw(g, "      - respond:\n          status: 201\n          headers:\n");
-    y_kv(g, 12, "Location", location(g, t));
-    y_kv(g, 10, "body", "steps.row");
+    if (returning) {
+        sb_str(&b, "\nRETURNING ");
+        sb_columns(g, &b, t);
+        y_sql_step(g, "row", &b, "row");
+    } else {
+        y_sql_step(g, "ins", &b, "key");
+        sb_free(&b);
+        sb_str(&b, "SELECT ");
+        sb_columns(g, &b, t);
+        sb_str(&b, "\nFROM ");
+        sb_table(g, &b, t);
+        for (i = 0; i < t->npk; i++) {
+            const col_t *c = &t->cols[t->pk[i]];
+            sb_str(&b, i == 0 ? "\nWHERE " : " AND ");
+            sql_ident(g, &b.sql, c->name);
+            sb_str(&b, " = ");
+            sb_value(g, &b, c, c->json,
+                     c->auto_increment ? "steps.ins.key" : member(g, "body", c->json));
+        }
+        y_sql_step(g, "row", &b, "row");
+    }
+    pt_yemit_raw(&g->y, "      - respond:\n          status: 201\n          headers:\n");
+    pt_yemit_kv(&g->y, 12, "Location", location(g, t));
+    pt_yemit_kv(&g->y, 10, "body", "steps.row");
     sb_free(&b);
 }
 
 /* PUT (patch 0: every writable member, absent ones null or their default)
- * and PATCH (patch 1: only the members present). */
+ * and PATCH (patch 1: only the members present): UPDATE ... RETURNING; on
+ * MariaDB, which has no UPDATE ... RETURNING, the UPDATE and then a SELECT
+ * of the row (404 when there is none), in one transaction. */
 static void write_update(gen_t *g, const table_t *t, int patch)
 {
     sqlb_t b = {0};
     size_t i, n = 0;
     y_process(g, patch ? "update" : "replace", t, 0);
-    y_key(g, 4, "steps");
+    if (is_my(g))
+        pt_yemit_raw(&g->y, "    transaction: true\n");
+    pt_yemit_key(&g->y, 4, "steps");
     sb_str(&b, "UPDATE ");
     sb_table(g, &b, t);
     for (i = 0; i < t->ncols; i++) {
@@ -1584,29 +904,56 @@ static void write_update(gen_t *g, const table_t *t, int patch)
         }
     }
     sb_where_key(g, &b, t);
-    sb_str(&b, "\nRETURNING ");
-    sb_columns(g, &b, t);
-    y_sql_step(g, "row", &b, "row");
+    if (is_my(g)) {
+        y_sql_step(g, "change", &b, "affected");
+        y_select_row(g, t);
+    } else {
+        sb_str(&b, "\nRETURNING ");
+        sb_columns(g, &b, t);
+        y_sql_step(g, "row", &b, "row");
+    }
     sb_free(&b);
 }
 
+/* DELETE ... RETURNING the key (404 without a row), then 204; on MariaDB
+ * the row is locked by a SELECT ... FOR UPDATE (404) and then deleted. */
 static void write_delete(gen_t *g, const table_t *t)
 {
     sqlb_t b = {0};
     size_t i;
     y_process(g, "delete", t, 0);
-    y_key(g, 4, "steps");
+    if (is_my(g))
+        pt_yemit_raw(&g->y, "    transaction: true\n");
+    pt_yemit_key(&g->y, 4, "steps");
+    if (is_my(g)) {
+        sb_str(&b, "SELECT ");
+        for (i = 0; i < t->npk; i++) {
+            if (i > 0)
+                sb_str(&b, ", ");
+            sql_ident(g, &b.sql, t->cols[t->pk[i]].name);
+        }
+        sb_str(&b, "\nFROM ");
+        sb_table(g, &b, t);
+        sb_where_key(g, &b, t);
+        sb_str(&b, "\nFOR UPDATE");
+        y_sql_step(g, "row", &b, "row");
+        sb_free(&b);
+    }
     sb_str(&b, "DELETE FROM ");
     sb_table(g, &b, t);
     sb_where_key(g, &b, t);
-    sb_str(&b, "\nRETURNING ");
-    for (i = 0; i < t->npk; i++) {
-        if (i > 0)
-            sb_str(&b, ", ");
-        sql_ident(g, &b.sql, t->cols[t->pk[i]].name);
+    if (is_my(g)) {
+        y_sql_step(g, "gone", &b, "affected");
+    } else {
+        sb_str(&b, "\nRETURNING ");
+        for (i = 0; i < t->npk; i++) {
+            if (i > 0)
+                sb_str(&b, ", ");
+            sql_ident(g, &b.sql, t->cols[t->pk[i]].name);
+        }
+        y_sql_step(g, "row", &b, "row");
     }
-    y_sql_step(g, "row", &b, "row");
-    y_raw(g, "      - respond:\n          status: 204\n");
+    pt_yemit_raw(&g->y, "      - respond:\n          status: 204\n");
     sb_free(&b);
 }
 
@@ -1641,12 +988,12 @@ static char *key_names(gen_t *g, const table_t *t)
 static void y_route(gen_t *g, const char *method, const char *path, const char *verb,
                     const table_t *t, const char *desc)
 {
-    y_indent(g, 2);
-    y_raw(g, "- ");
-    y_kv(g, 0, "method", method);
-    y_kv(g, 4, "path", path);
-    y_kv(g, 4, "process", gprintf(g, "%s_%s", verb, t->ident));
-    y_kv(g, 4, "description", desc);
+    pt_yemit_indent(&g->y, 2);
+    pt_yemit_raw(&g->y, "- ");
+    pt_yemit_kv(&g->y, 0, "method", method);
+    pt_yemit_kv(&g->y, 4, "path", path);
+    pt_yemit_kv(&g->y, 4, "process", gprintf(g, "%s_%s", verb, t->ident));
+    pt_yemit_kv(&g->y, 4, "description", desc);
 }
 
 static void write_routes(gen_t *g, const table_t *t)
@@ -1672,7 +1019,7 @@ static void write_routes(gen_t *g, const table_t *t)
     if (t->create) {
         y_route(g, "POST", gprintf(g, "/%s", t->ident), "create", t,
                 gprintf(g, "Insert a row into %s: 201 with the row and its Location", t->name));
-        y_kv(g, 4, "body_schema", t->ident);
+        pt_yemit_kv(&g->y, 4, "body_schema", t->ident);
     }
     if (t->replace) {
         y_route(g, "PUT", one, "replace", t,
@@ -1681,16 +1028,16 @@ static void write_routes(gen_t *g, const table_t *t)
                         "default)",
                         t->name));
         if (key_generated(t)) {
-            y_kv(g, 4, "body_schema", t->ident);
+            pt_yemit_kv(&g->y, 4, "body_schema", t->ident);
         } else {
-            y_key(g, 4, "body_schema");
+            pt_yemit_key(&g->y, 4, "body_schema");
             y_schema(g, 6, t, 1, 1);
         }
     }
     if (t->update) {
         y_route(g, "PATCH", one, "update", t,
                 gprintf(g, "Change the members given of a row of %s", t->name));
-        y_key(g, 4, "body_schema");
+        pt_yemit_key(&g->y, 4, "body_schema");
         y_schema(g, 6, t, 1, 0);
     }
     y_route(g, "DELETE", one, "delete", t,
@@ -1707,29 +1054,31 @@ static void write_document(gen_t *g)
 
     gmtime_r(&now, &tm);
     strftime(date, sizeof(date), "%Y-%m-%d", &tm);
-    for (i = 0; i < g->nt; i++)
-        any_write |= !g->t[i].read_only && g->t[i].npk > 0;
-    y_kv(g, 0, "name", g->name);
-    y_kv(g, 0, "base_path", g->base_path);
-    y_kv(g, 0, "kind", "service");
-    y_kv(g, 0, "title", g->title);
-    y_kv(g, 0, "version", g->version); /* quoted when it looks like a number */
-    y_kv(g, 0, "description",
-         gprintf(g, "Generated by portico generate from %s on %s", g->db_display, date));
-    y_key(g, 0, "connections");
-    y_key(g, 2, "db");
-    y_kv(g, 4, "url", g->url_written);
-    /* nothing writes: the connection itself refuses writes too */
-    if (!any_write)
-        y_raw(g, "    read_only: true\n");
-    y_key(g, 0, "schemas");
-    for (i = 0; i < g->nt; i++) {
-        y_key(g, 2, g->t[i].ident);
-        y_schema(g, 4, &g->t[i], 0, 1);
+    for (i = 0; i < g->db.nt; i++)
+        any_write |= !g->db.t[i].read_only && g->db.t[i].npk > 0;
+    pt_yemit_kv(&g->y, 0, "name", g->name);
+    pt_yemit_kv(&g->y, 0, "base_path", g->base_path);
+    pt_yemit_kv(&g->y, 0, "kind", "service");
+    pt_yemit_kv(&g->y, 0, "title", g->title);
+    pt_yemit_kv(&g->y, 0, "version", g->version); /* quoted when it looks like a number */
+    pt_yemit_kv(&g->y, 0, "description",
+                gprintf(g, "Generated by portico generate from %s on %s", g->db_display, date));
+    pt_yemit_key(&g->y, 0, "connections");
+    pt_yemit_key(&g->y, 2, "db");
+    pt_yemit_kv(&g->y, 4, "url", g->url_written);
+    /* nothing writes: the connection itself refuses writes too (not on
+     * MariaDB: its driver's read-only session setup is refused by the
+     * server, so such a connection never opens) */
+    if (!any_write && !is_my(g))
+        pt_yemit_raw(&g->y, "    read_only: true\n");
+    pt_yemit_key(&g->y, 0, "schemas");
+    for (i = 0; i < g->db.nt; i++) {
+        pt_yemit_key(&g->y, 2, g->db.t[i].ident);
+        y_schema(g, 4, &g->db.t[i], 0, 1);
     }
-    y_key(g, 0, "processes");
-    for (i = 0; i < g->nt; i++) {
-        const table_t *t = &g->t[i];
+    pt_yemit_key(&g->y, 0, "processes");
+    for (i = 0; i < g->db.nt; i++) {
+        const table_t *t = &g->db.t[i];
         write_list(g, t);
         if (t->npk == 0)
             continue;
@@ -1744,9 +1093,9 @@ static void write_document(gen_t *g)
             write_update(g, t, 1);
         write_delete(g, t);
     }
-    y_key(g, 0, "routes");
-    for (i = 0; i < g->nt; i++)
-        write_routes(g, &g->t[i]);
+    pt_yemit_key(&g->y, 0, "routes");
+    for (i = 0; i < g->db.nt; i++)
+        write_routes(g, &g->db.t[i]);
 }
 
 /* ------------------------------------------------------------------ options */
@@ -1754,7 +1103,8 @@ static void write_document(gen_t *g)
 static void usage(FILE *f)
 {
     fputs("Usage: portico generate --db URL [options]\n"
-          "  --db URL               sqlite:path/to/file.db or postgresql://user@host:port/db\n"
+          "  --db URL               sqlite:path/to/file.db, postgresql://user@host:port/db or\n"
+          "                         mysql://user@host:port/db (also mariadb://)\n"
           "  --tables t1,t2         only these tables (default: all)\n"
           "  --read-only t3,t4      only GET routes for these tables\n"
           "  --name NAME            the API name (default: from the database name)\n"
@@ -1808,7 +1158,7 @@ static int base_path_ok(const char *s)
         return 0;
     if ((n >= 2 && strcmp(s + n - 2, "/.") == 0) || (n >= 3 && strcmp(s + n - 3, "/..") == 0))
         return 0;
-    return utf8_ok(s);
+    return pt_yemit_utf8_ok(s);
 }
 
 /* The path of file `target` relative to directory `dir` (both absolute, canonical). */
@@ -1837,7 +1187,7 @@ static int connection_urls(gen_t *g)
     char *head, *written, *shown;
     int replaced = 0;
 
-    if (!g->pg) {
+    if (g->db.kind == PT_INTROSPECT_SQLITE) {
         const char *path = db + 7;
         g->db_display = gdup(g, db);
         if (g->o.conn_url != NULL) {
@@ -1856,7 +1206,8 @@ static int connection_urls(gen_t *g)
         }
         return 0;
     }
-    /* postgresql://user:password@host:port/db?password=...&sslmode=... */
+    /* postgresql://user:password@host:port/db?password=...&sslmode=...,
+     * mysql://user:password@host:port/db */
     qm = strchr(db, '?');
     head = qm != NULL ? gprintf(g, "%.*s", (int)(qm - db), db) : gdup(g, db);
     auth = strstr(head, "://") + 3;
@@ -1867,7 +1218,7 @@ static int connection_urls(gen_t *g)
         colon = memchr(auth, ':', (size_t)(at - auth));
     if (colon != NULL) {
         char *user = gprintf(g, "%.*s", (int)(colon - head), head);
-        g->secrets[0] = gprintf(g, "%.*s", (int)(at - colon - 1), colon + 1);
+        g->db.secrets[0] = gprintf(g, "%.*s", (int)(at - colon - 1), colon + 1);
         written = gprintf(g, "%s:${env:%s}%s", dollars(g, user), PASSWORD_ENV, dollars(g, at));
         shown = gprintf(g, "%s%s", user, at);
         replaced = 1;
@@ -1880,7 +1231,7 @@ static int connection_urls(gen_t *g)
         int first = 1, sfirst = 1;
         for (tok = strtok_r(params, "&", &save); tok != NULL; tok = strtok_r(NULL, "&", &save)) {
             if (strncmp(tok, "password=", 9) == 0) {
-                g->secrets[1] = tok + 9;
+                g->db.secrets[1] = tok + 9;
                 written =
                     gprintf(g, "%s%cpassword=${env:%s}", written, first ? '?' : '&', PASSWORD_ENV);
                 replaced = 1;
@@ -1911,8 +1262,8 @@ static int definition_names(gen_t *g)
             return -1;
         }
         g->name = g->o.name;
-    } else if (g->pg) {
-        g->name = api_name_from(g, PQdb(g->pq));
+    } else if (g->db.dbname != NULL) {
+        g->name = api_name_from(g, g->db.dbname);
     } else {
         char *copy = gdup(g, g->o.db + 7), *base = basename(copy), *dot = strrchr(base, '.');
         if (dot != NULL && dot != base)
@@ -1928,7 +1279,7 @@ static int definition_names(gen_t *g)
         return -1;
     }
     g->title = g->o.title != NULL ? g->o.title : g->name;
-    if (!utf8_ok(g->title) || !utf8_ok(g->version) || g->title[0] == '\0' ||
+    if (!pt_yemit_utf8_ok(g->title) || !pt_yemit_utf8_ok(g->version) || g->title[0] == '\0' ||
         g->version[0] == '\0') {
         gerr("--title and --version must be non-empty UTF-8 text");
         return -1;
@@ -1943,7 +1294,7 @@ static int write_output(gen_t *g)
         gerr("cannot write %s: %s", g->o.out, strerror(errno));
         return -1;
     }
-    if (fwrite(g->y.data, 1, g->y.len, f) != g->y.len || fflush(f) != 0) {
+    if (fwrite(g->y.out.data, 1, g->y.out.len, f) != g->y.out.len || fflush(f) != 0) {
         gerr("cannot write %s: %s", g->o.out ? g->o.out : "the output", strerror(errno));
         if (f != stdout)
             fclose(f);
@@ -1959,13 +1310,16 @@ static int write_output(gen_t *g)
 static int run(gen_t *g)
 {
     size_t i, k;
-    if (strncmp(g->o.db, "sqlite:", 7) == 0) {
-        g->pg = 0;
-    } else if (strncmp(g->o.db, "postgresql://", 13) == 0 ||
-               strncmp(g->o.db, "postgres://", 11) == 0) {
-        g->pg = 1;
+    const char *db = g->o.db;
+    if (strncmp(db, "sqlite:", 7) == 0) {
+        g->db.kind = PT_INTROSPECT_SQLITE;
+    } else if (strncmp(db, "postgresql://", 13) == 0 || strncmp(db, "postgres://", 11) == 0) {
+        g->db.kind = PT_INTROSPECT_POSTGRESQL;
+    } else if (strncmp(db, "mysql://", 8) == 0 || strncmp(db, "mariadb://", 10) == 0) {
+        g->db.kind = PT_INTROSPECT_MARIADB;
     } else {
-        gerr("--db: expected sqlite:<path> or postgresql://user@host:port/db");
+        gerr("--db: expected sqlite:<path>, postgresql://user@host:port/db or "
+             "mysql://user@host:port/db");
         return 2;
     }
     if (g->o.naming != NULL && strcmp(g->o.naming, "snake") != 0 &&
@@ -1974,36 +1328,36 @@ static int run(gen_t *g)
         return 2;
     }
     g->camel = g->o.naming != NULL && strcmp(g->o.naming, "camel") == 0;
-    if (g->o.conn_url != NULL && !utf8_ok(g->o.conn_url)) {
+    if (g->o.conn_url != NULL && !pt_yemit_utf8_ok(g->o.conn_url)) {
         gerr("--connection-url must be UTF-8 text");
         return 1;
     }
     if (connection_urls(g) != 0)
         return 1;
-    if ((g->pg ? pg_open_db(g, g->o.db) : sq_open_db(g, g->o.db + 7)) != 0)
+    g->db.a = &g->a;
+    g->db.display = g->db_display;
+    if (pt_introspect_open(&g->db, db) != 0 || definition_names(g) != 0 ||
+        pt_introspect_select(&g->db, g->o.tables, g->o.read_only) != 0 ||
+        pt_introspect_load(&g->db) != 0)
         return 1;
-    if (definition_names(g) != 0 || select_tables(g) != 0)
-        return 1;
-    for (i = 0; i < g->nt; i++)
-        if ((g->pg ? pg_load_table(g, &g->t[i]) : sq_load_table(g, &g->t[i])) != 0)
-            return 1;
-    for (i = 0, k = 0; i < g->nt; i++) {
-        if (g->t[i].ncols == 0) { /* PostgreSQL allows it; there is nothing to serve */
+    for (i = 0, k = 0; i < g->db.nt; i++) {
+        if (g->db.t[i].ncols == 0) { /* PostgreSQL allows it; there is nothing to serve */
             fprintf(stderr, "portico generate: warning: %s has no columns: left out\n",
-                    g->t[i].name);
+                    g->db.t[i].name);
             continue;
         }
-        g->t[k++] = g->t[i];
+        g->db.t[k++] = g->db.t[i];
     }
-    g->nt = k;
-    if (g->nt == 0) {
+    g->db.nt = k;
+    if (g->db.nt == 0) {
         gerr("no table to generate");
         return 1;
     }
     finish_model(g);
     write_document(g);
-    if (g->failed) {
-        gerr("the definition could not be written");
+    if (g->y.failed) {
+        gerr("the definition could not be written%s",
+             g->y.failed == PT_EINVAL ? ": a name or text is not valid UTF-8" : "");
         return 1;
     }
     if (write_output(g) != 0)
@@ -2036,7 +1390,7 @@ int pt_generate_main(int argc, char **argv)
 
     memset(&g, 0, sizeof(g));
     pt_arena_init(&g.a, NULL);
-    pt_buf_init(&g.y, 0);
+    pt_buf_init(&g.y.out, 0);
     optind = 1;
     opterr = 0;
     while ((ch = getopt_long(argc, argv, ":o:h", longopts, NULL)) != -1) {
@@ -2095,11 +1449,8 @@ int pt_generate_main(int argc, char **argv)
         return 2;
     }
     rc = run(&g);
-    if (g.sq != NULL)
-        sqlite3_close_v2(g.sq);
-    if (g.pq != NULL)
-        PQfinish(g.pq);
-    pt_buf_free(&g.y);
+    pt_introspect_close(&g.db);
+    pt_buf_free(&g.y.out);
     pt_arena_destroy(&g.a);
     return rc;
 }

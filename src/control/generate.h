@@ -1,6 +1,7 @@
 /*
  * generate.h - `portico generate`: write a service API definition (YAML)
- * from the tables of a SQLite or PostgreSQL database (docs/generate.md).
+ * from the tables of a SQLite, PostgreSQL or MariaDB/MySQL database
+ * (docs/generate.md).
  */
 #ifndef PT_CONTROL_GENERATE_H
 #define PT_CONTROL_GENERATE_H

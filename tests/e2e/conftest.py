@@ -5,9 +5,11 @@ no sanitizer report)."""
 import json
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
+import tempfile
 import textwrap
 import time
 
@@ -407,3 +409,175 @@ def wait_until(pred, timeout=5.0, interval=0.05):
             return v
         time.sleep(interval)
     return pred()
+
+
+# --------------------------------------------------------------------------
+# Throwaway database servers for the tests that need a real one (a module
+# each: scope="module"). Both listen on an ephemeral port of 127.0.0.1 and
+# are stopped by PID (never by name).
+
+PG_BIN = "/usr/lib/postgresql/15/bin"
+
+
+def free_tcp_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+class PgServer:
+    """A PostgreSQL cluster owned by the postgres user (it refuses to run as
+    root), listening on 127.0.0.1:<port>, trust authentication, superuser
+    `portico`."""
+
+    def __init__(self):
+        self.dir = tempfile.mkdtemp(prefix="portico-pg-")
+        shutil.chown(self.dir, "postgres")
+        os.chmod(self.dir, 0o755)
+        self.data = os.path.join(self.dir, "data")
+        self.port = free_tcp_port()
+        self.started = False
+
+    def _pg_ctl(self, *args):
+        return subprocess.run(["runuser", "-u", "postgres", "--", PG_BIN + "/pg_ctl", "-D",
+                               self.data] + list(args), check=True, capture_output=True,
+                              timeout=60)
+
+    def start(self):
+        subprocess.run(["runuser", "-u", "postgres", "--", PG_BIN + "/initdb", "-D", self.data,
+                        "-U", "portico", "--auth=trust", "-E", "UTF8", "--locale=C.UTF-8"],
+                       check=True, capture_output=True, timeout=120)
+        self._pg_ctl("-o", "-p %d -k %s -c listen_addresses=127.0.0.1" % (self.port, self.dir),
+                     "-l", os.path.join(self.dir, "log"), "-w", "start")
+        self.started = True
+
+    def restart(self):
+        """pg_ctl restart -m fast: every session is cut, the server is back
+        on the same port when this returns."""
+        self._pg_ctl("-m", "fast", "-l", os.path.join(self.dir, "log"), "-w", "restart")
+
+    def stop(self):
+        if self.started:
+            subprocess.run(["runuser", "-u", "postgres", "--", PG_BIN + "/pg_ctl", "-D", self.data,
+                            "-m", "immediate", "-w", "stop"], capture_output=True, timeout=60)
+            self.started = False
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    def url(self, db, password=None):
+        auth = "portico" + (":" + password if password else "")
+        return "postgresql://%s@127.0.0.1:%d/%s" % (auth, self.port, db)
+
+    def psql(self, db, sql):
+        r = subprocess.run(["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", self.url(db)],
+                           input=sql, capture_output=True, text=True, timeout=60)
+        assert r.returncode == 0, r.stderr
+        return r.stdout
+
+    def create_db(self, name, schema):
+        self.psql("postgres", "CREATE DATABASE %s;" % name)
+        self.psql(name, schema)
+
+
+class MariaDbServer:
+    """A MariaDB server run as root from a data directory of its own,
+    listening on 127.0.0.1:<port> (UTC session time zone, utf8mb4
+    databases); the user 'portico'@'127.0.0.1' (no password) gets every
+    privilege on the databases made by create_db."""
+
+    def __init__(self):
+        self.dir = tempfile.mkdtemp(prefix="portico-mariadb-")
+        self.data = os.path.join(self.dir, "data")
+        self.sock = os.path.join(self.dir, "sock")
+        self.port = free_tcp_port()
+        self.proc = None
+
+    def start(self):
+        if not os.path.isdir(self.data):
+            subprocess.run(["mariadb-install-db", "--no-defaults", "--datadir=" + self.data,
+                            "--user=root", "--auth-root-authentication-method=normal",
+                            "--skip-test-db"], check=True, capture_output=True, timeout=120)
+        self.proc = subprocess.Popen(
+            ["mariadbd", "--no-defaults", "--datadir=" + self.data, "--socket=" + self.sock,
+             "--port=%d" % self.port, "--bind-address=127.0.0.1", "--user=root",
+             "--pid-file=" + os.path.join(self.dir, "pid"),
+             "--log-error=" + os.path.join(self.dir, "err"), "--skip-name-resolve",
+             "--default-time-zone=+00:00"],
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.time() + 60
+        while time.time() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError("mariadbd exited (%s):\n%s" % (self.proc.returncode,
+                                                                  self.error_log()))
+            r = subprocess.run(["mariadb-admin", "--no-defaults", "-S", self.sock, "-uroot",
+                                "ping"], capture_output=True, timeout=30)
+            if r.returncode == 0:
+                break
+            time.sleep(0.1)
+        else:
+            raise RuntimeError("mariadbd did not start:\n" + self.error_log())
+        self.sql("CREATE USER IF NOT EXISTS 'portico'@'127.0.0.1'")
+
+    def error_log(self):
+        try:
+            with open(os.path.join(self.dir, "err"), errors="replace") as f:
+                return f.read()
+        except FileNotFoundError:
+            return ""
+
+    def stop(self, timeout=60):
+        """SIGTERM to the server's PID, and wait for it to exit."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.proc = None
+
+    def restart(self):
+        """SIGTERM, wait, and start again on the same port and data."""
+        self.stop()
+        self.start()
+
+    def destroy(self):
+        self.stop()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    def url(self, db, user="portico", password=None):
+        auth = user + (":" + password if password else "")
+        return "mysql://%s@127.0.0.1:%d/%s" % (auth, self.port, db)
+
+    def sql(self, sql, db=None):
+        r = subprocess.run(["mariadb", "--no-defaults", "-S", self.sock, "-uroot"] +
+                           ([db] if db else []), input=sql, capture_output=True, text=True,
+                           timeout=60)
+        assert r.returncode == 0, r.stderr
+        return r.stdout
+
+    def create_db(self, name, schema):
+        self.sql("CREATE DATABASE `%s` CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci;\n"
+                 "GRANT ALL ON `%s`.* TO 'portico'@'127.0.0.1';" % (name, name))
+        self.sql(schema, db=name)
+
+
+@pytest.fixture(scope="module")
+def pg():
+    server = PgServer()
+    try:
+        server.start()
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="module")
+def mariadb():
+    server = MariaDbServer()
+    try:
+        server.start()
+        yield server
+    finally:
+        server.destroy()

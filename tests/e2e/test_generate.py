@@ -1,5 +1,5 @@
 """`portico generate` end to end: build a database (SQLite, and a real
-PostgreSQL started for the module), generate a service API definition from
+PostgreSQL and MariaDB started for the module), generate a service API definition from
 it, check that `portico validate` accepts it as is, start a node with it and
 run CRUD cycles over HTTP: keyset paging through Link rel="next", filters,
 create (201 + Location), replace, update of one member, delete, 404s, 409 on
@@ -8,19 +8,14 @@ without a primary key, read-only tables, camelCase names, and names that need
 quoting in SQL and in YAML."""
 import os
 import re
-import shutil
-import socket
 import sqlite3
 import subprocess
-import tempfile
 import urllib.parse
 
 import pytest
 import requests
 
-from conftest import BIN, node_config
-
-PG_BIN = "/usr/lib/postgresql/15/bin"
+from conftest import BIN, free_tcp_port, node_config
 UNICODE_NAME = "O'Brien \"Bob\" \u2013 Zo\u00eb \u2713 \U0001F600"
 
 # ---------------------------------------------------------------- schemas
@@ -106,72 +101,58 @@ CREATE TABLE kinds (
 CREATE VIEW big_customers AS SELECT * FROM customers WHERE balance > 100;
 """
 
+MARIADB_SCHEMA = """
+CREATE TABLE customers (
+    id INT AUTO_INCREMENT PRIMARY KEY,
+    name VARCHAR(80) NOT NULL,
+    email VARCHAR(255) UNIQUE,
+    balance DECIMAL(10,2) NOT NULL DEFAULT 0,
+    born DATE,
+    created_at TIMESTAMP NULL DEFAULT CURRENT_TIMESTAMP,
+    active BOOLEAN NOT NULL DEFAULT TRUE,
+    note TEXT
+);
+CREATE INDEX customers_name ON customers(name);
+CREATE TABLE `order` (
+    id BIGINT AUTO_INCREMENT PRIMARY KEY,
+    customer_id INT NOT NULL,
+    `Placed At` DATETIME,
+    total DECIMAL(12,4),
+    CONSTRAINT order_customer FOREIGN KEY (customer_id) REFERENCES customers(id)
+);
+CREATE TABLE order_items (
+    order_id BIGINT NOT NULL,
+    line_no INT NOT NULL,
+    sku VARCHAR(40) NOT NULL,
+    qty INT NOT NULL DEFAULT 1,
+    PRIMARY KEY (order_id, line_no),
+    FOREIGN KEY (order_id) REFERENCES `order`(id) ON DELETE CASCADE
+);
+CREATE TABLE audit_log (at VARCHAR(20), message TEXT);
+CREATE TABLE `Stra\u00dfe "Spezial"` (
+    `K\u00fcrzel` VARCHAR(20) PRIMARY KEY,
+    `Gr\u00f6\u00dfe #1: x` DOUBLE,
+    `select` TEXT
+);
+CREATE TABLE kinds (
+    id BIGINT UNSIGNED AUTO_INCREMENT PRIMARY KEY,
+    code CHAR(3),
+    m ENUM('happy', 'sad', '1'),
+    meta JSON,
+    pic BLOB,
+    uid UUID UNIQUE,
+    at TIMESTAMP NULL,
+    flags SET('a', 'b'),
+    made DATE NOT NULL DEFAULT (CURRENT_DATE)
+);
+CREATE TABLE tokens (
+    token UUID NOT NULL DEFAULT UUID() PRIMARY KEY,
+    label VARCHAR(20) NOT NULL
+);
+CREATE VIEW big_customers AS SELECT * FROM customers WHERE balance > 100;
+"""
+
 AUDIT_ROWS = [("2024-01-0%d" % i, "event %d" % i) for i in range(1, 6)]
-
-# ---------------------------------------------------------------- PostgreSQL
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
-
-
-class PgServer:
-    """A throwaway PostgreSQL cluster owned by the postgres user (it refuses
-    to run as root), listening on 127.0.0.1:<port>, trust authentication."""
-
-    def __init__(self):
-        self.dir = tempfile.mkdtemp(prefix="portico-pg-")
-        shutil.chown(self.dir, "postgres")
-        os.chmod(self.dir, 0o755)
-        self.data = os.path.join(self.dir, "data")
-        self.port = free_port()
-        self.started = False
-
-    def start(self):
-        subprocess.run(["runuser", "-u", "postgres", "--", PG_BIN + "/initdb", "-D", self.data,
-                        "-U", "portico", "--auth=trust", "-E", "UTF8", "--locale=C.UTF-8"],
-                       check=True, capture_output=True)
-        subprocess.run(["runuser", "-u", "postgres", "--", PG_BIN + "/pg_ctl", "-D", self.data,
-                        "-o", "-p %d -k %s -c listen_addresses=127.0.0.1" % (self.port, self.dir),
-                        "-l", os.path.join(self.dir, "log"), "-w", "start"],
-                       check=True, capture_output=True)
-        self.started = True
-
-    def stop(self):
-        if self.started:
-            subprocess.run(["runuser", "-u", "postgres", "--", PG_BIN + "/pg_ctl", "-D", self.data,
-                            "-m", "immediate", "-w", "stop"], capture_output=True)
-            self.started = False
-        shutil.rmtree(self.dir, ignore_errors=True)
-
-    def url(self, db, password=None):
-        auth = "portico" + (":" + password if password else "")
-        return "postgresql://%s@127.0.0.1:%d/%s" % (auth, self.port, db)
-
-    def psql(self, db, sql):
-        r = subprocess.run(["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", self.url(db)],
-                           input=sql, capture_output=True, text=True)
-        assert r.returncode == 0, r.stderr
-        return r.stdout
-
-    def create_db(self, name, schema):
-        self.psql("postgres", "CREATE DATABASE %s;" % name)
-        self.psql(name, schema)
-
-
-@pytest.fixture(scope="module")
-def pg():
-    server = PgServer()
-    try:
-        server.start()
-        yield server
-    finally:
-        server.stop()
-
 
 # ---------------------------------------------------------------- helpers
 
@@ -189,9 +170,10 @@ def validate(path, env=None):
 class Backend:
     """One database with the test schema, and how to reach it."""
 
-    def __init__(self, kind, tmp_path, pg=None, dbname=None):
+    def __init__(self, kind, tmp_path, server=None, dbname=None):
         self.kind = kind
-        self.pg = pg
+        self.server = server
+        rows = "".join("INSERT INTO audit_log VALUES ('%s', '%s');\n" % r for r in AUDIT_ROWS)
         if kind == "sqlite":
             self.path = tmp_path / "erp.db"
             con = sqlite3.connect(self.path)
@@ -201,18 +183,21 @@ class Backend:
             con.close()
             self.url = "sqlite:" + str(self.path)
         else:
-            pg.create_db(dbname, PG_SCHEMA + "".join(
-                "INSERT INTO audit_log VALUES ('%s', '%s');\n" % r for r in AUDIT_ROWS))
-            self.url = pg.url(dbname)
+            server.create_db(dbname, (PG_SCHEMA if kind == "postgresql" else MARIADB_SCHEMA) + rows)
+            self.url = server.url(dbname)
+
+    def quote(self, name):
+        """An identifier quoted as in the generated SQL."""
+        return "`%s`" % name if self.kind == "mariadb" else '"%s"' % name
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
+@pytest.fixture(params=["sqlite", "postgresql", "mariadb"])
 def backend(request, tmp_path):
     if request.param == "sqlite":
         return Backend("sqlite", tmp_path)
-    pg = request.getfixturevalue("pg")
+    server = request.getfixturevalue("pg" if request.param == "postgresql" else "mariadb")
     name = "t_" + re.sub(r"[^a-z0-9]", "_", request.node.name.lower())[:50]
-    return Backend("postgresql", tmp_path, pg=pg, dbname=name)
+    return Backend(request.param, tmp_path, server=server, dbname=name)
 
 
 def make_node(portico_factory, backend, *gen_args, env=None):
@@ -439,6 +424,8 @@ def test_generated_definition_crud(portico_factory, backend):
 
     if backend.kind == "postgresql":
         check_postgresql_types(base)
+    if backend.kind == "mariadb":
+        check_mariadb_types(base, text)
 
 
 def check_postgresql_types(base):
@@ -461,6 +448,62 @@ def check_postgresql_types(base):
     assert r.status_code == 200 and r.json()["meta"] == [1, 2] and r.json()["pic"] == "aGVsbG8="
 
 
+def check_mariadb_types(base, text):
+    """MariaDB: ENUM, JSON (LONGTEXT with a json_valid check: JSON text), BLOB
+    (base64 decoded with FROM_BASE64), UUID, TIMESTAMP (an offset converted to
+    the session's time zone, UTC here), SET; a key the request does not know
+    (DEFAULT UUID()): INSERT ... RETURNING."""
+    body = {"code": "ab", "m": "1", "meta": '{"a": [1, "x"]}', "pic": "aGVsbG8=",
+            "uid": "123e4567-e89b-12d3-a456-426614174000", "at": "2024-05-06T09:08:09+02:00",
+            "flags": "a,b"}
+    r = requests.post(base + "/kinds", json=body, timeout=10)
+    assert r.status_code == 201, r.text
+    row = r.json()
+    assert r.headers["Location"] == "/crm/v1/kinds/%d" % row["id"]
+    assert row["code"] == "ab" and row["m"] == "1" and row["meta"] == body["meta"]
+    assert row["pic"] == "aGVsbG8=" and row["uid"] == body["uid"] and row["flags"] == "a,b"
+    assert row["at"] == "2024-05-06T07:08:09"
+    assert re.match(r"^\d{4}-\d\d-\d\d$", row["made"])
+    problem(requests.post(base + "/kinds", json={"m": "angry"}, timeout=10), 400)
+    problem(requests.post(base + "/kinds", json={"code": "abcd"}, timeout=10), 400)
+    problem(requests.post(base + "/kinds", json={"uid": "nope"}, timeout=10), 400)
+    problem(requests.post(base + "/kinds", json={"uid": body["uid"]}, timeout=10), 409)
+    problem(requests.post(base + "/kinds", json={"meta": "{not json"}, timeout=10), 422)
+    r = requests.get(base + "/kinds", params={"uid": body["uid"]}, timeout=10)
+    assert [k["id"] for k in r.json()] == [row["id"]]
+    r = requests.patch(base + "/kinds/%d" % row["id"], json={"at": "2024-05-06T07:08:09Z"},
+                       timeout=10)
+    assert r.status_code == 200 and r.json()["at"] == "2024-05-06T07:08:09"
+    assert r.json()["pic"] == "aGVsbG8="
+    # the key is the server's UUID(): read back with RETURNING
+    assert "RETURNING token, label" in text
+    r = requests.post(base + "/tokens", json={"label": "t1"}, timeout=10)
+    assert r.status_code == 201, r.text
+    token = r.json()["token"]
+    assert re.match(r"^[0-9a-f-]{36}$", token)
+    assert r.headers["Location"] == "/crm/v1/tokens/" + token
+    assert requests.get(base + "/tokens/" + token, timeout=10).json() == {"token": token,
+                                                                         "label": "t1"}
+    r = requests.patch(base + "/tokens/" + token, json={"label": "t2"}, timeout=10)
+    assert r.status_code == 200 and r.json() == {"token": token, "label": "t2"}
+    assert requests.delete(base + "/tokens/" + token, timeout=10).status_code == 204
+
+
+@pytest.mark.xfail(strict=True, reason="src/connector/mariadb.c takes the error of a failed "
+                   "mysql_stmt_fetch from mysql_stmt_errno(), which libmariadb leaves at 0 (the "
+                   "error is on the connection: mysql_errno()): an INSERT ... RETURNING that "
+                   "violates a unique key answers 500 (\"(error 0)\" in the log), not 409")
+def test_mariadb_returning_conflict(portico_factory, mariadb):
+    backend = Backend("mariadb", None, server=mariadb, dbname="t_returning_conflict")
+    node, base, text = make_node(portico_factory, backend, "--tables", "tokens")
+    assert "RETURNING token, label" in text
+    r = requests.post(base + "/tokens", json={"label": "t1"}, timeout=10)
+    assert r.status_code == 201, r.text
+    r = requests.post(base + "/tokens", json={"label": "t2", "token": r.json()["token"]},
+                      timeout=10)
+    problem(r, 409)
+
+
 # ---------------------------------------------------------------- options
 
 
@@ -468,7 +511,8 @@ def test_camel_case_names(portico_factory, backend):
     node, base, text = make_node(portico_factory, backend, "--naming", "camel",
                                  "--tables", "customers,order,order_items")
     assert "audit_log" not in text
-    assert 'order_id AS "orderId"' in text and "by: [orderId, lineNo]" in text
+    assert "order_id AS %s" % backend.quote("orderId") in text
+    assert "by: [orderId, lineNo]" in text
     r = requests.post(base + "/customers", json={"name": "A", "createdAt": "2024-01-02T03:04:05Z"},
                       timeout=10)
     assert r.status_code == 201, r.text
@@ -496,8 +540,10 @@ def test_read_only_tables(portico_factory, backend):
     node, base, text = make_node(portico_factory, backend, "--tables", "customers,audit_log",
                                  "--read-only", "customers,audit_log", "--version", "2.0")
     assert 'version: "2.0"' in text
-    if backend.kind == "sqlite":
-        assert "read_only: true" in text
+    # the connection refuses writes too; MariaDB: not yet (the driver's read-only
+    # session setup, "SET SESSION max_statement_time = .., SESSION TRANSACTION READ
+    # ONLY", is a syntax error there)
+    assert ("read_only: true" in text) == (backend.kind != "mariadb")
     for verb in ("create", "replace", "update", "delete"):
         assert verb + "_customers" not in text
     assert requests.get(base + "/customers", timeout=10).json() == []
@@ -515,7 +561,7 @@ def test_stdout_and_defaults(tmp_path, backend):
         assert y.startswith("name: erp\nbase_path: /erp/v1\nkind: service\ntitle: erp\n")
         assert 'url: "sqlite:%s"' % backend.path in y
     else:
-        assert y.startswith("name: t_test_stdout_and_defaults_postgresql\n")
+        assert y.startswith("name: t_test_stdout_and_defaults_%s\n" % backend.kind)
         assert 'url: "%s"' % backend.url in y
     assert 'version: "1"' in y
     r = generate("--db", backend.url, "--tables", "customers", "--connection-url",
@@ -538,8 +584,8 @@ def test_errors(tmp_path, backend):
     assert r.returncode == 2 and "Usage" in r.stderr
     r = generate()
     assert r.returncode == 2 and "--db" in r.stderr
-    r = generate("--db", "mysql://x")
-    assert r.returncode == 2
+    r = generate("--db", "oracle://x")
+    assert r.returncode == 2 and "mysql://" in r.stderr
     out = tmp_path / "missing-dir" / "x.yaml"
     r = generate("--db", backend.url, "-o", str(out))
     assert r.returncode == 1 and not out.exists()
@@ -599,3 +645,37 @@ def test_postgresql_password_is_never_written(tmp_path, pg):
         r = generate("--db", url)
         assert r.returncode == 1 and "zzpw" not in r.stderr, r.stderr
         assert "cannot connect" in r.stderr
+
+
+def test_mariadb_password_and_errors(portico_factory, tmp_path, mariadb):
+    mariadb.create_db("pw_test", "CREATE TABLE t (id INT AUTO_INCREMENT PRIMARY KEY, v TEXT);"
+                      "INSERT INTO t (v) VALUES ('one');")
+    mariadb.sql("CREATE USER 'pw'@'127.0.0.1' IDENTIFIED BY 's3cr/t';"
+                "GRANT ALL ON pw_test.* TO 'pw'@'127.0.0.1';")
+    secret = "s3cr%2Ft"
+    env = {"PORTICO_DB_PASSWORD": secret}
+    node = portico_factory(config=node_config(), apis={}, start=False, env=env)
+    out = node.apis_dir / "pw.yaml"
+    r = generate("--db", mariadb.url("pw_test", user="pw", password=secret), "-o", str(out))
+    assert r.returncode == 0, r.stderr
+    text = out.read_text()
+    assert secret not in text and secret not in r.stderr and "s3cr/t" not in text
+    assert 'url: "mysql://pw:${env:PORTICO_DB_PASSWORD}@127.0.0.1:%d/pw_test"' % mariadb.port \
+        in text
+    assert "PORTICO_DB_PASSWORD" in r.stderr
+    assert text.startswith("name: pw_test\n")
+    v = validate(node.config_path, env=env)
+    assert v.returncode == 0, v.stdout + v.stderr
+    node.start()
+    r = requests.get(node.url("/pw_test/v1/t/1"), timeout=10)
+    assert r.status_code == 200 and r.json() == {"id": 1, "v": "one"}
+    # a wrong password: the server says so, the password stays out of it
+    r = generate("--db", mariadb.url("pw_test", user="pw", password="wr0ngpw"))
+    assert r.returncode == 1 and "cannot connect" in r.stderr and "wr0ngpw" not in r.stderr
+    r = generate("--db", "mariadb://pw:wr0ngpw@127.0.0.1:%d/pw_test" % free_tcp_port())
+    assert r.returncode == 1 and "cannot connect" in r.stderr and "wr0ngpw" not in r.stderr
+    r = generate("--db", "mysql://portico@127.0.0.1:%d" % mariadb.port)
+    assert r.returncode == 1 and "names no database" in r.stderr
+    r = generate("--db", mariadb.url("no_such_db"))
+    assert r.returncode == 1 and "cannot connect" in r.stderr
+
