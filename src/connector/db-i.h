@@ -12,8 +12,10 @@ typedef struct pt_db_driver_s {
     /* Opens a connection (blocking); NULL with err filled. */
     void *(*open)(const pt_connection_def_t *def, const char *uri, pt_db_error_t *err);
     void (*close)(void *h);
-    /* Cheap check before a pooled connection is handed out: 0 when usable. */
-    int (*check)(void *h);
+    /* Check before a pooled connection is handed out: 0 when usable. Cheap
+     * unless force (a sibling was found broken: the server may have
+     * restarted under every idle connection), which asks the server. */
+    int (*check)(void *h, int force);
     int (*begin)(void *h, pt_db_error_t *err);
     int (*commit)(void *h, pt_db_error_t *err);
     void (*rollback)(void *h);

@@ -21,6 +21,7 @@
 struct pt_dbconn_s {
     pt_dbconn_t *next;
     void *h;
+    uint64_t returned_at; /* uv_hrtime() when it went back to the pool */
 };
 
 struct pt_db_s {
@@ -31,6 +32,7 @@ struct pt_db_s {
     uv_cond_t cv;
     pt_dbconn_t *idle;
     unsigned open;
+    uint64_t broken_at; /* the last time a connection was found lost (uv_hrtime) */
 };
 
 void pt__db_err(pt_db_error_t *err, pt_proc_error_t kind, const char *fmt, ...)
@@ -146,11 +148,14 @@ pt_dbconn_t *pt_db_borrow(pt_db_t *db, uint32_t wait_ms, pt_db_error_t *err)
     for (;;) {
         uint64_t now;
         if (db->idle != NULL) {
+            int force;
             c = db->idle;
             db->idle = c->next;
             c->next = NULL;
+            /* pooled before a sibling was found lost: it may be lost too */
+            force = c->returned_at <= db->broken_at;
             uv_mutex_unlock(&db->mu);
-            if (db->drv->check(c->h) == 0)
+            if (db->drv->check(c->h, force) == 0)
                 return c;
             /* the database went away (restart, idle timeout): a fresh one */
             db->drv->close(c->h);
@@ -202,7 +207,9 @@ void pt_db_return(pt_db_t *db, pt_dbconn_t *c, int broken)
     uv_mutex_lock(&db->mu);
     if (broken) {
         db->open--;
+        db->broken_at = uv_hrtime();
     } else {
+        c->returned_at = uv_hrtime();
         c->next = db->idle;
         db->idle = c;
     }

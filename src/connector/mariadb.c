@@ -190,18 +190,17 @@ static void *my_open(const pt_connection_def_t *def, const char *uri, pt_db_erro
     mysql_options(c->my, MYSQL_OPT_CONNECT_TIMEOUT, &timeout);
     mysql_options(c->my, MYSQL_SET_CHARSET_NAME, "utf8mb4");
     if (mysql_real_connect(c->my, u.host, u.user, u.pass, u.db, u.port, NULL, 0) == NULL) {
-        unsigned code = mysql_errno(c->my);
-        pt__db_err(err, code == ER_CON_COUNT_ERROR ? PT_PERR_BUSY : PT_PERR_DATABASE,
-                   "cannot connect: %s", mysql_error(c->my));
+        /* the database is unreachable or full: a transient condition (503) */
+        pt__db_err(err, PT_PERR_BUSY, "cannot connect: %s", mysql_error(c->my));
         mysql_close(c->my);
         free(c);
         memset(&u, 0, sizeof(u)); /* the password */
         return NULL;
     }
     memset(&u, 0, sizeof(u));
-    snprintf(sql, sizeof(sql), "SET SESSION max_statement_time = %.3f%s", def->timeout_ms / 1000.0,
-             def->read_only ? ", SESSION TRANSACTION READ ONLY" : "");
-    if (mysql_query(c->my, sql) != 0) {
+    snprintf(sql, sizeof(sql), "SET SESSION max_statement_time = %.3f", def->timeout_ms / 1000.0);
+    if (mysql_query(c->my, sql) != 0 ||
+        (def->read_only && mysql_query(c->my, "SET SESSION TRANSACTION READ ONLY") != 0)) {
         classify(mysql_errno(c->my), mysql_error(c->my), err);
         mysql_close(c->my);
         free(c);
@@ -219,10 +218,10 @@ static void my_close(void *h)
     free(c);
 }
 
-static int my_check(void *h)
+static int my_check(void *h, int force)
 {
     conn_t *c = h;
-    if (uv_hrtime() - c->last_used < IDLE_CHECK_NS)
+    if (!force && uv_hrtime() - c->last_used < IDLE_CHECK_NS)
         return 0;
     return mysql_ping(c->my) == 0 ? 0 : -1;
 }
@@ -266,8 +265,23 @@ static int my_in_transaction(void *h)
     return c->in_tx;
 }
 
+/* A MariaDB JSON column (a LONGTEXT whose format name is "json"). */
+static int is_json_column(const MYSQL_FIELD *f)
+{
+    MARIADB_CONST_STRING attr;
+    return mariadb_field_attr(&attr, f, MARIADB_FIELD_ATTR_FORMAT_NAME) == 0 && attr.length == 4 &&
+           strncasecmp(attr.str, "json", 4) == 0;
+}
+
 static pt_json_t *value(const MYSQL_FIELD *f, const char *s, size_t n, pt_arena_t *a)
 {
+    if (f->type != MYSQL_TYPE_JSON && is_json_column(f)) {
+        pt_json_limits_t lim = PT_JSON_LIMITS_DEFAULT;
+        pt_json_error_t jerr;
+        pt_json_t *v = pt_json_parse(a, s, n, &lim, &jerr);
+        if (v != NULL)
+            return v;
+    }
     switch (f->type) {
     case MYSQL_TYPE_TINY:
         if (f->length == 1)
@@ -487,7 +501,11 @@ static int my_exec(void *h, const pt_step_def_t *st, pt_json_t *const *args, uin
     rc = PT_OK;
     goto done;
 stmt_err:
-    classify(mysql_stmt_errno(stmt), mysql_stmt_error(stmt), err);
+    /* an error met while fetching rows is the connection's, not the statement's */
+    if (mysql_stmt_errno(stmt) != 0)
+        classify(mysql_stmt_errno(stmt), mysql_stmt_error(stmt), err);
+    else
+        classify(mysql_errno(c->my), mysql_error(c->my), err);
     *result = NULL;
     goto done;
 nomem:

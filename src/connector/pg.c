@@ -115,8 +115,8 @@ static void *pq_open(const pt_connection_def_t *def, const char *uri, pt_db_erro
     c->pg = PQconnectdb(uri);
     if (c->pg == NULL || PQstatus(c->pg) != CONNECTION_OK) {
         pg_err_conn(c->pg, err, "cannot connect");
-        if (c->pg != NULL && strstr(PQerrorMessage(c->pg), "too many") != NULL)
-            err->kind = PT_PERR_BUSY;
+        /* the database is unreachable or full: a transient condition (503) */
+        err->kind = PT_PERR_BUSY;
         PQfinish(c->pg);
         free(c);
         return NULL;
@@ -145,7 +145,7 @@ static void pq_close(void *h)
     free(c);
 }
 
-static int pq_check(void *h)
+static int pq_check(void *h, int force)
 {
     conn_t *c = h;
     /* a server that restarted shows as a bad status once libpq noticed; a
@@ -154,7 +154,7 @@ static int pq_check(void *h)
         return -1;
     if (PQtransactionStatus(c->pg) != PQTRANS_IDLE)
         return -1;
-    if (uv_hrtime() - c->last_used < IDLE_CHECK_NS)
+    if (!force && uv_hrtime() - c->last_used < IDLE_CHECK_NS)
         return 0; /* in use moments ago: a lost connection shows as err->broken instead */
     {
         PGresult *res = PQexec(c->pg, "");

@@ -110,9 +110,10 @@ static void sq_close(void *h)
     free(c);
 }
 
-static int sq_check(void *h)
+static int sq_check(void *h, int force)
 {
     (void)h;
+    (void)force;
     return 0; /* a file does not go away like a server */
 }
 

@@ -1066,10 +1066,8 @@ static void write_document(gen_t *g)
     pt_yemit_key(&g->y, 0, "connections");
     pt_yemit_key(&g->y, 2, "db");
     pt_yemit_kv(&g->y, 4, "url", g->url_written);
-    /* nothing writes: the connection itself refuses writes too (not on
-     * MariaDB: its driver's read-only session setup is refused by the
-     * server, so such a connection never opens) */
-    if (!any_write && !is_my(g))
+    /* nothing writes: the connection itself refuses writes too */
+    if (!any_write)
         pt_yemit_raw(&g->y, "    read_only: true\n");
     pt_yemit_key(&g->y, 0, "schemas");
     for (i = 0; i < g->db.nt; i++) {

@@ -918,8 +918,8 @@ static int my_load_columns(pt_introspect_t *db)
         pt_introspect_column_t *c = my_col(find_table(db, row[0]), row[1]);
         if (c != NULL && c->kind == PT_COL_TEXT && row[2] != NULL &&
             strcmp(row[2], ifmt(db, "json_valid(%s)", my_quoted(db, c->name))) == 0) {
-            c->type = idup(db, "JSON text");
-            c->describe = 1;
+            /* the runtime reads it as JSON (its format name is "json") */
+            c->kind = PT_COL_JSON;
         }
     }
     if (r != NULL)

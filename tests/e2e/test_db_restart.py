@@ -133,11 +133,6 @@ def test_requests_recover_after_database_restart(portico_factory, server):
     assert r.status_code == 200 and r.json() == {"id": 5, "name": "item 5"}
 
 
-@pytest.mark.xfail(strict=True, reason="the retry after a lost connection (engine.c step_sql) "
-                   "borrows from the pool, which hands out another connection killed by the "
-                   "same restart: used less than 5 s ago, it is not pinged (pg.c/mariadb.c "
-                   "check), so the retry fails too and the request answers 503; each such "
-                   "request burns two dead connections")
 def test_first_requests_after_idle_restart_succeed(portico_factory, server):
     """The database restarts while the node is idle, right after a burst that
     left every pooled connection open (and recently used): each is found dead
