@@ -10,7 +10,9 @@
 #include "gateway/router.h"
 #include "gateway/snapshot-t.h"
 #include "http/http.h"
+#include "core/buf.h"
 #include "process/engine.h"
+#include "process/records.h"
 #include "proxy/proxy.h"
 
 #define BUILTIN_PREFIX "/_portico/"
@@ -49,6 +51,27 @@ static void builtin(pt_req_t *req, const pt_snapshot_t *s, int draining)
                          (unsigned long long)s->generation, s->config->napis);
             pt_http_respond(req, 200, no_store, 1, "application/json", body, (size_t)n);
         }
+        return;
+    }
+    if (len > 11 && memcmp(name, "executions/", 11) == 0) {
+        /* an execution record (mode: general), by its unguessable id */
+        pt_buf_t b;
+        if (!is_get(req))
+            goto method;
+        pt_buf_init(&b, 0);
+        switch (pt_records_json(name + 11, len - 11, &b)) {
+        case PT_OK:
+            pt_http_respond(req, 200, no_store, 1, "application/json", b.data, b.len);
+            break;
+        case PT_ENOENT:
+            pt_http_problem(req, 404, "not-found",
+                            "No execution record with this id (unknown, low_latency, or too old).",
+                            NULL, 0);
+            break;
+        default:
+            pt_http_problem(req, 500, "internal-error", "Out of memory.", NULL, 0);
+        }
+        pt_buf_free(&b);
         return;
     }
     if (len == 4 && memcmp(name, "apis", 4) == 0) {

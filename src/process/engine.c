@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 #include <uv.h>
 
 #include "connector/db.h"
@@ -25,6 +26,7 @@
 #include "process/jschema.h"
 #include "connector/http.h"
 #include "process/pool.h"
+#include "process/records.h"
 #include "process/sqltext.h"
 #include "script/lua.h"
 
@@ -98,6 +100,8 @@ typedef struct exec_s {
     int want_xml;         /* the client's Accept prefers XML: results are written as XML */
     atomic_int abandoned; /* the client left before the execution started: it does not run */
     char request_id[40];
+    char exec_id[33];    /* X-Execution-Id: random, the key of the execution record */
+    int64_t enqueued_ms; /* wall clock, for the record */
     /* outputs */
     int status;
     pt_header_kv_t out_headers[HEADERS_OUT_MAX];
@@ -159,6 +163,41 @@ static const char *error_type(pt_proc_error_t k)
         "not-found",   "conflict", "unprocessable",  "unprocessable",    "unprocessable",
         "bad-request", "busy",     "database-error", "expression-error", "bad-gateway"};
     return types[k];
+}
+
+/* ------------------------------------------------------------------ records */
+
+static int64_t wall_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* The execution record of a `mode: general` process (low_latency ones keep
+ * none). status: COMPLETE, ERROR, DISCARDED or ABORTED. */
+static void record(exec_t *x, const char *status, int ran)
+{
+    pt_record_t r;
+    if (x->proc->low_latency)
+        return;
+    memset(&r, 0, sizeof(r));
+    memcpy(r.id, x->exec_id, sizeof(r.id));
+    snprintf(r.api, sizeof(r.api), "%s", x->api->name);
+    snprintf(r.route, sizeof(r.route), "%s", x->route->name ? x->route->name : "");
+    snprintf(r.process, sizeof(r.process), "%s", x->proc->name);
+    r.status = status;
+    r.http_status = x->status;
+    r.enqueued_ms = x->enqueued_ms;
+    r.ended_ms = wall_ms();
+    if (ran)
+        r.started_ms =
+            x->enqueued_ms + (int64_t)((x->job.started_ns - x->job.queued_ns) / 1000000u);
+    r.bytes_in = x->body_len;
+    r.bytes_out = x->out.len;
+    if (x->ptype != NULL)
+        snprintf(r.message, sizeof(r.message), "%.199s", x->detail);
+    pt_records_add(&r);
 }
 
 /* ------------------------------------------------------------------ context */
@@ -1114,6 +1153,7 @@ static void exec_run(pt_job_t *job)
         pt_log_debug("%s: process \"%s\" not run: the client left while it waited", x->request_id,
                      p->name);
         fail(x, 499, "client-closed-request", "%s", "The client left.");
+        record(x, "ABORTED", 0);
         return;
     }
     r.deadline = x->limits.max_execution_ms
@@ -1187,16 +1227,20 @@ static void exec_run(pt_job_t *job)
     }
     if (rc == PT_ENOMEM)
         fail(x, 500, "internal-error", "%s", "Out of memory.");
-    if (rc != PT_OK || r.responded)
+    if (rc != PT_OK || r.responded) {
+        record(x, x->ptype != NULL ? "ERROR" : "COMPLETE", 1);
         return;
+    }
     /* no respond step: the last result as JSON */
     if (r.last == NULL) {
         x->status = 204;
         x->out_ctype = NULL;
+        record(x, "COMPLETE", 1);
         return;
     }
     if (render_body(x, r.last, 0) != PT_OK)
         fail(x, 500, "internal-error", "%s", "Out of memory.");
+    record(x, x->ptype != NULL ? "ERROR" : "COMPLETE", 1);
 }
 
 /* Back on the loop. */
@@ -1209,8 +1253,10 @@ static void exec_done(pt_job_t *job, pt_job_status_t status)
 
     if (req != NULL) {
         hdrs[nh].name = "X-Execution-Id";
-        hdrs[nh++].value = x->request_id;
+        hdrs[nh++].value = x->exec_id;
         if (status == PT_JOB_QUEUE_TIMEOUT || status == PT_JOB_CANCELED) {
+            x->status = 503;
+            record(x, "DISCARDED", 0);
             hdrs[nh].name = "Retry-After";
             hdrs[nh++].value = "1";
             pt_http_problem(req, 503, "busy",
@@ -1243,6 +1289,7 @@ static void exec_submit(exec_t *x)
     pt_req_t *req = x->req;
     pt_worker_t *w = req->snap->worker;
     x->submitted = 1;
+    x->enqueued_ms = wall_ms();
     x->snap = req->snap->snap;
     pt_snapshot_ref(x->snap);
     x->job.run = exec_run;
@@ -1358,6 +1405,7 @@ void pt_process_handle(pt_req_t *req)
     x->limits.timeout_status = s->config->processes.timeout_status;
     snprintf(x->request_id, sizeof(x->request_id), "%.*s", (int)req->request_id_len,
              req->request_id);
+    pt_records_new_id(x->exec_id);
     x->want_xml = pt_http_prefers_xml(req);
     if (copy_inputs(x, req) != PT_OK) {
         x->submitted = 1; /* freed here, not by the request's cleanup */

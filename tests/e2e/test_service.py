@@ -1004,3 +1004,50 @@ def test_xml_bodies_and_xml_answers(portico_factory, tmp_path):
         assert r.status_code == 400, r.text
         assert r.json()["type"] == "urn:portico:problem:invalid-xml"
         assert "root:" not in r.text
+
+
+RECORDS_API = '''
+name: r
+base_path: /r
+kind: service
+title: Records
+version: "1"
+processes:
+  ok:
+    steps:
+      - map: {fields: {n: "number(path.n) + 1"}}
+  fast:
+    mode: low_latency
+    steps:
+      - map: {fields: {n: 1}}
+routes:
+  - {method: POST, path: "/ok/{n}", process: ok}
+  - {method: GET, path: /fast, process: fast}
+'''
+
+
+def test_execution_records(portico_factory):
+    n = portico_factory(node_config(), {"r.yaml": RECORDS_API})
+    r = requests.post(n.url("/r/ok/41"), json={"x": 1}, timeout=10)
+    assert r.status_code == 200 and r.json() == {"n": 42}
+    eid = r.headers["X-Execution-Id"]
+    assert re.fullmatch(r"[0-9a-f]{32}", eid) and eid != r.headers["X-Request-Id"]
+    rec = requests.get(n.url("/_portico/executions/" + eid), timeout=10)
+    assert rec.status_code == 200, rec.text
+    j = rec.json()
+    assert j["id"] == eid and j["api"] == "r" and j["process"] == "ok"
+    assert j["status"] == "COMPLETE" and j["http_status"] == 200
+    assert j["bytes_in"] == len(b'{"x": 1}') and j["bytes_out"] == len(b'{"n":42}')
+    assert j["enqueued_at"].endswith("Z") and j["run_ms"] >= 0
+    # a failed execution keeps its message
+    r = requests.post(n.url("/r/ok/abc"), timeout=10)
+    assert r.status_code == 500
+    j = requests.get(n.url("/_portico/executions/" + r.headers["X-Execution-Id"]),
+                     timeout=10).json()
+    assert j["status"] == "ERROR" and j["http_status"] == 500 and "number" in j["message"]
+    # low_latency processes keep none; unknown ids are 404
+    r = requests.get(n.url("/r/fast"), timeout=10)
+    assert requests.get(n.url("/_portico/executions/" + r.headers["X-Execution-Id"]),
+                        timeout=10).status_code == 404
+    assert requests.get(n.url("/_portico/executions/" + "0" * 32), timeout=10).status_code == 404
+    assert requests.get(n.url("/_portico/executions/x"), timeout=10).status_code == 404
