@@ -23,6 +23,7 @@
 #include "gateway/snapshot.h"
 #include "connector/http.h"
 #include "core/xml.h"
+#include "process/engine.h"
 #include "process/pool.h"
 #include "proxy/proxy.h"
 
@@ -35,6 +36,7 @@ typedef struct node_s {
     pt_snapshot_t *snap; /* the published snapshot (main's reference) */
     pt_health_t *health; /* active health checks of snap's proxy targets */
     pt_procpool_t *procpool;
+    pt_warm_t *warm; /* threads opening pool.min database connections */
     uint64_t generation;
     pt_worker_t **workers;
     unsigned nworkers;
@@ -150,6 +152,7 @@ static void reload(node_t *n)
     }
     pt_health_stop(n->health);
     n->health = pt_health_start(&n->loop, s);
+    n->warm = pt_service_warm_start(s, n->warm);
     pt_snapshot_unref(n->snap);
     n->snap = s;
     pt_log_info("configuration generation %llu published (%zu APIs)",
@@ -317,6 +320,7 @@ static int serve(const char *config_path)
     pt_log_info("portico %s started: %u workers, %zu APIs, configuration generation %llu",
                 PT_VERSION, n.nworkers, cfg->napis, (unsigned long long)n.snap->generation);
     n.health = pt_health_start(&n.loop, n.snap);
+    n.warm = pt_service_warm_start(n.snap, n.warm);
     uv_run(&n.loop, UV_RUN_DEFAULT);
     pt_health_stop(n.health);
     n.health = NULL;
@@ -324,6 +328,8 @@ static int serve(const char *config_path)
         pt_worker_join(n.workers[i]);
         free(n.workers[i]);
     }
+    pt_service_warm_join(n.warm);
+    n.warm = NULL;
     pt_procpool_stop(n.procpool); /* every task completed: the workers waited for them */
     n.procpool = NULL;
     uv_walk(&n.loop, close_walk_cb, NULL);

@@ -91,6 +91,7 @@ typedef struct pt_connection_def_s {
                             references resolved - a secret, never logged */
     char *display;       /* for messages and logs: the URL without its password */
     uint32_t pool_max;   /* open connections at most (per node), default 8 */
+    uint32_t pool_min;   /* opened ahead when the configuration is published, default 0 */
     uint32_t timeout_ms; /* a statement's longest run (SQLite: also the busy wait), default 30s */
     int read_only;       /* opened read-only (SQLite) / a read-only transaction */
     unsigned line;

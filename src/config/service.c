@@ -32,7 +32,7 @@
 #define NAME_MAX_LEN 64
 
 static const char *const connection_keys[] = {"url", "pool", "timeout", "read_only", NULL};
-static const char *const pool_keys[] = {"max", NULL};
+static const char *const pool_keys[] = {"min", "max", NULL};
 static const char *const process_keys[] = {"mode", "transaction", "on_error", "steps", NULL};
 static const char *const step_keys[] = {"name",    "when",   "sql",  "map",
                                         "respond", "script", "http", NULL};
@@ -193,11 +193,25 @@ static void parse_connection(pt__cfg_ctx_t *c, const pt_ynode_t *key, const pt_y
     pt__cfg_pop(c, mark);
     if (!pt_yaml_is_null(v = pt_yaml_get(n, "pool"))) {
         mark = pt__cfg_push(c, "pool", 4);
-        if (pt__cfg_mapping(c, v, pool_keys) == 0 && !pt_yaml_is_null(pt_yaml_get(v, "max"))) {
-            size_t m2 = pt__cfg_push(c, "max", 3);
-            if (pt__cfg_uint(c, pt_yaml_get(v, "max"), 1, 1024, &x) == 0)
-                cd->pool_max = (uint32_t)x;
-            pt__cfg_pop(c, m2);
+        if (pt__cfg_mapping(c, v, pool_keys) == 0) {
+            if (!pt_yaml_is_null(pt_yaml_get(v, "max"))) {
+                size_t m2 = pt__cfg_push(c, "max", 3);
+                if (pt__cfg_uint(c, pt_yaml_get(v, "max"), 1, 1024, &x) == 0)
+                    cd->pool_max = (uint32_t)x;
+                pt__cfg_pop(c, m2);
+            }
+            if (!pt_yaml_is_null(pt_yaml_get(v, "min"))) {
+                size_t m2 = pt__cfg_push(c, "min", 3);
+                if (pt__cfg_uint(c, pt_yaml_get(v, "min"), 0, 1024, &x) == 0) {
+                    if (x > cd->pool_max)
+                        pt__cfg_err(c, pt_yaml_get(v, "min")->line,
+                                    "must not exceed max (%u), got %llu", cd->pool_max,
+                                    (unsigned long long)x);
+                    else
+                        cd->pool_min = (uint32_t)x;
+                }
+                pt__cfg_pop(c, m2);
+            }
         }
         pt__cfg_pop(c, mark);
     }

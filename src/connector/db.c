@@ -140,6 +140,30 @@ static pt_dbconn_t *conn_open(pt_db_t *db, pt_db_error_t *err)
     return c;
 }
 
+unsigned pt_db_warm(pt_db_t *db, unsigned n, pt_db_error_t *err)
+{
+    for (;;) {
+        pt_dbconn_t *c;
+        uv_mutex_lock(&db->mu);
+        if (db->open >= n || db->open >= db->def->pool_max) {
+            unsigned open = db->open;
+            uv_mutex_unlock(&db->mu);
+            return open;
+        }
+        db->open++;
+        uv_mutex_unlock(&db->mu);
+        if ((c = conn_open(db, err)) == NULL) {
+            uv_mutex_lock(&db->mu);
+            db->open--;
+            n = db->open; /* give up: on demand from here */
+            uv_cond_signal(&db->cv);
+            uv_mutex_unlock(&db->mu);
+            return n;
+        }
+        pt_db_return(db, c, 0);
+    }
+}
+
 pt_dbconn_t *pt_db_borrow(pt_db_t *db, uint32_t wait_ms, pt_db_error_t *err)
 {
     pt_dbconn_t *c = NULL;

@@ -28,6 +28,11 @@ typedef struct pt_db_error_s {
  * kind has no driver in this build. */
 pt_db_t *pt_db_new(const pt_connection_def_t *def);
 
+/* Opens connections until n are open (pool.min), blocking: call it on a
+ * thread that may wait (not an I/O loop). Returns how many are open; a
+ * failure is in err. */
+unsigned pt_db_warm(pt_db_t *db, unsigned n, pt_db_error_t *err);
+
 /* Closes the idle connections and frees the pool; every connection must
  * have been returned. */
 void pt_db_free(pt_db_t *db);

@@ -1421,3 +1421,74 @@ void pt_process_handle(pt_req_t *req)
     }
     exec_submit(x);
 }
+
+/* ------------------------------------------------------------------ warm-up */
+
+struct pt_warm_s {
+    uv_thread_t thread;
+    pt_snapshot_t *snap; /* one reference while the thread runs */
+    struct pt_warm_s *next;
+};
+
+static void warm_main(void *arg)
+{
+    pt_warm_t *w = arg;
+    const pt_config_t *cfg = w->snap->config;
+    size_t i, j;
+    for (i = 0; i < cfg->napis; i++) {
+        const pt_service_rt_t *rt = w->snap->services[i];
+        if (rt == NULL)
+            continue;
+        for (j = 0; j < rt->api->nconnections; j++) {
+            const pt_connection_def_t *cd = &rt->api->connections[j];
+            pt_db_error_t e;
+            unsigned open;
+            if (cd->pool_min == 0 || rt->dbs[j] == NULL)
+                continue;
+            memset(&e, 0, sizeof(e));
+            open = pt_db_warm(rt->dbs[j], cd->pool_min, &e);
+            if (open < cd->pool_min)
+                pt_log_warn("API \"%s\": connections.%s: %u of pool.min %u open (%s); the rest "
+                            "on demand",
+                            rt->api->name, cd->name, open, cd->pool_min, e.message);
+            else
+                pt_log_info("API \"%s\": connections.%s: %u connections open (pool.min)",
+                            rt->api->name, cd->name, open);
+        }
+    }
+    pt_snapshot_unref(w->snap);
+    w->snap = NULL;
+}
+
+pt_warm_t *pt_service_warm_start(pt_snapshot_t *s, pt_warm_t *prev)
+{
+    const pt_config_t *cfg = s->config;
+    pt_warm_t *w;
+    size_t i, j;
+    int any = 0;
+    for (i = 0; i < cfg->napis && !any; i++)
+        for (j = 0; s->services != NULL && s->services[i] != NULL && j < cfg->apis[i].nconnections;
+             j++)
+            any |= cfg->apis[i].connections[j].pool_min > 0;
+    if (!any || (w = calloc(1, sizeof(*w))) == NULL)
+        return prev;
+    w->snap = s;
+    pt_snapshot_ref(s);
+    w->next = prev;
+    if (uv_thread_create(&w->thread, warm_main, w) != 0) {
+        pt_snapshot_unref(s);
+        free(w);
+        return prev;
+    }
+    return w;
+}
+
+void pt_service_warm_join(pt_warm_t *w)
+{
+    while (w != NULL) {
+        pt_warm_t *next = w->next;
+        uv_thread_join(&w->thread);
+        free(w);
+        w = next;
+    }
+}

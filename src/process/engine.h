@@ -37,6 +37,15 @@ typedef struct pt_process_limits_s {
     int timeout_status;        /* 504 (default) or 522 */
 } pt_process_limits_t;
 
+/* Opens the pool.min connections of s's service APIs on a thread of its
+ * own (never an I/O loop), holding a reference of s meanwhile; threads are
+ * chained to prev and joined by pt_service_warm_join (at shutdown). Returns
+ * the new head (prev when there is nothing to open). */
+typedef struct pt_warm_s pt_warm_t;
+typedef struct pt_snapshot_s pt_snapshot_t;
+pt_warm_t *pt_service_warm_start(pt_snapshot_t *s, pt_warm_t *prev);
+void pt_service_warm_join(pt_warm_t *w);
+
 /* Runs the process of req's route (req->match.route->kind == PT_DISPATCH_PROCESS)
  * on the worker's process pool. */
 void pt_process_handle(pt_req_t *req);

@@ -1055,3 +1055,28 @@ def test_execution_records(portico_factory):
                         timeout=10).status_code == 404
     assert requests.get(n.url("/_portico/executions/" + "0" * 32), timeout=10).status_code == 404
     assert requests.get(n.url("/_portico/executions/x"), timeout=10).status_code == 404
+
+
+def test_pool_min_connections_opened_ahead(portico_factory, tmp_path):
+    sqlite3.connect(tmp_path / "w.db").close()
+    api = '''
+name: w
+base_path: /w
+kind: service
+title: Warm
+version: "1"
+connections:
+  db: {url: "sqlite:../w.db", pool: {min: 3, max: 4}}
+processes:
+  p: {steps: [{sql: {query: "SELECT 1 AS one", result: row}}]}
+routes:
+  - {method: GET, path: /, process: p}
+'''
+    n = portico_factory(node_config(), {"w.yaml": api})
+    n.wait_log('API "w": connections.db: 3 connections open (pool.min)')
+    assert requests.get(n.url("/w/"), timeout=10).json() == {"one": 1}
+    bad = api.replace("min: 3", "min: 5")
+    (tmp_path / "bad.yaml").write_text(bad)
+    p = subprocess.run([BIN, "validate", "bad.yaml"], capture_output=True, text=True,
+                       timeout=30, cwd=tmp_path)
+    assert p.returncode != 0 and "connections.db.pool.min: must not exceed max (4)" in p.stderr
