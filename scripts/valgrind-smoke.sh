@@ -73,6 +73,44 @@ upstream:
   health:
     check: {path: /health, interval: 1s, timeout: 500ms, fails: 1}
 YAML
+# a service API: SQL on SQLite, a Lua script, an http step, paging, XML
+sqlite3 "$dir/erp.db" "CREATE TABLE customers(id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE, balance DECIMAL(10,2));
+  INSERT INTO customers(name, balance) VALUES ('Ada', 1.5), ('Bo', 2), ('Cy', 3);"
+cat > "$dir/apis/crm.yaml" <<YAML
+name: crm
+base_path: /crm
+kind: service
+title: CRM
+version: "1"
+connections:
+  db: {url: "sqlite:../erp.db", pool: {min: 1, max: 2}}
+  files: {url: "http://127.0.0.1:$upport"}
+schemas:
+  customer: {type: object, required: [name], properties: {name: {type: string, maxLength: 20}, balance: {type: number}}}
+processes:
+  list:
+    steps:
+      - name: rows
+        sql:
+          query: SELECT id, name, balance FROM customers WHERE \${after} ORDER BY \${order} LIMIT :limit
+          params: {limit: page.fetch}
+          page: {by: [id], sort: [name], default_limit: 2}
+  create:
+    steps:
+      - name: ins
+        sql: {query: "INSERT INTO customers(name, balance) VALUES (:name, :balance)", params: {name: body.name, balance: "default(body.balance, 0)"}, result: key}
+      - script: {source: "return {id = ctx.steps.ins.key, doubled = (ctx.body.balance or 0) * 2}"}
+      - name: blob
+        http: {connection: files, url: "/blob.bin", max_response: 1MiB}
+      - respond: {status: 201, body: "{id: steps.step2.id, doubled: steps.step2.doubled, got: steps.blob.status}"}
+  loop:
+    steps:
+      - script: {instructions: 100000, source: "while true do end"}
+routes:
+  - {method: GET, path: /customers, process: list}
+  - {method: POST, path: /customers, process: create, body_schema: customer}
+  - {method: GET, path: /loop, process: loop}
+YAML
 cat > "$dir/portico.yaml" <<YAML
 workers: 2
 listen:
@@ -128,6 +166,14 @@ check 200 "$u/secure-legacy/blob.bin"
 cmp <(curl -fsS "$u/secure-legacy/blob.bin") "$dir/www/blob.bin" || { echo "proxied TLS body differs"; exit 1; }
 sleep 1.5 # a few health checks, both ways
 check 503 "$u/gone-checked/x"
+check 200 "$u/crm/customers?sort=-name"
+check 200 -H 'Accept: application/xml' "$u/crm/customers?limit=1"
+check 201 -H 'Content-Type: application/json' -d '{"name": "Dee", "balance": 4.25}' "$u/crm/customers"
+check 201 -H 'Content-Type: application/xml' -d '<c><name>Eve</name><balance>1</balance></c>' "$u/crm/customers"
+check 409 -H 'Content-Type: application/json' -d '{"name": "Dee"}' "$u/crm/customers"
+check 400 -H 'Content-Type: application/json' -d '{"name": 5}' "$u/crm/customers"
+check 400 -H 'Content-Type: text/xml' -d '<!DOCTYPE x [<!ENTITY a "b">]><c><name>&a;</name></c>' "$u/crm/customers"
+check 500 "$u/crm/loop"
 /usr/bin/python3 - "$port" <<'PY'
 import socket, sys
 port = int(sys.argv[1])
