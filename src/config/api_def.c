@@ -28,7 +28,8 @@ static const char *const api_keys[] = {
     "name",     "base_path",   "kind",    "title",   "version",   "description", "routes",
     "upstream", "connections", "schemas", "headers", "processes", NULL};
 static const char *const route_keys[] = {
-    "method", "path", "name", "respond", "description", "process", "body_schema", "query", NULL};
+    "method",      "path",  "name",    "respond",         "description", "process",
+    "body_schema", "query", "headers", "response_schema", NULL};
 static const char *const respond_keys[] = {"status", "headers", "body", NULL};
 
 /* Headers the server writes itself: a definition may not set them. */
@@ -442,6 +443,34 @@ static void parse_route(pt__cfg_ctx_t *c, const pt_ynode_t *n, const pt_api_def_
         pt__cfg_string(c, v, &r->description);
         pt__cfg_pop(c, mark);
     }
+    if (!pt_yaml_is_null(v = pt_yaml_get(n, "headers"))) {
+        /* routing headers: name -> exact value */
+        mark = pt__cfg_push(c, "headers", 7);
+        if (v->kind != PT_YNODE_MAPPING || v->n == 0 || v->n > 8) {
+            pt__cfg_err(c, v->line, "expected a mapping of 1 to 8 header names to values");
+        } else if ((r->match_headers =
+                        pt_arena_calloc(c->arena, sizeof(*r->match_headers) * v->n)) == NULL) {
+            pt__cfg_err(c, v->line, "out of memory");
+        } else {
+            for (i = 0; i < v->n; i++) {
+                const pt_ynode_t *k = v->pairs[i].key;
+                size_t m2 = pt__cfg_push(c, k->value, k->len), j;
+                char *name = pt_arena_strndup(c->arena, k->value, k->len), *val = NULL;
+                if (name == NULL || !pt__cfg_is_token(k->value, k->len) || k->len > 256) {
+                    pt__cfg_err(c, k->line, "invalid header name");
+                } else if (pt__cfg_string(c, v->pairs[i].value, &val) == 0) {
+                    for (j = 0; name[j] != '\0'; j++)
+                        if (name[j] >= 'A' && name[j] <= 'Z')
+                            name[j] = (char)(name[j] + 32);
+                    r->match_headers[r->nmatch_headers].name = name;
+                    r->match_headers[r->nmatch_headers].value = val;
+                    r->nmatch_headers++;
+                }
+                pt__cfg_pop(c, m2);
+            }
+        }
+        pt__cfg_pop(c, mark);
+    }
 
     if (!pt_yaml_is_null(pt_yaml_get(n, "process"))) {
         if (!pt_yaml_is_null(pt_yaml_get(n, "respond")))
@@ -453,6 +482,9 @@ static void parse_route(pt__cfg_ctx_t *c, const pt_ynode_t *n, const pt_api_def_
     if (!pt_yaml_is_null(pt_yaml_get(n, "body_schema")))
         pt__cfg_err(c, pt__cfg_key_line(n, "body_schema"),
                     "body_schema: only routes that run a process validate bodies");
+    if (!pt_yaml_is_null(pt_yaml_get(n, "response_schema")))
+        pt__cfg_err(c, pt__cfg_key_line(n, "response_schema"),
+                    "response_schema: only routes that run a process declare one");
     if (!pt_yaml_is_null(pt_yaml_get(n, "query")))
         pt__cfg_err(c, pt__cfg_key_line(n, "query"),
                     "query: only routes that run a process declare query parameters");
@@ -704,7 +736,24 @@ static char *route_key(pt_arena_t *a, const pt_route_def_t *r)
     return k;
 }
 
-static int check_routes(pt_arena_t *scratch, const pt_api_def_t *api, pt_config_errors_t *errs)
+/* Do routes a and b carry the same routing headers (as a set)? */
+static int same_match_headers(const pt_route_def_t *a, const pt_route_def_t *b)
+{
+    size_t i, j;
+    if (a->nmatch_headers != b->nmatch_headers)
+        return 0;
+    for (i = 0; i < a->nmatch_headers; i++) {
+        for (j = 0; j < b->nmatch_headers; j++)
+            if (strcmp(a->match_headers[i].name, b->match_headers[j].name) == 0 &&
+                strcmp(a->match_headers[i].value, b->match_headers[j].value) == 0)
+                break;
+        if (j == b->nmatch_headers)
+            return 0;
+    }
+    return 1;
+}
+
+static int check_routes(pt_arena_t *scratch, pt_api_def_t *api, pt_config_errors_t *errs)
 {
     route_key_t *keys;
     size_t i, n = 0, first = 0;
@@ -722,21 +771,60 @@ static int check_routes(pt_arena_t *scratch, const pt_api_def_t *api, pt_config_
         keys[n++].index = i;
     }
     qsort(keys, n, sizeof(*keys), route_key_cmp);
-    for (i = 1; i < n; i++) {
-        const pt_route_def_t *r, *o;
-        char key[32];
-        if (strcmp(keys[i].key, keys[first].key) != 0) {
-            first = i;
+    for (i = 0; i < n; i = first) {
+        /* a group of routes of one method and template: distinct routing
+         * headers, at most one without; chained conditional ones first */
+        size_t j, k;
+        int dup = 0;
+        pt_route_def_t *head = NULL, *tail = NULL;
+        for (first = i + 1; first < n && strcmp(keys[first].key, keys[i].key) == 0; first++)
+            ;
+        for (j = i + 1; j < first; j++)
+            for (k = i; k < j; k++) {
+                pt_route_def_t *r = &api->routes[keys[j].index], *o = &api->routes[keys[k].index];
+                char key[32];
+                if (!same_match_headers(r, o))
+                    continue;
+                snprintf(key, sizeof(key), "routes[%zu]", keys[j].index);
+                pt_config_error(errs, api->file, r->line, key,
+                                "duplicate route %s %s: same method%s template as routes[%zu] "
+                                "(%s %s) at line %u",
+                                r->method, r->path,
+                                r->nmatch_headers ? ", routing headers and" : " and", keys[k].index,
+                                o->method, o->path, o->line);
+                dup = bad = 1;
+                break;
+            }
+        if (dup || first - i < 2)
             continue;
+        /* the most specific first: by routing header count, then file order;
+         * the route without routing headers (if any) last */
+        {
+            size_t idx[64], m = 0, a, b;
+            for (j = i; j < first && m < PT_ARRAY_SIZE(idx); j++)
+                idx[m++] = keys[j].index;
+            for (a = 1; a < m; a++) /* insertion sort: groups are small */
+                for (b = a; b > 0; b--) {
+                    const pt_route_def_t *x = &api->routes[idx[b - 1]], *y = &api->routes[idx[b]];
+                    if (x->nmatch_headers > y->nmatch_headers ||
+                        (x->nmatch_headers == y->nmatch_headers && idx[b - 1] < idx[b]))
+                        break;
+                    k = idx[b - 1];
+                    idx[b - 1] = idx[b];
+                    idx[b] = k;
+                }
+            for (a = 0; a < m; a++) {
+                pt_route_def_t *r = &api->routes[idx[a]];
+                r->alt = NULL;
+                r->alt_member = tail != NULL;
+                if (tail != NULL)
+                    tail->alt = r;
+                else
+                    head = r;
+                tail = r;
+            }
         }
-        r = &api->routes[keys[i].index];
-        o = &api->routes[keys[first].index];
-        snprintf(key, sizeof(key), "routes[%zu]", keys[i].index);
-        pt_config_error(errs, api->file, r->line, key,
-                        "duplicate route %s %s: same method and template as routes[%zu] (%s %s) "
-                        "at line %u",
-                        r->method, r->path, keys[first].index, o->method, o->path, o->line);
-        bad = 1;
+        (void)head;
     }
     return bad ? -1 : 0;
 

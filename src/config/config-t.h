@@ -217,6 +217,13 @@ typedef struct pt_route_def_s {
     const struct pt_jschema_s *body_schema; /* PROCESS: validates the request body; NULL = none */
     pt_query_param_t *query;                /* PROCESS: declared query parameters */
     size_t nquery;
+    const struct pt_jschema_s *response_schema; /* PROCESS: the answer's schema (contracts) */
+    pt_header_kv_t *match_headers; /* routing headers: lower-case name -> exact value; the route
+                                      matches only when the request carries them all */
+    size_t nmatch_headers;
+    struct pt_route_def_s *alt; /* next route of the same method and template, tried when this
+                                   one's routing headers do not match (conditional ones first) */
+    int alt_member;             /* reached through another route's alt: not in the route table */
     unsigned line;
 } pt_route_def_t;
 

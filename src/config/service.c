@@ -1079,11 +1079,37 @@ static void parse_query_params(pt__cfg_ctx_t *c, const pt_ynode_t *n, const pt_a
     }
 }
 
+/* Reads key `key` of route n: the name of one of the API's schemas, or an
+ * inline schema; *out stays NULL when absent or invalid (reported). */
+static void route_schema(pt__cfg_ctx_t *c, const pt_ynode_t *n, const char *key,
+                         const pt_api_def_t *api, const pt_jschema_t **out)
+{
+    const pt_ynode_t *v = pt_yaml_get(n, key);
+    char *name = NULL, tmp[300], err[512];
+    size_t mark;
+    pt_json_t *doc;
+
+    if (pt_yaml_is_null(v))
+        return;
+    mark = pt__cfg_push(c, key, strlen(key));
+    if (v->kind == PT_YNODE_SCALAR) {
+        if (pt__cfg_string(c, v, &name) == 0 &&
+            (api->schemas == NULL || (*out = pt_jschema_get(api->schemas, name)) == NULL))
+            pt__cfg_err(c, v->line, "no schema named %s in this API's schemas",
+                        pt__cfg_quote(v, tmp, sizeof(tmp)));
+    } else if ((doc = yaml_doc(c, v)) != NULL &&
+               (*out = pt_jschema_compile_one(c->arena, api->schemas, doc, err, sizeof(err))) ==
+                   NULL) {
+        pt__cfg_err(c, v->line, "%s", err);
+    }
+    pt__cfg_pop(c, mark);
+}
+
 void pt__cfg_route_process(pt__cfg_ctx_t *c, const pt_ynode_t *n, const pt_api_def_t *api,
                            pt_route_def_t *r)
 {
     const pt_ynode_t *v;
-    char *name = NULL, tmp[300], err[512];
+    char *name = NULL, tmp[300];
     size_t mark, i;
 
     r->kind = PT_DISPATCH_PROCESS;
@@ -1104,31 +1130,6 @@ void pt__cfg_route_process(pt__cfg_ctx_t *c, const pt_ynode_t *n, const pt_api_d
         r->process = i;
     }
     pt__cfg_pop(c, mark);
-    if (pt_yaml_is_null(v = pt_yaml_get(n, "body_schema")))
-        return;
-    mark = pt__cfg_push(c, "body_schema", 11);
-    if (v->kind == PT_YNODE_SCALAR) {
-        /* the name of one of the API's schemas */
-        if (pt__cfg_string(c, v, &name) == 0 &&
-            (api->schemas == NULL || (r->body_schema = pt_jschema_get(api->schemas, name)) == NULL))
-            pt__cfg_err(c, v->line, "no schema named %s in this API's schemas",
-                        pt__cfg_quote(v, tmp, sizeof(tmp)));
-    } else {
-        /* an inline schema */
-        pt_buf_t b;
-        pt_json_error_t jerr;
-        pt_json_t *doc;
-        pt_buf_init(&b, 0);
-        if (pt__cfg_yaml_json(&b, v) != 0) {
-            pt__cfg_err(c, v->line, "out of memory");
-        } else if ((doc = pt_json_parse(c->arena, b.data, b.len, &PT_JSON_LIMITS_DEFAULT, &jerr)) ==
-                   NULL) {
-            pt__cfg_err(c, v->line, "cannot read the schema: %s", jerr.message);
-        } else if ((r->body_schema = pt_jschema_compile_one(c->arena, api->schemas, doc, err,
-                                                            sizeof(err))) == NULL) {
-            pt__cfg_err(c, v->line, "%s", err);
-        }
-        pt_buf_free(&b);
-    }
-    pt__cfg_pop(c, mark);
+    route_schema(c, n, "body_schema", api, &r->body_schema);
+    route_schema(c, n, "response_schema", api, &r->response_schema);
 }

@@ -87,6 +87,19 @@ method:
                     1);
 }
 
+/* Does req carry every routing header of rt (exact values)? */
+static int headers_match(const pt_req_t *req, const pt_route_def_t *rt)
+{
+    size_t i;
+    for (i = 0; i < rt->nmatch_headers; i++) {
+        const pt_str_t *v = pt_http_header(req, rt->match_headers[i].name);
+        size_t n = strlen(rt->match_headers[i].value);
+        if (v == NULL || v->len != n || memcmp(v->p, rt->match_headers[i].value, n) != 0)
+            return 0;
+    }
+    return 1;
+}
+
 static void respond_static(pt_req_t *req)
 {
     const pt_respond_t *r = &req->match.route->respond;
@@ -125,6 +138,19 @@ void pt_gateway_handle(pt_req_t *req)
         pt_http_problem(req, 405, "method-not-allowed", "The route does not accept this method.",
                         &allow, 1);
         return;
+    }
+    if (req->match.route->nmatch_headers > 0 || req->match.route->alt != NULL) {
+        /* routing headers: the first route of this method and template whose
+         * headers the request carries (the most specific first) */
+        const pt_route_def_t *rt = req->match.route;
+        while (rt != NULL && !headers_match(req, rt))
+            rt = rt->alt;
+        if (rt == NULL) {
+            pt_http_problem(req, 404, "not-found",
+                            "No route matches this path with these request headers.", NULL, 0);
+            return;
+        }
+        req->match.route = rt;
     }
     switch (req->match.route->kind) {
     case PT_DISPATCH_RESPOND:

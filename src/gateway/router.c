@@ -516,7 +516,8 @@ pt_router_t *pt_router_build(pt_arena_t *a, const pt_api_def_t *apis, size_t n, 
         if (api->nroutes > 1)
             qsort(sorted, api->nroutes, sizeof(*sorted), route_cmp);
         for (j = 0; j < api->nroutes; j++)
-            if (insert_route(a, ra->root, api, sorted[j], &leaves, err, errlen) != 0)
+            if (!sorted[j]->alt_member && /* reached through another route's alt */
+                insert_route(a, ra->root, api, sorted[j], &leaves, err, errlen) != 0)
                 goto fail;
     }
     for (l = leaves; l != NULL; l = l->next)

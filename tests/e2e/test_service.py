@@ -1080,3 +1080,43 @@ routes:
     p = subprocess.run([BIN, "validate", "bad.yaml"], capture_output=True, text=True,
                        timeout=30, cwd=tmp_path)
     assert p.returncode != 0 and "connections.db.pool.min: must not exceed max (4)" in p.stderr
+
+
+ROUTING_API = '''
+name: v
+base_path: /v
+kind: service
+title: Routing headers
+version: "1"
+processes:
+  v1: {steps: [{map: {fields: {version: 1}}}]}
+  v2: {steps: [{map: {fields: {version: 2}}}]}
+  v2beta: {steps: [{map: {fields: {version: "'2-beta'"}}}]}
+routes:
+  - {method: GET, path: /thing, process: v1}
+  - {method: GET, path: /thing, process: v2, headers: {X-Api-Version: "2"}}
+  - {method: GET, path: /thing, process: v2beta, headers: {X-Api-Version: "2", X-Beta: "yes"}}
+  - {method: GET, path: /only, process: v2, headers: {X-Api-Version: "2"}}
+'''
+
+
+def test_routing_headers(portico_factory, tmp_path):
+    n = portico_factory(node_config(), {"v.yaml": ROUTING_API})
+
+    def get(path, **h):
+        return requests.get(n.url(path), headers=h, timeout=10)
+    assert get("/v/thing").json() == {"version": 1}
+    assert get("/v/thing", **{"X-Api-Version": "2"}).json() == {"version": 2}
+    assert get("/v/thing", **{"x-api-version": "2", "X-Beta": "yes"}).json() == {"version": "2-beta"}
+    assert get("/v/thing", **{"X-Api-Version": "3"}).json() == {"version": 1}
+    assert get("/v/only", **{"X-Api-Version": "2"}).json() == {"version": 2}
+    r = get("/v/only")
+    assert r.status_code == 404 and "headers" in r.json()["detail"]
+    # the same routing headers twice is a duplicate
+    bad = ROUTING_API.replace('process: v2beta, headers: {X-Api-Version: "2", X-Beta: "yes"}',
+                              'process: v2beta, headers: {x-api-version: "2"}')
+    (tmp_path / "bad.yaml").write_text(bad)
+    p = subprocess.run([BIN, "validate", "bad.yaml"], capture_output=True, text=True,
+                       timeout=30, cwd=tmp_path)
+    assert p.returncode != 0 and "duplicate route GET /thing: same method, routing headers" \
+        in p.stderr, p.stderr
