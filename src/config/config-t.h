@@ -163,6 +163,7 @@ typedef struct pt_step_def_s {
     struct pt_expr_s *http_body; /* NULL = no body; objects/arrays go as JSON */
     uint32_t http_timeout_ms;    /* default 10s */
     uint64_t http_max_response;  /* bytes, default 8 MiB */
+    char *http_xml_root;         /* document element of an XML body; NULL = "request" */
     /* RESPOND */
     int status;               /* default 200 */
     pt_named_expr_t *headers; /* name -> template */

@@ -36,8 +36,8 @@ static const char *const pool_keys[] = {"min", "max", NULL};
 static const char *const process_keys[] = {"mode", "transaction", "on_error", "steps", NULL};
 static const char *const step_keys[] = {"name",    "when",   "sql",  "map",
                                         "respond", "script", "http", NULL};
-static const char *const http_keys[] = {"method", "url",     "connection",   "headers",
-                                        "body",   "timeout", "max_response", NULL};
+static const char *const http_keys[] = {"method",  "url",          "connection", "headers", "body",
+                                        "timeout", "max_response", "xml_root",   NULL};
 static const char *const script_keys[] = {"source", "file", "memory", "instructions", NULL};
 static const char *const sql_keys[] = {"connection", "query", "params", "result",
                                        "not_found",  "page",  NULL};
@@ -709,6 +709,12 @@ static void parse_http(pt__cfg_ctx_t *c, const pt_ynode_t *n, const pt_api_def_t
         mark = pt__cfg_push(c, "timeout", 7);
         if (pt__cfg_duration(c, v, 1, 600000, &x) == 0)
             st->http_timeout_ms = (uint32_t)x;
+        pt__cfg_pop(c, mark);
+    }
+    if (!pt_yaml_is_null(v = pt_yaml_get(n, "xml_root"))) {
+        mark = pt__cfg_push(c, "xml_root", 8);
+        if (pt__cfg_string(c, v, &st->http_xml_root) == 0 && check_ident(st->http_xml_root) != 0)
+            pt__cfg_err(c, v->line, "expected an element name ([A-Za-z_][A-Za-z0-9_]*)");
         pt__cfg_pop(c, mark);
     }
     if (!pt_yaml_is_null(v = pt_yaml_get(n, "max_response"))) {

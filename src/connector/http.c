@@ -10,6 +10,7 @@
 #include <strings.h>
 
 #include "core/buf.h"
+#include "core/xml.h"
 
 typedef struct recv_s {
     pt_buf_t body;
@@ -91,6 +92,19 @@ static size_t on_header(char *p, size_t size, size_t n, void *arg)
     return pt_json_object_set(rv->a, rv->headers, name, strlen(name), v) == PT_OK ? len : 0;
 }
 
+static int is_xml_type(const char *ct)
+{
+    size_t n;
+    if (ct == NULL)
+        return 0;
+    n = strcspn(ct, ";");
+    while (n > 0 && ct[n - 1] == ' ')
+        n--;
+    return (n == 15 && strncasecmp(ct, "application/xml", 15) == 0) ||
+           (n == 8 && strncasecmp(ct, "text/xml", 8) == 0) ||
+           (n > 4 && strncasecmp(ct + n - 4, "+xml", 4) == 0);
+}
+
 static int is_json_type(const char *ct)
 {
     size_t n;
@@ -114,7 +128,7 @@ int pt_http_call(const pt_http_call_t *call, pt_arena_t *a, pt_json_t **result, 
     CURLcode cc;
     long status = 0;
     size_t i;
-    int has_ctype = 0, rc = PT_ERROR;
+    int has_ctype = 0, xml_body = 0, rc = PT_ERROR;
     pt_json_t *body;
 
     *result = NULL;
@@ -133,8 +147,10 @@ int pt_http_call(const pt_http_call_t *call, pt_arena_t *a, pt_json_t **result, 
     for (i = 0; i < call->nheaders; i++) {
         struct curl_slist *n;
         line.len = 0;
-        if (strcasecmp(call->headers[i].name, "content-type") == 0)
+        if (strcasecmp(call->headers[i].name, "content-type") == 0) {
             has_ctype = 1;
+            xml_body = is_xml_type(call->headers[i].value);
+        }
         if (pt_buf_printf(&line, "%s: %s", call->headers[i].name, call->headers[i].value) != 0 ||
             pt_buf_append_char(&line, '\0') != 0 || (n = curl_slist_append(hl, line.data)) == NULL)
             goto nomem;
@@ -146,6 +162,11 @@ int pt_http_call(const pt_http_call_t *call, pt_arena_t *a, pt_json_t **result, 
                 goto nomem;
             if (!has_ctype &&
                 (hl = curl_slist_append(hl, "Content-Type: text/plain; charset=utf-8")) == NULL)
+                goto nomem;
+        } else if (xml_body) {
+            /* an XML Content-Type: the value written as XML */
+            if (pt_xml_write(&sent, call->xml_root ? call->xml_root : "request", call->body) !=
+                PT_OK)
                 goto nomem;
         } else {
             if (pt_json_write(&sent, call->body) != PT_OK)
@@ -195,6 +216,12 @@ int pt_http_call(const pt_http_call_t *call, pt_arena_t *a, pt_json_t **result, 
         pt_json_limits_t lim = PT_JSON_LIMITS_DEFAULT;
         pt_json_error_t jerr;
         body = pt_json_parse(a, rv.body.data, rv.body.len, &lim, &jerr);
+    } else if (rv.body.len > 0 && is_xml_type(rv.ctype)) {
+        /* the same tree as an XML request body (DOCTYPEs refused) */
+        pt_json_limits_t lim = PT_JSON_LIMITS_DEFAULT;
+        pt_json_error_t jerr;
+        const char *root, *ns;
+        body = pt_xml_parse(a, rv.body.data, rv.body.len, &lim, &root, &ns, &jerr);
     }
     if (body == NULL)
         body = rv.body.len > 0 ? pt_json_string(a, rv.body.data, rv.body.len) : pt_json_null(a);

@@ -22,7 +22,9 @@ typedef struct pt_http_call_s {
     pt_header_kv_t *headers;
     size_t nheaders;
     const pt_json_t *body; /* NULL: none; a string goes as is (text/plain unless a Content-Type
-                              header says otherwise), anything else as JSON */
+                              header says otherwise), anything else as JSON, or as XML when the
+                              Content-Type header is an XML type */
+    const char *xml_root;  /* the document element of an XML body; NULL = "request" */
     uint32_t timeout_ms;
     uint64_t max_response;
 } pt_http_call_t;
@@ -36,9 +38,9 @@ void pt_http_thread_cleanup(void);
 
 /* Makes the call. On PT_OK, *result is {"status": n, "headers": {lower-case
  * name: value}, "body": JSON when the response says it is JSON (and parses),
- * else a string} in arena a; whatever the status (a 404 is a result, for
- * `when:` to look at). PT_AGAIN when it timed out, PT_ERROR otherwise, with
- * err filled (no header values, no body). */
+ * or XML (the tree of core/xml.h), else a string} in arena a; whatever the status (a 404 is a
+ * result, for `when:` to look at). PT_AGAIN when it timed out, PT_ERROR otherwise, with err filled
+ * (no header values, no body). */
 int pt_http_call(const pt_http_call_t *call, pt_arena_t *a, pt_json_t **result, char *err,
                  size_t errlen);
 

@@ -936,6 +936,7 @@ static int step_http(run_t *r, const pt_step_def_t *st, pt_json_t **result)
             call.timeout_ms = (uint32_t)left;
     }
     call.max_response = st->http_max_response;
+    call.xml_root = st->http_xml_root;
     rc = pt_http_call(&call, &x->arena, result, err, sizeof(err));
     if (rc == PT_OK)
         return PT_OK;
