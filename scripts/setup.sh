@@ -12,6 +12,7 @@ PKGS=(
   # tests
   python3-pytest python3-requests openssl curl valgrind iproute2
   postgresql mariadb-server   # tests start their own throwaway servers
+  python3-jsonschema nodejs   # contract checks (node runs the npm validators below)
   # benchmarks (bench/run.sh and ../shared/bench/peers.sh)
   nginx wrk util-linux procps
 )
@@ -21,12 +22,23 @@ missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
 done
+contracts() {
+  # third-party validators for the generated contracts (npm registry), pinned by
+  # tests/contracts/package-lock.json; installed once into tests/contracts/node_modules
+  local dir; dir="$(cd "$(dirname "$0")/.." && pwd)/tests/contracts"
+  if [ ! -d "$dir/node_modules/@apidevtools/swagger-parser" ]; then
+    command -v npm >/dev/null || $SUDO apt-get install -y -qq --no-install-recommends npm
+    (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error)
+  fi
+}
+SUDO=""
+[ "$(id -u)" -eq 0 ] || SUDO="sudo"
 if [ ${#missing[@]} -eq 0 ]; then
   echo "setup: all ${#PKGS[@]} packages present"
+  contracts
   exit 0
 fi
 echo "setup: installing ${missing[*]}"
-SUDO=""
 [ "$(id -u)" -eq 0 ] || SUDO="sudo"
 export DEBIAN_FRONTEND=noninteractive
 $SUDO apt-get update -qq
@@ -40,6 +52,7 @@ if [ ! -e "$policy" ]; then
   trap '$SUDO rm -f "$policy"' EXIT
 fi
 $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+contracts
 # Debian's nginx package starts a system nginx on :80; the project never uses it.
 if [[ " ${missing[*]} " == *" nginx "* ]] && command -v systemctl >/dev/null; then
   $SUDO systemctl disable --now nginx >/dev/null 2>&1 || true

@@ -11,7 +11,9 @@
 #include "gateway/snapshot-t.h"
 #include "http/http.h"
 #include "core/buf.h"
+#include "config/config.h"
 #include "process/engine.h"
+#include "protocol/openapi.h"
 #include "process/records.h"
 #include "proxy/proxy.h"
 
@@ -87,6 +89,82 @@ method:
                     1);
 }
 
+/* {base_path}/openapi.json and .yaml of a service API (a route of that
+ * path, if any, wins): the document rendered with the snapshot, around
+ * the server URL of this request. Returns 1 when it answered. */
+static int serve_contract(pt_req_t *req, const pt_snapshot_t *s)
+{
+    const pt_api_def_t *api = req->match.api;
+    size_t ai = (size_t)(api - s->config->apis), bl = strlen(api->base_path), rest_len;
+    const char *rest = req->path.p + bl;
+    const pt_contract_t *c;
+    const pt_str_t *ver;
+    static const pt_header_kv_t hdrs[] = {{"Cache-Control", "no-cache"}};
+    const pt_listener_rt_t *l = pt_http_listener(req);
+    const char *scheme = l != NULL && l->tls ? "https" : "http";
+    int yaml;
+    pt_buf_t url;
+
+    if (s->openapi == NULL || s->openapi[2 * ai].head == NULL || req->path.len < bl)
+        return 0;
+    if (bl == 1)
+        rest = req->path.p; /* the catch-all base path "/" */
+    rest_len = req->path.len - (size_t)(rest - req->path.p);
+    if (rest_len == 13 && memcmp(rest, "/openapi.json", 13) == 0)
+        yaml = 0;
+    else if (rest_len == 13 && memcmp(rest, "/openapi.yaml", 13) == 0)
+        yaml = 1;
+    else
+        return 0;
+    if (!is_get(req)) {
+        static const pt_header_kv_t allow[] = {{"Allow", "GET, HEAD"}};
+        pt_http_problem(req, 405, "method-not-allowed", "The contract is read with GET.", allow, 1);
+        return 1;
+    }
+    /* ?version=3.0 for OpenAPI 3.0.3 */
+    c = &s->openapi[2 * ai];
+    ver = &req->query;
+    if (ver->len >= 11 && memmem(ver->p, ver->len, "version=3.0", 11) != NULL)
+        c = &s->openapi[2 * ai + 1];
+    /* the server URL: as this client reached the node (X-Forwarded-* only
+     * from trusted proxies) */
+    pt_buf_init(&url, 0);
+    {
+        const pt_config_t *cfg = s->config;
+        const struct sockaddr *peer = pt_http_peer_addr(req);
+        int trusted = peer->sa_family != 0 && cfg->ntrusted_proxies > 0 &&
+                      pt_cidr_match(cfg->trusted_proxies, cfg->ntrusted_proxies, peer);
+        const pt_str_t *xfp = trusted ? pt_http_header(req, "x-forwarded-proto") : NULL;
+        const pt_str_t *xfh = trusted ? pt_http_header(req, "x-forwarded-host") : NULL;
+        if (xfp != NULL)
+            pt_buf_append_json_str(&url, xfp->p, xfp->len);
+        else
+            pt_buf_append_str(&url, scheme);
+        pt_buf_append_str(&url, "://");
+        if (xfh != NULL)
+            pt_buf_append_json_str(&url, xfh->p, xfh->len);
+        else if (req->host.len > 0)
+            pt_buf_append_json_str(&url, req->host.p, req->host.len);
+        else
+            pt_buf_append_str(&url, "localhost");
+        if (bl > 1)
+            pt_buf_append_json_str(&url, api->base_path, bl);
+    }
+    if (url.data == NULL) {
+        pt_http_problem(req, 500, "internal-error", "Out of memory.", NULL, 0);
+        return 1;
+    }
+    pt_http_respond_start(req, 200, hdrs, 1,
+                          yaml ? "application/yaml; charset=utf-8" : "application/json",
+                          (int64_t)(c->head_len + url.len + c->tail_len));
+    pt_http_respond_body(req, c->head, c->head_len);
+    pt_http_respond_body(req, url.data, url.len);
+    pt_http_respond_body(req, c->tail, c->tail_len);
+    pt_http_respond_end(req);
+    pt_buf_free(&url);
+    return 1;
+}
+
 /* Does req carry every routing header of rt (exact values)? */
 static int headers_match(const pt_req_t *req, const pt_route_def_t *rt)
 {
@@ -129,6 +207,8 @@ void pt_gateway_handle(pt_req_t *req)
         pt_proxy_handle(req, s->proxies[req->match.api - s->config->apis]);
         return;
     }
+    if (rr != PT_ROUTE_FOUND && req->match.api != NULL && serve_contract(req, s))
+        return;
     if (rr == PT_ROUTE_NOT_FOUND) {
         pt_http_problem(req, 404, "not-found", "No route matches this path.", NULL, 0);
         return;

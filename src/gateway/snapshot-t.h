@@ -23,6 +23,8 @@ typedef struct pt_snapshot_s {
     SSL_CTX **tls;                     /* per listener index; NULL entries for plain listeners */
     struct pt_proxy_api_s **proxies;   /* per API index: a proxy API's runtime view, or NULL */
     struct pt_service_rt_s **services; /* per API index: a service API's databases, or NULL */
+    struct pt_contract_s *openapi;     /* per API index x 2 (3.1, 3.0): rendered documents of
+                                          service APIs (head NULL for others) */
     char *apis_json;                   /* pre-rendered body of /_portico/apis */
     size_t apis_json_len;
 } pt_snapshot_t;

@@ -13,6 +13,7 @@
 #include "gateway/router.h"
 #include "http/tls.h"
 #include "process/engine.h"
+#include "protocol/openapi.h"
 #include "proxy/proxy.h"
 
 static void snapshot_free(pt_snapshot_t *s)
@@ -27,6 +28,11 @@ static void snapshot_free(pt_snapshot_t *s)
         for (i = 0; i < s->config->napis; i++)
             pt_service_rt_free(s->services[i]);
         free(s->services);
+    }
+    if (s->openapi != NULL) {
+        for (i = 0; i < 2 * s->config->napis; i++)
+            pt_contract_free(&s->openapi[i]);
+        free(s->openapi);
     }
     free(s->apis_json);
     pt_arena_destroy(&s->arena);
@@ -110,6 +116,22 @@ pt_snapshot_t *pt_snapshot_build(pt_config_t *cfg, uint64_t generation, char *er
         s->services[i] = pt_service_rt_build(&cfg->apis[i], err, errlen);
         if (s->services[i] == NULL)
             goto fail;
+    }
+    /* contracts, rendered once per snapshot */
+    s->openapi = calloc(2 * (cfg->napis ? cfg->napis : 1), sizeof(*s->openapi));
+    if (s->openapi == NULL) {
+        snprintf(err, errlen, "out of memory");
+        goto fail;
+    }
+    for (i = 0; i < cfg->napis; i++) {
+        char why[256];
+        if (strcmp(cfg->apis[i].kind, "service") != 0)
+            continue;
+        if (pt_openapi_render(&cfg->apis[i], 0, &s->openapi[2 * i], why, sizeof(why)) != 0 ||
+            pt_openapi_render(&cfg->apis[i], 1, &s->openapi[2 * i + 1], why, sizeof(why)) != 0) {
+            snprintf(err, errlen, "%s: %s", cfg->apis[i].file, why);
+            goto fail;
+        }
     }
     s->tls = calloc(cfg->nlisteners ? cfg->nlisteners : 1, sizeof(SSL_CTX *));
     if (s->tls == NULL) {

@@ -1478,3 +1478,21 @@ pt_json_t *pt_jschema_coerce(const pt_jschema_t *s, pt_json_t *v, pt_arena_t *a)
 {
     return coerce(s, v, a, 0);
 }
+
+size_t pt_jschema_count(const pt_jschema_set_t *set)
+{
+    return set != NULL ? set->n : 0;
+}
+
+const char *pt_jschema_name(const pt_jschema_set_t *set, size_t i, size_t *len)
+{
+    if (set == NULL || i >= set->n)
+        return NULL;
+    *len = set->name_lens[i];
+    return set->names[i];
+}
+
+const pt_jschema_t *pt_jschema_at(const pt_jschema_set_t *set, size_t i)
+{
+    return set != NULL && i < set->n ? set->schemas[i] : NULL;
+}

@@ -72,4 +72,9 @@ pt_json_t *pt_jschema_coerce(const pt_jschema_t *s, pt_json_t *v, pt_arena_t *a)
  * source document. */
 const pt_json_t *pt_jschema_doc(const pt_jschema_t *s);
 
+/* The named schemas of a set, in definition order (contract generators). */
+size_t pt_jschema_count(const pt_jschema_set_t *set);
+const char *pt_jschema_name(const pt_jschema_set_t *set, size_t i, size_t *len);
+const pt_jschema_t *pt_jschema_at(const pt_jschema_set_t *set, size_t i);
+
 #endif

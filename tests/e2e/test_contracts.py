@@ -1,0 +1,181 @@
+"""
+Generated contracts: the OpenAPI 3.1 and 3.0.3 documents of a service API
+at {base_path}/openapi.json and .yaml, checked by a real third-party
+validator (@apidevtools/swagger-parser under node, installed by
+scripts/setup.sh), the answers of real requests checked against the schemas
+the document declares (Debian's python3-jsonschema), the server URL as the
+client reached the node (X-Forwarded-* only from trusted proxies).
+"""
+import json
+import os
+import sqlite3
+import subprocess
+
+import jsonschema
+import pytest
+import requests
+
+from conftest import node_config
+
+VALIDATOR = os.path.join(os.path.dirname(__file__), "..", "contracts", "validate-openapi.js")
+
+API = '''
+name: shop
+base_path: /shop/v2
+kind: service
+title: Shop "API"
+version: "2.1"
+description: Orders and customers.
+connections:
+  db: {url: "sqlite:../shop.db"}
+headers: [X-Tenant]
+schemas:
+  customer:
+    type: object
+    required: [name]
+    additionalProperties: false
+    properties:
+      id: {type: integer, readOnly: true}
+      name: {type: string, maxLength: 40}
+      email: {type: string, format: email, nullable: true}
+      tier: {type: string, enum: [gold, silver]}
+      address: {$ref: "#/schemas/address"}
+  address:
+    type: object
+    properties:
+      city: {type: string}
+  customers:
+    type: array
+    items: {$ref: "#/schemas/customer"}
+processes:
+  list:
+    steps:
+      - name: rows
+        sql:
+          query: SELECT id, name, email FROM customers WHERE ${after} ORDER BY ${order} LIMIT :limit
+          params: {limit: page.fetch}
+          page: {by: [id], sort: [name], max_limit: 50}
+  get:
+    steps:
+      - sql: {query: "SELECT id, name, email FROM customers WHERE id = :id", params: {id: path.id}, result: row}
+  create:
+    steps:
+      - name: ins
+        sql: {query: "INSERT INTO customers(name, email) VALUES (:name, :email)", params: {name: body.name, email: body.email}, result: key}
+      - name: row
+        sql: {query: "SELECT id, name, email FROM customers WHERE id = :id", params: {id: steps.ins.key}, result: row}
+      - respond: {status: 201, headers: {Location: "/shop/v2/customers/${steps.ins.key}"}, body: steps.row}
+routes:
+  - {method: GET, path: /customers, process: list, response_schema: customers, description: "All customers, paged."}
+  - {method: GET, path: "/customers/{id}", process: get, response_schema: customer}
+  - {method: GET, path: "/customers/{id}", process: get, headers: {X-Api-Version: "2"}}
+  - {method: POST, path: /customers, process: create, body_schema: customer, response_schema: customer,
+     query: {dry: {type: boolean, default: false}}}
+  - method: GET
+    path: /ping
+    respond: {status: 200, body: {pong: true}}
+'''
+
+
+@pytest.fixture
+def shop(portico_factory, tmp_path):
+    con = sqlite3.connect(tmp_path / "shop.db")
+    con.execute("CREATE TABLE customers(id INTEGER PRIMARY KEY, name TEXT NOT NULL, email TEXT)")
+    con.commit()
+    con.close()
+    return portico_factory(node_config(extra="trusted_proxies: [127.0.0.1]\n"),
+                           {"shop.yaml": API})
+
+
+def validate(tmp_path, name, text):
+    f = tmp_path / name
+    f.write_text(text)
+    p = subprocess.run(["node", VALIDATOR, str(f)], capture_output=True, text=True, timeout=60)
+    assert p.returncode == 0, p.stderr + p.stdout
+    return p.stdout
+
+
+@pytest.mark.parametrize("suffix,version", [("openapi.json", ""), ("openapi.json", "3.0"),
+                                             ("openapi.yaml", "")])
+def test_openapi_validates(shop, tmp_path, suffix, version):
+    r = requests.get(shop.url("/shop/v2/" + suffix), params={"version": version} if version else {},
+                     timeout=10)
+    assert r.status_code == 200
+    out = validate(tmp_path, "doc-" + suffix, r.text)
+    assert out.startswith('ok Shop "API" ' + ("3.0.3" if version else "3.1.0")), out
+
+
+def test_openapi_content(shop):
+    doc = requests.get(shop.url("/shop/v2/openapi.json"), timeout=10).json()
+    assert doc["info"] == {"title": 'Shop "API"', "version": "2.1",
+                           "description": "Orders and customers."}
+    assert doc["servers"] == [{"url": "http://127.0.0.1:%d/shop/v2" % shop.port}]
+    ops = [(p, m, o["operationId"]) for p, item in doc["paths"].items() for m, o in item.items()]
+    assert len({o for _, _, o in ops}) == len(ops)  # unique operationIds
+    get = doc["paths"]["/customers/{id}"]["get"]
+    assert {"name": "id", "in": "path", "required": True,
+            "schema": {"type": "string"}} in get["parameters"]
+    assert any(p["name"] == "x-tenant" and p["in"] == "header" for p in get["parameters"])
+    for code in ("200", "400", "404", "500", "503", "504"):
+        assert code in get["responses"], code
+    post = doc["paths"]["/customers"]["post"]
+    assert "201" in post["responses"] and "409" in post["responses"]
+    assert post["requestBody"]["content"]["application/json"]["schema"] == {
+        "$ref": "#/components/schemas/customer"}
+    assert any(p["name"] == "dry" and p["schema"]["type"] == "boolean"
+               for p in post["parameters"])
+    lst = doc["paths"]["/customers"]["get"]
+    names = {p["name"] for p in lst["parameters"]}
+    assert {"limit", "cursor", "sort"} <= names
+    schemas = doc["components"]["schemas"]
+    assert schemas["customer"]["properties"]["email"]["type"] == ["string", "null"]
+    assert schemas["customer"]["properties"]["address"] == {"$ref": "#/components/schemas/address"}
+    assert "Problem" in schemas
+    doc30 = requests.get(shop.url("/shop/v2/openapi.json?version=3.0"), timeout=10).json()
+    assert doc30["components"]["schemas"]["customer"]["properties"]["email"] == {
+        "type": "string", "format": "email", "nullable": True}
+
+
+def test_server_url_follows_trusted_forwarding(shop):
+    doc = requests.get(shop.url("/shop/v2/openapi.json"), timeout=10,
+                       headers={"X-Forwarded-Proto": "https",
+                                "X-Forwarded-Host": "api.example.com"}).json()
+    assert doc["servers"] == [{"url": "https://api.example.com/shop/v2"}]
+
+
+def test_answers_match_declared_schemas(shop):
+    doc = requests.get(shop.url("/shop/v2/openapi.json"), timeout=10).json()
+    resolver = jsonschema.RefResolver.from_schema(doc)
+
+    def check(path, method, status, body):
+        resp = doc["paths"][path][method]["responses"][str(status)]
+        if "$ref" in resp:
+            resp = resolver.resolve(resp["$ref"])[1]
+        media = "application/problem+json" if status >= 400 else "application/json"
+        schema = resp["content"][media]["schema"]
+        jsonschema.Draft202012Validator(schema, resolver=resolver).validate(body)
+
+    r = requests.post(shop.url("/shop/v2/customers"), json={"name": "Ada", "email": None},
+                      timeout=10)
+    assert r.status_code == 201, r.text
+    check("/customers", "post", 201, r.json())
+    cid = r.json()["id"]
+    r = requests.get(shop.url("/shop/v2/customers/%d" % cid), timeout=10)
+    check("/customers/{id}", "get", 200, r.json())
+    r = requests.get(shop.url("/shop/v2/customers"), timeout=10)
+    check("/customers", "get", 200, r.json())
+    r = requests.get(shop.url("/shop/v2/customers/999"), timeout=10)
+    assert r.status_code == 404
+    check("/customers/{id}", "get", 404, r.json())
+    r = requests.post(shop.url("/shop/v2/customers"), json={"name": 5}, timeout=10)
+    assert r.status_code == 400
+    check("/customers", "post", 400, r.json())
+
+
+def test_contract_is_cached_and_read_only(shop):
+    a = requests.get(shop.url("/shop/v2/openapi.json"), timeout=10).content
+    b = requests.get(shop.url("/shop/v2/openapi.json"), timeout=10).content
+    assert a == b
+    r = requests.post(shop.url("/shop/v2/openapi.json"), timeout=10)
+    assert r.status_code == 405
+    assert requests.head(shop.url("/shop/v2/openapi.json"), timeout=10).status_code == 200
