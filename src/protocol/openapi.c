@@ -270,7 +270,7 @@ static void add_success(gen_t *g, pt_json_t *responses, const pt_api_def_t *api,
     int any = 0;
     for (i = 0; i < p->nsteps; i++) {
         const pt_step_def_t *st = &p->steps[i];
-        char code[8];
+        char code[16];
         pt_json_t *resp;
         if (st->kind != PT_STEP_RESPOND || st->status >= 400)
             continue;
@@ -408,7 +408,7 @@ static pt_json_t *operation(gen_t *g, const pt_api_def_t *api, const pt_route_de
     if (p != NULL) {
         add_success(g, responses, api, r, p);
     } else {
-        char code[8];
+        char code[16];
         pt_json_t *resp = obj(g);
         snprintf(code, sizeof(code), "%d", r->respond.status);
         set(g, resp, "description", str(g, "The route's static response"));
