@@ -16,6 +16,7 @@
 #include "config/schema.h"
 #include "config/upstream-i.h"
 #include "core/buf.h"
+#include "core/json.h"
 #include "gateway/router.h"
 
 #define API_NAME_MAX  64
@@ -26,7 +27,7 @@
 
 static const char *const api_keys[] = {
     "name",     "base_path",   "kind",    "title",   "version",   "description", "routes",
-    "upstream", "connections", "schemas", "headers", "processes", NULL};
+    "upstream", "connections", "schemas", "headers", "processes", "openapi",     NULL};
 static const char *const route_keys[] = {
     "method",      "path",  "name",    "respond",         "description", "process",
     "body_schema", "query", "headers", "response_schema", NULL};
@@ -513,6 +514,58 @@ static void string_key(pt__cfg_ctx_t *c, const pt_ynode_t *m, const char *key, i
     pt__cfg_pop(c, mark);
 }
 
+/* `openapi: file` of a proxy API: an OpenAPI 3.x document (JSON or YAML),
+ * read and checked at load. */
+static void load_openapi(pt__cfg_ctx_t *c, const pt_ynode_t *v, pt_api_def_t *api)
+{
+    pt_config_errors_t errs = {0};
+    char *path = NULL, *data = NULL;
+    size_t len = 0;
+    pt_json_t *doc = NULL;
+    const pt_json_t *ver;
+    pt_json_error_t jerr;
+
+    if (pt__cfg_string(c, v, &path) != 0 || (path = pt__cfg_def_path(c, v->line, path)) == NULL)
+        return;
+    if (pt_yaml_read_file(path, &data, &len, &errs) != 0) {
+        pt__cfg_err(c, v->line, "cannot read %s%s%s", path, errs.count ? ": " : "",
+                    errs.count ? errs.msgs[0] : "");
+        pt_config_errors_free(&errs);
+        return;
+    }
+    if (len > 0 && (data[0] == '{' || data[0] == '[')) {
+        doc = pt_json_parse(c->arena, data, len, &PT_JSON_LIMITS_DEFAULT, &jerr);
+        if (doc == NULL)
+            pt__cfg_err(c, v->line, "%s: line %u: %s", path, jerr.line, jerr.message);
+    } else {
+        const pt_ynode_t *y = pt_yaml_parse(c->scratch, path, data, len, &errs);
+        pt_buf_t b;
+        pt_buf_init(&b, 0);
+        if (y == NULL)
+            pt__cfg_err(c, v->line, "%s: %s", path, errs.count ? errs.msgs[0] : "not YAML");
+        else if (pt__cfg_yaml_json(&b, y) != 0 ||
+                 (doc = pt_json_parse(c->arena, b.data, b.len, &PT_JSON_LIMITS_DEFAULT, &jerr)) ==
+                     NULL)
+            pt__cfg_err(c, v->line, "%s: cannot read it as a document", path);
+        pt_buf_free(&b);
+        pt_config_errors_free(&errs);
+    }
+    free(data);
+    if (doc == NULL)
+        return;
+    ver = pt_json_get(doc, "openapi");
+    if (doc->type != PT_JSON_OBJECT || ver == NULL || ver->type != PT_JSON_STRING ||
+        strncmp(ver->u.str.p, "3.", 2) != 0 || pt_json_get(doc, "paths") == NULL) {
+        pt__cfg_err(c, v->line,
+                    "%s is not an OpenAPI 3.x document (an \"openapi\": \"3.x\" member and "
+                    "\"paths\")",
+                    path);
+        return;
+    }
+    api->openapi_file = path;
+    api->openapi_doc = doc;
+}
+
 static void parse_api(pt__cfg_ctx_t *c, const pt_ynode_t *root, pt_api_def_t *api)
 {
     const pt_ynode_t *v;
@@ -555,6 +608,16 @@ static void parse_api(pt__cfg_ctx_t *c, const pt_ynode_t *root, pt_api_def_t *ap
     string_key(c, root, "title", 1, &api->title);
     string_key(c, root, "version", 1, &api->version);
     string_key(c, root, "description", 0, &api->description);
+    if (!pt_yaml_is_null(v = pt_yaml_get(root, "openapi"))) {
+        mark = pt__cfg_push(c, "openapi", 7);
+        if (api->kind != NULL && strcmp(api->kind, "proxy") != 0)
+            pt__cfg_err(
+                c, v->line,
+                "only proxy APIs import an OpenAPI document (service APIs generate theirs)");
+        else
+            load_openapi(c, v, api);
+        pt__cfg_pop(c, mark);
+    }
 
     /* With a missing or invalid kind, both parts are read so that their errors show too. */
     is_proxy = api->kind != NULL && strcmp(api->kind, "proxy") == 0;

@@ -342,6 +342,10 @@ typedef struct pt_api_def_s {
     size_t nprocesses;
     char **custom_headers; /* lower-case names of the headers processes see (`header.<name>`) */
     size_t ncustom_headers;
+    /* kind "proxy": an OpenAPI 3.x document supplied with the definition (`openapi: file`),
+       served at {base_path}/openapi.json with its servers rewritten to the gateway */
+    char *openapi_file;
+    struct pt_json_s *openapi_doc;
 } pt_api_def_t;
 
 /* An address block: "10.0.0.0/8", "::1/128", "127.0.0.1" (= /32). */

@@ -124,7 +124,8 @@ static int serve_contract(pt_req_t *req, const pt_snapshot_t *s)
     /* ?version=3.0 for OpenAPI 3.0.3 */
     c = &s->openapi[2 * ai];
     ver = &req->query;
-    if (ver->len >= 11 && memmem(ver->p, ver->len, "version=3.0", 11) != NULL)
+    if (ver->len >= 11 && memmem(ver->p, ver->len, "version=3.0", 11) != NULL &&
+        s->openapi[2 * ai + 1].head != NULL)
         c = &s->openapi[2 * ai + 1];
     /* the server URL: as this client reached the node (X-Forwarded-* only
      * from trusted proxies) */
@@ -202,6 +203,9 @@ void pt_gateway_handle(pt_req_t *req)
     }
     rr = pt_router_match(s->router, req->method, req->method_len, req->path.p, req->path.len,
                          &req->match);
+    if (rr == PT_ROUTE_NOT_FOUND && req->match.api != NULL && req->match.api->upstream != NULL &&
+        req->match.api->openapi_doc != NULL && serve_contract(req, s))
+        return; /* a proxy API's imported contract */
     if (rr == PT_ROUTE_NOT_FOUND && req->match.api != NULL && req->match.api->upstream != NULL) {
         /* a proxy API forwards everything under its base path */
         pt_proxy_handle(req, s->proxies[req->match.api - s->config->apis]);

@@ -64,7 +64,15 @@ static int render_apis(pt_snapshot_t *s)
             rc |= pt_buf_append_json_str(&b, fields[k][1], strlen(fields[k][1]));
             rc |= pt_buf_append_char(&b, '"');
         }
-        rc |= pt_buf_printf(&b, ",\"routes\":%zu}", a->nroutes);
+        rc |= pt_buf_printf(&b, ",\"routes\":%zu", a->nroutes);
+        if (a->openapi_file != NULL || strcmp(a->kind, "service") == 0) {
+            /* the contract's URL, relative to the node */
+            size_t bl = strlen(a->base_path);
+            rc |= pt_buf_append_str(&b, ",\"openapi\":\"");
+            rc |= pt_buf_append_json_str(&b, a->base_path, bl == 1 ? 0 : bl);
+            rc |= pt_buf_append_str(&b, "/openapi.json\"");
+        }
+        rc |= pt_buf_append_char(&b, '}');
     }
     rc |= pt_buf_append_str(&b, "]}");
     if (rc != 0) {
@@ -125,6 +133,15 @@ pt_snapshot_t *pt_snapshot_build(pt_config_t *cfg, uint64_t generation, char *er
     }
     for (i = 0; i < cfg->napis; i++) {
         char why[256];
+        if (cfg->apis[i].openapi_doc != NULL) {
+            /* imported: one version, the document's own */
+            if (pt_openapi_import(cfg->apis[i].openapi_doc, &s->openapi[2 * i], why, sizeof(why)) !=
+                0) {
+                snprintf(err, errlen, "%s: %s", cfg->apis[i].file, why);
+                goto fail;
+            }
+            continue;
+        }
         if (strcmp(cfg->apis[i].kind, "service") != 0)
             continue;
         if (pt_openapi_render(&cfg->apis[i], 0, &s->openapi[2 * i], why, sizeof(why)) != 0 ||

@@ -492,14 +492,42 @@ static pt_json_t *path_item(gen_t *g, pt_json_t *paths, const char *path)
     return it;
 }
 
+/* Writes doc as JSON into out's two pieces around the server mark. */
+static int split(const pt_json_t *doc, pt_contract_t *out, char *err, size_t errlen)
+{
+    static const char mark_text[] = "\\u0001server\\u0001";
+    const char *mark;
+    pt_buf_t b;
+    pt_buf_init(&b, 0);
+    if (pt_json_write(&b, doc) != PT_OK || b.data == NULL ||
+        (mark = strstr(b.data, mark_text)) == NULL) {
+        pt_buf_free(&b);
+        snprintf(err, errlen, "out of memory rendering the OpenAPI document");
+        return -1;
+    }
+    out->head_len = (size_t)(mark - b.data);
+    out->tail_len = b.len - out->head_len - (sizeof(mark_text) - 1);
+    out->head = malloc(out->head_len + 1);
+    out->tail = malloc(out->tail_len + 1);
+    if (out->head == NULL || out->tail == NULL) {
+        pt_buf_free(&b);
+        pt_contract_free(out);
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    memcpy(out->head, b.data, out->head_len);
+    memcpy(out->tail, mark + sizeof(mark_text) - 1, out->tail_len);
+    out->head[out->head_len] = out->tail[out->tail_len] = '\0';
+    pt_buf_free(&b);
+    return 0;
+}
+
 int pt_openapi_render(const pt_api_def_t *api, int v30, pt_contract_t *out, char *err,
                       size_t errlen)
 {
     gen_t g;
     pt_json_t *doc, *info, *servers, *server, *paths, *seen, *tags, *tagl;
-    pt_buf_t b;
     size_t i;
-    const char *mark;
     int rc = -1;
 
     memset(out, 0, sizeof(*out));
@@ -563,29 +591,46 @@ int pt_openapi_render(const pt_api_def_t *api, int v30, pt_contract_t *out, char
         snprintf(err, errlen, "out of memory rendering the OpenAPI document");
         goto out;
     }
-    pt_buf_init(&b, 0);
-    if (pt_json_write(&b, doc) != PT_OK || b.data == NULL ||
-        (mark = strstr(b.data, "\\u0001server\\u0001")) == NULL) {
-        pt_buf_free(&b);
-        snprintf(err, errlen, "out of memory rendering the OpenAPI document");
-        goto out;
-    }
-    out->head_len = (size_t)(mark - b.data);
-    out->tail_len = b.len - out->head_len - strlen("\\u0001server\\u0001");
-    out->head = malloc(out->head_len + 1);
-    out->tail = malloc(out->tail_len + 1);
-    if (out->head == NULL || out->tail == NULL) {
-        pt_buf_free(&b);
-        pt_contract_free(out);
-        snprintf(err, errlen, "out of memory");
-        goto out;
-    }
-    memcpy(out->head, b.data, out->head_len);
-    memcpy(out->tail, mark + strlen("\\u0001server\\u0001"), out->tail_len);
-    out->head[out->head_len] = out->tail[out->tail_len] = '\0';
-    pt_buf_free(&b);
-    rc = 0;
+    rc = split(doc, out, err, errlen);
 out:
+    pt_arena_reset(&g.a);
+    return rc;
+}
+
+int pt_openapi_import(const pt_json_t *doc, pt_contract_t *out, char *err, size_t errlen)
+{
+    gen_t g;
+    pt_json_t *copy, *servers, *server;
+    size_t i;
+    int rc = -1, placed = 0;
+
+    memset(out, 0, sizeof(*out));
+    memset(&g, 0, sizeof(g));
+    pt_arena_init(&g.a, NULL);
+    copy = obj(&g);
+    servers = arr(&g);
+    server = obj(&g);
+    set(&g, server, "url", str(&g, SERVER_MARK));
+    add(&g, servers, server);
+    for (i = 0; doc->type == PT_JSON_OBJECT && i < doc->u.obj.n; i++) {
+        const pt_json_member_t *m = &doc->u.obj.members[i];
+        if (strcmp(m->key, "servers") == 0) {
+            set(&g, copy, "servers", servers); /* the gateway, not the upstream */
+            placed = 1;
+            continue;
+        }
+        set(&g, copy, m->key, m->value);
+        if (!placed && strcmp(m->key, "info") == 0) {
+            set(&g, copy, "servers", servers);
+            placed = 1;
+        }
+    }
+    if (!placed)
+        set(&g, copy, "servers", servers);
+    if (g.failed)
+        snprintf(err, errlen, "out of memory rendering the OpenAPI document");
+    else
+        rc = split(copy, out, err, errlen);
     pt_arena_reset(&g.a);
     return rc;
 }

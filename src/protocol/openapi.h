@@ -36,6 +36,10 @@ typedef struct pt_contract_s {
 int pt_openapi_render(const pt_api_def_t *api, int v30, pt_contract_t *out, char *err,
                       size_t errlen);
 
+/* Renders an imported OpenAPI 3.x document (a proxy API's `openapi:`) with
+ * its `servers` replaced by the gateway's URL. Same contract as above. */
+int pt_openapi_import(const struct pt_json_s *doc, pt_contract_t *out, char *err, size_t errlen);
+
 void pt_contract_free(pt_contract_t *c);
 
 #endif

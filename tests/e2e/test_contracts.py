@@ -179,3 +179,58 @@ def test_contract_is_cached_and_read_only(shop):
     r = requests.post(shop.url("/shop/v2/openapi.json"), timeout=10)
     assert r.status_code == 405
     assert requests.head(shop.url("/shop/v2/openapi.json"), timeout=10).status_code == 200
+
+
+PROXY_API = '''
+name: legacy
+base_path: /legacy
+kind: proxy
+title: Legacy
+version: "1"
+openapi: contracts/legacy-openapi.yaml   # not in apis/ itself: its *.yaml are definitions
+upstream:
+  targets: [{url: "http://127.0.0.1:9"}]
+'''
+
+IMPORTED = '''openapi: 3.0.3
+info: {title: Legacy ERP, version: "7"}
+servers:
+  - url: http://erp.internal:8080/api
+paths:
+  /items/{id}:
+    get:
+      operationId: getItem
+      parameters:
+        - {name: id, in: path, required: true, schema: {type: integer}}
+      responses:
+        "200": {description: An item}
+'''
+
+
+def test_proxy_api_serves_its_imported_contract(portico_factory, tmp_path):
+    (tmp_path / "apis" / "contracts").mkdir(parents=True, exist_ok=True)
+    (tmp_path / "apis" / "contracts" / "legacy-openapi.yaml").write_text(IMPORTED)
+    n = portico_factory(node_config(), {"legacy.yaml": PROXY_API, "shop.yaml": API})
+    r = requests.get(n.url("/legacy/openapi.json"), timeout=10)
+    assert r.status_code == 200, r.text
+    doc = r.json()
+    assert doc["servers"] == [{"url": "http://127.0.0.1:%d/legacy" % n.port}]
+    assert doc["paths"]["/items/{id}"]["get"]["operationId"] == "getItem"
+    out = validate(tmp_path, "imported.json", r.text)
+    assert out.startswith("ok Legacy ERP 3.0.3"), out
+    # everything else still goes upstream (nothing listens there: 502)
+    assert requests.get(n.url("/legacy/items/1"), timeout=10).status_code == 502
+    apis = {a["name"]: a for a in requests.get(n.url("/_portico/apis"), timeout=10).json()["apis"]}
+    assert apis["legacy"]["openapi"] == "/legacy/openapi.json"
+    assert apis["shop"]["openapi"] == "/shop/v2/openapi.json"
+
+
+def test_imported_contract_errors(tmp_path):
+    (tmp_path / "contracts").mkdir()
+    (tmp_path / "contracts" / "legacy-openapi.yaml").write_text("swagger: '2.0'\npaths: {}\n")
+    (tmp_path / "legacy.yaml").write_text(PROXY_API)
+    p = subprocess.run([os.environ.get("PORTICO_BIN") and os.path.abspath(os.environ["PORTICO_BIN"])
+                        or os.path.join(os.path.dirname(__file__), "..", "..", "build", "asan",
+                                        "portico"), "validate", "legacy.yaml"],
+                       capture_output=True, text=True, timeout=30, cwd=tmp_path)
+    assert p.returncode != 0 and "is not an OpenAPI 3.x document" in p.stderr, p.stderr
