@@ -26,8 +26,11 @@
 #define BODY_MAX      (1u << 20)
 
 static const char *const api_keys[] = {
-    "name",     "base_path",   "kind",    "title",   "version",   "description", "routes",
-    "upstream", "connections", "schemas", "headers", "processes", "openapi",     NULL};
+    "name",     "base_path",        "kind",    "title",   "version",   "description", "routes",
+    "upstream", "connections",      "schemas", "headers", "processes", "openapi",     "contact",
+    "license",  "terms_of_service", NULL};
+static const char *const contact_keys[] = {"name", "email", "url", NULL};
+static const char *const license_keys[] = {"name", "url", NULL};
 static const char *const route_keys[] = {
     "method",      "path",  "name",    "respond",         "description", "process",
     "body_schema", "query", "headers", "response_schema", NULL};
@@ -608,6 +611,24 @@ static void parse_api(pt__cfg_ctx_t *c, const pt_ynode_t *root, pt_api_def_t *ap
     string_key(c, root, "title", 1, &api->title);
     string_key(c, root, "version", 1, &api->version);
     string_key(c, root, "description", 0, &api->description);
+    string_key(c, root, "terms_of_service", 0, &api->terms_of_service);
+    if (!pt_yaml_is_null(v = pt_yaml_get(root, "contact"))) {
+        mark = pt__cfg_push(c, "contact", 7);
+        if (pt__cfg_mapping(c, v, contact_keys) == 0) {
+            string_key(c, v, "name", 0, &api->contact_name);
+            string_key(c, v, "email", 0, &api->contact_email);
+            string_key(c, v, "url", 0, &api->contact_url);
+        }
+        pt__cfg_pop(c, mark);
+    }
+    if (!pt_yaml_is_null(v = pt_yaml_get(root, "license"))) {
+        mark = pt__cfg_push(c, "license", 7);
+        if (pt__cfg_mapping(c, v, license_keys) == 0) {
+            string_key(c, v, "name", 1, &api->license_name);
+            string_key(c, v, "url", 0, &api->license_url);
+        }
+        pt__cfg_pop(c, mark);
+    }
     if (!pt_yaml_is_null(v = pt_yaml_get(root, "openapi"))) {
         mark = pt__cfg_push(c, "openapi", 7);
         if (api->kind != NULL && strcmp(api->kind, "proxy") != 0)

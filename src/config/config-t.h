@@ -329,6 +329,10 @@ typedef struct pt_api_def_s {
     char *title;
     char *version;     /* published version label */
     char *description; /* may be NULL */
+    /* for the contracts' info (all may be NULL) */
+    char *contact_name, *contact_email, *contact_url;
+    char *license_name, *license_url;
+    char *terms_of_service;
     pt_route_def_t *routes;
     size_t nroutes;
     unsigned name_line; /* lines of `name:` and `base_path:`, for messages */

@@ -546,6 +546,25 @@ int pt_openapi_render(const pt_api_def_t *api, int v30, pt_contract_t *out, char
     set(&g, info, "version", str(&g, api->version ? api->version : "1"));
     if (api->description != NULL)
         set(&g, info, "description", str(&g, api->description));
+    if (api->terms_of_service != NULL)
+        set(&g, info, "termsOfService", str(&g, api->terms_of_service));
+    if (api->contact_name || api->contact_email || api->contact_url) {
+        pt_json_t *ct = obj(&g);
+        if (api->contact_name)
+            set(&g, ct, "name", str(&g, api->contact_name));
+        if (api->contact_email)
+            set(&g, ct, "email", str(&g, api->contact_email));
+        if (api->contact_url)
+            set(&g, ct, "url", str(&g, api->contact_url));
+        set(&g, info, "contact", ct);
+    }
+    if (api->license_name != NULL) {
+        pt_json_t *li = obj(&g);
+        set(&g, li, "name", str(&g, api->license_name));
+        if (api->license_url)
+            set(&g, li, "url", str(&g, api->license_url));
+        set(&g, info, "license", li);
+    }
     set(&g, doc, "info", info);
     set(&g, server, "url", str(&g, SERVER_MARK));
     add(&g, servers, server);

@@ -26,6 +26,9 @@ kind: service
 title: Shop "API"
 version: "2.1"
 description: Orders and customers.
+contact: {name: API team, email: api@example.com, url: "https://example.com/api"}
+license: {name: Apache-2.0, url: "https://www.apache.org/licenses/LICENSE-2.0"}
+terms_of_service: "https://example.com/terms"
 connections:
   db: {url: "sqlite:../shop.db"}
 headers: [X-Tenant]
@@ -108,7 +111,12 @@ def test_openapi_validates(shop, tmp_path, suffix, version):
 def test_openapi_content(shop):
     doc = requests.get(shop.url("/shop/v2/openapi.json"), timeout=10).json()
     assert doc["info"] == {"title": 'Shop "API"', "version": "2.1",
-                           "description": "Orders and customers."}
+                           "description": "Orders and customers.",
+                           "termsOfService": "https://example.com/terms",
+                           "contact": {"name": "API team", "email": "api@example.com",
+                                       "url": "https://example.com/api"},
+                           "license": {"name": "Apache-2.0",
+                                       "url": "https://www.apache.org/licenses/LICENSE-2.0"}}
     assert doc["servers"] == [{"url": "http://127.0.0.1:%d/shop/v2" % shop.port}]
     ops = [(p, m, o["operationId"]) for p, item in doc["paths"].items() for m, o in item.items()]
     assert len({o for _, _, o in ops}) == len(ops)  # unique operationIds
