@@ -26,9 +26,10 @@
 #define BODY_MAX      (1u << 20)
 
 static const char *const api_keys[] = {
-    "name",     "base_path",        "kind",    "title",   "version",   "description", "routes",
-    "upstream", "connections",      "schemas", "headers", "processes", "openapi",     "contact",
-    "license",  "terms_of_service", NULL};
+    "name",    "base_path",  "kind",           "title",    "version",     "description",
+    "routes",  "operations", "soap_namespace", "upstream", "connections", "schemas",
+    "headers", "processes",  "openapi",        "contact",  "license",     "terms_of_service",
+    NULL};
 static const char *const contact_keys[] = {"name", "email", "url", NULL};
 static const char *const license_keys[] = {"name", "url", NULL};
 static const char *const route_keys[] = {
@@ -655,11 +656,12 @@ static void parse_api(pt__cfg_ctx_t *c, const pt_ynode_t *root, pt_api_def_t *ap
     }
     pt__cfg_pop(c, mark);
 
-    if (is_service)
+    if (is_service) {
         pt__cfg_service(c, root, api);
-    else if (is_proxy) {
-        static const char *const service_only[] = {"connections", "schemas", "headers", "processes",
-                                                   NULL};
+        pt__cfg_operations(c, root, api);
+    } else if (is_proxy) {
+        static const char *const service_only[] = {"connections", "schemas",    "headers",
+                                                   "processes",   "operations", NULL};
         for (i = 0; service_only[i] != NULL; i++)
             if (!pt_yaml_is_null(pt_yaml_get(root, service_only[i])))
                 pt__cfg_err(c, pt__cfg_key_line(root, service_only[i]),

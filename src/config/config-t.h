@@ -346,6 +346,12 @@ typedef struct pt_api_def_s {
     size_t nprocesses;
     char **custom_headers; /* lower-case names of the headers processes see (`header.<name>`) */
     size_t ncustom_headers;
+    /* SOAP operations at POST {base_path}/soap (`operations`): each a route of its own (method
+       POST, path "/soap", name = the operation = the request's wrapper element, body_schema =
+       input, response_schema = output) */
+    pt_route_def_t *soap_ops;
+    size_t nsoap_ops;
+    char *soap_namespace; /* target namespace, default "urn:portico:<api name>" */
     /* kind "proxy": an OpenAPI 3.x document supplied with the definition (`openapi: file`),
        served at {base_path}/openapi.json with its servers rewritten to the gateway */
     char *openapi_file;

@@ -1139,3 +1139,85 @@ void pt__cfg_route_process(pt__cfg_ctx_t *c, const pt_ynode_t *n, const pt_api_d
     route_schema(c, n, "body_schema", api, &r->body_schema);
     route_schema(c, n, "response_schema", api, &r->response_schema);
 }
+
+/* `operations: [{name, process, input, output, description}]` and
+ * `soap_namespace`: the SOAP operations of a service API. */
+void pt__cfg_operations(pt__cfg_ctx_t *c, const pt_ynode_t *root, pt_api_def_t *api)
+{
+    static const char *const op_keys[] = {"name",   "process",     "input",
+                                          "output", "description", NULL};
+    const pt_ynode_t *v = pt_yaml_get(root, "operations"), *ns;
+    char tmp[300];
+    size_t mark, i, j;
+
+    if (!pt_yaml_is_null(ns = pt_yaml_get(root, "soap_namespace"))) {
+        mark = pt__cfg_push(c, "soap_namespace", 14);
+        pt__cfg_string(c, ns, &api->soap_namespace);
+        pt__cfg_pop(c, mark);
+    } else if (api->name != NULL) {
+        api->soap_namespace = pt_arena_printf(c->arena, "urn:portico:%s", api->name);
+    }
+    if (pt_yaml_is_null(v))
+        return;
+    mark = pt__cfg_push(c, "operations", 10);
+    if (v->kind != PT_YNODE_SEQUENCE || v->n == 0 || v->n > 256) {
+        pt__cfg_err(c, v->line, "expected a list of 1 to 256 operations");
+        pt__cfg_pop(c, mark);
+        return;
+    }
+    if ((api->soap_ops = pt_arena_calloc(c->arena, sizeof(*api->soap_ops) * v->n)) == NULL) {
+        pt__cfg_err(c, v->line, "out of memory");
+        pt__cfg_pop(c, mark);
+        return;
+    }
+    for (i = 0; i < v->n; i++) {
+        const pt_ynode_t *n = v->items[i], *x;
+        pt_route_def_t *r = &api->soap_ops[api->nsoap_ops];
+        char *pname = NULL;
+        size_t m2 = pt__cfg_push_index(c, i), m3;
+        r->line = n->line;
+        r->kind = PT_DISPATCH_PROCESS;
+        r->method = (char *)"POST";
+        r->path = (char *)"/soap";
+        r->process = api->nprocesses;
+        if (pt__cfg_mapping(c, n, op_keys) != 0) {
+            pt__cfg_pop(c, m2);
+            continue;
+        }
+        m3 = pt__cfg_push(c, "name", 4);
+        if (pt_yaml_is_null(x = pt_yaml_get(n, "name")))
+            pt__cfg_err(c, n->line, "required key is missing (the operation's element name)");
+        else if (pt__cfg_string(c, x, &r->name) == 0 && check_ident(r->name) != 0)
+            pt__cfg_err(c, x->line,
+                        "invalid operation name %s: an XML element name "
+                        "[A-Za-z_][A-Za-z0-9_]*",
+                        pt__cfg_quote(x, tmp, sizeof(tmp)));
+        for (j = 0; r->name != NULL && j < api->nsoap_ops; j++)
+            if (strcmp(api->soap_ops[j].name, r->name) == 0)
+                pt__cfg_err(c, x->line, "operation %s is defined twice", r->name);
+        pt__cfg_pop(c, m3);
+        m3 = pt__cfg_push(c, "process", 7);
+        if (pt_yaml_is_null(x = pt_yaml_get(n, "process"))) {
+            pt__cfg_err(c, n->line, "required key is missing");
+        } else if (pt__cfg_string(c, x, &pname) == 0) {
+            for (j = 0; j < api->nprocesses; j++)
+                if (api->processes[j].name && strcmp(api->processes[j].name, pname) == 0)
+                    break;
+            if (j == api->nprocesses)
+                pt__cfg_err(c, x->line, "no process named %s in this API",
+                            pt__cfg_quote(x, tmp, sizeof(tmp)));
+            r->process = j;
+        }
+        pt__cfg_pop(c, m3);
+        if (!pt_yaml_is_null(x = pt_yaml_get(n, "description"))) {
+            m3 = pt__cfg_push(c, "description", 11);
+            pt__cfg_string(c, x, &r->description);
+            pt__cfg_pop(c, m3);
+        }
+        route_schema(c, n, "input", api, &r->body_schema);
+        route_schema(c, n, "output", api, &r->response_schema);
+        api->nsoap_ops++;
+        pt__cfg_pop(c, m2);
+    }
+    pt__cfg_pop(c, mark);
+}

@@ -46,6 +46,10 @@ void pt__cfg_service(pt__cfg_ctx_t *c, const pt_ynode_t *root, pt_api_def_t *api
 void pt__cfg_route_process(pt__cfg_ctx_t *c, const pt_ynode_t *n, const pt_api_def_t *api,
                            pt_route_def_t *r);
 
+/* Reads the `operations` (SOAP) and `soap_namespace` of a service API
+ * (service.c); after its processes and schemas. */
+void pt__cfg_operations(pt__cfg_ctx_t *c, const pt_ynode_t *root, pt_api_def_t *api);
+
 /* Converts a YAML node into JSON text (YAML 1.2 core scalars: null, booleans and numbers
  * unquoted; the rest strings) appended to b (api_def.c). Returns 0 or -1 (out of memory). */
 int pt__cfg_yaml_json(pt_buf_t *b, const pt_ynode_t *n);

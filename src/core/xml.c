@@ -309,7 +309,7 @@ static int write_el(pt_buf_t *b, const char *name, size_t nlen, const pt_json_t 
     }
     rc |= pt_buf_append_char(b, '<');
     rc |= put_name(b, name, nlen);
-    if (top)
+    if (top == 1)
         rc |= pt_buf_append_str(b, " xmlns:xsi=\"" XSI_NS "\"");
     if (v->type == PT_JSON_NULL)
         return rc | pt_buf_append_str(b, " xsi:nil=\"true\"/>");
@@ -347,6 +347,11 @@ static int write_el(pt_buf_t *b, const char *name, size_t nlen, const pt_json_t 
     rc |= put_name(b, name, nlen);
     rc |= pt_buf_append_char(b, '>');
     return rc;
+}
+
+int pt_xml_write_element(pt_buf_t *b, const char *name, const pt_json_t *v)
+{
+    return write_el(b, name, strlen(name), v, 0, 0) != 0 ? PT_ENOMEM : PT_OK;
 }
 
 int pt_xml_write(pt_buf_t *b, const char *root, const pt_json_t *v)

@@ -45,4 +45,8 @@ pt_json_t *pt_xml_parse(pt_arena_t *a, const char *data, size_t len, const pt_js
  * each invalid character). Returns PT_OK or PT_ENOMEM. */
 int pt_xml_write(pt_buf_t *b, const char *root, const pt_json_t *v);
 
+/* Writes v as element(s) `name` without a declaration (an array as repeated
+ * elements); the xsi prefix must be declared by an enclosing element. */
+int pt_xml_write_element(pt_buf_t *b, const char *name, const pt_json_t *v);
+
 #endif

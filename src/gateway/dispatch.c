@@ -5,6 +5,7 @@
 
 #include <stdio.h>
 #include <string.h>
+#include <strings.h>
 
 #include "event/worker-t.h"
 #include "gateway/router.h"
@@ -166,6 +167,37 @@ static int serve_contract(pt_req_t *req, const pt_snapshot_t *s)
     return 1;
 }
 
+/* POST {base_path}/soap of a service API with operations. Returns 1 when
+ * it answered. */
+static int serve_soap(pt_req_t *req)
+{
+    const pt_api_def_t *api = req->match.api;
+    size_t bl = strlen(api->base_path);
+    const char *rest = bl == 1 ? req->path.p : req->path.p + bl;
+    size_t rest_len = req->path.len - (size_t)(rest - req->path.p);
+    const pt_str_t *ct;
+    static const pt_header_kv_t allow[] = {{"Allow", "POST"}};
+
+    if (req->path.len < bl || rest_len != 5 || memcmp(rest, "/soap", 5) != 0)
+        return 0;
+    if (req->method_len != 4 || memcmp(req->method, "POST", 4) != 0) {
+        pt_http_problem(req, 405, "method-not-allowed",
+                        "SOAP operations are called with POST (the WSDL is not published yet).",
+                        allow, 1);
+        return 1;
+    }
+    ct = pt_http_header(req, "content-type");
+    if (ct != NULL && ct->len >= 20 && strncasecmp(ct->p, "application/soap+xml", 20) == 0) {
+        pt_process_handle_soap(req, 2);
+    } else if (ct != NULL && ct->len >= 8 && strncasecmp(ct->p, "text/xml", 8) == 0) {
+        pt_process_handle_soap(req, 1);
+    } else {
+        pt_http_problem(req, 415, "unsupported-media-type",
+                        "SOAP 1.1 is text/xml, SOAP 1.2 application/soap+xml.", NULL, 0);
+    }
+    return 1;
+}
+
 /* Does req carry every routing header of rt (exact values)? */
 static int headers_match(const pt_req_t *req, const pt_route_def_t *rt)
 {
@@ -212,6 +244,9 @@ void pt_gateway_handle(pt_req_t *req)
         return;
     }
     if (rr != PT_ROUTE_FOUND && req->match.api != NULL && serve_contract(req, s))
+        return;
+    if (rr != PT_ROUTE_FOUND && req->match.api != NULL && req->match.api->nsoap_ops > 0 &&
+        serve_soap(req))
         return;
     if (rr == PT_ROUTE_NOT_FOUND) {
         pt_http_problem(req, 404, "not-found", "No route matches this path.", NULL, 0);

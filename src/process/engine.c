@@ -97,7 +97,9 @@ typedef struct exec_s {
     char *body;
     size_t body_len;
     int submitted;
-    int want_xml;         /* the client's Accept prefers XML: results are written as XML */
+    int want_xml; /* the client's Accept prefers XML: results are written as XML */
+    int soap;     /* a SOAP request (1 or 2: the version); the operation is its Body's element */
+    char *soap_action;    /* SOAPAction (1.1) or the action parameter (1.2); NULL when none */
     atomic_int abandoned; /* the client left before the execution started: it does not run */
     char request_id[40];
     char exec_id[33];    /* X-Execution-Id: random, the key of the execution record */
@@ -979,8 +981,12 @@ static int step_script(run_t *r, const pt_step_def_t *st, pt_json_t **result)
 }
 
 /* Renders a value as a response body: strings as text, the rest as JSON. */
+static int render_soap(exec_t *x, const pt_json_t *v);
+
 static int render_body(exec_t *x, const pt_json_t *v, int text_ok)
 {
+    if (x->soap)
+        return render_soap(x, v);
     x->out.len = 0;
     if (v->type == PT_JSON_STRING && text_ok) {
         x->out_ctype = "text/plain; charset=utf-8";
@@ -1045,6 +1051,101 @@ static int step_respond(run_t *r, const pt_step_def_t *st)
 }
 
 /* Builds the context: method, path, query, header, body, user, vars, steps. */
+#define SOAP11_NS "http://schemas.xmlsoap.org/soap/envelope/"
+#define SOAP12_NS "http://www.w3.org/2003/05/soap-envelope"
+
+/* A SOAP request: the envelope, its one Body element (the operation's
+ * wrapper), the operation; *body becomes the wrapper's content. */
+static int soap_request(exec_t *x, pt_json_t **body)
+{
+    pt_arena_t *a = &x->arena;
+    pt_json_limits_t lim = PT_JSON_LIMITS_DEFAULT;
+    pt_json_error_t jerr;
+    const char *root, *ns, *want = x->soap == 2 ? SOAP12_NS : SOAP11_NS;
+    pt_json_t *env = pt_xml_parse(a, x->body ? x->body : "", x->body_len, &lim, &root, &ns, &jerr);
+    const pt_json_t *bodyel;
+    const pt_json_member_t *op = NULL;
+    size_t i;
+
+    if (env == NULL) {
+        fail(x, 400, "invalid-xml", "The envelope is not acceptable XML: line %u: %s", jerr.line,
+             jerr.message);
+        return PT_ERROR;
+    }
+    if (strcmp(root, "Envelope") != 0 || ns == NULL || strcmp(ns, want) != 0) {
+        fail(x, 400, "bad-request", "Expected a SOAP 1.%d Envelope (%s).", x->soap == 2 ? 2 : 1,
+             want);
+        return PT_ERROR;
+    }
+    bodyel = pt_json_get(env, "Body");
+    for (i = 0; bodyel != NULL && bodyel->type == PT_JSON_OBJECT && i < bodyel->u.obj.n; i++) {
+        const pt_json_member_t *m = &bodyel->u.obj.members[i];
+        if (m->key[0] == '@' || m->key[0] == '#')
+            continue;
+        if (op != NULL) {
+            fail(x, 400, "bad-request", "%s", "The Body must hold exactly one element.");
+            return PT_ERROR;
+        }
+        op = m;
+    }
+    if (op == NULL) {
+        fail(x, 400, "bad-request", "%s", "The envelope has no Body element to dispatch on.");
+        return PT_ERROR;
+    }
+    for (i = 0; i < x->api->nsoap_ops; i++)
+        if (strcmp(x->api->soap_ops[i].name, op->key) == 0)
+            break;
+    if (i == x->api->nsoap_ops) {
+        fail(x, 400, "bad-request", "No operation %.80s in this API.", op->key);
+        return PT_ERROR;
+    }
+    if (x->soap_action != NULL && x->soap_action[0] != '\0') {
+        /* the action, when given, names the same operation */
+        size_t al = strlen(x->soap_action), ol = strlen(op->key);
+        if (al < ol || strcmp(x->soap_action + al - ol, op->key) != 0 ||
+            (al > ol && strchr("/#:", x->soap_action[al - ol - 1]) == NULL)) {
+            fail(x, 400, "bad-request", "The SOAP action does not name operation %.80s.", op->key);
+            return PT_ERROR;
+        }
+    }
+    x->route = &x->api->soap_ops[i];
+    x->proc = &x->api->processes[x->route->process];
+    *body = op->value->type == PT_JSON_STRING ? pt_json_object(a) : op->value;
+    if (*body != NULL && x->route->body_schema != NULL)
+        *body = pt_jschema_coerce(x->route->body_schema, *body, a);
+    return *body != NULL ? PT_OK : PT_ENOMEM;
+}
+
+/* The answer of a SOAP operation: <{op}Response xmlns="{namespace}"> with
+ * the result's members as (qualified) child elements. */
+static int render_soap(exec_t *x, const pt_json_t *v)
+{
+    pt_buf_t *b = &x->out;
+    const char *env = x->soap == 2 ? SOAP12_NS : SOAP11_NS;
+    size_t i;
+    int rc = 0;
+    b->len = 0;
+    x->out_ctype = x->soap == 2 ? "application/soap+xml; charset=utf-8" : "text/xml; charset=utf-8";
+    rc |=
+        pt_buf_printf(b,
+                      "<?xml version=\"1.0\" encoding=\"utf-8\"?><soap:Envelope xmlns:soap=\"%s\" "
+                      "xmlns:xsi=\"http://www.w3.org/2001/XMLSchema-instance\"><soap:Body>"
+                      "<%sResponse xmlns=\"",
+                      env, x->route->name);
+    rc |= pt_buf_append_xml_str(b, x->api->soap_namespace, strlen(x->api->soap_namespace));
+    rc |= pt_buf_append_str(b, "\">");
+    if (v != NULL && v->type == PT_JSON_OBJECT) {
+        for (i = 0; i < v->u.obj.n; i++)
+            rc |= pt_xml_write_element(b, v->u.obj.members[i].key, v->u.obj.members[i].value);
+    } else if (v != NULL && v->type == PT_JSON_ARRAY) {
+        rc |= pt_xml_write_element(b, "item", v);
+    } else if (v != NULL && v->type != PT_JSON_NULL) {
+        rc |= pt_xml_write_element(b, "result", v);
+    }
+    rc |= pt_buf_printf(b, "</%sResponse></soap:Body></soap:Envelope>", x->route->name);
+    return rc != 0 ? PT_ENOMEM : PT_OK;
+}
+
 static int build_context(run_t *r)
 {
     exec_t *x = r->x;
@@ -1062,7 +1163,11 @@ static int build_context(run_t *r)
         if (rc != PT_OK)
             return rc;
     }
-    if (x->body_len > 0) {
+    if (x->soap) {
+        int rc = soap_request(x, &body);
+        if (rc != PT_OK)
+            return rc;
+    } else if (x->body_len > 0) {
         if (media_is_json(x->ctype)) {
             pt_json_limits_t lim = PT_JSON_LIMITS_DEFAULT;
             body = pt_json_parse(a, x->body, x->body_len, &lim, &jerr);
@@ -1167,6 +1272,7 @@ static void exec_run(pt_job_t *job)
         rc = PT_ENOMEM;
     else
         rc = build_context(&r);
+    p = x->proc; /* SOAP: the operation is known once the envelope is read */
     for (i = 0; rc == PT_OK && i < p->nsteps && !r.responded; i++) {
         const pt_step_def_t *st = &p->steps[i];
         pt_json_t *res = NULL, *cond;
@@ -1379,7 +1485,19 @@ static int copy_inputs(exec_t *x, pt_req_t *req)
     return PT_OK;
 }
 
+static void start(pt_req_t *req, const pt_route_def_t *route, int soap);
+
 void pt_process_handle(pt_req_t *req)
+{
+    start(req, req->match.route, 0);
+}
+
+void pt_process_handle_soap(pt_req_t *req, int version)
+{
+    start(req, &req->match.api->soap_ops[0], version);
+}
+
+static void start(pt_req_t *req, const pt_route_def_t *route, int soap)
 {
     const pt_snapshot_t *s = req->snap->snap;
     const pt_api_def_t *api = req->match.api;
@@ -1399,8 +1517,9 @@ void pt_process_handle(pt_req_t *req)
     x->link = l;
     x->req = req;
     x->api = api;
-    x->route = req->match.route;
+    x->route = route;
     x->proc = &api->processes[x->route->process];
+    x->soap = soap;
     x->rt = s->services[ai];
     x->limits.max_execution_ms = s->config->processes.max_execution_ms;
     x->limits.timeout_status = s->config->processes.timeout_status;
@@ -1408,6 +1527,22 @@ void pt_process_handle(pt_req_t *req)
              req->request_id);
     pt_records_new_id(x->exec_id);
     x->want_xml = pt_http_prefers_xml(req);
+    if (soap) {
+        /* SOAPAction (1.1, quoted) or the action parameter of the media type (1.2) */
+        const pt_str_t *h = pt_http_header(req, soap == 1 ? "soapaction" : "content-type");
+        if (h != NULL) {
+            const char *p = h->p, *e = h->p + h->len, *q;
+            if (soap == 2) {
+                const char *act = memmem(h->p, h->len, "action=", 7);
+                p = act != NULL ? act + 7 : e;
+            }
+            while (p < e && (*p == '"' || *p == ' '))
+                p++;
+            for (q = p; q < e && *q != '"' && *q != ';'; q++)
+                ;
+            x->soap_action = pt_arena_strndup(&x->arena, p, (size_t)(q - p));
+        }
+    }
     if (copy_inputs(x, req) != PT_OK) {
         x->submitted = 1; /* freed here, not by the request's cleanup */
         pt_http_problem(req, 500, "internal-error", "Out of memory.", NULL, 0);

@@ -50,4 +50,11 @@ void pt_service_warm_join(pt_warm_t *w);
  * on the worker's process pool. */
 void pt_process_handle(pt_req_t *req);
 
+/* POST {base_path}/soap of a service API with operations: a SOAP 1.1
+ * (version 1) or 1.2 (2) request; the operation is the element of the
+ * envelope's Body (checked against the action when one is given), its
+ * content the process's body; the result is answered as
+ * <{operation}Response xmlns="{soap_namespace}">; errors are SOAP faults. */
+void pt_process_handle_soap(pt_req_t *req, int version);
+
 #endif
