@@ -12,7 +12,7 @@ PKGS=(
   # tests
   python3-pytest python3-requests openssl curl valgrind iproute2
   postgresql mariadb-server   # tests start their own throwaway servers
-  python3-jsonschema nodejs   # contract checks (node runs the npm validators below)
+  python3-jsonschema python3-zeep nodejs   # contract checks (zeep: a real SOAP client)
   # benchmarks (bench/run.sh and ../shared/bench/peers.sh)
   nginx wrk util-linux procps
 )

@@ -15,6 +15,7 @@
 #include "config/config.h"
 #include "process/engine.h"
 #include "protocol/openapi.h"
+#include "protocol/wsdl.h"
 #include "process/records.h"
 #include "proxy/proxy.h"
 
@@ -90,6 +91,37 @@ method:
                     1);
 }
 
+/* The API's URL as this client reached the node (the listener's scheme,
+ * Host; X-Forwarded-Proto and -Host only from trusted proxies), escaped for
+ * JSON (xml = 0) or XML. */
+static void server_url(pt_req_t *req, const pt_snapshot_t *s, const pt_api_def_t *api,
+                       pt_buf_t *url, int xml)
+{
+    const pt_config_t *cfg = s->config;
+    const struct sockaddr *peer = pt_http_peer_addr(req);
+    const pt_listener_rt_t *l = pt_http_listener(req);
+    int trusted = peer->sa_family != 0 && cfg->ntrusted_proxies > 0 &&
+                  pt_cidr_match(cfg->trusted_proxies, cfg->ntrusted_proxies, peer);
+    const pt_str_t *xfp = trusted ? pt_http_header(req, "x-forwarded-proto") : NULL;
+    const pt_str_t *xfh = trusted ? pt_http_header(req, "x-forwarded-host") : NULL;
+    size_t bl = strlen(api->base_path);
+    int (*esc)(pt_buf_t *, const char *, size_t) =
+        xml ? pt_buf_append_xml_str : pt_buf_append_json_str;
+    if (xfp != NULL)
+        esc(url, xfp->p, xfp->len);
+    else
+        pt_buf_append_str(url, l != NULL && l->tls ? "https" : "http");
+    pt_buf_append_str(url, "://");
+    if (xfh != NULL)
+        esc(url, xfh->p, xfh->len);
+    else if (req->host.len > 0)
+        esc(url, req->host.p, req->host.len);
+    else
+        pt_buf_append_str(url, "localhost");
+    if (bl > 1)
+        esc(url, api->base_path, bl);
+}
+
 /* {base_path}/openapi.json and .yaml of a service API (a route of that
  * path, if any, wins): the document rendered with the snapshot, around
  * the server URL of this request. Returns 1 when it answered. */
@@ -101,8 +133,6 @@ static int serve_contract(pt_req_t *req, const pt_snapshot_t *s)
     const pt_contract_t *c;
     const pt_str_t *ver;
     static const pt_header_kv_t hdrs[] = {{"Cache-Control", "no-cache"}};
-    const pt_listener_rt_t *l = pt_http_listener(req);
-    const char *scheme = l != NULL && l->tls ? "https" : "http";
     int yaml;
     pt_buf_t url;
 
@@ -128,30 +158,8 @@ static int serve_contract(pt_req_t *req, const pt_snapshot_t *s)
     if (ver->len >= 11 && memmem(ver->p, ver->len, "version=3.0", 11) != NULL &&
         s->openapi[2 * ai + 1].head != NULL)
         c = &s->openapi[2 * ai + 1];
-    /* the server URL: as this client reached the node (X-Forwarded-* only
-     * from trusted proxies) */
     pt_buf_init(&url, 0);
-    {
-        const pt_config_t *cfg = s->config;
-        const struct sockaddr *peer = pt_http_peer_addr(req);
-        int trusted = peer->sa_family != 0 && cfg->ntrusted_proxies > 0 &&
-                      pt_cidr_match(cfg->trusted_proxies, cfg->ntrusted_proxies, peer);
-        const pt_str_t *xfp = trusted ? pt_http_header(req, "x-forwarded-proto") : NULL;
-        const pt_str_t *xfh = trusted ? pt_http_header(req, "x-forwarded-host") : NULL;
-        if (xfp != NULL)
-            pt_buf_append_json_str(&url, xfp->p, xfp->len);
-        else
-            pt_buf_append_str(&url, scheme);
-        pt_buf_append_str(&url, "://");
-        if (xfh != NULL)
-            pt_buf_append_json_str(&url, xfh->p, xfh->len);
-        else if (req->host.len > 0)
-            pt_buf_append_json_str(&url, req->host.p, req->host.len);
-        else
-            pt_buf_append_str(&url, "localhost");
-        if (bl > 1)
-            pt_buf_append_json_str(&url, api->base_path, bl);
-    }
+    server_url(req, s, api, &url, 0);
     if (url.data == NULL) {
         pt_http_problem(req, 500, "internal-error", "Out of memory.", NULL, 0);
         return 1;
@@ -169,9 +177,10 @@ static int serve_contract(pt_req_t *req, const pt_snapshot_t *s)
 
 /* POST {base_path}/soap of a service API with operations. Returns 1 when
  * it answered. */
-static int serve_soap(pt_req_t *req)
+static int serve_soap(pt_req_t *req, const pt_snapshot_t *s)
 {
     const pt_api_def_t *api = req->match.api;
+    size_t ai = (size_t)(api - s->config->apis);
     size_t bl = strlen(api->base_path);
     const char *rest = bl == 1 ? req->path.p : req->path.p + bl;
     size_t rest_len = req->path.len - (size_t)(rest - req->path.p);
@@ -180,10 +189,33 @@ static int serve_soap(pt_req_t *req)
 
     if (req->path.len < bl || rest_len != 5 || memcmp(rest, "/soap", 5) != 0)
         return 0;
+    if (is_get(req) && req->query.len == 4 && memcmp(req->query.p, "wsdl", 4) == 0 &&
+        s->wsdl != NULL && s->wsdl[ai].head != NULL) {
+        /* ?wsdl: rendered with the snapshot, the address spliced at both ports */
+        static const pt_header_kv_t hdrs[] = {{"Cache-Control", "no-cache"}};
+        const pt_wsdl_t *w = &s->wsdl[ai];
+        pt_buf_t url;
+        pt_buf_init(&url, 0);
+        server_url(req, s, api, &url, 1);
+        pt_buf_append_str(&url, "/soap");
+        if (url.data == NULL) {
+            pt_http_problem(req, 500, "internal-error", "Out of memory.", NULL, 0);
+            return 1;
+        }
+        pt_http_respond_start(req, 200, hdrs, 1, "text/xml; charset=utf-8",
+                              (int64_t)(w->head_len + w->middle_len + w->tail_len + 2 * url.len));
+        pt_http_respond_body(req, w->head, w->head_len);
+        pt_http_respond_body(req, url.data, url.len);
+        pt_http_respond_body(req, w->middle, w->middle_len);
+        pt_http_respond_body(req, url.data, url.len);
+        pt_http_respond_body(req, w->tail, w->tail_len);
+        pt_http_respond_end(req);
+        pt_buf_free(&url);
+        return 1;
+    }
     if (req->method_len != 4 || memcmp(req->method, "POST", 4) != 0) {
         pt_http_problem(req, 405, "method-not-allowed",
-                        "SOAP operations are called with POST (the WSDL is not published yet).",
-                        allow, 1);
+                        "SOAP operations are called with POST; the WSDL is at ?wsdl.", allow, 1);
         return 1;
     }
     ct = pt_http_header(req, "content-type");
@@ -246,7 +278,7 @@ void pt_gateway_handle(pt_req_t *req)
     if (rr != PT_ROUTE_FOUND && req->match.api != NULL && serve_contract(req, s))
         return;
     if (rr != PT_ROUTE_FOUND && req->match.api != NULL && req->match.api->nsoap_ops > 0 &&
-        serve_soap(req))
+        serve_soap(req, s))
         return;
     if (rr == PT_ROUTE_NOT_FOUND) {
         pt_http_problem(req, 404, "not-found", "No route matches this path.", NULL, 0);

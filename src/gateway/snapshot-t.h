@@ -25,6 +25,7 @@ typedef struct pt_snapshot_s {
     struct pt_service_rt_s **services; /* per API index: a service API's databases, or NULL */
     struct pt_contract_s *openapi;     /* per API index x 2 (3.1, 3.0): rendered documents of
                                           service APIs (head NULL for others) */
+    struct pt_wsdl_s *wsdl;            /* per API index: the WSDL of its SOAP operations */
     char *apis_json;                   /* pre-rendered body of /_portico/apis */
     size_t apis_json_len;
 } pt_snapshot_t;

@@ -14,6 +14,7 @@
 #include "http/tls.h"
 #include "process/engine.h"
 #include "protocol/openapi.h"
+#include "protocol/wsdl.h"
 #include "proxy/proxy.h"
 
 static void snapshot_free(pt_snapshot_t *s)
@@ -33,6 +34,11 @@ static void snapshot_free(pt_snapshot_t *s)
         for (i = 0; i < 2 * s->config->napis; i++)
             pt_contract_free(&s->openapi[i]);
         free(s->openapi);
+    }
+    if (s->wsdl != NULL) {
+        for (i = 0; i < s->config->napis; i++)
+            pt_wsdl_free(&s->wsdl[i]);
+        free(s->wsdl);
     }
     free(s->apis_json);
     pt_arena_destroy(&s->arena);
@@ -71,6 +77,14 @@ static int render_apis(pt_snapshot_t *s)
             rc |= pt_buf_append_str(&b, ",\"openapi\":\"");
             rc |= pt_buf_append_json_str(&b, a->base_path, bl == 1 ? 0 : bl);
             rc |= pt_buf_append_str(&b, "/openapi.json\"");
+        }
+        if (a->nsoap_ops > 0) {
+            size_t bl = strlen(a->base_path);
+            rc |= pt_buf_append_str(&b, ",\"soap\":\"");
+            rc |= pt_buf_append_json_str(&b, a->base_path, bl == 1 ? 0 : bl);
+            rc |= pt_buf_append_str(&b, "/soap\",\"wsdl\":\"");
+            rc |= pt_buf_append_json_str(&b, a->base_path, bl == 1 ? 0 : bl);
+            rc |= pt_buf_append_str(&b, "/soap?wsdl\"");
         }
         rc |= pt_buf_append_char(&b, '}');
     }
@@ -146,6 +160,20 @@ pt_snapshot_t *pt_snapshot_build(pt_config_t *cfg, uint64_t generation, char *er
             continue;
         if (pt_openapi_render(&cfg->apis[i], 0, &s->openapi[2 * i], why, sizeof(why)) != 0 ||
             pt_openapi_render(&cfg->apis[i], 1, &s->openapi[2 * i + 1], why, sizeof(why)) != 0) {
+            snprintf(err, errlen, "%s: %s", cfg->apis[i].file, why);
+            goto fail;
+        }
+    }
+    s->wsdl = calloc(cfg->napis ? cfg->napis : 1, sizeof(*s->wsdl));
+    if (s->wsdl == NULL) {
+        snprintf(err, errlen, "out of memory");
+        goto fail;
+    }
+    for (i = 0; i < cfg->napis; i++) {
+        char why[256];
+        if (cfg->apis[i].nsoap_ops == 0)
+            continue;
+        if (pt_wsdl_render(&cfg->apis[i], &s->wsdl[i], why, sizeof(why)) != 0) {
             snprintf(err, errlen, "%s: %s", cfg->apis[i].file, why);
             goto fail;
         }

@@ -31,6 +31,9 @@ schemas:
     type: object
     required: [id]
     properties: {id: {type: integer}}
+  customer:
+    type: object
+    properties: {id: {type: integer}, name: {type: string}, vip: {type: boolean, nullable: true}}
   createCustomer:
     type: object
     required: [name]
@@ -47,7 +50,7 @@ processes:
         sql: {query: "INSERT INTO customers(name, vip) VALUES (:name, :vip)", params: {name: body.name, vip: "default(body.vip, false)"}, result: key}
       - map: {fields: {id: steps.ins.key, vip: "default(body.vip, false)"}}
 operations:
-  - {name: getCustomer, process: get, input: getCustomer}
+  - {name: getCustomer, process: get, input: getCustomer, output: customer}
   - {name: createCustomer, process: create, input: createCustomer}
 '''
 
@@ -153,3 +156,38 @@ def test_hostile_envelopes_are_client_faults(node, doc):
     code, text = fault11(r)
     assert code.endswith("Client")
     assert "root:" not in r.text
+
+
+def test_wsdl_consumed_by_zeep(node):
+    """zeep (a real SOAP client) reads the WSDL and calls every operation, over
+    the SOAP 1.1 and the SOAP 1.2 port, and gets a fault as a zeep Fault."""
+    import zeep
+    from zeep.exceptions import Fault
+    wsdl = node.url("/crm/soap?wsdl")
+    r = requests.get(wsdl, timeout=10)
+    assert r.status_code == 200 and r.headers["Content-Type"].startswith("text/xml")
+    root = ET.fromstring(r.content)
+    W = "http://schemas.xmlsoap.org/wsdl/"
+    schema = root.find("{%s}types/{http://www.w3.org/2001/XMLSchema}schema" % W)
+    assert schema.get("elementFormDefault") == "qualified" and schema.get("targetNamespace") == TNS
+    actions = [op.get("soapAction") for op in
+               root.iter("{http://schemas.xmlsoap.org/wsdl/soap/}operation")]
+    assert sorted(actions) == [TNS + "/createCustomer", TNS + "/getCustomer"]
+    addresses = [a.get("location") for a in root.iter() if a.tag.endswith("}address")]
+    assert addresses == [node.url("/crm/soap")] * 2
+    client = zeep.Client(wsdl)
+    for port in ("crmSoap11", "crmSoap12"):
+        svc = client.bind("crmService", port)
+        got = svc.getCustomer(id=1)
+        assert got.id == 1 and got.name == "Ada" and got.vip is True  # typed by the WSDL
+        created = svc.createCustomer(name="Zed %s" % port, vip=True)
+        assert created is not None
+        with pytest.raises(Fault):
+            svc.getCustomer(id=424242)
+
+
+def test_apis_lists_soap_urls(node):
+    apis = requests.get(node.url("/_portico/apis"), timeout=10).json()["apis"]
+    crm = [a for a in apis if a["name"] == "crm"][0]
+    assert crm["soap"] == "/crm/soap" and crm["wsdl"] == "/crm/soap?wsdl"
+    assert crm["openapi"] == "/crm/openapi.json"
