@@ -28,6 +28,7 @@
 #include "process/pool.h"
 #include "process/records.h"
 #include "process/sqltext.h"
+#include "protocol/soap.h"
 #include "script/lua.h"
 
 #define MAX_VIOLATIONS  50
@@ -1051,69 +1052,44 @@ static int step_respond(run_t *r, const pt_step_def_t *st)
 }
 
 /* Builds the context: method, path, query, header, body, user, vars, steps. */
-#define SOAP11_NS "http://schemas.xmlsoap.org/soap/envelope/"
-#define SOAP12_NS "http://www.w3.org/2003/05/soap-envelope"
+#define SOAP11_NS PT_SOAP11_NS
+#define SOAP12_NS PT_SOAP12_NS
 
 /* A SOAP request: the envelope, its one Body element (the operation's
  * wrapper), the operation; *body becomes the wrapper's content. */
 static int soap_request(exec_t *x, pt_json_t **body)
 {
-    pt_arena_t *a = &x->arena;
-    pt_json_limits_t lim = PT_JSON_LIMITS_DEFAULT;
-    pt_json_error_t jerr;
-    const char *root, *ns, *want = x->soap == 2 ? SOAP12_NS : SOAP11_NS;
-    pt_json_t *env = pt_xml_parse(a, x->body ? x->body : "", x->body_len, &lim, &root, &ns, &jerr);
-    const pt_json_t *bodyel;
-    const pt_json_member_t *op = NULL;
+    const char *opname;
+    char why[256];
     size_t i;
 
-    if (env == NULL) {
-        fail(x, 400, "invalid-xml", "The envelope is not acceptable XML: line %u: %s", jerr.line,
-             jerr.message);
-        return PT_ERROR;
-    }
-    if (strcmp(root, "Envelope") != 0 || ns == NULL || strcmp(ns, want) != 0) {
-        fail(x, 400, "bad-request", "Expected a SOAP 1.%d Envelope (%s).", x->soap == 2 ? 2 : 1,
-             want);
-        return PT_ERROR;
-    }
-    bodyel = pt_json_get(env, "Body");
-    for (i = 0; bodyel != NULL && bodyel->type == PT_JSON_OBJECT && i < bodyel->u.obj.n; i++) {
-        const pt_json_member_t *m = &bodyel->u.obj.members[i];
-        if (m->key[0] == '@' || m->key[0] == '#')
-            continue;
-        if (op != NULL) {
-            fail(x, 400, "bad-request", "%s", "The Body must hold exactly one element.");
-            return PT_ERROR;
-        }
-        op = m;
-    }
-    if (op == NULL) {
-        fail(x, 400, "bad-request", "%s", "The envelope has no Body element to dispatch on.");
+    if (pt_soap_read(&x->arena, x->body, x->body_len, x->soap, &opname, body, why, sizeof(why)) !=
+        0) {
+        fail(x, 400, strncmp(why, "The envelope is not", 19) == 0 ? "invalid-xml" : "bad-request",
+             "%s", why);
         return PT_ERROR;
     }
     for (i = 0; i < x->api->nsoap_ops; i++)
-        if (strcmp(x->api->soap_ops[i].name, op->key) == 0)
+        if (strcmp(x->api->soap_ops[i].name, opname) == 0)
             break;
     if (i == x->api->nsoap_ops) {
-        fail(x, 400, "bad-request", "No operation %.80s in this API.", op->key);
+        fail(x, 400, "bad-request", "No operation %.80s in this API.", opname);
         return PT_ERROR;
     }
     if (x->soap_action != NULL && x->soap_action[0] != '\0') {
         /* the action, when given, names the same operation */
-        size_t al = strlen(x->soap_action), ol = strlen(op->key);
-        if (al < ol || strcmp(x->soap_action + al - ol, op->key) != 0 ||
+        size_t al = strlen(x->soap_action), ol = strlen(opname);
+        if (al < ol || strcmp(x->soap_action + al - ol, opname) != 0 ||
             (al > ol && strchr("/#:", x->soap_action[al - ol - 1]) == NULL)) {
-            fail(x, 400, "bad-request", "The SOAP action does not name operation %.80s.", op->key);
+            fail(x, 400, "bad-request", "The SOAP action does not name operation %.80s.", opname);
             return PT_ERROR;
         }
     }
     x->route = &x->api->soap_ops[i];
     x->proc = &x->api->processes[x->route->process];
-    *body = op->value->type == PT_JSON_STRING ? pt_json_object(a) : op->value;
-    if (*body != NULL && x->route->body_schema != NULL)
-        *body = pt_jschema_coerce(x->route->body_schema, *body, a);
-    return *body != NULL ? PT_OK : PT_ENOMEM;
+    if (x->route->body_schema != NULL)
+        *body = pt_jschema_coerce(x->route->body_schema, *body, &x->arena);
+    return PT_OK;
 }
 
 /* The answer of a SOAP operation: <{op}Response xmlns="{namespace}"> with
