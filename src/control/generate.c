@@ -405,7 +405,10 @@ static void sb_where_key(gen_t *g, sqlb_t *b, const table_t *t)
             sb_str(b, " AND ");
         sql_ident(g, &b->sql, c->name);
         sb_str(b, " = ");
-        sb_value(g, b, c, c->json, member(g, "path", c->json));
+        /* REST: the path; SOAP operations: the payload */
+        sb_value(
+            g, b, c, c->json,
+            gprintf(g, "coalesce(%s, %s)", member(g, "path", c->json), member(g, "body", c->json)));
     }
 }
 
@@ -417,9 +420,14 @@ static char *sb_text(gen_t *g, sqlb_t *b)
 /* ------------------------------------------------------------------ the model */
 
 /* Is column c written by a body (not generated, not the key when key_ro)? */
+/* key_ro: 1 = key columns are read-only (PUT/PATCH bodies); -1 = key
+ * columns are written even when the database generates them (the inputs of
+ * SOAP operations, which carry the key in the payload). */
 static int writable(const col_t *c, int key_ro)
 {
-    return !c->generated && !(key_ro && c->pk);
+    if (key_ro < 0 && c->pk)
+        return 1;
+    return !c->generated && !(key_ro > 0 && c->pk);
 }
 
 /* MariaDB/MySQL without RETURNING: can the row an INSERT made be read
@@ -581,7 +589,7 @@ static void y_col_schema(gen_t *g, const col_t *c, int key_ro)
         y_sep(g, &n);
         pt_yemit_raw(&g->y, "nullable: true");
     }
-    if (c->generated || (key_ro && c->pk)) {
+    if (!writable(c, key_ro)) {
         y_sep(g, &n);
         pt_yemit_raw(&g->y, "readOnly: true");
     }
@@ -707,7 +715,8 @@ static void write_list(gen_t *g, const table_t *t)
         if (!c->filter)
             continue;
         want = gprintf(g, "f_%s", c->json);
-        expr = member(g, "query", c->json);
+        expr =
+            gprintf(g, "coalesce(%s, %s)", member(g, "query", c->json), member(g, "body", c->json));
         sb_str(&b, nf++ == 0 ? "\nWHERE (" : "\n  AND (");
         sb_is_null(g, &b, c, want, expr);
         sb_str(&b, " OR ");
@@ -1044,6 +1053,54 @@ static void write_routes(gen_t *g, const table_t *t)
             gprintf(g, "Delete a row of %s: 204, or 404 when there is none", t->name));
 }
 
+/* "customers" -> "Customer" (naive singular), "order_lines" -> "OrderLine". */
+static char *object_name(gen_t *g, const char *ident, int plural)
+{
+    char *c = camel_case(g, ident);
+    size_t n = strlen(c);
+    if (c[0] >= 'a' && c[0] <= 'z')
+        c[0] = (char)(c[0] - 32);
+    if (!plural && n > 1 && c[n - 1] == 's' && c[n - 2] != 's')
+        c[n - 1] = '\0';
+    return c;
+}
+
+/* SOAP operations over the same processes: get<Object>, query<Objects>,
+ * create<Object>, update<Object>, delete<Object>. */
+static void write_operations(gen_t *g)
+{
+    size_t i;
+    int any = 0;
+    for (i = 0; i < g->db.nt; i++) {
+        const table_t *t = &g->db.t[i];
+        char *one = object_name(g, t->ident, 0), *many = object_name(g, t->ident, 1);
+        if (!any++)
+            pt_yemit_key(&g->y, 0, "operations");
+        pt_yemit_raw(&g->y, gprintf(g, "  - {name: query%s, process: list_%s}\n",
+                                    strcmp(one, many) == 0 ? gprintf(g, "%sList", many) : many,
+                                    t->ident));
+        if (t->npk == 0)
+            continue;
+        pt_yemit_raw(&g->y,
+                     gprintf(g, "  - {name: get%s, process: get_%s, input: %sKey, output: %s}\n",
+                             one, t->ident, t->ident, t->ident));
+        if (t->read_only)
+            continue;
+        if (t->create)
+            pt_yemit_raw(&g->y, gprintf(g,
+                                        "  - {name: create%s, process: create_%s, input: %s, "
+                                        "output: %s}\n",
+                                        one, t->ident, t->ident, t->ident));
+        if (t->replace)
+            pt_yemit_raw(&g->y, gprintf(g,
+                                        "  - {name: update%s, process: replace_%s, input: "
+                                        "%sUpdate, output: %s}\n",
+                                        one, t->ident, t->ident, t->ident));
+        pt_yemit_raw(&g->y, gprintf(g, "  - {name: delete%s, process: delete_%s, input: %sKey}\n",
+                                    one, t->ident, t->ident));
+    }
+}
+
 static void write_document(gen_t *g)
 {
     char date[32];
@@ -1074,6 +1131,35 @@ static void write_document(gen_t *g)
         pt_yemit_key(&g->y, 2, g->db.t[i].ident);
         y_schema(g, 4, &g->db.t[i], 0, 1);
     }
+    for (i = 0; i < g->db.nt; i++) {
+        /* SOAP inputs: the key, and (update) the row with its key */
+        const table_t *t = &g->db.t[i];
+        size_t k;
+        if (t->npk == 0)
+            continue;
+        pt_yemit_key(&g->y, 2, gprintf(g, "%sKey", t->ident));
+        pt_yemit_kv(&g->y, 4, "type", "object");
+        pt_yemit_indent(&g->y, 4);
+        pt_yemit_raw(&g->y, "required: [");
+        for (k = 0; k < t->npk; k++) {
+            if (k > 0)
+                pt_yemit_raw(&g->y, ", ");
+            pt_yemit_str(&g->y, t->cols[t->pk[k]].json);
+        }
+        pt_yemit_raw(&g->y, "]\n");
+        pt_yemit_key(&g->y, 4, "properties");
+        for (k = 0; k < t->npk; k++) {
+            pt_yemit_indent(&g->y, 6);
+            pt_yemit_str(&g->y, t->cols[t->pk[k]].json);
+            pt_yemit_raw(&g->y, ": ");
+            y_col_schema(g, &t->cols[t->pk[k]], -1);
+            pt_yemit_raw(&g->y, "\n");
+        }
+        if (!t->read_only && t->replace) {
+            pt_yemit_key(&g->y, 2, gprintf(g, "%sUpdate", t->ident));
+            y_schema(g, 4, t, -1, 1);
+        }
+    }
     pt_yemit_key(&g->y, 0, "processes");
     for (i = 0; i < g->db.nt; i++) {
         const table_t *t = &g->db.t[i];
@@ -1094,6 +1180,7 @@ static void write_document(gen_t *g)
     pt_yemit_key(&g->y, 0, "routes");
     for (i = 0; i < g->db.nt; i++)
         write_routes(g, &g->db.t[i]);
+    write_operations(g);
 }
 
 /* ------------------------------------------------------------------ options */

@@ -1310,12 +1310,19 @@ static void exec_run(pt_job_t *job)
     }
     if (rc == PT_ENOMEM)
         fail(x, 500, "internal-error", "%s", "Out of memory.");
+    if (rc == PT_OK && r.responded && x->soap && x->status < 300) {
+        /* SOAP: success is a 200 with a response element, even without a body */
+        if (x->out.len == 0 && render_soap(x, NULL) != PT_OK)
+            fail(x, 500, "internal-error", "%s", "Out of memory.");
+        else
+            x->status = 200;
+    }
     if (rc != PT_OK || r.responded) {
         record(x, x->ptype != NULL ? "ERROR" : "COMPLETE", 1);
         return;
     }
     /* no respond step: the last result as JSON */
-    if (r.last == NULL) {
+    if (r.last == NULL && !x->soap) {
         x->status = 204;
         x->out_ctype = NULL;
         record(x, "COMPLETE", 1);
