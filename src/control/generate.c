@@ -1076,9 +1076,9 @@ static void write_operations(gen_t *g)
         char *one = object_name(g, t->ident, 0), *many = object_name(g, t->ident, 1);
         if (!any++)
             pt_yemit_key(&g->y, 0, "operations");
-        pt_yemit_raw(&g->y, gprintf(g, "  - {name: query%s, process: list_%s}\n",
-                                    strcmp(one, many) == 0 ? gprintf(g, "%sList", many) : many,
-                                    t->ident));
+        pt_yemit_raw(&g->y,
+                     gprintf(g, "  - {name: query%s, process: list_%s}\n",
+                             strcmp(one, many) == 0 ? gprintf(g, "%sList", many) : many, t->ident));
         if (t->npk == 0)
             continue;
         pt_yemit_raw(&g->y,
