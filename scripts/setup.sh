@@ -26,7 +26,7 @@ contracts() {
   # third-party validators for the generated contracts (npm registry), pinned by
   # tests/contracts/package-lock.json; installed once into tests/contracts/node_modules
   local dir; dir="$(cd "$(dirname "$0")/.." && pwd)/tests/contracts"
-  if [ ! -d "$dir/node_modules/@apidevtools/swagger-parser" ]; then
+  if [ ! -d "$dir/node_modules/@apidevtools/swagger-parser" ] || [ ! -d "$dir/node_modules/soap" ]; then
     command -v npm >/dev/null || $SUDO apt-get install -y -qq --no-install-recommends npm
     (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error)
   fi

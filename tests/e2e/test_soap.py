@@ -233,3 +233,20 @@ def test_generated_api_speaks_soap(portico_factory, tmp_path):
         with pytest.raises(Fault):
             svc.getCustomer(id=made.id)
         assert svc.queryCustomers() is not None
+
+
+def test_wsdl_consumed_by_node_soap(node):
+    """A second, independent consumer: the npm `soap` package (installed by
+    scripts/setup.sh) loads the WSDL and calls an operation."""
+    import json
+    import os
+    import subprocess
+    script = os.path.join(os.path.dirname(__file__), "..", "contracts", "soap-client.js")
+    p = subprocess.run(["node", script, node.url("/crm/soap?wsdl"), "getCustomer",
+                        json.dumps({"id": 1})], capture_output=True, text=True, timeout=60)
+    assert p.returncode == 0, p.stderr
+    out = json.loads(p.stdout)
+    ports = out["describe"]["crmService"]
+    assert set(ports) == {"crmSoap11", "crmSoap12"}
+    assert set(ports["crmSoap11"]) == {"getCustomer", "createCustomer"}
+    assert out["result"]["name"] == "Ada" and str(out["result"]["id"]) == "1"
