@@ -994,6 +994,70 @@ static char *key_names(gen_t *g, const table_t *t)
     return s;
 }
 
+/* Whether table t has a filter column named `name`. */
+static int has_filter(const table_t *t, const char *name)
+{
+    size_t i;
+    for (i = 0; i < t->ncols; i++)
+        if (t->cols[i].filter && strcmp(t->cols[i].json, name) == 0)
+            return 1;
+    return 0;
+}
+
+/* The list's schemas: `<t>List`, an array of rows (the list route's answer
+ * and the SOAP query's output) and `<t>Filter`, the SOAP query's input: the
+ * filter columns and, for a paged list, the page size. */
+static void y_list_schemas(gen_t *g, const table_t *t)
+{
+    size_t i;
+    int n = 0;
+    pt_yemit_key(&g->y, 2, gprintf(g, "%sList", t->ident));
+    pt_yemit_kv(&g->y, 4, "type", "array");
+    pt_yemit_indent(&g->y, 4);
+    pt_yemit_raw(&g->y, "items: {$ref: ");
+    pt_yemit_str(&g->y, gprintf(g, "#/schemas/%s", t->ident));
+    pt_yemit_raw(&g->y, "}\n");
+    pt_yemit_key(&g->y, 2, gprintf(g, "%sFilter", t->ident));
+    pt_yemit_kv(&g->y, 4, "type", "object");
+    pt_yemit_indent(&g->y, 4);
+    pt_yemit_raw(&g->y, "additionalProperties: false\n");
+    for (i = 0; i < t->ncols; i++) {
+        if (!t->cols[i].filter)
+            continue;
+        if (n++ == 0)
+            pt_yemit_key(&g->y, 4, "properties");
+        pt_yemit_indent(&g->y, 6);
+        pt_yemit_str(&g->y, t->cols[i].json);
+        pt_yemit_raw(&g->y, ": ");
+        y_col_schema(g, &t->cols[i], -1);
+        pt_yemit_raw(&g->y, "\n");
+    }
+    if (t->npk > 0 && !has_filter(t, "limit")) {
+        if (n++ == 0)
+            pt_yemit_key(&g->y, 4, "properties");
+        pt_yemit_indent(&g->y, 6);
+        pt_yemit_printf(&g->y, "limit: {type: integer, minimum: 1, maximum: %d, default: %d}\n",
+                        PAGE_MAX, PAGE_DEFAULT);
+    }
+    if (n == 0)
+        pt_yemit_raw(&g->y, "    properties: {}\n");
+}
+
+/* The type of a column's query parameter. */
+static const char *query_type(const col_t *c)
+{
+    switch (c->kind) {
+    case PT_COL_INT:
+        return "integer";
+    case PT_COL_NUM:
+        return "number";
+    case PT_COL_BOOL:
+        return "boolean";
+    default:
+        return "string";
+    }
+}
+
 static void y_route(gen_t *g, const char *method, const char *path, const char *verb,
                     const table_t *t, const char *desc)
 {
@@ -1008,7 +1072,7 @@ static void y_route(gen_t *g, const char *method, const char *path, const char *
 static void write_routes(gen_t *g, const table_t *t)
 {
     char *filters = gdup(g, ""), *one = key_path(g, t), *keys = key_names(g, t);
-    size_t i;
+    size_t i, nf;
     int writes = !t->read_only && t->npk > 0;
     for (i = 0; i < t->ncols; i++)
         if (t->cols[i].filter)
@@ -1020,15 +1084,28 @@ static void write_routes(gen_t *g, const table_t *t)
                                  t->name, keys, PAGE_MAX, filters[0] ? "; filters: " : "", filters)
                        : gprintf(g, "List %s (not paged: no primary key): ?limit= (at most %d)%s%s",
                                  t->name, UNPAGED_LIMIT, filters[0] ? "; filters: " : "", filters));
+    for (i = 0, nf = 0; i < t->ncols; i++) {
+        /* typed: ?customerId=abc is a 400 naming the parameter */
+        if (!t->cols[i].filter)
+            continue;
+        if (nf++ == 0)
+            pt_yemit_key(&g->y, 4, "query");
+        pt_yemit_indent(&g->y, 6);
+        pt_yemit_str(&g->y, t->cols[i].json);
+        pt_yemit_printf(&g->y, ": %s\n", query_type(&t->cols[i]));
+    }
+    pt_yemit_kv(&g->y, 4, "response_schema", gprintf(g, "%sList", t->ident));
     if (t->npk == 0)
         return;
     y_route(g, "GET", one, "get", t, gprintf(g, "One row of %s by %s", t->name, keys));
+    pt_yemit_kv(&g->y, 4, "response_schema", t->ident);
     if (!writes)
         return;
     if (t->create) {
         y_route(g, "POST", gprintf(g, "/%s", t->ident), "create", t,
                 gprintf(g, "Insert a row into %s: 201 with the row and its Location", t->name));
         pt_yemit_kv(&g->y, 4, "body_schema", t->ident);
+        pt_yemit_kv(&g->y, 4, "response_schema", t->ident);
     }
     if (t->replace) {
         y_route(g, "PUT", one, "replace", t,
@@ -1042,12 +1119,14 @@ static void write_routes(gen_t *g, const table_t *t)
             pt_yemit_key(&g->y, 4, "body_schema");
             y_schema(g, 6, t, 1, 1);
         }
+        pt_yemit_kv(&g->y, 4, "response_schema", t->ident);
     }
     if (t->update) {
         y_route(g, "PATCH", one, "update", t,
                 gprintf(g, "Change the members given of a row of %s", t->name));
         pt_yemit_key(&g->y, 4, "body_schema");
         y_schema(g, 6, t, 1, 0);
+        pt_yemit_kv(&g->y, 4, "response_schema", t->ident);
     }
     y_route(g, "DELETE", one, "delete", t,
             gprintf(g, "Delete a row of %s: 204, or 404 when there is none", t->name));
@@ -1076,9 +1155,11 @@ static void write_operations(gen_t *g)
         char *one = object_name(g, t->ident, 0), *many = object_name(g, t->ident, 1);
         if (!any++)
             pt_yemit_key(&g->y, 0, "operations");
-        pt_yemit_raw(&g->y,
-                     gprintf(g, "  - {name: query%s, process: list_%s}\n",
-                             strcmp(one, many) == 0 ? gprintf(g, "%sList", many) : many, t->ident));
+        pt_yemit_raw(&g->y, gprintf(g,
+                                    "  - {name: query%s, process: list_%s, input: %sFilter, "
+                                    "output: %sList}\n",
+                                    strcmp(one, many) == 0 ? gprintf(g, "%sList", many) : many,
+                                    t->ident, t->ident, t->ident));
         if (t->npk == 0)
             continue;
         pt_yemit_raw(&g->y,
@@ -1160,6 +1241,8 @@ static void write_document(gen_t *g)
             y_schema(g, 4, t, -1, 1);
         }
     }
+    for (i = 0; i < g->db.nt; i++)
+        y_list_schemas(g, &g->db.t[i]);
     pt_yemit_key(&g->y, 0, "processes");
     for (i = 0; i < g->db.nt; i++) {
         const table_t *t = &g->db.t[i];

@@ -455,8 +455,10 @@ static char *b64url_decode(pt_arena_t *a, const char *s, size_t n, size_t *out_l
     return o;
 }
 
-/* The `page` root: {limit, fetch, after} from ?limit= and ?cursor=. */
-static int page_context(exec_t *x, const pt_step_def_t *st, const pt_json_t *q, pt_json_t **out)
+/* The `page` root: {limit, fetch, after} from ?limit= and ?cursor= (a SOAP
+ * operation, which has no query, gives its limit in the payload). */
+static int page_context(exec_t *x, const pt_step_def_t *st, const pt_json_t *q,
+                        const pt_json_t *body, pt_json_t **out)
 {
     pt_arena_t *a = &x->arena;
     const pt_json_t *lim = pt_json_get(q, "limit"), *cur = pt_json_get(q, "cursor");
@@ -468,6 +470,8 @@ static int page_context(exec_t *x, const pt_step_def_t *st, const pt_json_t *q, 
 
     if (page == NULL)
         return PT_ENOMEM;
+    if (lim == NULL && x->soap && body != NULL && body->type == PT_JSON_OBJECT)
+        lim = pt_json_get(body, "limit");
     if (sort != NULL && st->npage_sort > 0) {
         /* ?sort=col or ?sort=-col, col among page.sort */
         const char *s = sort->type == PT_JSON_STRING ? sort->u.str.p : "";
@@ -1198,7 +1202,7 @@ static int build_context(run_t *r)
     for (i = 0; i < x->proc->nsteps; i++)
         if (x->proc->steps[i].npage_by > 0) {
             pt_json_t *page = NULL;
-            int rc = page_context(x, &x->proc->steps[i], q, &page);
+            int rc = page_context(x, &x->proc->steps[i], q, body, &page);
             if (rc != PT_OK)
                 return rc;
             if (pt_json_object_set(a, ctx, "page", 4, page) != PT_OK)

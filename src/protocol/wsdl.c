@@ -151,6 +151,7 @@ static void complex_content(pt_buf_t *b, const pt_api_def_t *api, const pt_json_
 static void wrapper(pt_buf_t *b, const pt_api_def_t *api, const char *name, const pt_jschema_t *s)
 {
     const pt_json_t *doc = s != NULL ? pt_jschema_doc(s) : NULL;
+    const pt_json_t *t = doc != NULL ? pt_json_get(doc, "type") : NULL;
     char nm[128];
     pt_buf_append_str(b, "<xs:element name=\"");
     x(b, name);
@@ -162,7 +163,14 @@ static void wrapper(pt_buf_t *b, const pt_api_def_t *api, const char *name, cons
         return;
     }
     pt_buf_append_str(b, "\"><xs:complexType>");
-    complex_content(b, api, doc, 0);
+    if (t != NULL && t->type == PT_JSON_STRING && strcmp(t->u.str.p, "array") == 0) {
+        /* an array result is written as one <item> per element */
+        pt_buf_append_str(b, "<xs:sequence>");
+        element(b, api, "item", doc, 0, 0);
+        pt_buf_append_str(b, "</xs:sequence>");
+    } else {
+        complex_content(b, api, doc, 0);
+    }
     pt_buf_append_str(b, "</xs:complexType></xs:element>");
 }
 

@@ -8,12 +8,15 @@ import re
 import shutil
 import signal
 import socket
+import sqlite3
 import subprocess
 import tempfile
 import textwrap
 import time
 
 import pytest
+
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 
 # absolute: some tests run the binary from another working directory
 BIN = os.path.abspath(os.environ.get("PORTICO_BIN") or os.path.join(
@@ -581,3 +584,23 @@ def mariadb():
         yield server
     finally:
         server.destroy()
+
+
+@pytest.fixture
+def erp(portico_factory, tmp_path):
+    """A node serving the API `portico generate` makes from examples/erp.sql."""
+    (tmp_path / "apis").mkdir()
+    db = tmp_path / "apis" / "erp.db"
+    con = sqlite3.connect(db)
+    con.executescript(open(os.path.join(ROOT, "examples", "erp.sql")).read())
+    con.close()
+    p = subprocess.run([BIN, "generate", "--db", "sqlite:%s" % db, "--name", "erp",
+                        "--base-path", "/erp", "--naming", "camel",
+                        "-o", str(tmp_path / "apis" / "erp.yaml")],
+                       capture_output=True, text=True, timeout=60)
+    assert p.returncode == 0, p.stderr
+    text = (tmp_path / "apis" / "erp.yaml").read_text()
+    for op in ("getCustomer", "queryCustomers", "createCustomer", "updateCustomer",
+               "deleteCustomer", "getOrderLine"):
+        assert "name: %s," % op in text, op
+    return portico_factory(node_config(), {"erp.yaml": text})
