@@ -13,6 +13,7 @@ PKGS=(
   python3-pytest python3-requests openssl curl valgrind iproute2
   postgresql mariadb-server   # tests start their own throwaway servers
   python3-jsonschema python3-zeep nodejs   # contract checks (zeep: a real SOAP client)
+  libxml2-utils python3-xmlschema   # xmllint, and the WSDL/SOAP/XSD schemas it checks against
   # benchmarks (bench/run.sh and ../shared/bench/peers.sh)
   nginx wrk util-linux procps
 )

@@ -581,7 +581,9 @@ static void problem_soap(pt_buf_t *b, const pt_req_t *req, int soap12, int statu
                           "<soap:Envelope xmlns:soap=\"http://schemas.xmlsoap.org/soap/envelope/\">"
                           "<soap:Body><soap:Fault><faultcode>");
         pt_buf_append_str(b, status >= 500 ? "soap:Server" : "soap:Client");
-        pt_buf_append_str(b, "</faultcode><faultstring xml:lang=\"en\">");
+        /* no xml:lang: the SOAP 1.1 envelope schema types faultstring as
+         * a plain xs:string, and schema-validating clients refuse it */
+        pt_buf_append_str(b, "</faultcode><faultstring>");
         pt_buf_append_xml_str(b, text, strlen(text));
         pt_buf_append_str(b, "</faultstring><detail>");
         problem_xml(b, req, status, type, detail);
@@ -593,6 +595,26 @@ void pt_http_problem(pt_req_t *req, int status, const char *type, const char *de
                      const pt_header_kv_t *hdrs, size_t nh)
 {
     pt_http_problem_ext(req, status, type, detail, hdrs, nh, NULL, NULL);
+}
+
+/* The HTTP status of a fault. SOAP 1.1: 500 (WS-I Basic Profile R1126);
+ * SOAP 1.2: 400 for a Sender fault, 500 for a Receiver one (SOAP 1.2 part 2,
+ * 7.5.2). The status the gateway meant is in the fault's detail. Refusals
+ * at the HTTP layer a client acts on (authenticate, method, size, media
+ * type, slow down) keep their status. */
+static int soap_fault_status(int soap12, int status)
+{
+    switch (status) {
+    case 401:
+    case 403:
+    case 405:
+    case 413:
+    case 415:
+    case 429:
+        return status;
+    default:
+        return soap12 && status < 500 ? 400 : 500;
+    }
 }
 
 void pt_http_problem_ext(pt_req_t *req, int status, const char *type, const char *detail,
@@ -609,11 +631,7 @@ void pt_http_problem_ext(pt_req_t *req, int status, const char *type, const char
         problem_soap(&b, req, fmt == FMT_SOAP12, status, type, detail);
         ctype =
             fmt == FMT_SOAP12 ? "application/soap+xml; charset=utf-8" : "text/xml; charset=utf-8";
-        /* WS-I Basic Profile R1126: a fault travels with 500; the gateway's
-         * own status is in the fault's detail. Client-side conditions (4xx:
-         * 401, 413, 429...) keep their HTTP status. */
-        if (status >= 500)
-            status = 500;
+        status = soap_fault_status(fmt == FMT_SOAP12, status);
         break;
     case FMT_XML:
         pt_buf_append_str(&b, "<?xml version=\"1.0\" encoding=\"utf-8\"?>");
