@@ -69,8 +69,9 @@ struct pt_req_s {
     unsigned is_head : 1;
     unsigned complete : 1; /* whole request message received */
     unsigned dispatched : 1;
-    int error_status;       /* set by a parser callback to refuse the request */
-    const char *error_type; /* problem type slug for error_status */
+    unsigned soap_endpoint : 1; /* a SOAP operation call: its faults follow WS-I statuses */
+    int error_status;           /* set by a parser callback to refuse the request */
+    const char *error_type;     /* problem type slug for error_status */
     const char *error_detail;
     char request_id[PT_REQUEST_ID_MAX + 1];
     uint8_t request_id_len;

@@ -597,13 +597,16 @@ void pt_http_problem(pt_req_t *req, int status, const char *type, const char *de
     pt_http_problem_ext(req, status, type, detail, hdrs, nh, NULL, NULL);
 }
 
-/* The HTTP status of a fault. SOAP 1.1: 500 (WS-I Basic Profile R1126);
- * SOAP 1.2: 400 for a Sender fault, 500 for a Receiver one (SOAP 1.2 part 2,
- * 7.5.2). The status the gateway meant is in the fault's detail. Refusals
- * at the HTTP layer a client acts on (authenticate, method, size, media
- * type, slow down) keep their status. */
-static int soap_fault_status(int soap12, int status)
+/* The HTTP status of a fault. From a SOAP operation: SOAP 1.1 faults are
+ * 500 (WS-I Basic Profile R1126), SOAP 1.2 Sender faults 400 and Receiver
+ * faults 500 (SOAP 1.2 part 2, 7.5.2); the status meant is in the detail.
+ * Refusals at the HTTP layer a client acts on (authenticate, method, size,
+ * media type, slow down), and the gateway's own answers before any SOAP
+ * endpoint (no route: 404), keep their 4xx status. */
+static int soap_fault_status(const pt_req_t *req, int soap12, int status)
 {
+    if (!req->soap_endpoint)
+        return status >= 500 ? 500 : status;
     switch (status) {
     case 401:
     case 403:
@@ -631,7 +634,7 @@ void pt_http_problem_ext(pt_req_t *req, int status, const char *type, const char
         problem_soap(&b, req, fmt == FMT_SOAP12, status, type, detail);
         ctype =
             fmt == FMT_SOAP12 ? "application/soap+xml; charset=utf-8" : "text/xml; charset=utf-8";
-        status = soap_fault_status(fmt == FMT_SOAP12, status);
+        status = soap_fault_status(req, fmt == FMT_SOAP12, status);
         break;
     case FMT_XML:
         pt_buf_append_str(&b, "<?xml version=\"1.0\" encoding=\"utf-8\"?>");

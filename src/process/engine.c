@@ -1481,6 +1481,7 @@ void pt_process_handle(pt_req_t *req)
 
 void pt_process_handle_soap(pt_req_t *req, int version)
 {
+    req->soap_endpoint = 1;
     start(req, &req->match.api->soap_ops[0], version);
 }
 
