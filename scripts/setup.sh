@@ -8,7 +8,7 @@ PKGS=(
   # build
   build-essential cmake pkg-config clang libclang-rt-14-dev clang-format
   libuv1-dev node-llhttp libssl-dev libyaml-dev libcmocka-dev libsqlite3-dev sqlite3 libpq-dev libmariadb-dev liblua5.4-dev
-  libcurl4-openssl-dev libxml2-dev
+  libcurl4-openssl-dev libxml2-dev libsodium-dev
   # tests
   python3-pytest python3-requests openssl curl valgrind iproute2
   postgresql mariadb-server   # tests start their own throwaway servers

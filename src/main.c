@@ -15,7 +15,11 @@
 #include <unistd.h>
 #include <uv.h>
 
+#include <sodium.h>
+
 #include "config/config.h"
+#include "control/cli.h"
+#include "control/control.h"
 #include "control/generate.h"
 #include "core/log.h"
 #include "event/worker.h"
@@ -44,6 +48,10 @@ typedef struct node_s {
     int draining;
     pt_access_sink_t *access;
     char *access_path;
+    pt_control_t *control; /* with a store: deployments come from it */
+    uv_async_t publish;    /* the control plane has a snapshot to publish */
+    uv_work_t reload_work; /* SIGHUP with a store: the reload runs off this loop */
+    int reloading;
 } node_t;
 
 static void usage(FILE *f)
@@ -52,6 +60,11 @@ static void usage(FILE *f)
           "  portico serve --config FILE      run a node (also: portico --config FILE)\n"
           "  portico validate FILE...         check node configurations and API definitions\n"
           "  portico generate --db URL ...    write a service API definition from a database\n"
+          "  portico migrate -c FILE          apply the store's schema migrations\n"
+          "  portico admin token create -c FILE --name NAME\n"
+          "                                   create an admin API token\n"
+          "  portico api push|list|revisions|diff, deploy, rollback, undeploy, env,\n"
+          "          deployments              the admin API's client (docs/admin-api.md)\n"
           "  portico version                  print the version\n"
           "\n"
           "Signals: SIGHUP reloads the configuration and API definitions without dropping\n"
@@ -112,28 +125,20 @@ static int listeners_equal(const pt_config_t *a, const pt_config_t *b)
     return 1;
 }
 
-static void reload(node_t *n)
+/* Publishes s (main's reference, taken) to every worker; in-flight
+ * requests finish on the snapshot they started on. Returns 0, or -1 when
+ * s needs a restart (listeners changed): then s is dropped. */
+static int publish(node_t *n, pt_snapshot_t *s)
 {
-    pt_snapshot_t *s;
     unsigned i;
     const pt_config_t *old = n->snap->config;
 
-    if (n->draining)
-        return;
-    pt_log_info("SIGHUP: reloading %s", n->config_path);
-    pt_access_sink_reopen(n->access);
-    s = load_snapshot(n, PT_LOG_ERROR);
-    if (s == NULL) {
-        pt_log_error("reload refused: keeping configuration generation %llu",
-                     (unsigned long long)n->snap->generation);
-        return;
-    }
     if (!listeners_equal(old, s->config)) {
         pt_log_error("reload refused: listeners changed (address, port or TLS on/off); restart "
                      "the node to apply; keeping generation %llu",
                      (unsigned long long)n->snap->generation);
         pt_snapshot_unref(s);
-        return;
+        return -1;
     }
     if ((s->config->workers != old->workers))
         pt_log_warn("workers changed to %u: applies at the next restart", s->config->workers);
@@ -157,6 +162,61 @@ static void reload(node_t *n)
     n->snap = s;
     pt_log_info("configuration generation %llu published (%zu APIs)",
                 (unsigned long long)s->generation, s->config->napis);
+    return 0;
+}
+
+/* The control plane built a snapshot (a deploy, a rollback, a reload). */
+static void publish_cb(uv_async_t *a)
+{
+    node_t *n = a->data;
+    pt_snapshot_t *s;
+    while ((s = pt_control_take_pending(n->control)) != NULL) {
+        uint64_t gen = s->generation;
+        if (n->draining)
+            pt_snapshot_unref(s);
+        else
+            publish(n, s);
+        pt_control_published(n->control, gen);
+    }
+}
+
+static void reload_work(uv_work_t *w)
+{
+    node_t *n = w->data;
+    pt_control_reload(n->control);
+}
+
+static void reload_done(uv_work_t *w, int status)
+{
+    node_t *n = w->data;
+    (void)status;
+    n->reloading = 0;
+}
+
+static void reload(node_t *n)
+{
+    pt_snapshot_t *s;
+
+    if (n->draining)
+        return;
+    pt_log_info("SIGHUP: reloading %s", n->config_path);
+    pt_access_sink_reopen(n->access);
+    if (n->control != NULL) {
+        /* the store blocks: off this loop, which publishes the result */
+        if (!n->reloading) {
+            n->reloading = 1;
+            n->reload_work.data = n;
+            uv_queue_work(&n->loop, &n->reload_work, reload_work, reload_done);
+        }
+        return;
+    }
+    s = load_snapshot(n, PT_LOG_ERROR);
+    if (s == NULL) {
+        pt_log_error("reload refused: keeping configuration generation %llu",
+                     (unsigned long long)n->snap->generation);
+        return;
+    }
+    publish(n, s);
 }
 
 static void stop_now(node_t *n)
@@ -254,6 +314,23 @@ static int serve(const char *config_path)
         pt_log_error("invalid configuration: not starting");
         return 1;
     }
+    if (n.snap->config->store != NULL) {
+        /* a store: the node serves its environment's deployments */
+        pt_snapshot_t *s;
+        if ((n.control = pt_control_open(config_path, n.snap->config, err, sizeof(err))) == NULL) {
+            pt_log_error("%s: not starting", err);
+            pt_snapshot_unref(n.snap);
+            return 1;
+        }
+        if ((s = pt_control_initial(n.control, err, sizeof(err))) == NULL) {
+            pt_log_error("%s: not starting", err);
+            pt_control_close(n.control);
+            pt_snapshot_unref(n.snap);
+            return 1;
+        }
+        pt_snapshot_unref(n.snap);
+        n.snap = s;
+    }
     cfg = n.snap->config;
     apply_log_level(cfg);
     raise_fd_limit(cfg);
@@ -288,6 +365,11 @@ static int serve(const char *config_path)
     uv_loop_init(&n.loop);
     uv_async_init(&n.loop, &n.worker_exit, worker_exit_cb);
     n.worker_exit.data = &n;
+    if (n.control != NULL) {
+        uv_async_init(&n.loop, &n.publish, publish_cb);
+        n.publish.data = &n;
+        pt_control_set_async(n.control, &n.publish);
+    }
     uv_timer_init(&n.loop, &n.drain_timer);
     n.drain_timer.data = &n;
     for (i = 0; i < n.nworkers; i++) {
@@ -330,6 +412,8 @@ static int serve(const char *config_path)
     }
     pt_service_warm_join(n.warm);
     n.warm = NULL;
+    if (n.control != NULL)
+        pt_control_set_async(n.control, NULL); /* nobody publishes any more */
     pt_procpool_stop(n.procpool); /* every task completed: the workers waited for them */
     n.procpool = NULL;
     uv_walk(&n.loop, close_walk_cb, NULL);
@@ -339,6 +423,7 @@ static int serve(const char *config_path)
     rc = 0;
 out:
     pt_procpool_stop(n.procpool);
+    pt_control_close(n.control);
     pt_http_client_cleanup();
     pt_xml_cleanup();
     pt_access_sink_close(n.access);
@@ -365,6 +450,18 @@ int main(int argc, char **argv)
     }
     if (argc >= 2 && strcmp(argv[1], "generate") == 0)
         return pt_generate_main(argc - 1, argv + 1);
+    if (argc >= 2 && (strcmp(argv[1], "api") == 0 || strcmp(argv[1], "deploy") == 0 ||
+                      strcmp(argv[1], "rollback") == 0 || strcmp(argv[1], "undeploy") == 0 ||
+                      strcmp(argv[1], "env") == 0 || strcmp(argv[1], "deployments") == 0))
+        return pt_cli_main(argc - 1, argv + 1);
+    if (sodium_init() < 0) {
+        fputs("portico: libsodium cannot initialise\n", stderr);
+        return 1;
+    }
+    if (argc >= 2 && strcmp(argv[1], "migrate") == 0)
+        return pt_control_migrate_main(argc - 1, argv + 1);
+    if (argc >= 2 && strcmp(argv[1], "admin") == 0)
+        return pt_control_admin_main(argc - 1, argv + 1);
     if (argc >= 2 && (strcmp(argv[1], "version") == 0 || strcmp(argv[1], "--version") == 0)) {
         printf("portico %s\n", PT_VERSION);
         return 0;

@@ -32,6 +32,7 @@ typedef struct pt_listener_config_s {
     uint16_t port;        /* 0 = ephemeral (the bound port is logged) */
     pt_tls_config_t *tls; /* NULL: plain HTTP */
     unsigned line;        /* where it was defined, for messages */
+    int admin;            /* the admin listener (`admin:`): serves /admin/ only */
 } pt_listener_config_t;
 
 /* Limits (config key `limits:`); defaults in pt_limits_defaults(). */
@@ -391,8 +392,12 @@ typedef struct pt_config_s {
     pt_cidr_t *trusted_proxies; /* peers whose X-Forwarded-* headers are believed */
     size_t ntrusted_proxies;
     char *apis_dir;     /* absolute or relative to the config file's directory; may be NULL */
-    pt_api_def_t *apis; /* loaded from apis_dir, sorted by name */
+    pt_api_def_t *apis; /* loaded from apis_dir (or the store's deployments), sorted by name */
     size_t napis;
+    /* control plane (docs/admin-api.md): all NULL without `store:` and `admin:` */
+    struct pt_connection_def_s *store; /* sqlite: or postgresql:// */
+    char *environment;                 /* the environment this node serves */
+    char *data_dir;                    /* the embedded store and the last snapshot */
 } pt_config_t;
 
 #endif

@@ -25,13 +25,16 @@
 #include <unistd.h>
 
 #include "config/schema.h"
+#include "config/upstream-i.h"
 #include "config/yaml.h"
 
 #define WORKERS_MAX       256
 #define LISTENER_NAME_MAX 64
 
-static const char *const top_keys[] = {"workers",   "listen",          "limits", "log",
-                                       "processes", "trusted_proxies", "apis",   NULL};
+static const char *const top_keys[] = {"workers",     "listen",          "limits",   "log",
+                                       "processes",   "trusted_proxies", "apis",     "store",
+                                       "environment", "admin",           "data_dir", NULL};
+static const char *const admin_keys[] = {"address", NULL};
 static const char *const processes_keys[] = {
     "max_running", "max_queued", "queue_timeout", "max_execution_time", "timeout_status", NULL};
 static const char *const listen_keys[] = {"address", "name", "tls", NULL};
@@ -698,6 +701,154 @@ done:
     pt__cfg_pop(c, mark);
 }
 
+/* ------------------------------------------------------------ control plane */
+
+#define ADMIN_DEFAULT "127.0.0.1:9901"
+
+/* A URL without its password, for messages. */
+static char *url_without_password(pt_arena_t *a, const char *url)
+{
+    const char *scheme = strstr(url, "://"), *at, *colon, *end;
+    if (scheme == NULL)
+        return pt_arena_strdup(a, url);
+    end = scheme + 3 + strcspn(scheme + 3, "/?#");
+    at = memchr(scheme + 3, '@', (size_t)(end - scheme - 3));
+    if (at == NULL)
+        return pt_arena_strdup(a, url);
+    colon = memchr(scheme + 3, ':', (size_t)(at - scheme - 3));
+    if (colon == NULL)
+        return pt_arena_strdup(a, url);
+    return pt_arena_printf(a, "%.*s:***%s", (int)(colon - url), url, at);
+}
+
+/* `store: sqlite:<path>` (relative to the configuration) or
+ * `store: postgresql://...` (${env:...} / ${file:...} resolved). */
+static void parse_store(pt__cfg_ctx_t *c, const pt_ynode_t *v, pt_config_t *cfg)
+{
+    pt_connection_def_t *d = pt_arena_calloc(c->arena, sizeof(*d));
+    char *url = NULL, shown[300];
+    size_t mark = pt__cfg_push(c, "store", 5);
+    if (d == NULL) {
+        pt__cfg_err(c, v->line, "out of memory");
+    } else if (pt__cfg_secret(c, v, &url, shown, sizeof(shown)) == 0) {
+        d->name = "store";
+        d->line = v->line;
+        if (strncmp(url, "sqlite:", 7) == 0 && url[7] != '\0' && strcmp(url + 7, ":memory:")) {
+            d->kind = PT_CONN_SQLITE;
+            d->target = pt__cfg_path(c, v->line, url + 7);
+            d->display = d->target;
+            cfg->store = d;
+        } else if (strncmp(url, "postgresql://", 13) == 0 || strncmp(url, "postgres://", 11) == 0) {
+            d->kind = PT_CONN_POSTGRESQL;
+            d->target = url;
+            d->display = url_without_password(c->arena, url);
+            cfg->store = d;
+        } else {
+            pt__cfg_err(c, v->line, "expected sqlite:<file> or postgresql://...%s%s",
+                        shown[0] ? "; the value comes from " : "", shown);
+        }
+    }
+    pt__cfg_pop(c, mark);
+}
+
+static int env_name_ok(const char *s)
+{
+    size_t i, n = strlen(s);
+    if (n == 0 || n > 63 || !((s[0] >= 'a' && s[0] <= 'z') || (s[0] >= '0' && s[0] <= '9')))
+        return 0;
+    for (i = 1; i < n; i++)
+        if (!((s[i] >= 'a' && s[i] <= 'z') || (s[i] >= '0' && s[i] <= '9') || s[i] == '_' ||
+              s[i] == '-'))
+            return 0;
+    return 1;
+}
+
+/* `admin: {address}`: one more listener, flagged, named "admin". */
+static void parse_admin(pt__cfg_ctx_t *c, const pt_ynode_t *v, pt_config_t *cfg)
+{
+    pt_listener_config_t *ls;
+    addr_key_t key;
+    const pt_ynode_t *addr;
+    pt_ynode_t dflt;
+    size_t mark = pt__cfg_push(c, "admin", 5), m2;
+
+    if (v != NULL && pt__cfg_mapping(c, v, admin_keys) != 0)
+        goto done;
+    ls = pt_arena_calloc(c->arena, (cfg->nlisteners + 1) * sizeof(*ls));
+    if (ls == NULL) {
+        pt__cfg_err(c, 0, "out of memory");
+        goto done;
+    }
+    if (cfg->nlisteners > 0)
+        memcpy(ls, cfg->listeners, cfg->nlisteners * sizeof(*ls));
+    addr = v != NULL ? pt_yaml_get(v, "address") : NULL;
+    if (pt_yaml_is_null(addr)) {
+        memset(&dflt, 0, sizeof(dflt));
+        dflt.kind = PT_YNODE_SCALAR;
+        dflt.value = ADMIN_DEFAULT;
+        dflt.len = sizeof(ADMIN_DEFAULT) - 1;
+        dflt.line = v != NULL ? v->line : 0;
+        addr = &dflt;
+    }
+    memset(&key, 0, sizeof(key));
+    m2 = pt__cfg_push(c, "address", 7);
+    parse_address(c, addr, &ls[cfg->nlisteners], &key);
+    pt__cfg_pop(c, m2);
+    ls[cfg->nlisteners].name = "admin";
+    ls[cfg->nlisteners].admin = 1;
+    ls[cfg->nlisteners].line = addr->line;
+    cfg->listeners = ls;
+    cfg->nlisteners++;
+done:
+    pt__cfg_pop(c, mark);
+}
+
+static void parse_control(pt__cfg_ctx_t *c, const pt_ynode_t *root, pt_config_t *cfg)
+{
+    const pt_ynode_t *v, *admin = pt_yaml_get(root, "admin");
+    size_t mark;
+    char *s;
+
+    if (!pt_yaml_is_null(v = pt_yaml_get(root, "data_dir"))) {
+        mark = pt__cfg_push(c, "data_dir", 8);
+        if (pt__cfg_string(c, v, &s) == 0)
+            cfg->data_dir = pt__cfg_path(c, v->line, s);
+        pt__cfg_pop(c, mark);
+    }
+    if (!pt_yaml_is_null(v = pt_yaml_get(root, "store")))
+        parse_store(c, v, cfg);
+    if (admin != NULL)
+        parse_admin(c, admin->kind == PT_YNODE_MAPPING ? admin : NULL, cfg);
+    if (cfg->store == NULL && admin == NULL) {
+        if (!pt_yaml_is_null(v = pt_yaml_get(root, "environment")))
+            pt__cfg_err(c, v->line, "environment: needs a store (store: or admin:)");
+        return;
+    }
+    if (cfg->data_dir == NULL)
+        cfg->data_dir = pt__cfg_path(c, root->line, "data");
+    if (cfg->store == NULL && cfg->data_dir != NULL) {
+        pt_connection_def_t *d = pt_arena_calloc(c->arena, sizeof(*d));
+        if (d != NULL) {
+            d->name = "store";
+            d->kind = PT_CONN_SQLITE;
+            d->target = pt_arena_printf(c->arena, "%s/portico.db", cfg->data_dir);
+            d->display = d->target;
+            cfg->store = d;
+        }
+    }
+    cfg->environment = "default";
+    if (!pt_yaml_is_null(v = pt_yaml_get(root, "environment"))) {
+        mark = pt__cfg_push(c, "environment", 11);
+        if (pt__cfg_string(c, v, &s) == 0) {
+            if (!env_name_ok(s))
+                pt__cfg_err(c, v->line, "expected [a-z0-9][a-z0-9_-]{0,62}, got \"%.64s\"", s);
+            else
+                cfg->environment = s;
+        }
+        pt__cfg_pop(c, mark);
+    }
+}
+
 static void parse_node(pt__cfg_ctx_t *c, const pt_ynode_t *root, pt_config_t *cfg)
 {
     const pt_ynode_t *v;
@@ -750,6 +901,7 @@ static void parse_node(pt__cfg_ctx_t *c, const pt_ynode_t *root, pt_config_t *cf
     }
     if (!pt_yaml_is_null(v = pt_yaml_get(root, "apis")))
         parse_apis_dir(c, v, cfg);
+    parse_control(c, root, cfg);
 }
 
 /* ------------------------------------------------------------ loading */
@@ -823,8 +975,8 @@ static char *dir_of(pt_arena_t *a, const char *path)
     return pt_arena_strndup(a, path, (size_t)(slash - path));
 }
 
-pt_config_t *pt_config_load_buffer(const char *name, const char *data, size_t len,
-                                   pt_config_errors_t *errs)
+static pt_config_t *load_buffer(const char *name, const char *data, size_t len,
+                                pt_config_errors_t *errs, int with_apis)
 {
     pt_config_errors_t local = {{0}, 0, 0};
     pt_config_t *cfg;
@@ -853,7 +1005,7 @@ pt_config_t *pt_config_load_buffer(const char *name, const char *data, size_t le
     parse_node(&c, root, cfg);
     if (c.nerr > 0)
         goto fail;
-    if (cfg->apis_dir != NULL && load_apis_dir(cfg, &scratch, errs) != 0)
+    if (with_apis && cfg->apis_dir != NULL && load_apis_dir(cfg, &scratch, errs) != 0)
         goto fail;
     if (cfg->napis > 1)
         qsort(cfg->apis, cfg->napis, sizeof(*cfg->apis), api_cmp);
@@ -870,7 +1022,13 @@ fail:
     return NULL;
 }
 
-pt_config_t *pt_config_load(const char *path, pt_config_errors_t *errs)
+pt_config_t *pt_config_load_buffer(const char *name, const char *data, size_t len,
+                                   pt_config_errors_t *errs)
+{
+    return load_buffer(name, data, len, errs, 1);
+}
+
+static pt_config_t *load_file(const char *path, pt_config_errors_t *errs, int with_apis)
 {
     pt_config_t *cfg;
     char *data;
@@ -878,9 +1036,26 @@ pt_config_t *pt_config_load(const char *path, pt_config_errors_t *errs)
 
     if (pt_yaml_read_file(path, &data, &len, errs) != 0)
         return NULL;
-    cfg = pt_config_load_buffer(path, data, len, errs);
+    cfg = load_buffer(path, data, len, errs, with_apis);
     free(data);
     return cfg;
+}
+
+pt_config_t *pt_config_load(const char *path, pt_config_errors_t *errs)
+{
+    return load_file(path, errs, 1);
+}
+
+pt_config_t *pt_config_load_node(const char *path, pt_config_errors_t *errs)
+{
+    return load_file(path, errs, 0);
+}
+
+int pt_config_finish_apis(pt_config_t *cfg, pt_config_errors_t *errs)
+{
+    if (cfg->napis > 1)
+        qsort(cfg->apis, cfg->napis, sizeof(*cfg->apis), api_cmp);
+    return pt_config_check_apis(cfg, errs);
 }
 
 /* ------------------------------------------------------------ portico validate */

@@ -37,6 +37,14 @@ pt_config_t *pt_config_load(const char *path, pt_config_errors_t *errs);
 
 /* Like pt_config_load, but from memory (for tests and fuzzing); `name` is used
  * in messages; the apis directory, if any, is read from disk. */
+/* The node configuration alone: the `apis` folder is recorded, not read
+ * (a node with a store serves the deployments of its environment). */
+pt_config_t *pt_config_load_node(const char *path, pt_config_errors_t *errs);
+
+/* After API definitions were added with pt_api_def_load_buffer: sorts them
+ * and checks them together (base paths). 0, or -1 with errors. */
+int pt_config_finish_apis(pt_config_t *cfg, pt_config_errors_t *errs);
+
 pt_config_t *pt_config_load_buffer(const char *name, const char *data, size_t len,
                                    pt_config_errors_t *errs);
 

@@ -13,6 +13,8 @@
 #include "http/http.h"
 #include "core/buf.h"
 #include "config/config.h"
+#include "control/admin.h"
+#include "control/control.h"
 #include "process/engine.h"
 #include "protocol/openapi.h"
 #include "protocol/wsdl.h"
@@ -51,8 +53,12 @@ static void builtin(pt_req_t *req, const pt_snapshot_t *s, int draining)
             pt_http_respond(req, 503, no_store, 1, "application/json", body, (size_t)n);
         } else {
             n = snprintf(body, sizeof(body),
-                         "{\"status\":\"ready\",\"generation\":%llu,\"apis\":%zu}",
-                         (unsigned long long)s->generation, s->config->napis);
+                         "{\"status\":\"ready\",\"generation\":%llu,\"apis\":%zu%s%s}",
+                         (unsigned long long)s->generation, s->config->napis,
+                         pt_control == NULL                ? ""
+                         : pt_control_store_ok(pt_control) ? ",\"store\":\"ok\""
+                                                           : ",\"store\":\"unreachable\"",
+                         "");
             pt_http_respond(req, 200, no_store, 1, "application/json", body, (size_t)n);
         }
         return;
@@ -252,7 +258,13 @@ static void respond_static(pt_req_t *req)
 void pt_gateway_handle(pt_req_t *req)
 {
     const pt_snapshot_t *s = req->snap->snap;
+    const pt_listener_rt_t *l = pt_http_listener(req);
     pt_route_result_t rr;
+
+    if (l != NULL && l->index < s->config->nlisteners && s->config->listeners[l->index].admin) {
+        pt_admin_handle(req); /* the admin listener serves nothing else */
+        return;
+    }
 
     if (req->path.len >= sizeof(BUILTIN_PREFIX) - 1 &&
         memcmp(req->path.p, BUILTIN_PREFIX, sizeof(BUILTIN_PREFIX) - 1) == 0) {

@@ -1,0 +1,852 @@
+/*
+ * admin.c - the admin API on the admin listener (docs/admin-api.md). The
+ * request is read on its I/O loop (bounded body), then answered by a job on
+ * the process pool: token check, store calls and deployments block there,
+ * never on a loop.
+ */
+#include "control/admin.h"
+
+#include <sodium.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "control/control.h"
+#include "control/ops.h"
+#include "core/buf.h"
+#include "core/log.h"
+#include "event/worker-t.h"
+#include "http/http.h"
+#include "process/pool.h"
+
+#define BODY_MAX    (4u << 20) /* a definition */
+#define SEGMENTS    8
+#define TOKEN_CACHE 16
+
+typedef struct job_s job_t;
+
+typedef struct link_s {
+    job_t *job;
+} link_t;
+
+struct job_s {
+    pt_job_t job;
+    link_t *link; /* NULL once the request is gone */
+    pt_req_t *req;
+    pt_arena_t a;
+    char *method, *path, *query, *auth, *body;
+    size_t body_len;
+    int too_large;
+    int submitted;
+    atomic_int abandoned; /* the client left before the job ran */
+    /* the answer */
+    int status;
+    const char *type;
+    char detail[512];
+    pt_json_t *errors;
+    pt_buf_t out;
+    const char *actor;
+};
+
+/* ------------------------------------------------------------ tokens */
+
+/* Tokens verified once (Argon2id is slow by design): their id and a hash
+ * of the whole token, so a cached check is a constant-time compare. */
+static struct {
+    uv_mutex_t lock;
+    uv_once_t once;
+    struct {
+        char id[17];
+        unsigned char digest[crypto_generichash_BYTES];
+        char name[64];
+    } slot[TOKEN_CACHE];
+    unsigned next;
+} cache = {.once = UV_ONCE_INIT};
+
+static void cache_init(void)
+{
+    uv_mutex_init(&cache.lock);
+}
+
+static int cache_find(const char *id, const unsigned char *digest, char *name, size_t nlen)
+{
+    unsigned i;
+    int found = 0;
+    uv_mutex_lock(&cache.lock);
+    for (i = 0; i < TOKEN_CACHE && !found; i++)
+        if (strcmp(cache.slot[i].id, id) == 0 &&
+            sodium_memcmp(cache.slot[i].digest, digest, sizeof(cache.slot[i].digest)) == 0) {
+            snprintf(name, nlen, "%s", cache.slot[i].name);
+            found = 1;
+        }
+    uv_mutex_unlock(&cache.lock);
+    return found;
+}
+
+static void cache_add(const char *id, const unsigned char *digest, const char *name)
+{
+    unsigned i;
+    uv_mutex_lock(&cache.lock);
+    i = cache.next++ % TOKEN_CACHE;
+    snprintf(cache.slot[i].id, sizeof(cache.slot[i].id), "%s", id);
+    memcpy(cache.slot[i].digest, digest, sizeof(cache.slot[i].digest));
+    snprintf(cache.slot[i].name, sizeof(cache.slot[i].name), "%s", name);
+    uv_mutex_unlock(&cache.lock);
+}
+
+/* "Bearer pt_<16 hex>_<64 hex>": the token's name, or NULL. */
+static const char *authenticate(job_t *j)
+{
+    const char *h = j->auth, *tok, *sep;
+    char id[17], name[64];
+    unsigned char digest[crypto_generichash_BYTES];
+    pt_store_tx_t tx;
+    pt_db_error_t e;
+    pt_json_t *row = NULL;
+    const pt_json_t *hash, *nm;
+    int rc;
+
+    uv_once(&cache.once, cache_init);
+    if (h == NULL || strncasecmp(h, "Bearer ", 7) != 0)
+        return NULL;
+    tok = h + 7;
+    while (*tok == ' ')
+        tok++;
+    if (strncmp(tok, "pt_", 3) != 0 || (sep = strchr(tok + 3, '_')) == NULL ||
+        sep - (tok + 3) != 16 || strlen(sep + 1) != 64)
+        return NULL;
+    memcpy(id, tok + 3, 16);
+    id[16] = '\0';
+    crypto_generichash(digest, sizeof(digest), (const unsigned char *)tok, strlen(tok), NULL, 0);
+    if (cache_find(id, digest, name, sizeof(name)))
+        return pt_arena_strdup(&j->a, name);
+    memset(&e, 0, sizeof(e));
+    if (pt_store_begin(pt_control_store(pt_control), &tx, 0, &e) != PT_OK)
+        return NULL;
+    rc = pt_store_q(&tx, &j->a, PT_SQL_ROW, &row, &e,
+                    "SELECT name, hash FROM admin_tokens WHERE id = :id AND revoked_at IS NULL",
+                    "id", pt_json_string(&j->a, id, 16), NULL);
+    pt_store_end(&tx, 0, &e);
+    if (rc != PT_OK || (hash = pt_json_get(row, "hash")) == NULL ||
+        (nm = pt_json_get(row, "name")) == NULL || hash->type != PT_JSON_STRING ||
+        crypto_pwhash_str_verify(hash->u.str.p, sep + 1, 64) != 0)
+        return NULL;
+    cache_add(id, digest, nm->u.str.p);
+    return nm->u.str.p;
+}
+
+/* ------------------------------------------------------------ helpers */
+
+static void fail(job_t *j, int status, const char *type, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+static void fail(job_t *j, int status, const char *type, const char *fmt, ...)
+{
+    va_list ap;
+    j->status = status;
+    j->type = type;
+    va_start(ap, fmt);
+    vsnprintf(j->detail, sizeof(j->detail), fmt, ap);
+    va_end(ap);
+}
+
+static void answer(job_t *j, int status, const pt_json_t *doc)
+{
+    j->status = status;
+    j->out.len = 0;
+    if (pt_json_write(&j->out, doc) != 0)
+        fail(j, 500, "internal-error", "Out of memory.");
+}
+
+static void answer_op(job_t *j, const pt_op_result_t *r)
+{
+    if (r->status >= 400) {
+        fail(j, r->status, r->type, "%s", r->detail);
+        j->errors = r->errors;
+    } else {
+        answer(j, r->status, r->body != NULL ? r->body : pt_json_object(&j->a));
+    }
+}
+
+static int hexval(char c)
+{
+    return c >= '0' && c <= '9' ? c - '0'
+           : c >= 'a' && c <= 'f' ? c - 'a' + 10
+           : c >= 'A' && c <= 'F' ? c - 'A' + 10
+                                  : -1;
+}
+
+/* Percent-decodes [s, s+n) ('+' as space when form); NULL when malformed
+ * or when it decodes to a NUL. */
+static char *decode(pt_arena_t *a, const char *s, size_t n, int form)
+{
+    char *out = pt_arena_alloc(a, n + 1), *o = out;
+    size_t i;
+    if (out == NULL)
+        return NULL;
+    for (i = 0; i < n; i++) {
+        if (s[i] == '%') {
+            int h, l;
+            if (i + 2 >= n || (h = hexval(s[i + 1])) < 0 || (l = hexval(s[i + 2])) < 0 ||
+                (h == 0 && l == 0))
+                return NULL;
+            *o++ = (char)(h * 16 + l);
+            i += 2;
+        } else {
+            *o++ = form && s[i] == '+' ? ' ' : s[i];
+        }
+    }
+    *o = '\0';
+    return out;
+}
+
+/* The decoded value of query parameter name, or NULL. */
+static char *query_param(job_t *j, const char *name)
+{
+    const char *q = j->query, *end;
+    size_t nl = strlen(name);
+    while (q != NULL && *q != '\0') {
+        end = q + strcspn(q, "&");
+        if ((size_t)(end - q) > nl && strncmp(q, name, nl) == 0 && q[nl] == '=')
+            return decode(&j->a, q + nl + 1, (size_t)(end - q - nl - 1), 1);
+        q = *end ? end + 1 : end;
+    }
+    return NULL;
+}
+
+/* A positive integer, or -1. */
+static int64_t positive(const char *s)
+{
+    char *end;
+    long long v;
+    if (s == NULL || *s < '1' || *s > '9')
+        return -1;
+    v = strtoll(s, &end, 10);
+    return *end == '\0' && v > 0 && v < (1ll << 40) ? v : -1;
+}
+
+/* The request body as a JSON object ({} when empty), or NULL (j failed). */
+static pt_json_t *json_body(job_t *j)
+{
+    pt_json_limits_t lim = PT_JSON_LIMITS_DEFAULT;
+    pt_json_error_t jerr;
+    pt_json_t *v;
+    if (j->body_len == 0)
+        return pt_json_object(&j->a);
+    v = pt_json_parse(&j->a, j->body, j->body_len, &lim, &jerr);
+    if (v == NULL || v->type != PT_JSON_OBJECT) {
+        fail(j, 400, "bad-request", "The body must be a JSON object%s%s.", v == NULL ? ": " : "",
+             v == NULL ? jerr.message : "");
+        return NULL;
+    }
+    return v;
+}
+
+/* A string member (NULL when absent); *bad set when present but not one. */
+static const char *member_str(const pt_json_t *o, const char *k, int *bad)
+{
+    const pt_json_t *v = pt_json_get(o, k);
+    if (v == NULL || v->type == PT_JSON_NULL)
+        return NULL;
+    if (v->type != PT_JSON_STRING || v->u.str.len > 2000 || memchr(v->u.str.p, 0, v->u.str.len)) {
+        *bad = 1;
+        return NULL;
+    }
+    return v->u.str.p;
+}
+
+static int64_t member_int(const pt_json_t *o, const char *k, int *bad)
+{
+    const pt_json_t *v = pt_json_get(o, k);
+    int64_t n = 0;
+    if (v == NULL || v->type == PT_JSON_NULL)
+        return 0;
+    if (pt_json_to_int64(v, &n) != PT_OK || n < 1) {
+        *bad = 1;
+        return 0;
+    }
+    return n;
+}
+
+/* ------------------------------------------------------------ reads */
+
+static void rows_answer(job_t *j, const char *sql, ...)
+{
+    /* at most two string parameters: :a and :b */
+    va_list ap;
+    const char *pa, *pb;
+    pt_store_tx_t tx;
+    pt_db_error_t e;
+    pt_json_t *rows = NULL, *doc;
+    va_start(ap, sql);
+    pa = va_arg(ap, const char *);
+    pb = pa != NULL ? va_arg(ap, const char *) : NULL;
+    va_end(ap);
+    memset(&e, 0, sizeof(e));
+    if (pt_store_begin(pt_control_store(pt_control), &tx, 0, &e) != PT_OK ||
+        pt_store_q(&tx, &j->a, PT_SQL_ROWS, &rows, &e, sql, "a",
+                   pa ? pt_json_string(&j->a, pa, strlen(pa)) : pt_json_null(&j->a), "b",
+                   pb ? pt_json_string(&j->a, pb, strlen(pb)) : pt_json_null(&j->a),
+                   NULL) != PT_OK) {
+        if (tx.conn != NULL)
+            pt_store_end(&tx, 0, &e);
+        pt_control_set_store_ok(pt_control, 0);
+        fail(j, 503, "store-unavailable", "The store cannot be reached: %s", e.message);
+        return;
+    }
+    pt_store_end(&tx, 0, &e);
+    pt_control_set_store_ok(pt_control, 1);
+    doc = pt_json_object(&j->a);
+    pt_json_object_set(&j->a, doc, "items", 5, rows);
+    answer(j, 200, doc);
+}
+
+/* One row (404 when none) into *out; 0 on success. */
+static int one_row(job_t *j, pt_json_t **out, const char *what, const char *sql, const char *pa,
+                   int64_t pb)
+{
+    pt_store_tx_t tx;
+    pt_db_error_t e;
+    int rc;
+    memset(&e, 0, sizeof(e));
+    if (pt_store_begin(pt_control_store(pt_control), &tx, 0, &e) != PT_OK) {
+        fail(j, 503, "store-unavailable", "The store cannot be reached: %s", e.message);
+        return -1;
+    }
+    rc = pt_store_q(&tx, &j->a, PT_SQL_ROW, out, &e, sql, "a",
+                    pt_json_string(&j->a, pa, strlen(pa)), "b", pt_json_int(&j->a, pb), NULL);
+    pt_store_end(&tx, 0, &e);
+    if (rc == PT_ENOENT) {
+        fail(j, 404, "not-found", "No %s.", what);
+        return -1;
+    }
+    if (rc != PT_OK) {
+        fail(j, 503, "store-unavailable", "The store cannot be reached: %s", e.message);
+        return -1;
+    }
+    return 0;
+}
+
+static const char API_ROW[] =
+    "SELECT a.name AS name, r.revision AS latest_revision, r.base_path AS base_path, r.kind AS "
+    "kind, a.updated_at AS updated_at FROM apis a JOIN revisions r ON r.api = a.name AND "
+    "r.revision = (SELECT max(revision) FROM revisions WHERE api = a.name)";
+
+static const char REVISION_COLS[] = "revision, hash, label, notes, author, created_at";
+
+static void get_api(job_t *j, const char *name)
+{
+    pt_json_t *row = NULL, *deps = NULL;
+    pt_store_tx_t tx;
+    pt_db_error_t e;
+    if (one_row(j, &row, "such API", pt_arena_printf(&j->a, "%s WHERE a.name = :a AND 0 < :b",
+                                                     API_ROW),
+                name, 1) != 0)
+        return;
+    memset(&e, 0, sizeof(e));
+    if (pt_store_begin(pt_control_store(pt_control), &tx, 0, &e) != PT_OK ||
+        pt_store_q(&tx, &j->a, PT_SQL_ROWS, &deps, &e,
+                   "SELECT environment, revision FROM deployments WHERE api = :a AND status = "
+                   "'active' ORDER BY environment",
+                   "a", pt_json_string(&j->a, name, strlen(name)), NULL) != PT_OK) {
+        if (tx.conn != NULL)
+            pt_store_end(&tx, 0, &e);
+        fail(j, 503, "store-unavailable", "The store cannot be reached: %s", e.message);
+        return;
+    }
+    pt_store_end(&tx, 0, &e);
+    pt_json_object_set(&j->a, row, "deployments", 11, deps);
+    answer(j, 200, row);
+}
+
+/* The lines of s in a: their starts and lengths (without '\n'). */
+static size_t split_lines(pt_arena_t *a, const char *s, size_t n, const char ***lines,
+                          size_t **lens)
+{
+    size_t count = 0, i, k = 0, start = 0;
+    for (i = 0; i < n; i++)
+        count += s[i] == '\n';
+    count += n > 0 && s[n - 1] != '\n';
+    *lines = pt_arena_alloc(a, sizeof(char *) * (count + 1));
+    *lens = pt_arena_alloc(a, sizeof(size_t) * (count + 1));
+    if (*lines == NULL || *lens == NULL)
+        return 0;
+    for (i = 0; i <= n && k < count; i++)
+        if (i == n || s[i] == '\n') {
+            (*lines)[k] = s + start;
+            (*lens)[k++] = i - start;
+            start = i + 1;
+        }
+    return count;
+}
+
+#define DIFF_CELLS (16u << 20) /* LCS table cells: beyond, the whole file changed */
+#define CONTEXT    3
+
+/* A unified diff of two texts (line LCS; written here: a library for one
+ * diff of two small files was not worth a dependency). */
+static int unified_diff(pt_arena_t *a, pt_buf_t *out, const char *name, int64_t r1,
+                        const char *x, size_t xn, int64_t r2, const char *y, size_t yn)
+{
+    const char **xl, **yl;
+    size_t *xlen, *ylen, n, m, i, k;
+    uint32_t *t = NULL;
+    char *op; /* per edit: ' ', '-', '+' */
+    size_t *ox, *oy, ne = 0;
+
+    n = split_lines(a, x, xn, &xl, &xlen);
+    m = split_lines(a, y, yn, &yl, &ylen);
+    op = pt_arena_alloc(a, n + m + 1);
+    ox = pt_arena_alloc(a, sizeof(size_t) * (n + m + 1));
+    oy = pt_arena_alloc(a, sizeof(size_t) * (n + m + 1));
+    if (op == NULL || ox == NULL || oy == NULL)
+        return -1;
+    if ((uint64_t)(n + 1) * (m + 1) <= DIFF_CELLS)
+        t = calloc((n + 1) * (m + 1), sizeof(*t));
+#define T(i, k) t[(size_t)(i) * (m + 1) + (k)]
+#define EQ(i, k) (xlen[i] == ylen[k] && memcmp(xl[i], yl[k], xlen[i]) == 0)
+    if (t != NULL) {
+        for (i = n; i-- > 0;)
+            for (k = m; k-- > 0;)
+                T(i, k) = EQ(i, k) ? T(i + 1, k + 1) + 1
+                                   : (T(i + 1, k) > T(i, k + 1) ? T(i + 1, k) : T(i, k + 1));
+    }
+    for (i = 0, k = 0; i < n || k < m;) {
+        if (t != NULL && i < n && k < m && EQ(i, k)) {
+            op[ne] = ' ', ox[ne] = i++, oy[ne++] = k++;
+        } else if (i < n && (k == m || t == NULL || T(i + 1, k) >= T(i, k + 1))) {
+            op[ne] = '-', ox[ne] = i++, oy[ne++] = k;
+        } else {
+            op[ne] = '+', ox[ne] = i, oy[ne++] = k++;
+        }
+    }
+    free(t);
+#undef T
+#undef EQ
+    pt_buf_printf(out, "--- %s@%lld\n+++ %s@%lld\n", name, (long long)r1, name, (long long)r2);
+    for (i = 0; i < ne;) {
+        size_t s, e, last, xs = 0, xc = 0, ys = 0, yc = 0, q;
+        if (op[i] == ' ') {
+            i++;
+            continue;
+        }
+        s = i > CONTEXT ? i - CONTEXT : 0;
+        while (s < i && op[s] != ' ')
+            s++;
+        /* extend while the next change is within 2 * CONTEXT */
+        last = i;
+        for (e = i; e < ne; e++) {
+            if (op[e] != ' ')
+                last = e;
+            else if (e - last > 2 * CONTEXT)
+                break;
+        }
+        e = last + CONTEXT + 1 < ne ? last + CONTEXT + 1 : ne;
+        xs = ox[s];
+        ys = oy[s];
+        for (q = s; q < e; q++) {
+            xc += op[q] != '+';
+            yc += op[q] != '-';
+        }
+        pt_buf_printf(out, "@@ -%zu,%zu +%zu,%zu @@\n", xc ? xs + 1 : xs, xc, yc ? ys + 1 : ys,
+                      yc);
+        for (q = s; q < e; q++) {
+            pt_buf_append_char(out, op[q]);
+            if (op[q] == '+')
+                pt_buf_append(out, yl[oy[q]], ylen[oy[q]]);
+            else
+                pt_buf_append(out, xl[ox[q]], xlen[ox[q]]);
+            pt_buf_append_char(out, '\n');
+        }
+        i = e;
+    }
+    return 0;
+}
+
+static void diff(job_t *j, const char *name)
+{
+    int64_t r1 = positive(query_param(j, "from")), r2 = positive(query_param(j, "to"));
+    pt_json_t *a = NULL, *b = NULL, *doc;
+    const pt_json_t *da, *db;
+    pt_buf_t out;
+    static const char sql[] = "SELECT definition FROM revisions WHERE api = :a AND revision = :b";
+    if (r1 < 0 || r2 < 0) {
+        fail(j, 400, "bad-request", "from= and to= must be revision numbers.");
+        return;
+    }
+    if (one_row(j, &a, "such revision", sql, name, r1) != 0 ||
+        one_row(j, &b, "such revision", sql, name, r2) != 0)
+        return;
+    da = pt_json_get(a, "definition");
+    db = pt_json_get(b, "definition");
+    pt_buf_init(&out, 0);
+    doc = pt_json_object(&j->a);
+    pt_json_object_set(&j->a, doc, "from", 4, pt_json_int(&j->a, r1));
+    pt_json_object_set(&j->a, doc, "to", 2, pt_json_int(&j->a, r2));
+    if (da->u.str.len == db->u.str.len && memcmp(da->u.str.p, db->u.str.p, da->u.str.len) == 0) {
+        pt_json_object_set(&j->a, doc, "diff", 4, pt_json_string(&j->a, "", 0));
+    } else if (unified_diff(&j->a, &out, name, r1, da->u.str.p, da->u.str.len, r2, db->u.str.p,
+                            db->u.str.len) != 0 ||
+               out.data == NULL) {
+        pt_buf_free(&out);
+        fail(j, 500, "internal-error", "Out of memory.");
+        return;
+    } else {
+        pt_json_object_set(&j->a, doc, "diff", 4, pt_json_string(&j->a, out.data, out.len));
+    }
+    pt_buf_free(&out);
+    answer(j, 200, doc);
+}
+
+static void status(job_t *j)
+{
+    pt_json_t *doc = pt_json_object(&j->a), *rows = NULL;
+    pt_store_tx_t tx;
+    pt_db_error_t e;
+    int ok;
+    const char *env = pt_control_environment(pt_control);
+    memset(&e, 0, sizeof(e));
+    ok = pt_store_begin(pt_control_store(pt_control), &tx, 0, &e) == PT_OK;
+    if (ok) {
+        ok = pt_store_q(&tx, &j->a, PT_SQL_ROWS, &rows, &e,
+                        "SELECT api, revision FROM deployments WHERE environment = :env AND "
+                        "status = 'active' ORDER BY api",
+                        "env", pt_json_string(&j->a, env, strlen(env)), NULL) == PT_OK;
+        pt_store_end(&tx, 0, &e);
+    }
+    pt_control_set_store_ok(pt_control, ok);
+    pt_json_object_set(&j->a, doc, "environment", 11, pt_json_string(&j->a, env, strlen(env)));
+    pt_json_object_set(&j->a, doc, "generation", 10,
+                       pt_json_int(&j->a, (int64_t)pt_control_generation(pt_control)));
+    pt_json_object_set(&j->a, doc, "store", 5,
+                       pt_json_string(&j->a, pt_store_kind(pt_control_store(pt_control)),
+                                      strlen(pt_store_kind(pt_control_store(pt_control)))));
+    pt_json_object_set(&j->a, doc, "store_ok", 8, pt_json_bool(&j->a, ok));
+    pt_json_object_set(&j->a, doc, "deployed", 8, ok ? rows : pt_json_null(&j->a));
+    answer(j, 200, doc);
+}
+
+/* ------------------------------------------------------------ routing */
+
+static int is(const job_t *j, const char *m)
+{
+    return strcmp(j->method, m) == 0;
+}
+
+static void route(job_t *j)
+{
+    char *seg[SEGMENTS];
+    size_t n = 0;
+    const char *p = j->path + 7; /* after "/admin/" */
+    pt_op_result_t r;
+    int bad = 0;
+
+    while (*p != '\0' && n < SEGMENTS) {
+        const char *e = p + strcspn(p, "/");
+        if ((seg[n++] = decode(&j->a, p, (size_t)(e - p), 0)) == NULL || seg[n - 1][0] == '\0') {
+            fail(j, 404, "not-found", "No admin resource at this path.");
+            return;
+        }
+        p = *e ? e + 1 : e;
+    }
+    if (*p != '\0' || n == 0)
+        goto notfound;
+    memset(&r, 0, sizeof(r));
+    if (n == 1 && strcmp(seg[0], "status") == 0) {
+        if (!is(j, "GET"))
+            goto method;
+        status(j);
+        return;
+    }
+    if (strcmp(seg[0], "apis") == 0) {
+        if (n == 1 && is(j, "GET")) {
+            rows_answer(j, pt_arena_printf(&j->a, "%s ORDER BY a.name", API_ROW), NULL);
+            return;
+        }
+        if (n == 1 && is(j, "POST")) {
+            char *label = query_param(j, "label"), *notes = query_param(j, "notes");
+            pt_control_lock(pt_control);
+            pt_op_push(pt_control, &j->a, j->body != NULL ? j->body : "", j->body_len, label,
+                       notes, j->actor, &r);
+            pt_control_unlock(pt_control);
+            answer_op(j, &r);
+            return;
+        }
+        if (n == 1)
+            goto method;
+        if (!is(j, "GET"))
+            goto method;
+        if (n == 2) {
+            get_api(j, seg[1]);
+            return;
+        }
+        if (n == 3 && strcmp(seg[2], "revisions") == 0) {
+            rows_answer(j,
+                        pt_arena_printf(&j->a,
+                                        "SELECT %s FROM revisions WHERE api = :a ORDER BY "
+                                        "revision DESC",
+                                        REVISION_COLS),
+                        seg[1], NULL);
+            return;
+        }
+        if (n == 4 && strcmp(seg[2], "revisions") == 0) {
+            pt_json_t *row = NULL;
+            int64_t rev = positive(seg[3]);
+            if (rev < 0)
+                goto notfound;
+            if (one_row(j, &row, "such revision",
+                        pt_arena_printf(&j->a,
+                                        "SELECT %s, definition FROM revisions WHERE api = :a "
+                                        "AND revision = :b",
+                                        REVISION_COLS),
+                        seg[1], rev) == 0)
+                answer(j, 200, row);
+            return;
+        }
+        if (n == 3 && strcmp(seg[2], "diff") == 0) {
+            diff(j, seg[1]);
+            return;
+        }
+        goto notfound;
+    }
+    if (strcmp(seg[0], "environments") == 0) {
+        if (n == 1 && is(j, "GET")) {
+            rows_answer(j, "SELECT name, created_at FROM environments ORDER BY name", NULL);
+            return;
+        }
+        if (n == 1 && is(j, "POST")) {
+            pt_json_t *b = json_body(j);
+            const char *name;
+            if (b == NULL)
+                return;
+            name = member_str(b, "name", &bad);
+            if (name == NULL || bad) {
+                fail(j, 400, "bad-request", "The body must be {\"name\": \"...\"}.");
+                return;
+            }
+            pt_control_lock(pt_control);
+            pt_op_env_create(pt_control, &j->a, name, j->actor, &r);
+            pt_control_unlock(pt_control);
+            answer_op(j, &r);
+            return;
+        }
+        if (n == 1)
+            goto method;
+        if (n == 3 && strcmp(seg[2], "deployments") == 0) {
+            if (is(j, "GET")) {
+                char *api = query_param(j, "api");
+                rows_answer(j,
+                            "SELECT id, api, revision, environment, status, notes, author, "
+                            "created_at FROM deployments WHERE environment = :a AND (:b IS NULL "
+                            "OR api = :b) ORDER BY id DESC",
+                            seg[1], api);
+                return;
+            }
+            if (is(j, "POST")) {
+                pt_json_t *b = json_body(j);
+                const char *api, *notes;
+                int64_t rev;
+                if (b == NULL)
+                    return;
+                api = member_str(b, "api", &bad);
+                notes = member_str(b, "notes", &bad);
+                rev = member_int(b, "revision", &bad);
+                if (api == NULL || bad) {
+                    fail(j, 400, "bad-request",
+                         "The body must be {\"api\": name, \"revision\": n (optional), "
+                         "\"notes\": text (optional)}.");
+                    return;
+                }
+                pt_control_lock(pt_control);
+                pt_op_deploy(pt_control, &j->a, api, rev, seg[1], notes, j->actor, &r);
+                pt_control_unlock(pt_control);
+                answer_op(j, &r);
+                return;
+            }
+            goto method;
+        }
+        if (n == 4 && strcmp(seg[2], "apis") == 0) {
+            if (!is(j, "DELETE"))
+                goto method;
+            pt_control_lock(pt_control);
+            pt_op_undeploy(pt_control, &j->a, seg[3], seg[1], j->actor, &r);
+            pt_control_unlock(pt_control);
+            answer_op(j, &r);
+            return;
+        }
+        if (n == 5 && strcmp(seg[2], "apis") == 0 && strcmp(seg[4], "rollback") == 0) {
+            pt_json_t *b;
+            const char *notes;
+            int64_t to;
+            if (!is(j, "POST"))
+                goto method;
+            if ((b = json_body(j)) == NULL)
+                return;
+            notes = member_str(b, "notes", &bad);
+            to = member_int(b, "to", &bad);
+            if (bad) {
+                fail(j, 400, "bad-request",
+                     "The body must be {\"to\": n (optional), \"notes\": text (optional)}.");
+                return;
+            }
+            pt_control_lock(pt_control);
+            pt_op_rollback(pt_control, &j->a, seg[3], seg[1], to, notes, j->actor, &r);
+            pt_control_unlock(pt_control);
+            answer_op(j, &r);
+            return;
+        }
+    }
+notfound:
+    fail(j, 404, "not-found", "No admin resource at this path.");
+    return;
+method:
+    fail(j, 405, "method-not-allowed", "This admin resource does not accept %s.", j->method);
+}
+
+static void job_run(pt_job_t *pj)
+{
+    job_t *j = (job_t *)pj;
+    if (atomic_load(&j->abandoned))
+        return; /* the client left */
+    if (j->too_large) {
+        fail(j, 413, "payload-too-large", "A definition is at most 4 MiB.");
+        return;
+    }
+    if ((j->actor = authenticate(j)) == NULL) {
+        fail(j, 401, "unauthorized", "A valid admin token is required (Authorization: Bearer).");
+        return;
+    }
+    route(j);
+}
+
+static void job_free(job_t *j)
+{
+    if (j->link != NULL)
+        j->link->job = NULL;
+    pt_buf_free(&j->out);
+    pt_arena_destroy(&j->a);
+    free(j);
+}
+
+static void job_done(pt_job_t *pj, pt_job_status_t st)
+{
+    job_t *j = (job_t *)pj;
+    pt_req_t *req = j->req; /* NULL once the request is gone */
+    static const pt_header_kv_t no_store[] = {{"Cache-Control", "no-store"}};
+    static const pt_header_kv_t www[] = {{"WWW-Authenticate", "Bearer realm=\"portico-admin\""}};
+    if (req != NULL) {
+        if (st != PT_JOB_DONE)
+            pt_http_problem(req, 503, "busy", "The node is busy; try again shortly.", NULL, 0);
+        else if (j->type != NULL)
+            pt_http_problem_ext(req, j->status, j->type, j->detail, j->status == 401 ? www : NULL,
+                                j->status == 401 ? 1 : 0, j->errors ? "errors" : NULL, j->errors);
+        else
+            pt_http_respond(req, j->status, no_store, 1, "application/json", j->out.data,
+                            j->out.len);
+    }
+    job_free(j);
+}
+
+static void submit(job_t *j)
+{
+    pt_worker_t *w = j->req->snap->worker;
+    j->submitted = 1;
+    j->job.run = job_run;
+    j->job.done = job_done;
+    j->job.worker = w;
+    if (w->procpool == NULL || pt_procpool_submit(w->procpool, &j->job) != PT_OK) {
+        static const pt_header_kv_t retry[] = {{"Retry-After", "1"}};
+        pt_http_problem(j->req, 503, "busy", "Every worker is busy; try again shortly.", retry, 1);
+        job_free(j);
+    }
+}
+
+static void link_cleanup(void *data)
+{
+    link_t *l = data;
+    job_t *j = l->job;
+    if (j == NULL)
+        return;
+    j->link = NULL;
+    j->req = NULL;
+    if (!j->submitted)
+        job_free(j);
+    else
+        atomic_store(&j->abandoned, 1);
+}
+
+static void on_body(pt_req_t *req, const char *data, size_t len)
+{
+    link_t *l = req->hook_data;
+    job_t *j = l->job;
+    if (j == NULL || j->too_large)
+        return;
+    if (j->body_len + len > BODY_MAX) {
+        j->too_large = 1;
+        return;
+    }
+    if (pt_arena_append(&j->a, &j->body, &j->body_len, data, len) != PT_OK)
+        j->too_large = 1;
+}
+
+static void on_complete(pt_req_t *req)
+{
+    link_t *l = req->hook_data;
+    if (l->job != NULL)
+        submit(l->job);
+}
+
+#include "control/admin-openapi.inc"
+
+void pt_admin_handle(pt_req_t *req)
+{
+    const pt_str_t *auth = pt_http_header(req, "authorization");
+    link_t *l;
+    job_t *j;
+
+    if (pt_control == NULL || req->path.len < 7 || memcmp(req->path.p, "/admin/", 7) != 0) {
+        pt_http_problem(req, 404, "not-found", "The admin listener serves /admin/ only.", NULL, 0);
+        return;
+    }
+    if (req->path.len == 19 && memcmp(req->path.p, "/admin/openapi.json", 19) == 0) {
+        static const pt_header_kv_t revalidate[] = {{"Cache-Control", "no-cache"}};
+        pt_http_respond(req, 200, revalidate, 1, "application/json", admin_openapi,
+                        sizeof(admin_openapi) - 1);
+        return;
+    }
+    if (req->content_length > (int64_t)BODY_MAX) {
+        pt_http_problem(req, 413, "payload-too-large", "A definition is at most 4 MiB.", NULL, 0);
+        return;
+    }
+    j = calloc(1, sizeof(*j));
+    l = pt_arena_calloc(pt_http_req_arena(req), sizeof(*l));
+    if (j == NULL || l == NULL ||
+        pt_arena_cleanup_add(pt_http_req_arena(req), link_cleanup, l) != PT_OK) {
+        free(j);
+        pt_http_problem(req, 500, "internal-error", "Out of memory.", NULL, 0);
+        return;
+    }
+    pt_arena_init(&j->a, NULL);
+    pt_buf_init(&j->out, 0);
+    l->job = j;
+    j->link = l;
+    j->req = req;
+    j->method = pt_arena_strndup(&j->a, req->method, req->method_len);
+    j->path = pt_arena_strndup(&j->a, req->path.p, req->path.len);
+    j->query = pt_arena_strndup(&j->a, req->query.p != NULL ? req->query.p : "", req->query.len);
+    j->auth = auth != NULL ? pt_arena_strndup(&j->a, auth->p, auth->len) : NULL;
+    if (j->method == NULL || j->path == NULL || j->query == NULL || (auth != NULL && !j->auth)) {
+        pt_http_problem(req, 500, "internal-error", "Out of memory.", NULL, 0);
+        job_free(j);
+        return;
+    }
+    if (req->chunked || req->content_length > 0) {
+        req->hook_data = l;
+        req->on_body = on_body;
+        req->on_complete = on_complete;
+        return;
+    }
+    submit(j);
+}
