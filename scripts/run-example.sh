@@ -23,6 +23,12 @@ fi
 "$bin" generate --db "sqlite:$work/erp.db" --name crm --base-path /crm/v1 --title "CRM" \
   --version 1 --naming camel -o "$work/apis/crm.yaml"
 echo "generated the CRM API $work/apis/crm.yaml from it (portico generate)"
+if [ ! -s "$work/admin.token" ]; then
+  (cd "$work" && "$bin" admin token create -c "$work/portico.yaml" --name example) \
+    > "$work/admin.token" 2>/dev/null
+  chmod 600 "$work/admin.token"
+  echo "created an admin API token in $work/admin.token"
+fi
 /usr/bin/python3 -m http.server 8081 --bind 127.0.0.1 --directory "$root/examples/upstream" \
   >/dev/null 2>&1 &
 upstream=$!
@@ -44,6 +50,17 @@ Portico is starting with $work/portico.yaml. Try, in another terminal:
   curl -i http://127.0.0.1:8080/hello/v1/greetings
   curl -i http://127.0.0.1:8080/legacy/v1/index.json                   (proxied to 127.0.0.1:8081)
   curl -i http://127.0.0.1:8080/_portico/apis
+
+The control plane (docs/admin-api.md): every revision is kept; push, deploy, roll back:
+  export PORTICO_TOKEN=\$(cat $work/admin.token)
+  $bin api list
+  sed 's/bonjour/salut/' $work/apis/hello.yaml > /tmp/hello.yaml
+  $bin api push /tmp/hello.yaml --notes "informal"             (revision 2)
+  $bin api diff hello 1 2
+  $bin deploy hello --env dev                                  (live at once, no request lost)
+  curl http://127.0.0.1:8080/hello/v1/greetings
+  $bin rollback hello --env dev                                (back to revision 1)
+  $bin deployments --env dev
 Ctrl-C stops it (gracefully); kill -HUP <pid> reloads $work/portico.yaml and $work/apis/.
 
 MSG
