@@ -124,7 +124,11 @@ log:
   level: info
   access_log: $dir/access.log
 apis: apis
+store: sqlite:data/portico.db
+environment: smoke
+admin: {address: "127.0.0.1:0"}
 YAML
+"$bin" admin token create -c "$dir/portico.yaml" --name smoke > "$dir/token" 2>/dev/null
 valgrind --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite \
   --show-leak-kinds=definite --track-fds=no --log-file="$dir/valgrind.log" \
   "$bin" serve --config "$dir/portico.yaml" 2> "$dir/stderr.log" &
@@ -207,6 +211,23 @@ kill -HUP "$pid"
 sleep 1
 check 200 "$u/hello/v1/greetings"
 check 200 --cacert "$dir/cert.pem" "https://127.0.0.1:$tport/_portico/ready"
+# the control plane: push, refuse, deploy, roll back, diff, undeploy
+aport=$(sed -n 's/.*listening on http:\/\/127.0.0.1:\([0-9]*\) (listener "admin").*/\1/p' "$dir/stderr.log")
+[ -n "$aport" ] || { echo "no admin port"; cat "$dir/stderr.log"; exit 1; }
+A="http://127.0.0.1:$aport/admin"
+H="Authorization: Bearer $(cat "$dir/token")"
+check 401 "$A/apis"
+check 200 -H "$H" "$A/apis"
+sed 's/bonjour/salut/' "$dir/apis/hello.yaml" > "$dir/hello2.yaml"
+check 201 -H "$H" --data-binary @"$dir/hello2.yaml" "$A/apis?notes=valgrind"
+check 400 -H "$H" --data-binary 'name: [' "$A/apis"
+check 201 -H "$H" -d '{"api": "hello"}' "$A/environments/smoke/deployments"
+curl -fsS "$u/hello/v1/greetings" | grep -q salut || { echo "deploy not served"; exit 1; }
+check 201 -H "$H" -d '{}' "$A/environments/smoke/apis/hello/rollback"
+check 200 -H "$H" "$A/apis/hello/diff?from=1&to=2"
+check 200 -X DELETE -H "$H" "$A/environments/smoke/apis/hello"
+check 404 "$u/hello/v1/greetings"
+check 409 -H "$H" -d '{"name": "smoke"}' "$A/environments"
 kill -TERM "$pid"
 set +e; wait "$pid"; rc=$?; set -e; pid=""
 if [ "$rc" -ne 0 ]; then echo "valgrind/portico exit $rc (files in $dir with KEEP=1)"; cat "$dir/valgrind.log"; exit 1; fi

@@ -15,6 +15,7 @@
 #include <unistd.h>
 #include <uv.h>
 
+#include <openssl/crypto.h>
 #include <sodium.h>
 
 #include "config/config.h"
@@ -180,10 +181,19 @@ static void publish_cb(uv_async_t *a)
     }
 }
 
+/* A pool thread ends: what it kept per thread (libcurl handle; OpenSSL's
+ * error and random state, from snapshots it built for deploys). */
+static void pool_thread_exit(void)
+{
+    pt_http_thread_cleanup();
+    OPENSSL_thread_stop();
+}
+
 static void reload_work(uv_work_t *w)
 {
     node_t *n = w->data;
     pt_control_reload(n->control);
+    OPENSSL_thread_stop(); /* libuv's threads outlive the work, not the process */
 }
 
 static void reload_done(uv_work_t *w, int status)
@@ -357,7 +367,7 @@ static int serve(const char *config_path)
         goto out;
     }
     n.procpool = pt_procpool_start(cfg->processes.max_running, cfg->processes.max_queued,
-                                   cfg->processes.queue_timeout_ms, pt_http_thread_cleanup);
+                                   cfg->processes.queue_timeout_ms, pool_thread_exit);
     if (n.procpool == NULL) {
         pt_log_error("cannot start the process pool");
         goto out;
