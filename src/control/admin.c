@@ -172,7 +172,7 @@ static void answer_op(job_t *j, const pt_op_result_t *r)
 
 static int hexval(char c)
 {
-    return c >= '0' && c <= '9' ? c - '0'
+    return c >= '0' && c <= '9'   ? c - '0'
            : c >= 'a' && c <= 'f' ? c - 'a' + 10
            : c >= 'A' && c <= 'F' ? c - 'A' + 10
                                   : -1;
@@ -341,9 +341,8 @@ static void get_api(job_t *j, const char *name)
     pt_json_t *row = NULL, *deps = NULL;
     pt_store_tx_t tx;
     pt_db_error_t e;
-    if (one_row(j, &row, "such API", pt_arena_printf(&j->a, "%s WHERE a.name = :a AND 0 < :b",
-                                                     API_ROW),
-                name, 1) != 0)
+    if (one_row(j, &row, "such API",
+                pt_arena_printf(&j->a, "%s WHERE a.name = :a AND 0 < :b", API_ROW), name, 1) != 0)
         return;
     memset(&e, 0, sizeof(e));
     if (pt_store_begin(pt_control_store(pt_control), &tx, 0, &e) != PT_OK ||
@@ -387,8 +386,8 @@ static size_t split_lines(pt_arena_t *a, const char *s, size_t n, const char ***
 
 /* A unified diff of two texts (line LCS; written here: a library for one
  * diff of two small files was not worth a dependency). */
-static int unified_diff(pt_arena_t *a, pt_buf_t *out, const char *name, int64_t r1,
-                        const char *x, size_t xn, int64_t r2, const char *y, size_t yn)
+static int unified_diff(pt_arena_t *a, pt_buf_t *out, const char *name, int64_t r1, const char *x,
+                        size_t xn, int64_t r2, const char *y, size_t yn)
 {
     const char **xl, **yl;
     size_t *xlen, *ylen, n, m, i, k;
@@ -405,7 +404,7 @@ static int unified_diff(pt_arena_t *a, pt_buf_t *out, const char *name, int64_t 
         return -1;
     if ((uint64_t)(n + 1) * (m + 1) <= DIFF_CELLS)
         t = calloc((n + 1) * (m + 1), sizeof(*t));
-#define T(i, k) t[(size_t)(i) * (m + 1) + (k)]
+#define T(i, k)  t[(size_t)(i) * (m + 1) + (k)]
 #define EQ(i, k) (xlen[i] == ylen[k] && memcmp(xl[i], yl[k], xlen[i]) == 0)
     if (t != NULL) {
         for (i = n; i-- > 0;)
@@ -450,8 +449,7 @@ static int unified_diff(pt_arena_t *a, pt_buf_t *out, const char *name, int64_t 
             xc += op[q] != '+';
             yc += op[q] != '-';
         }
-        pt_buf_printf(out, "@@ -%zu,%zu +%zu,%zu @@\n", xc ? xs + 1 : xs, xc, yc ? ys + 1 : ys,
-                      yc);
+        pt_buf_printf(out, "@@ -%zu,%zu +%zu,%zu @@\n", xc ? xs + 1 : xs, xc, yc ? ys + 1 : ys, yc);
         for (q = s; q < e; q++) {
             pt_buf_append_char(out, op[q]);
             if (op[q] == '+')
@@ -568,8 +566,8 @@ static void route(job_t *j)
         if (n == 1 && is(j, "POST")) {
             char *label = query_param(j, "label"), *notes = query_param(j, "notes");
             pt_control_lock(pt_control);
-            pt_op_push(pt_control, &j->a, j->body != NULL ? j->body : "", j->body_len, label,
-                       notes, j->actor, &r);
+            pt_op_push(pt_control, &j->a, j->body != NULL ? j->body : "", j->body_len, label, notes,
+                       j->actor, &r);
             pt_control_unlock(pt_control);
             answer_op(j, &r);
             return;

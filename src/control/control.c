@@ -220,8 +220,8 @@ out:
 }
 
 /* Adds the definitions of rows [{api, revision, definition}] to cfg. */
-static int add_definitions(pt_control_t *c, pt_config_t *cfg, const pt_json_t *rows,
-                           pt_arena_t *a, pt_config_errors_t *errs)
+static int add_definitions(pt_control_t *c, pt_config_t *cfg, const pt_json_t *rows, pt_arena_t *a,
+                           pt_config_errors_t *errs)
 {
     size_t i;
     int bad = 0;
@@ -437,7 +437,8 @@ static void push_folder(pt_control_t *c)
             for (i = 0; r.errors != NULL && i < r.errors->u.arr.n; i++)
                 pt_log_error("  %s", r.errors->u.arr.items[i]->u.str.p);
         } else {
-            const pt_json_t *api = pt_json_get(r.body, "api"), *rev = pt_json_get(r.body, "revision");
+            const pt_json_t *api = pt_json_get(r.body, "api"),
+                            *rev = pt_json_get(r.body, "revision");
             int64_t revn = 0;
             pt_json_to_int64(rev, &revn);
             memset(&r, 0, sizeof(r));
@@ -551,8 +552,7 @@ static pt_store_t *open_store(const char *path, const char *cmd)
         fprintf(stderr, "portico %s: %s has no store (store: or admin:)\n", cmd, path);
     } else if (cfg->store->kind == PT_CONN_SQLITE && cfg->data_dir != NULL &&
                mkdir_p(cfg->data_dir) != 0) {
-        fprintf(stderr, "portico %s: data directory %s: %s\n", cmd, cfg->data_dir,
-                strerror(errno));
+        fprintf(stderr, "portico %s: data directory %s: %s\n", cmd, cfg->data_dir, strerror(errno));
     } else if ((s = pt_store_new(cfg->store)) == NULL) {
         fprintf(stderr, "portico %s: out of memory\n", cmd);
     } else if (pt_store_migrate(s, err, sizeof(err)) < 0) {

@@ -85,8 +85,7 @@ static pt_json_t *errors_json(pt_arena_t *a, const pt_config_errors_t *errs)
         pt_json_array_add(a, arr, S(a, slash));
     }
     if (arr != NULL && errs->dropped > 0)
-        pt_json_array_add(a, arr,
-                          pt_json_string(a, "... and more", 12));
+        pt_json_array_add(a, arr, pt_json_string(a, "... and more", 12));
     return arr;
 }
 
@@ -146,10 +145,10 @@ void pt_op_push(pt_control_t *c, pt_arena_t *a, const char *text, size_t len, co
                    "INSERT INTO revisions (api, revision, hash, base_path, kind, label, notes, "
                    "author, created_at, definition) VALUES (:api, :rev, :hash, :base, :kind, "
                    ":label, :notes, :author, :now, :def)",
-                   "api", S(a, name), "rev", I(a, last + 1), "hash", S(a, hash), "base",
-                   S(a, base), "kind", S(a, kind), "label", N(a, label), "notes", N(a, notes),
-                   "author", S(a, author), "now", S(a, now), "def",
-                   pt_json_string(a, text, len), NULL) != PT_OK ||
+                   "api", S(a, name), "rev", I(a, last + 1), "hash", S(a, hash), "base", S(a, base),
+                   "kind", S(a, kind), "label", N(a, label), "notes", N(a, notes), "author",
+                   S(a, author), "now", S(a, now), "def", pt_json_string(a, text, len),
+                   NULL) != PT_OK ||
         pt_store_q(&tx, a, PT_SQL_AFFECTED, NULL, &e,
                    "UPDATE apis SET updated_at = :now WHERE name = :n", "now", S(a, now), "n",
                    S(a, name), NULL) != PT_OK ||
@@ -227,11 +226,10 @@ static void record_failed(pt_control_t *c, pt_arena_t *a, const char *api, int64
                    "INSERT INTO deployments (api, revision, environment, status, notes, author, "
                    "created_at, ended_at) VALUES (:api, :rev, :env, 'failed', :why, :author, "
                    ":now, :now)",
-                   "api", S(a, api), "rev", I(a, rev), "env", S(a, env), "why", S(a, why),
-                   "author", S(a, author), "now", S(a, pt_store_now(a)), NULL) != PT_OK ||
-        audit(&tx, a, author, "deploy.failed", pt_arena_printf(a, "%s@%lld/%s", api,
-                                                               (long long)rev, env),
-              why, &e) != PT_OK) {
+                   "api", S(a, api), "rev", I(a, rev), "env", S(a, env), "why", S(a, why), "author",
+                   S(a, author), "now", S(a, pt_store_now(a)), NULL) != PT_OK ||
+        audit(&tx, a, author, "deploy.failed",
+              pt_arena_printf(a, "%s@%lld/%s", api, (long long)rev, env), why, &e) != PT_OK) {
         pt_store_end(&tx, 0, &e);
         return;
     }
@@ -250,8 +248,8 @@ static pt_json_t *deploy_in(pt_control_t *c, pt_arena_t *a, pt_store_tx_t *tx, c
     int rc;
 
     memset(&e, 0, sizeof(e));
-    rc = pt_store_q(tx, a, PT_SQL_ROW, &row, &e,
-                    "SELECT name FROM environments WHERE name = :env", "env", S(a, env), NULL);
+    rc = pt_store_q(tx, a, PT_SQL_ROW, &row, &e, "SELECT name FROM environments WHERE name = :env",
+                    "env", S(a, env), NULL);
     if (rc == PT_ENOENT) {
         problem(r, 404, "not-found", "No environment named \"%.64s\".", env);
         return NULL;
@@ -271,8 +269,7 @@ static pt_json_t *deploy_in(pt_control_t *c, pt_arena_t *a, pt_store_tx_t *tx, c
                         "SELECT base_path FROM revisions WHERE api = :api AND revision = :rev",
                         "api", S(a, api), "rev", I(a, *rev), NULL);
     if (rc == PT_ENOENT || *rev <= 0) {
-        problem(r, 404, "not-found", "No API \"%.100s\" with revision %lld.", api,
-                (long long)*rev);
+        problem(r, 404, "not-found", "No API \"%.100s\" with revision %lld.", api, (long long)*rev);
         return NULL;
     }
     if (rc != PT_OK)
@@ -419,8 +416,9 @@ void pt_op_rollback(pt_control_t *c, pt_arena_t *a, const char *api, const char 
                     "api", S(a, api), "env", S(a, env), NULL);
     if (rc == PT_ENOENT) {
         pt_store_end(&tx, 0, &e);
-        problem(r, 409, "conflict", "API \"%.100s\" is not deployed in \"%.64s\": nothing to roll "
-                                    "back.",
+        problem(r, 409, "conflict",
+                "API \"%.100s\" is not deployed in \"%.64s\": nothing to roll "
+                "back.",
                 api, env);
         return;
     }
@@ -433,8 +431,7 @@ void pt_op_rollback(pt_control_t *c, pt_arena_t *a, const char *api, const char 
                         "SELECT revision FROM deployments WHERE api = :api AND environment = :env "
                         "AND id < :id AND status <> 'failed' AND revision <> :rev ORDER BY id "
                         "DESC LIMIT 1",
-                        "api", S(a, api), "env", S(a, env), "id", I(a, id), "rev", I(a, rev),
-                        NULL);
+                        "api", S(a, api), "env", S(a, env), "id", I(a, id), "rev", I(a, rev), NULL);
         if (rc == PT_ENOENT) {
             pt_store_end(&tx, 0, &e);
             problem(r, 409, "conflict",
@@ -446,9 +443,9 @@ void pt_op_rollback(pt_control_t *c, pt_arena_t *a, const char *api, const char 
         pt_json_to_int64(pt_json_get(prev, "revision"), &to);
     }
     if ((row = deploy_in(c, a, &tx, api, &to, env,
-                         notes != NULL ? notes
-                                       : pt_arena_printf(a, "rollback from revision %lld",
-                                                         (long long)rev),
+                         notes != NULL
+                             ? notes
+                             : pt_arena_printf(a, "rollback from revision %lld", (long long)rev),
                          author, r)) == NULL) {
         pt_store_end(&tx, 0, &e);
         return;

@@ -14,11 +14,11 @@
 #include "core/json.h"
 
 typedef struct pt_op_result_s {
-    int status;         /* HTTP status of the outcome */
-    const char *type;   /* problem type (status >= 400) */
-    char detail[512];   /* problem detail */
-    pt_json_t *body;    /* the document of a success */
-    pt_json_t *errors;  /* invalid definition: ["file:line: key: message", ...] */
+    int status;        /* HTTP status of the outcome */
+    const char *type;  /* problem type (status >= 400) */
+    char detail[512];  /* problem detail */
+    pt_json_t *body;   /* the document of a success */
+    pt_json_t *errors; /* invalid definition: ["file:line: key: message", ...] */
 } pt_op_result_t;
 
 void pt_op_push(pt_control_t *c, pt_arena_t *a, const char *text, size_t len, const char *label,

@@ -215,8 +215,7 @@ int pt_store_q(pt_store_tx_t *tx, pt_arena_t *a, pt_sql_result_t kind, pt_json_t
     memset(&col, 0, sizeof(col));
     col.a = a;
     if ((st.sql = pt_arena_strdup(a, sql)) == NULL ||
-        pt_sql_scan(st.sql, strlen(st.sql), collect, &col, why, sizeof(why)) != 0 ||
-        col.overflow) {
+        pt_sql_scan(st.sql, strlen(st.sql), collect, &col, why, sizeof(why)) != 0 || col.overflow) {
         store_err(err, "store: %s", col.overflow ? "too many parameters" : why);
         return PT_ERROR;
     }
@@ -316,8 +315,7 @@ int pt_store_migrate(pt_store_t *s, char *err, size_t errlen)
         }
         for (i = 0; migrations[m][i] != NULL; i++) {
             char *sql = ddl(&a, s, migrations[m][i]);
-            if (sql == NULL ||
-                pt_store_q(&tx, &a, PT_SQL_AFFECTED, NULL, &e, sql, NULL) != PT_OK)
+            if (sql == NULL || pt_store_q(&tx, &a, PT_SQL_AFFECTED, NULL, &e, sql, NULL) != PT_OK)
                 goto fail;
         }
         if (pt_store_q(&tx, &a, PT_SQL_AFFECTED, NULL, &e,
@@ -325,8 +323,7 @@ int pt_store_migrate(pt_store_t *s, char *err, size_t errlen)
                        pt_json_int(&a, (int64_t)m + 1), NULL) != PT_OK)
             goto fail;
         if (pt_store_end(&tx, 1, &e) != PT_OK) {
-            snprintf(err, errlen, "store %s: migration %zu: %s", s->def.display, m + 1,
-                     e.message);
+            snprintf(err, errlen, "store %s: migration %zu: %s", s->def.display, m + 1, e.message);
             goto out;
         }
     }
