@@ -751,7 +751,7 @@ static void parse_store(pt__cfg_ctx_t *c, const pt_ynode_t *v, pt_config_t *cfg)
     pt__cfg_pop(c, mark);
 }
 
-static int env_name_ok(const char *s)
+int pt_config_env_name_ok(const char *s)
 {
     size_t i, n = strlen(s);
     if (n == 0 || n > 63 || !((s[0] >= 'a' && s[0] <= 'z') || (s[0] >= '0' && s[0] <= '9')))
@@ -840,7 +840,7 @@ static void parse_control(pt__cfg_ctx_t *c, const pt_ynode_t *root, pt_config_t 
     if (!pt_yaml_is_null(v = pt_yaml_get(root, "environment"))) {
         mark = pt__cfg_push(c, "environment", 11);
         if (pt__cfg_string(c, v, &s) == 0) {
-            if (!env_name_ok(s))
+            if (!pt_config_env_name_ok(s))
                 pt__cfg_err(c, v->line, "expected [a-z0-9][a-z0-9_-]{0,62}, got \"%.64s\"", s);
             else
                 cfg->environment = s;

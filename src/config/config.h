@@ -60,6 +60,9 @@ int pt_api_def_load_buffer(pt_config_t *cfg, const char *name, const char *data,
 
 /* Cross-checks of the whole set (unique names, unique base paths, route
  * templates parse, no duplicate METHOD+path in one API). Returns 0 or PT_EINVAL. */
+/* An environment name: [a-z0-9][a-z0-9_-]{0,62}. */
+int pt_config_env_name_ok(const char *s);
+
 int pt_config_check_apis(pt_config_t *cfg, pt_config_errors_t *errs);
 
 /* `portico validate FILE...`: each file is a node configuration (has `listen`)

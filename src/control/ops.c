@@ -39,18 +39,6 @@ static void store_problem(pt_control_t *c, pt_op_result_t *r, const pt_db_error_
     }
 }
 
-int pt_op_env_name_ok(const char *s)
-{
-    size_t i, n = strlen(s);
-    if (n == 0 || n > 63 || !((s[0] >= 'a' && s[0] <= 'z') || (s[0] >= '0' && s[0] <= '9')))
-        return 0;
-    for (i = 1; i < n; i++)
-        if (!((s[i] >= 'a' && s[i] <= 'z') || (s[i] >= '0' && s[i] <= '9') || s[i] == '_' ||
-              s[i] == '-'))
-            return 0;
-    return 1;
-}
-
 static int audit(pt_store_tx_t *tx, pt_arena_t *a, const char *actor, const char *action,
                  const char *target, const char *detail, pt_db_error_t *e)
 {
@@ -473,7 +461,7 @@ void pt_op_env_create(pt_control_t *c, pt_arena_t *a, const char *name, const ch
     int rc;
 
     memset(&e, 0, sizeof(e));
-    if (!pt_op_env_name_ok(name)) {
+    if (!pt_config_env_name_ok(name)) {
         problem(r, 400, "bad-request",
                 "An environment name is 1 to 63 of a-z, 0-9, '_' and '-', starting with a "
                 "letter or digit.");

@@ -42,6 +42,4 @@ void pt_op_rollback(pt_control_t *c, pt_arena_t *a, const char *api, const char 
 void pt_op_env_create(pt_control_t *c, pt_arena_t *a, const char *name, const char *author,
                       pt_op_result_t *r);
 
-int pt_op_env_name_ok(const char *s);
-
 #endif
