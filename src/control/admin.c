@@ -272,24 +272,42 @@ static int64_t member_int(const pt_json_t *o, const char *k, int *bad)
 
 /* ------------------------------------------------------------ reads */
 
-static void rows_answer(job_t *j, const char *sql, ...)
+#define PAGE_DEFAULT 100
+#define PAGE_MAX     1000
+
+/* A list, a page at a time: sql binds :a and :b (strings or null), :c
+ * (the cursor: the key of the last item of the previous page, or null) and
+ * :l (the page size + 1), and orders by key. {"items": [...], "next":
+ * cursor or null}. */
+static void rows_answer(job_t *j, const char *sql, const char *key, int numeric_key, const char *pa,
+                        const char *pb)
 {
-    /* at most two string parameters: :a and :b */
-    va_list ap;
-    const char *pa, *pb;
     pt_store_tx_t tx;
     pt_db_error_t e;
-    pt_json_t *rows = NULL, *doc;
-    va_start(ap, sql);
-    pa = va_arg(ap, const char *);
-    pb = pa != NULL ? va_arg(ap, const char *) : NULL;
-    va_end(ap);
+    pt_json_t *rows = NULL, *doc, *cur, *next;
+    const char *lim = query_param(j, "limit"), *cs = query_param(j, "cursor");
+    int64_t limit = lim != NULL ? positive(lim) : PAGE_DEFAULT;
+
+    if (limit < 1 || limit > PAGE_MAX) {
+        fail(j, 400, "bad-request", "limit must be an integer from 1 to %d.", PAGE_MAX);
+        return;
+    }
+    if (cs == NULL)
+        cur = pt_json_null(&j->a);
+    else if (numeric_key && positive(cs) > 0)
+        cur = pt_json_int(&j->a, positive(cs));
+    else if (!numeric_key && cs[0] != '\0' && strlen(cs) <= 200)
+        cur = pt_json_string(&j->a, cs, strlen(cs));
+    else {
+        fail(j, 400, "bad-request", "The cursor is not one this list gave.");
+        return;
+    }
     memset(&e, 0, sizeof(e));
     if (pt_store_begin(pt_control_store(pt_control), &tx, 0, &e) != PT_OK ||
         pt_store_q(&tx, &j->a, PT_SQL_ROWS, &rows, &e, sql, "a",
                    pa ? pt_json_string(&j->a, pa, strlen(pa)) : pt_json_null(&j->a), "b",
-                   pb ? pt_json_string(&j->a, pb, strlen(pb)) : pt_json_null(&j->a),
-                   NULL) != PT_OK) {
+                   pb ? pt_json_string(&j->a, pb, strlen(pb)) : pt_json_null(&j->a), "c", cur, "l",
+                   pt_json_int(&j->a, limit + 1), NULL) != PT_OK) {
         if (tx.conn != NULL)
             pt_store_end(&tx, 0, &e);
         pt_control_set_store_ok(pt_control, 0);
@@ -298,8 +316,19 @@ static void rows_answer(job_t *j, const char *sql, ...)
     }
     pt_store_end(&tx, 0, &e);
     pt_control_set_store_ok(pt_control, 1);
+    next = pt_json_null(&j->a);
+    if (rows->u.arr.n > (size_t)limit) {
+        const pt_json_t *k;
+        rows->u.arr.n = (size_t)limit;
+        k = pt_json_get(rows->u.arr.items[limit - 1], key);
+        if (k != NULL && k->type == PT_JSON_STRING)
+            next = (pt_json_t *)k;
+        else if (k != NULL)
+            next = pt_json_string(&j->a, k->u.str.p, k->u.str.len); /* the number's text */
+    }
     doc = pt_json_object(&j->a);
     pt_json_object_set(&j->a, doc, "items", 5, rows);
+    pt_json_object_set(&j->a, doc, "next", 4, next);
     answer(j, 200, doc);
 }
 
@@ -560,7 +589,12 @@ static void route(job_t *j)
     }
     if (strcmp(seg[0], "apis") == 0) {
         if (n == 1 && is(j, "GET")) {
-            rows_answer(j, pt_arena_printf(&j->a, "%s ORDER BY a.name", API_ROW), NULL);
+            rows_answer(j,
+                        pt_arena_printf(&j->a,
+                                        "%s WHERE (:c IS NULL OR a.name > :c) ORDER BY a.name "
+                                        "LIMIT :l",
+                                        API_ROW),
+                        "name", 0, NULL, NULL);
             return;
         }
         if (n == 1 && is(j, "POST")) {
@@ -583,10 +617,10 @@ static void route(job_t *j)
         if (n == 3 && strcmp(seg[2], "revisions") == 0) {
             rows_answer(j,
                         pt_arena_printf(&j->a,
-                                        "SELECT %s FROM revisions WHERE api = :a ORDER BY "
-                                        "revision DESC",
+                                        "SELECT %s FROM revisions WHERE api = :a AND (:c IS "
+                                        "NULL OR revision < :c) ORDER BY revision DESC LIMIT :l",
                                         REVISION_COLS),
-                        seg[1], NULL);
+                        "revision", 1, seg[1], NULL);
             return;
         }
         if (n == 4 && strcmp(seg[2], "revisions") == 0) {
@@ -611,7 +645,10 @@ static void route(job_t *j)
     }
     if (strcmp(seg[0], "environments") == 0) {
         if (n == 1 && is(j, "GET")) {
-            rows_answer(j, "SELECT name, created_at FROM environments ORDER BY name", NULL);
+            rows_answer(j,
+                        "SELECT name, created_at FROM environments WHERE (:c IS NULL OR name > "
+                        ":c) ORDER BY name LIMIT :l",
+                        "name", 0, NULL, NULL);
             return;
         }
         if (n == 1 && is(j, "POST")) {
@@ -638,8 +675,8 @@ static void route(job_t *j)
                 rows_answer(j,
                             "SELECT id, api, revision, environment, status, notes, author, "
                             "created_at FROM deployments WHERE environment = :a AND (:b IS NULL "
-                            "OR api = :b) ORDER BY id DESC",
-                            seg[1], api);
+                            "OR api = :b) AND (:c IS NULL OR id < :c) ORDER BY id DESC LIMIT :l",
+                            "id", 1, seg[1], api);
                 return;
             }
             if (is(j, "POST")) {
