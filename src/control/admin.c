@@ -590,10 +590,11 @@ static void route(job_t *j)
     if (strcmp(seg[0], "apis") == 0) {
         if (n == 1 && is(j, "GET")) {
             rows_answer(j,
-                        pt_arena_printf(&j->a,
-                                        "%s WHERE (:c IS NULL OR a.name > :c) ORDER BY a.name "
-                                        "LIMIT :l",
-                                        API_ROW),
+                        pt_arena_printf(
+                            &j->a,
+                            "%s WHERE (CAST(:c AS TEXT) IS NULL OR a.name > :c) ORDER BY a.name "
+                            "LIMIT :l",
+                            API_ROW),
                         "name", 0, NULL, NULL);
             return;
         }
@@ -616,10 +617,11 @@ static void route(job_t *j)
         }
         if (n == 3 && strcmp(seg[2], "revisions") == 0) {
             rows_answer(j,
-                        pt_arena_printf(&j->a,
-                                        "SELECT %s FROM revisions WHERE api = :a AND (:c IS "
-                                        "NULL OR revision < :c) ORDER BY revision DESC LIMIT :l",
-                                        REVISION_COLS),
+                        pt_arena_printf(
+                            &j->a,
+                            "SELECT %s FROM revisions WHERE api = :a AND (CAST(:c AS BIGINT) IS "
+                            "NULL OR revision < :c) ORDER BY revision DESC LIMIT :l",
+                            REVISION_COLS),
                         "revision", 1, seg[1], NULL);
             return;
         }
@@ -646,7 +648,8 @@ static void route(job_t *j)
     if (strcmp(seg[0], "environments") == 0) {
         if (n == 1 && is(j, "GET")) {
             rows_answer(j,
-                        "SELECT name, created_at FROM environments WHERE (:c IS NULL OR name > "
+                        "SELECT name, created_at FROM environments WHERE (CAST(:c AS TEXT) IS NULL "
+                        "OR name > "
                         ":c) ORDER BY name LIMIT :l",
                         "name", 0, NULL, NULL);
             return;
@@ -672,11 +675,13 @@ static void route(job_t *j)
         if (n == 3 && strcmp(seg[2], "deployments") == 0) {
             if (is(j, "GET")) {
                 char *api = query_param(j, "api");
-                rows_answer(j,
-                            "SELECT id, api, revision, environment, status, notes, author, "
-                            "created_at FROM deployments WHERE environment = :a AND (:b IS NULL "
-                            "OR api = :b) AND (:c IS NULL OR id < :c) ORDER BY id DESC LIMIT :l",
-                            "id", 1, seg[1], api);
+                rows_answer(
+                    j,
+                    "SELECT id, api, revision, environment, status, notes, author, "
+                    "created_at FROM deployments WHERE environment = :a AND (CAST(:b AS TEXT) "
+                    "IS NULL OR api = :b) AND (CAST(:c AS BIGINT) IS NULL OR id < :c) "
+                    "ORDER BY id DESC LIMIT :l",
+                    "id", 1, seg[1], api);
                 return;
             }
             if (is(j, "POST")) {

@@ -15,6 +15,7 @@
 
 #include "control/ops.h"
 
+#include <openssl/crypto.h>
 #include <sodium.h>
 #include "core/buf.h"
 #include "core/log.h"
@@ -37,6 +38,11 @@ struct pt_control_s {
     uint64_t published;
     uv_async_t *async;
     pt_buf_t copy; /* the rows of the last build (JSON), written once published */
+    /* the probe: notices when the store goes away or comes back */
+    uv_thread_t probe;
+    uv_mutex_t probe_lock;
+    uv_cond_t probe_cond;
+    int stopping, probing;
 };
 
 pt_control_t *pt_control;
@@ -69,6 +75,53 @@ static void ensure_environment(pt_control_t *c)
     if (r.status >= 400 && r.status != 409)
         pt_log_warn("store: cannot create environment \"%s\": %s", c->environment, r.detail);
     pt_arena_destroy(&a);
+}
+
+#define PROBE_EVERY_NS (2ull * 1000000000ull)
+
+/* Is the store there? When it was not: migrations (a store down at start
+ * never had them) and the node's environment, so the next deploy works. */
+static void probe_once(pt_control_t *c)
+{
+    char err[512];
+    if (!pt_control_store_ok(c)) {
+        if (pt_store_migrate(c->store, err, sizeof(err)) >= 0) {
+            pt_control_lock(c);
+            ensure_environment(c);
+            pt_control_unlock(c);
+            pt_control_set_store_ok(c, 1);
+        }
+    } else {
+        pt_arena_t a;
+        pt_store_tx_t tx;
+        pt_db_error_t e;
+        int ok;
+        pt_arena_init(&a, NULL);
+        memset(&e, 0, sizeof(e));
+        ok = pt_store_begin(c->store, &tx, 0, &e) == PT_OK;
+        if (ok) {
+            ok = pt_store_q(&tx, &a, PT_SQL_ROWS, NULL, &e, "SELECT 1 AS one", NULL) == PT_OK;
+            pt_store_end(&tx, 0, &e);
+        }
+        pt_arena_destroy(&a);
+        pt_control_set_store_ok(c, ok);
+    }
+}
+
+static void probe_main(void *arg)
+{
+    pt_control_t *c = arg;
+    uv_mutex_lock(&c->probe_lock);
+    while (!c->stopping) {
+        uv_cond_timedwait(&c->probe_cond, &c->probe_lock, PROBE_EVERY_NS);
+        if (c->stopping)
+            break;
+        uv_mutex_unlock(&c->probe_lock);
+        probe_once(c);
+        uv_mutex_lock(&c->probe_lock);
+    }
+    uv_mutex_unlock(&c->probe_lock);
+    OPENSSL_thread_stop(); /* libpq's TLS state of this thread */
 }
 
 pt_control_t *pt_control_open(const char *config_path, const pt_config_t *cfg, char *err,
@@ -106,6 +159,10 @@ pt_control_t *pt_control_open(const char *config_path, const pt_config_t *cfg, c
                     pt_store_display(c->store), pt_store_kind(c->store), v, c->environment);
         ensure_environment(c);
     }
+    uv_mutex_init(&c->probe_lock);
+    uv_cond_init(&c->probe_cond);
+    if (uv_thread_create(&c->probe, probe_main, c) == 0)
+        c->probing = 1;
     pt_control = c;
     return c;
 fail_sync:
@@ -128,6 +185,15 @@ void pt_control_close(pt_control_t *c)
 {
     if (c == NULL)
         return;
+    if (c->probing) {
+        uv_mutex_lock(&c->probe_lock);
+        c->stopping = 1;
+        uv_cond_signal(&c->probe_cond);
+        uv_mutex_unlock(&c->probe_lock);
+        uv_thread_join(&c->probe);
+    }
+    uv_cond_destroy(&c->probe_cond);
+    uv_mutex_destroy(&c->probe_lock);
     if (pt_control == c)
         pt_control = NULL;
     if (c->pending != NULL)
