@@ -272,6 +272,19 @@ static int64_t member_int(const pt_json_t *o, const char *k, int *bad)
 
 /* ------------------------------------------------------------ reads */
 
+/* A store call failed: 503 when the store cannot be reached (the probe
+ * and /_portico/ready hear of it), else 500 (logged). */
+static void store_failed(job_t *j, const pt_db_error_t *e)
+{
+    if (e->broken || e->kind == PT_PERR_DATABASE || e->kind == PT_PERR_BUSY) {
+        pt_control_set_store_ok(pt_control, 0);
+        fail(j, 503, "store-unavailable", "The store cannot be reached: %s", e->message);
+    } else {
+        pt_log_error("admin %s %s: store: %s", j->method, j->path, e->message);
+        fail(j, 500, "internal-error", "The store refused the query.");
+    }
+}
+
 #define PAGE_DEFAULT 100
 #define PAGE_MAX     1000
 
@@ -310,12 +323,10 @@ static void rows_answer(job_t *j, const char *sql, const char *key, int numeric_
                    pt_json_int(&j->a, limit + 1), NULL) != PT_OK) {
         if (tx.conn != NULL)
             pt_store_end(&tx, 0, &e);
-        pt_control_set_store_ok(pt_control, 0);
-        fail(j, 503, "store-unavailable", "The store cannot be reached: %s", e.message);
+        store_failed(j, &e);
         return;
     }
     pt_store_end(&tx, 0, &e);
-    pt_control_set_store_ok(pt_control, 1);
     next = pt_json_null(&j->a);
     if (rows->u.arr.n > (size_t)limit) {
         const pt_json_t *k;
@@ -341,7 +352,7 @@ static int one_row(job_t *j, pt_json_t **out, const char *what, const char *sql,
     int rc;
     memset(&e, 0, sizeof(e));
     if (pt_store_begin(pt_control_store(pt_control), &tx, 0, &e) != PT_OK) {
-        fail(j, 503, "store-unavailable", "The store cannot be reached: %s", e.message);
+        store_failed(j, &e);
         return -1;
     }
     rc = pt_store_q(&tx, &j->a, PT_SQL_ROW, out, &e, sql, "a",
@@ -352,7 +363,7 @@ static int one_row(job_t *j, pt_json_t **out, const char *what, const char *sql,
         return -1;
     }
     if (rc != PT_OK) {
-        fail(j, 503, "store-unavailable", "The store cannot be reached: %s", e.message);
+        store_failed(j, &e);
         return -1;
     }
     return 0;
@@ -381,7 +392,7 @@ static void get_api(job_t *j, const char *name)
                    "a", pt_json_string(&j->a, name, strlen(name)), NULL) != PT_OK) {
         if (tx.conn != NULL)
             pt_store_end(&tx, 0, &e);
-        fail(j, 503, "store-unavailable", "The store cannot be reached: %s", e.message);
+        store_failed(j, &e);
         return;
     }
     pt_store_end(&tx, 0, &e);
