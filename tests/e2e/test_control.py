@@ -768,6 +768,13 @@ def test_hot_deploy_under_load(control, backend):
             assert r.status_code == 201, (i, r.status_code, r.text)
             if not serves(n, b"beta" if rev == 2 else b"alpha", timeout=1.0):
                 slow.append(i)
+        # and rollbacks: each goes back to the revision deployed before
+        for i in range(20):
+            rev = 2 if i % 2 == 0 else 1
+            r = a.rollback("hello")
+            assert r.status_code == 201 and r.json()["revision"] == rev, (i, r.status_code, r.text)
+            if not serves(n, b"beta" if rev == 2 else b"alpha", timeout=1.0):
+                slow.append("rollback %d" % i)
         time.sleep(0.5)
     finally:
         stop.set()
@@ -775,14 +782,14 @@ def test_hot_deploy_under_load(control, backend):
             t.join(15)
     base, dep = stats["lat"]["baseline"], stats["lat"]["deploys"]
     print("\nhot deploy (%s): %d requests ok; p99 without deploys %.2f ms (%d requests), "
-          "p99 during 50 deploys %.2f ms (%d requests)"
+          "p99 during 50 deploys and 20 rollbacks %.2f ms (%d requests)"
           % (backend, stats["ok"], p99(base) * 1000, len(base), p99(dep) * 1000, len(dep)))
     assert stats["errors"] == [], "%d failed requests: %r" % (len(stats["errors"]), stats["errors"][:5])
     assert slow == [], "the new revision was not served within 1 s after deploys %r" % slow
     assert stats["bodies"] == {b"alpha", b"beta"}
     assert len(base) > 20 and len(dep) > 20
     hist = a.history(api="hello")
-    assert len(hist) == 51 and len(active(hist)) == 1 and hist[0]["revision"] == 1, hist[:3]
+    assert len(hist) == 71 and len(active(hist)) == 1 and hist[0]["revision"] == 1, hist[:3]
 
 
 # ---------------------------------------------------------------- 6. the store goes away
@@ -904,6 +911,25 @@ def test_sqlite_restart_keeps_deployments(control):
     assert rb["revision"] == 3
     assert serves(n, BODY[3])
     assert ready(n).json().get("store") != "unreachable"
+
+
+def test_newer_store_schema_is_refused(control):
+    """A store migrated by a newer portico: this one refuses it (start and
+    `portico migrate`), rather than write into a schema it does not know."""
+    import sqlite3
+    n = control("sqlite")
+    rc = n.stop()
+    assert rc == 0, n.stderr()
+    con = sqlite3.connect(n.dir / "data" / "portico.db")
+    con.execute("INSERT INTO portico_schema (version) VALUES (99)")
+    con.commit()
+    con.close()
+    p = subprocess.run([BIN, "migrate", "-c", str(n.config_path)], capture_output=True, text=True,
+                       timeout=120, stdin=subprocess.DEVNULL)
+    assert p.returncode == 1 and "newer than this build" in p.stderr, (p.returncode, p.stderr)
+    n.ports = {}
+    assert n.start(expect_fail=True, timeout=60) == 1
+    assert "schema version 99" in n.stderr() and "not starting" in n.stderr(), n.stderr()
 
 
 # ---------------------------------------------------------------- 7. declarative mode
