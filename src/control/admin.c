@@ -21,9 +21,10 @@
 #include "http/http.h"
 #include "process/pool.h"
 
-#define BODY_MAX    (4u << 20) /* a definition */
-#define SEGMENTS    8
-#define TOKEN_CACHE 16
+#define BODY_MAX     (4u << 20) /* a definition */
+#define SEGMENTS     8
+#define TOKEN_CACHE  16
+#define TOKEN_TTL_NS (60ull * 1000000000ull) /* a revoked token works at most this long */
 
 typedef struct job_s job_t;
 
@@ -61,6 +62,7 @@ static struct {
         char id[17];
         unsigned char digest[crypto_generichash_BYTES];
         char name[64];
+        uint64_t until; /* uv_hrtime() */
     } slot[TOKEN_CACHE];
     unsigned next;
 } cache = {.once = UV_ONCE_INIT};
@@ -76,7 +78,7 @@ static int cache_find(const char *id, const unsigned char *digest, char *name, s
     int found = 0;
     uv_mutex_lock(&cache.lock);
     for (i = 0; i < TOKEN_CACHE && !found; i++)
-        if (strcmp(cache.slot[i].id, id) == 0 &&
+        if (strcmp(cache.slot[i].id, id) == 0 && cache.slot[i].until > uv_hrtime() &&
             sodium_memcmp(cache.slot[i].digest, digest, sizeof(cache.slot[i].digest)) == 0) {
             snprintf(name, nlen, "%s", cache.slot[i].name);
             found = 1;
@@ -93,6 +95,7 @@ static void cache_add(const char *id, const unsigned char *digest, const char *n
     snprintf(cache.slot[i].id, sizeof(cache.slot[i].id), "%s", id);
     memcpy(cache.slot[i].digest, digest, sizeof(cache.slot[i].digest));
     snprintf(cache.slot[i].name, sizeof(cache.slot[i].name), "%s", name);
+    cache.slot[i].until = uv_hrtime() + TOKEN_TTL_NS;
     uv_mutex_unlock(&cache.lock);
 }
 

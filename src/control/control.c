@@ -645,6 +645,68 @@ int pt_control_migrate_main(int argc, char **argv)
     return 0;
 }
 
+/* `portico admin token revoke|list`: the tokens by name, without secrets. */
+static int token_other(const char *cmd, const char *path, const char *name)
+{
+    pt_store_t *s;
+    pt_store_tx_t tx;
+    pt_db_error_t e;
+    pt_arena_t a;
+    pt_json_t *rows = NULL;
+    int rc = 1;
+    size_t i;
+
+    if ((s = open_store(path, "admin")) == NULL)
+        return 1;
+    pt_arena_init(&a, NULL);
+    memset(&e, 0, sizeof(e));
+    if (pt_store_begin(s, &tx, 1, &e) == PT_OK) {
+        if (strcmp(cmd, "list") == 0) {
+            if (pt_store_q(&tx, &a, PT_SQL_ROWS, &rows, &e,
+                           "SELECT name, created_at, revoked_at FROM admin_tokens ORDER BY "
+                           "created_at",
+                           NULL) == PT_OK) {
+                printf("%-24s %-26s %s\n", "NAME", "CREATED", "REVOKED");
+                for (i = 0; i < rows->u.arr.n; i++) {
+                    const pt_json_t *r = rows->u.arr.items[i], *rv = pt_json_get(r, "revoked_at");
+                    printf("%-24s %-26s %s\n", pt_json_get(r, "name")->u.str.p,
+                           pt_json_get(r, "created_at")->u.str.p,
+                           rv != NULL && rv->type == PT_JSON_STRING ? rv->u.str.p : "-");
+                }
+                rc = 0;
+            }
+        } else {
+            pt_json_t *n = NULL;
+            int q = pt_store_q(&tx, &a, PT_SQL_ROWS, &n, &e,
+                               "UPDATE admin_tokens SET revoked_at = :now WHERE name = :n AND "
+                               "revoked_at IS NULL RETURNING id",
+                               "now", pt_json_string(&a, pt_store_now(&a), 24), "n",
+                               pt_json_string(&a, name, strlen(name)), NULL);
+            if (q == PT_OK && n->u.arr.n == 0) {
+                fprintf(stderr, "portico admin: no active token named \"%s\"\n", name);
+            } else if (q == PT_OK &&
+                       pt_store_q(&tx, &a, PT_SQL_AFFECTED, NULL, &e,
+                                  "INSERT INTO audit_events (at, actor, action, target) VALUES "
+                                  "(:now, 'cli', 'token.revoke', :n)",
+                                  "now", pt_json_string(&a, pt_store_now(&a), 24), "n",
+                                  pt_json_string(&a, name, strlen(name)), NULL) == PT_OK) {
+                fprintf(stderr,
+                        "revoked %zu token%s named \"%s\" (nodes forget it within a "
+                        "minute)\n",
+                        n->u.arr.n, n->u.arr.n == 1 ? "" : "s", name);
+                rc = 0;
+            }
+        }
+        if (pt_store_end(&tx, rc == 0, &e) != PT_OK)
+            rc = 1;
+    }
+    if (rc != 0 && e.message[0] != '\0')
+        fprintf(stderr, "portico admin: store: %s\n", e.message);
+    pt_arena_destroy(&a);
+    pt_store_free(s);
+    return rc;
+}
+
 int pt_control_admin_main(int argc, char **argv)
 {
     const char *name = NULL, *path = config_arg(argc, argv, &name);
@@ -656,10 +718,15 @@ int pt_control_admin_main(int argc, char **argv)
     pt_arena_t a;
     int rc = 1;
 
+    if (argc >= 3 && strcmp(argv[1], "token") == 0 && path != NULL &&
+        (strcmp(argv[2], "list") == 0 || (strcmp(argv[2], "revoke") == 0 && name != NULL)))
+        return token_other(argv[2], path, name);
     if (argc < 3 || strcmp(argv[1], "token") != 0 || strcmp(argv[2], "create") != 0 ||
         path == NULL || name == NULL || name[0] == '\0' || strlen(name) > 63) {
         fputs("usage: portico admin token create -c NODE.yaml --name NAME\n"
-              "  prints a new admin API token (shown once; the store keeps an Argon2id hash)\n",
+              "  prints a new admin API token (shown once; the store keeps an Argon2id hash)\n"
+              "       portico admin token revoke -c NODE.yaml --name NAME\n"
+              "       portico admin token list -c NODE.yaml\n",
               stderr);
         return 2;
     }

@@ -293,6 +293,25 @@ def check_401(r):
     assert www.lower().startswith("bearer"), (www, j)
 
 
+def test_revoked_token_is_refused(control):
+    n = control("sqlite")
+    t2 = create_token(n, "second")
+    p = subprocess.run([BIN, "admin", "token", "revoke", "-c", str(n.config_path), "--name",
+                        "second"], capture_output=True, text=True, timeout=120,
+                       stdin=subprocess.DEVNULL)
+    assert p.returncode == 0, p.stderr
+    r = n.admin.get("/admin/apis", token=t2)
+    assert r.status_code == 401, r.text
+    assert n.admin.get("/admin/apis").status_code == 200  # the other token still works
+    p = subprocess.run([BIN, "admin", "token", "list", "-c", str(n.config_path)],
+                       capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
+    assert p.returncode == 0 and "second" in p.stdout and t2 not in p.stdout, p.stdout
+    p = subprocess.run([BIN, "admin", "token", "revoke", "-c", str(n.config_path), "--name",
+                        "nobody"], capture_output=True, text=True, timeout=120,
+                       stdin=subprocess.DEVNULL)
+    assert p.returncode == 1, p.stderr
+
+
 @BACKENDS
 def test_auth_required_and_changes_nothing(control, backend):
     n = control(backend)
