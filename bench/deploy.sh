@@ -2,9 +2,11 @@
 # bench/deploy.sh - hot deploys under load: wrk (50 connections) on a static
 # route for DUR without deploys, then for DUR while the admin API deploys the
 # API's two revisions alternately every INTERVAL seconds (each deploy
-# answered once published). Prints requests/s, p50, p99 and errors
-# (connection errors + non-2xx) of both runs and the deploys made: the
-# errors must be 0 and p99 should barely move.
+# answered once published). A third run makes the same loop of curl calls
+# without deploying (GET /admin/openapi.json): on 2 CPUs the loop shares
+# wrk's CPU and its own cost shows in wrk's latencies. Prints requests/s,
+# p50, p99 and errors (connection errors + non-2xx) of each run: errors
+# must be 0; a deploy's cost is the deploy row against the no-op row.
 # Layout: wrk and the deploy loop on CPU 0, Portico on CPU 1.
 # Usage: bench/deploy.sh [PATH/TO/portico]   Env: DUR(10s) CONNS(50) INTERVAL(0.2)
 set -euo pipefail
@@ -53,20 +55,33 @@ curl -fs -o /dev/null -H "$H" -d '{"api": "hello", "revision": 1}' "http://127.0
 curl -fs "http://127.0.0.1:$PT/hello/greeting" >/dev/null
 
 base=$(wrk_run "$PT/hello/greeting" "$DUR")
-deploy_loop() {
+# call_loop PATH [JSON-BODY-FOR-REVISION]: one admin call every INTERVAL
+call_loop() {
   local i=0 rev
   while :; do
     rev=$(( i % 2 + 1 ))
-    curl -fs -o /dev/null -H "$H" -d "{\"api\": \"hello\", \"revision\": $rev}" \
-      "http://127.0.0.1:$ADMIN/admin/environments/bench/deployments" && echo ok >> "$run/deploys"
+    if [ -n "${2:-}" ]; then
+      curl -fs -o /dev/null -H "$H" -d "{\"api\": \"hello\", \"revision\": $rev}" \
+        "http://127.0.0.1:$ADMIN$1" && echo ok >> "$run/calls"
+    else
+      curl -fs -o /dev/null "http://127.0.0.1:$ADMIN$1" && echo ok >> "$run/calls"
+    fi
     i=$((i + 1)); sleep "$INTERVAL"
   done
 }
-taskset -c 0 bash -c "$(declare -f deploy_loop); H='$H'; ADMIN=$ADMIN; INTERVAL=$INTERVAL; run=$run; deploy_loop" &
-looppid=$!
-during=$(wrk_run "$PT/hello/greeting" "$DUR")
-kill "$looppid"; wait "$looppid" 2>/dev/null || true; looppid=""
-deploys=$(wc -l < "$run/deploys" 2>/dev/null || echo 0)
-printf "%-28s %12s %10s %10s %8s\n" "run" "requests/s" "p50 us" "p99 us" "errors"
-read -r r p50 p99 e <<< "$base";   printf "%-28s %12s %10s %10s %8s\n" "no deploys" "$r" "$p50" "$p99" "$e"
-read -r r p50 p99 e <<< "$during"; printf "%-28s %12s %10s %10s %8s\n" "$deploys deploys (every ${INTERVAL}s)" "$r" "$p50" "$p99" "$e"
+# with_loop PATH [deploy]: wrk while the loop runs -> "rps p50 p99 errors calls"
+with_loop() {
+  rm -f "$run/calls"
+  taskset -c 0 bash -c "$(declare -f call_loop); H='$H'; ADMIN=$ADMIN; INTERVAL=$INTERVAL; run=$run; call_loop $1 ${2:-}" &
+  looppid=$!
+  local res; res=$(wrk_run "$PT/hello/greeting" "$DUR")
+  kill "$looppid"; wait "$looppid" 2>/dev/null || true; looppid=""
+  echo "$res $(wc -l < "$run/calls" 2>/dev/null || echo 0)"
+}
+# the loop's own cost (curl and bash on wrk's CPU), then the same loop deploying
+noop=$(with_loop /admin/openapi.json)
+during=$(with_loop /admin/environments/bench/deployments deploy)
+printf "%-34s %12s %10s %10s %8s\n" "run" "requests/s" "p50 us" "p99 us" "errors"
+read -r r p50 p99 e <<< "$base";     printf "%-34s %12s %10s %10s %8s\n" "no admin calls" "$r" "$p50" "$p99" "$e"
+read -r r p50 p99 e n <<< "$noop";   printf "%-34s %12s %10s %10s %8s\n" "$n no-op admin calls (loop cost)" "$r" "$p50" "$p99" "$e"
+read -r r p50 p99 e n <<< "$during"; printf "%-34s %12s %10s %10s %8s\n" "$n deploys" "$r" "$p50" "$p99" "$e"

@@ -19,6 +19,7 @@
 #include <sodium.h>
 
 #include "config/config.h"
+#include "control/admin.h"
 #include "control/cli.h"
 #include "control/control.h"
 #include "control/generate.h"
@@ -41,7 +42,8 @@ typedef struct node_s {
     pt_snapshot_t *snap; /* the published snapshot (main's reference) */
     pt_health_t *health; /* active health checks of snap's proxy targets */
     pt_procpool_t *procpool;
-    pt_warm_t *warm; /* threads opening pool.min database connections */
+    pt_procpool_t *ctlpool; /* admin requests: store calls and snapshot builds */
+    pt_warm_t *warm;        /* threads opening pool.min database connections */
     uint64_t generation;
     pt_worker_t **workers;
     unsigned nworkers;
@@ -372,6 +374,11 @@ static int serve(const char *config_path)
         pt_log_error("cannot start the process pool");
         goto out;
     }
+    if (n.control != NULL &&
+        (pt_admin_pool = n.ctlpool = pt_procpool_start(2, 256, 60000, pool_thread_exit)) == NULL) {
+        pt_log_error("cannot start the control pool");
+        goto out;
+    }
     uv_loop_init(&n.loop);
     uv_async_init(&n.loop, &n.worker_exit, worker_exit_cb);
     n.worker_exit.data = &n;
@@ -426,6 +433,9 @@ static int serve(const char *config_path)
         pt_control_set_async(n.control, NULL); /* nobody publishes any more */
     pt_procpool_stop(n.procpool); /* every task completed: the workers waited for them */
     n.procpool = NULL;
+    pt_admin_pool = NULL;
+    pt_procpool_stop(n.ctlpool);
+    n.ctlpool = NULL;
     uv_walk(&n.loop, close_walk_cb, NULL);
     uv_run(&n.loop, UV_RUN_DEFAULT);
     uv_loop_close(&n.loop);
@@ -433,6 +443,8 @@ static int serve(const char *config_path)
     rc = 0;
 out:
     pt_procpool_stop(n.procpool);
+    pt_admin_pool = NULL;
+    pt_procpool_stop(n.ctlpool);
     pt_control_close(n.control);
     pt_http_client_cleanup();
     pt_xml_cleanup();

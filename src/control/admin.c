@@ -8,6 +8,9 @@
 
 #include <sodium.h>
 #include <stdatomic.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -27,6 +30,13 @@
 #define TOKEN_TTL_NS (60ull * 1000000000ull) /* a revoked token works at most this long */
 
 typedef struct job_s job_t;
+
+pt_procpool_t *pt_admin_pool;
+
+/* Control work (store calls, snapshot builds) yields the CPU to the I/O
+ * workers: its threads run niced, so a deploy does not lengthen the
+ * requests being served on a busy core. */
+#define CONTROL_NICE 10
 
 typedef struct link_s {
     job_t *job;
@@ -762,6 +772,12 @@ method:
 static void job_run(pt_job_t *pj)
 {
     job_t *j = (job_t *)pj;
+    static _Thread_local int niced;
+    if (!niced) {
+        niced = 1;
+        if (setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), CONTROL_NICE) != 0)
+            pt_log_debug("admin: cannot lower the control threads' priority");
+    }
     if (atomic_load(&j->abandoned))
         return; /* the client left */
     if (j->too_large) {
@@ -806,11 +822,12 @@ static void job_done(pt_job_t *pj, pt_job_status_t st)
 static void submit(job_t *j)
 {
     pt_worker_t *w = j->req->snap->worker;
+    pt_procpool_t *pool = pt_admin_pool != NULL ? pt_admin_pool : w->procpool;
     j->submitted = 1;
     j->job.run = job_run;
     j->job.done = job_done;
     j->job.worker = w;
-    if (w->procpool == NULL || pt_procpool_submit(w->procpool, &j->job) != PT_OK) {
+    if (pool == NULL || pt_procpool_submit(pool, &j->job) != PT_OK) {
         static const pt_header_kv_t retry[] = {{"Retry-After", "1"}};
         pt_http_problem(j->req, 503, "busy", "Every worker is busy; try again shortly.", retry, 1);
         job_free(j);
