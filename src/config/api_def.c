@@ -14,6 +14,7 @@
 
 #include "config/config.h"
 #include "config/schema.h"
+#include "policy/policy.h"
 #include "config/upstream-i.h"
 #include "core/buf.h"
 #include "core/json.h"
@@ -26,15 +27,15 @@
 #define BODY_MAX      (1u << 20)
 
 static const char *const api_keys[] = {
-    "name",    "base_path",  "kind",           "title",    "version",     "description",
-    "routes",  "operations", "soap_namespace", "upstream", "connections", "schemas",
-    "headers", "processes",  "openapi",        "contact",  "license",     "terms_of_service",
-    NULL};
+    "name",     "base_path",  "kind",           "title",    "version",     "description",
+    "routes",   "operations", "soap_namespace", "upstream", "connections", "schemas",
+    "headers",  "processes",  "openapi",        "contact",  "license",     "terms_of_service",
+    "policies", NULL};
 static const char *const contact_keys[] = {"name", "email", "url", NULL};
 static const char *const license_keys[] = {"name", "url", NULL};
 static const char *const route_keys[] = {
     "method",      "path",  "name",    "respond",         "description", "process",
-    "body_schema", "query", "headers", "response_schema", NULL};
+    "body_schema", "query", "headers", "response_schema", "policies",    NULL};
 static const char *const respond_keys[] = {"status", "headers", "body", NULL};
 
 /* Headers the server writes itself: a definition may not set them. */
@@ -407,6 +408,8 @@ static void parse_route(pt__cfg_ctx_t *c, const pt_ynode_t *n, const pt_api_def_
     r->kind = PT_DISPATCH_RESPOND;
     if (pt__cfg_mapping(c, n, route_keys) != 0)
         return;
+    if (!pt_yaml_is_null(v = pt_yaml_get(n, "policies")))
+        pt__cfg_policies(c, v, &r->policies);
 
     mark = pt__cfg_push(c, "method", 6);
     if (pt_yaml_is_null(v = pt_yaml_get(n, "method")))
@@ -580,6 +583,8 @@ static void parse_api(pt__cfg_ctx_t *c, const pt_ynode_t *root, pt_api_def_t *ap
 
     if (pt__cfg_mapping(c, root, api_keys) != 0)
         return;
+    if (!pt_yaml_is_null(v = pt_yaml_get(root, "policies")))
+        pt__cfg_policies(c, v, &api->policies);
 
     string_key(c, root, "name", 1, &api->name);
     if ((v = pt_yaml_get(root, "name")) != NULL)

@@ -208,6 +208,19 @@ typedef struct pt_query_param_s {
     const struct pt_json_s *dflt;      /* `default`: the value when absent; NULL = none */
 } pt_query_param_t;
 
+/* Policies (src/policy): a configured instance of a policy type, and a
+ * list of them (a scope's `policies:`, or the chain a request runs). */
+typedef struct pt_policy_ref_s {
+    const struct pt_policy_type_s *type;
+    void *conf; /* the type's configuration and runtime state, in the configuration's arena */
+    unsigned line;
+} pt_policy_ref_t;
+
+typedef struct pt_policy_list_s {
+    pt_policy_ref_t *items;
+    size_t n;
+} pt_policy_list_t;
+
 typedef struct pt_route_def_s {
     char *method; /* upper-case token, e.g. "GET"; "*" = any method */
     char *path;   /* template relative to the base path: "/items/{id}"; "/" for the root */
@@ -227,6 +240,9 @@ typedef struct pt_route_def_s {
                                    one's routing headers do not match (conditional ones first) */
     int alt_member;             /* reached through another route's alt: not in the route table */
     unsigned line;
+    pt_policy_list_t policies; /* the route's own `policies:` */
+    pt_policy_list_t chain;    /* node + API + route policies merged, in chain order (built
+                                  with the snapshot) */
 } pt_route_def_t;
 
 /* One upstream target of a proxy API (`upstream.targets[i]`). */
@@ -357,6 +373,8 @@ typedef struct pt_api_def_s {
        served at {base_path}/openapi.json with its servers rewritten to the gateway */
     char *openapi_file;
     struct pt_json_s *openapi_doc;
+    pt_policy_list_t policies; /* the API's own `policies:` */
+    pt_policy_list_t chain;    /* node + API policies merged, in chain order (snapshot) */
 } pt_api_def_t;
 
 /* An address block: "10.0.0.0/8", "::1/128", "127.0.0.1" (= /32). */
@@ -398,6 +416,8 @@ typedef struct pt_config_s {
     struct pt_connection_def_s *store; /* sqlite: or postgresql:// */
     char *environment;                 /* the environment this node serves */
     char *data_dir;                    /* the embedded store and the last snapshot */
+    pt_policy_list_t policies;         /* node-wide `policies:` (also the chain of requests that
+                                          match no API) */
 } pt_config_t;
 
 #endif

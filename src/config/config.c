@@ -26,6 +26,7 @@
 
 #include "config/schema.h"
 #include "config/upstream-i.h"
+#include "policy/policy.h"
 #include "config/yaml.h"
 
 #define WORKERS_MAX       256
@@ -33,7 +34,8 @@
 
 static const char *const top_keys[] = {"workers",     "listen",          "limits",   "log",
                                        "processes",   "trusted_proxies", "apis",     "store",
-                                       "environment", "admin",           "data_dir", NULL};
+                                       "environment", "admin",           "data_dir", "policies",
+                                       NULL};
 static const char *const admin_keys[] = {"address", NULL};
 static const char *const processes_keys[] = {
     "max_running", "max_queued", "queue_timeout", "max_execution_time", "timeout_status", NULL};
@@ -592,8 +594,7 @@ int pt_cidr_match(const pt_cidr_t *blocks, size_t n, const struct sockaddr *sa)
     return 0;
 }
 
-/* Parses "addr" or "addr/prefix" into b. Returns 0, or -1 with a message reported. */
-static int parse_cidr(pt__cfg_ctx_t *c, const pt_ynode_t *n, pt_cidr_t *b)
+int pt__cfg_cidr(pt__cfg_ctx_t *c, const pt_ynode_t *n, pt_cidr_t *b)
 {
     char *s, host[64], tmp[300], shown[INET6_ADDRSTRLEN];
     const char *slash;
@@ -675,7 +676,7 @@ static void parse_trusted_proxies(pt__cfg_ctx_t *c, const pt_ynode_t *n, pt_conf
     cfg->ntrusted_proxies = n->n;
     for (i = 0; i < n->n; i++) {
         mark = pt__cfg_push_index(c, i);
-        parse_cidr(c, n->items[i], &cfg->trusted_proxies[i]);
+        pt__cfg_cidr(c, n->items[i], &cfg->trusted_proxies[i]);
         pt__cfg_pop(c, mark);
     }
 }
@@ -902,6 +903,8 @@ static void parse_node(pt__cfg_ctx_t *c, const pt_ynode_t *root, pt_config_t *cf
     if (!pt_yaml_is_null(v = pt_yaml_get(root, "apis")))
         parse_apis_dir(c, v, cfg);
     parse_control(c, root, cfg);
+    if (!pt_yaml_is_null(v = pt_yaml_get(root, "policies")))
+        pt__cfg_policies(c, v, &cfg->policies);
 }
 
 /* ------------------------------------------------------------ loading */

@@ -28,6 +28,9 @@
  * (expected = one range 200..299) with check.path NULL (no active checks). */
 pt_upstream_t *pt__cfg_upstream(pt__cfg_ctx_t *c, const pt_ynode_t *n);
 
+/* Parses "addr" or "addr/prefix" into b. Returns 0, or -1 with a message reported. */
+int pt__cfg_cidr(pt__cfg_ctx_t *c, const pt_ynode_t *n, pt_cidr_t *b);
+
 /* Reads scalar n as a string with its ${env:NAME} references resolved
  * (and "$$" for '$') into c->arena; when it had references, the value is a
  * secret, zeroed when the arena is freed. shown (if not NULL) receives the

@@ -19,6 +19,7 @@
 #include "protocol/openapi.h"
 #include "protocol/wsdl.h"
 #include "process/records.h"
+#include "policy/policy.h"
 #include "proxy/proxy.h"
 
 #define BUILTIN_PREFIX "/_portico/"
@@ -279,6 +280,14 @@ void pt_gateway_handle(pt_req_t *req)
     }
     rr = pt_router_match(s->router, req->method, req->method_len, req->path.p, req->path.len,
                          &req->match);
+    {
+        /* the policy chain of the route, else of the API, else the node's */
+        const pt_policy_list_t *chain = req->match.api == NULL ? &s->config->policies
+                                        : rr == PT_ROUTE_FOUND ? &req->match.route->chain
+                                                               : &req->match.api->chain;
+        if (chain->n > 0 && pt_policy_run(chain, req))
+            return;
+    }
     if (rr == PT_ROUTE_NOT_FOUND && req->match.api != NULL && req->match.api->upstream != NULL &&
         req->match.api->openapi_doc != NULL && serve_contract(req, s))
         return; /* a proxy API's imported contract */

@@ -2,6 +2,7 @@
  * snapshot.c - building and releasing snapshots (see snapshot.h).
  */
 #include "gateway/snapshot.h"
+#include "policy/policy.h"
 
 #include <openssl/ssl.h>
 #include <stdio.h>
@@ -112,6 +113,10 @@ pt_snapshot_t *pt_snapshot_build(pt_config_t *cfg, uint64_t generation, char *er
     s->generation = generation;
     s->config = cfg;
     pt_arena_init(&s->arena, NULL);
+    if (pt_policy_build_chains(cfg) != 0) {
+        snprintf(err, errlen, "out of memory");
+        goto fail;
+    }
     s->router = pt_router_build(&s->arena, cfg->apis, cfg->napis, err, errlen);
     if (s->router == NULL)
         goto fail;

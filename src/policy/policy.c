@@ -1,0 +1,191 @@
+/*
+ * policy.c - the policy chain (see policy.h).
+ */
+#include "policy/policy.h"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "config/config.h"
+#include "gateway/snapshot-t.h"
+#include "http/http.h"
+#include "event/worker-t.h"
+
+extern const pt_policy_type_t pt_policy_ip_filter;
+extern const pt_policy_type_t pt_policy_rate_limit;
+
+/* The registry: one line per policy type. */
+static const pt_policy_type_t *const types[] = {
+    &pt_policy_ip_filter,
+    &pt_policy_rate_limit,
+};
+
+void pt__cfg_policies(pt__cfg_ctx_t *c, const pt_ynode_t *n, pt_policy_list_t *list)
+{
+    size_t i, k, mark = pt__cfg_push(c, "policies", 8);
+    char tmp[300];
+    if (n->kind != PT_YNODE_MAPPING) {
+        pt__cfg_err(c, n->line, "expected a mapping of policy names to their settings, got %s",
+                    pt__cfg_quote(n, tmp, sizeof(tmp)));
+        goto done;
+    }
+    list->items = pt_arena_calloc(c->arena, sizeof(*list->items) * (n->n ? n->n : 1));
+    if (list->items == NULL) {
+        pt__cfg_err(c, n->line, "out of memory");
+        goto done;
+    }
+    for (i = 0; i < n->n; i++) {
+        const pt_ynode_t *key = n->pairs[i].key, *v = n->pairs[i].value;
+        size_t m2 = pt__cfg_push(c, key->value, key->len);
+        for (k = 0; k < sizeof(types) / sizeof(types[0]); k++)
+            if (strlen(types[k]->name) == key->len && memcmp(types[k]->name, key->value, key->len) == 0)
+                break;
+        if (k == sizeof(types) / sizeof(types[0])) {
+            pt__cfg_err(c, key->line, "unknown policy %s (known: ip_filter, rate_limit)",
+                        pt__cfg_quote(key, tmp, sizeof(tmp)));
+        } else {
+            void *conf = types[k]->parse(c, v);
+            if (conf != NULL) {
+                list->items[list->n].type = types[k];
+                list->items[list->n].conf = conf;
+                list->items[list->n++].line = key->line;
+            }
+        }
+        pt__cfg_pop(c, m2);
+    }
+done:
+    pt__cfg_pop(c, mark);
+}
+
+static int by_order(const void *x, const void *y)
+{
+    const pt_policy_ref_t *a = x, *b = y;
+    return a->type->order < b->type->order ? -1 : a->type->order > b->type->order;
+}
+
+/* chain = wide, with the same types replaced by narrow's (and narrow's others added). */
+static int merge(pt_arena_t *a, const pt_policy_list_t *wide, const pt_policy_list_t *narrow,
+                 pt_policy_list_t *chain)
+{
+    size_t i, k, n = 0;
+    pt_policy_ref_t *items;
+    if (wide->n + narrow->n == 0) {
+        chain->items = NULL;
+        chain->n = 0;
+        return 0;
+    }
+    if ((items = pt_arena_alloc(a, sizeof(*items) * (wide->n + narrow->n))) == NULL)
+        return -1;
+    for (i = 0; i < wide->n; i++) {
+        for (k = 0; k < narrow->n && narrow->items[k].type != wide->items[i].type; k++)
+            ;
+        if (k == narrow->n)
+            items[n++] = wide->items[i];
+    }
+    for (k = 0; k < narrow->n; k++)
+        items[n++] = narrow->items[k];
+    qsort(items, n, sizeof(*items), by_order);
+    chain->items = items;
+    chain->n = n;
+    return 0;
+}
+
+int pt_policy_build_chains(pt_config_t *cfg)
+{
+    size_t i, r;
+    for (i = 0; i < cfg->napis; i++) {
+        pt_api_def_t *api = &cfg->apis[i];
+        if (merge(&cfg->arena, &cfg->policies, &api->policies, &api->chain) != 0)
+            return -1;
+        for (r = 0; r < api->nroutes; r++)
+            if (merge(&cfg->arena, &api->chain, &api->routes[r].policies,
+                      &api->routes[r].chain) != 0)
+                return -1;
+        for (r = 0; r < api->nsoap_ops; r++)
+            api->soap_ops[r].chain = api->chain;
+    }
+    return 0;
+}
+
+int pt_policy_run(const pt_policy_list_t *chain, pt_req_t *req)
+{
+    size_t i;
+    for (i = 0; i < chain->n; i++)
+        if (chain->items[i].type->handle(chain->items[i].conf, req))
+            return 1;
+    return 0;
+}
+
+/* Parses one address of X-Forwarded-For ("1.2.3.4", "::1", "[::1]:80" or
+ * "1.2.3.4:80"). */
+static int parse_addr(const char *p, size_t n, struct sockaddr_storage *out)
+{
+    char host[64];
+    struct sockaddr_in *v4 = (struct sockaddr_in *)out;
+    struct sockaddr_in6 *v6 = (struct sockaddr_in6 *)out;
+    const char *colon;
+    while (n > 0 && (*p == ' ' || *p == '\t'))
+        p++, n--;
+    while (n > 0 && (p[n - 1] == ' ' || p[n - 1] == '\t'))
+        n--;
+    if (n > 0 && p[0] == '[') {
+        const char *e = memchr(p, ']', n);
+        if (e == NULL)
+            return -1;
+        n = (size_t)(e - p - 1);
+        p++;
+    } else if ((colon = memchr(p, ':', n)) != NULL && memchr(colon + 1, ':', n - (size_t)(colon + 1 - p)) == NULL) {
+        n = (size_t)(colon - p); /* a.b.c.d:port */
+    }
+    if (n == 0 || n >= sizeof(host))
+        return -1;
+    memcpy(host, p, n);
+    host[n] = '\0';
+    memset(out, 0, sizeof(*out));
+    if (inet_pton(AF_INET, host, &v4->sin_addr) == 1) {
+        v4->sin_family = AF_INET;
+        return 0;
+    }
+    if (inet_pton(AF_INET6, host, &v6->sin6_addr) == 1) {
+        v6->sin6_family = AF_INET6;
+        return 0;
+    }
+    return -1;
+}
+
+void pt_policy_forwarded_client(const pt_cidr_t *trusted, size_t ntrusted, const char *xff,
+                                size_t len, struct sockaddr_storage *out)
+{
+    /* from the right: the first address that is not one of ours */
+    size_t end = len;
+    while (end > 0) {
+        size_t start = end;
+        struct sockaddr_storage a;
+        while (start > 0 && xff[start - 1] != ',')
+            start--;
+        if (parse_addr(xff + start, end - start, &a) != 0)
+            return; /* garbage: keep the last address we could trust */
+        memcpy(out, &a, sizeof(a));
+        if (!pt_cidr_match(trusted, ntrusted, (const struct sockaddr *)&a))
+            return;
+        end = start > 0 ? start - 1 : 0;
+    }
+}
+
+void pt_policy_client_addr(pt_req_t *req, struct sockaddr_storage *out)
+{
+    const pt_config_t *cfg = req->snap->snap->config;
+    const struct sockaddr *peer = pt_http_peer_addr(req);
+    const pt_str_t *xff;
+    size_t len = peer->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6)
+                                             : sizeof(struct sockaddr_in);
+    memset(out, 0, sizeof(*out));
+    memcpy(out, peer, len);
+    if (cfg->ntrusted_proxies == 0 ||
+        !pt_cidr_match(cfg->trusted_proxies, cfg->ntrusted_proxies, peer) ||
+        (xff = pt_http_header(req, "x-forwarded-for")) == NULL)
+        return;
+    pt_policy_forwarded_client(cfg->trusted_proxies, cfg->ntrusted_proxies, xff->p, xff->len, out);
+}

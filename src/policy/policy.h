@@ -1,0 +1,61 @@
+/*
+ * policy.h - the policy chain (issue 7, DESIGN.md §4): each policy is a
+ * type - a name, its place in the fixed chain order, a configuration
+ * parser and a per-request hook - configured node-wide, per API and per
+ * route (`policies:` mappings of type name to configuration; a narrower
+ * scope replaces a wider one's configuration of the same type). Adding a
+ * policy is one file defining a pt_policy_type_t and one line in the
+ * registry (policy.c).
+ */
+#ifndef PT_POLICY_POLICY_H
+#define PT_POLICY_POLICY_H
+
+#include <sys/socket.h>
+
+#include "config/config-t.h"
+#include "config/schema.h"
+#include "http/http-t.h"
+
+/* The documented order: IP filter, authentication, per-user IP filter,
+ * access, rate limit, concurrency, CORS. */
+enum {
+    PT_ORDER_IP_FILTER = 10,
+    PT_ORDER_AUTH = 20,
+    PT_ORDER_USER_IP = 30,
+    PT_ORDER_ACCESS = 40,
+    PT_ORDER_RATE_LIMIT = 50,
+    PT_ORDER_CONCURRENCY = 60,
+    PT_ORDER_CORS = 70
+};
+
+typedef struct pt_policy_type_s {
+    const char *name; /* the key in `policies:` */
+    unsigned order;   /* place in the chain (PT_ORDER_*) */
+    /* Reads the configuration n into the configuration's arena (errors
+     * reported through c, which holds the key path); NULL on error. */
+    void *(*parse)(pt__cfg_ctx_t *c, const pt_ynode_t *n);
+    /* Runs for a request on its I/O loop: 0 to continue, 1 when it
+     * answered (the chain stops). Never blocks. */
+    int (*handle)(const void *conf, pt_req_t *req);
+} pt_policy_type_t;
+
+/* Reads a `policies:` mapping into list. */
+void pt__cfg_policies(pt__cfg_ctx_t *c, const pt_ynode_t *n, pt_policy_list_t *list);
+
+/* Builds every API's and route's chain (node, then API, then route
+ * policies; narrower replaces wider), in cfg's arena. 0, or -1 (memory). */
+int pt_policy_build_chains(pt_config_t *cfg);
+
+/* Runs chain for req: 1 when a policy answered. */
+int pt_policy_run(const pt_policy_list_t *chain, pt_req_t *req);
+
+/* The client's address: the peer, or when the peer is a trusted proxy the
+ * rightmost address of X-Forwarded-For that is not a trusted proxy. */
+void pt_policy_client_addr(pt_req_t *req, struct sockaddr_storage *out);
+
+/* The same from an X-Forwarded-For value: *out (the peer on entry) becomes
+ * the rightmost address not in trusted; unparsable entries stop the walk. */
+void pt_policy_forwarded_client(const pt_cidr_t *trusted, size_t ntrusted, const char *xff,
+                                size_t len, struct sockaddr_storage *out);
+
+#endif

@@ -1,0 +1,183 @@
+/*
+ * rate_limit.c - the `rate_limit` policy: a token bucket (rate and burst)
+ * for the scope it is configured on (node, API or route), shared by every
+ * request of that scope (`key: scope`) or one per client address
+ * (`key: client`). Over the limit: 429 with Retry-After and RateLimit-Limit,
+ * -Remaining, -Reset (or 503, `status: 503`, as the reference answers).
+ *
+ *   policies:
+ *     rate_limit: {rate: 100/s, burst: 20, key: client}
+ *
+ * The bucket is GCRA (the generic cell rate algorithm): one 64-bit
+ * "theoretical arrival time" per bucket, advanced with a compare-and-swap,
+ * so every I/O worker shares it without a lock and the rate is exact. Client
+ * buckets are a fixed table indexed by a hash of the address (clients whose
+ * hashes collide share a bucket). The limiter behind this interface is what
+ * a cluster-wide one (Redis) will replace.
+ */
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <uv.h>
+
+#include "config/config.h"
+#include "http/http.h"
+#include "policy/policy.h"
+
+#define CLIENT_SLOTS 4096
+#define NS           1000000000ull
+
+typedef struct rate_limit_s {
+    uint64_t interval_ns; /* one token per interval */
+    uint64_t burst;       /* bucket size */
+    uint64_t tolerance;   /* (burst - 1) * interval */
+    int per_client;
+    int status;                   /* 429 (default) or 503 */
+    _Atomic uint64_t tat;         /* key: scope */
+    _Atomic uint64_t *client_tat; /* key: client: CLIENT_SLOTS of them */
+} rate_limit_t;
+
+static const char *const keys[] = {"rate", "burst", "key", "status", NULL};
+
+/* "100/s", "6000/m", "36000/h" (or "/min", "/hour"...): tokens per second x 1e9. */
+static int parse_rate(const char *s, double *per_s)
+{
+    char *end;
+    double n = strtod(s, &end);
+    if (end == s || *end != '/' || !(n > 0) || n > 1e9)
+        return -1;
+    end++;
+    if (strcmp(end, "s") == 0 || strcmp(end, "sec") == 0 || strcmp(end, "second") == 0)
+        *per_s = n;
+    else if (strcmp(end, "m") == 0 || strcmp(end, "min") == 0 || strcmp(end, "minute") == 0)
+        *per_s = n / 60;
+    else if (strcmp(end, "h") == 0 || strcmp(end, "hour") == 0)
+        *per_s = n / 3600;
+    else
+        return -1;
+    return 0;
+}
+
+static void *parse(pt__cfg_ctx_t *c, const pt_ynode_t *n)
+{
+    rate_limit_t *r = pt_arena_calloc(c->arena, sizeof(*r));
+    const pt_ynode_t *v;
+    char *s, tmp[300];
+    double per_s = 0;
+    uint64_t x;
+    size_t mark;
+
+    if (r == NULL || pt__cfg_mapping(c, n, keys) != 0)
+        return NULL;
+    mark = pt__cfg_push(c, "rate", 4);
+    if (pt_yaml_is_null(v = pt_yaml_get(n, "rate"))) {
+        pt__cfg_err(c, n->line, "required key is missing (e.g. rate: 100/s)");
+        pt__cfg_pop(c, mark);
+        return NULL;
+    }
+    if (pt__cfg_string(c, v, &s) != 0 || parse_rate(s, &per_s) != 0) {
+        pt__cfg_err(c, v->line, "expected a rate like 100/s, 600/m or 1000/h, got %s",
+                    pt__cfg_quote(v, tmp, sizeof(tmp)));
+        pt__cfg_pop(c, mark);
+        return NULL;
+    }
+    pt__cfg_pop(c, mark);
+    r->interval_ns = (uint64_t)((double)NS / per_s);
+    if (r->interval_ns == 0)
+        r->interval_ns = 1;
+    r->burst = per_s >= 1 ? (uint64_t)per_s : 1; /* default: one second's worth */
+    if (!pt_yaml_is_null(v = pt_yaml_get(n, "burst"))) {
+        mark = pt__cfg_push(c, "burst", 5);
+        if (pt__cfg_uint(c, v, 1, 100000000, &x) == 0)
+            r->burst = x;
+        pt__cfg_pop(c, mark);
+    }
+    r->tolerance = (r->burst - 1) * r->interval_ns;
+    r->status = 429;
+    if (!pt_yaml_is_null(v = pt_yaml_get(n, "status"))) {
+        mark = pt__cfg_push(c, "status", 6);
+        if (pt__cfg_uint(c, v, 429, 503, &x) == 0) {
+            if (x != 429 && x != 503)
+                pt__cfg_err(c, v->line, "expected 429 (default) or 503");
+            r->status = (int)x;
+        }
+        pt__cfg_pop(c, mark);
+    }
+    if (!pt_yaml_is_null(v = pt_yaml_get(n, "key"))) {
+        mark = pt__cfg_push(c, "key", 3);
+        if (pt__cfg_string(c, v, &s) == 0) {
+            if (strcmp(s, "client") == 0)
+                r->per_client = 1;
+            else if (strcmp(s, "scope") != 0)
+                pt__cfg_err(c, v->line, "expected scope (one bucket, default) or client");
+        }
+        pt__cfg_pop(c, mark);
+    }
+    if (r->per_client &&
+        (r->client_tat = pt_arena_calloc(c->arena, sizeof(*r->client_tat) * CLIENT_SLOTS)) ==
+            NULL) {
+        pt__cfg_err(c, n->line, "out of memory");
+        return NULL;
+    }
+    return r;
+}
+
+static size_t slot_of(pt_req_t *req)
+{
+    struct sockaddr_storage a;
+    const unsigned char *p;
+    size_t n, i;
+    uint64_t h = 1469598103934665603ull; /* FNV-1a */
+    pt_policy_client_addr(req, &a);
+    if (a.ss_family == AF_INET6) {
+        p = (const unsigned char *)&((struct sockaddr_in6 *)&a)->sin6_addr;
+        n = 16;
+    } else {
+        p = (const unsigned char *)&((struct sockaddr_in *)&a)->sin_addr;
+        n = 4;
+    }
+    for (i = 0; i < n; i++)
+        h = (h ^ p[i]) * 1099511628211ull;
+    return (size_t)(h % CLIENT_SLOTS);
+}
+
+static int handle(const void *conf, pt_req_t *req)
+{
+    rate_limit_t *r = (rate_limit_t *)conf; /* the bucket is its mutable part */
+    _Atomic uint64_t *tat = r->per_client ? &r->client_tat[slot_of(req)] : &r->tat;
+    uint64_t now = uv_hrtime() + r->tolerance + r->interval_ns; /* > 0 from the start */
+    uint64_t old = atomic_load_explicit(tat, memory_order_relaxed), t, next;
+    char limit[24], remaining[24], reset[24], retry[24];
+    pt_header_kv_t hdrs[4];
+
+    for (;;) {
+        t = old > now ? old : now;
+        if (t - now > r->tolerance)
+            break; /* over: no token */
+        next = t + r->interval_ns;
+        if (atomic_compare_exchange_weak_explicit(tat, &old, next, memory_order_relaxed,
+                                                  memory_order_relaxed))
+            return 0;
+    }
+    {
+        uint64_t wait = t - now - r->tolerance; /* until one token is back */
+        snprintf(limit, sizeof(limit), "%llu", (unsigned long long)r->burst);
+        snprintf(remaining, sizeof(remaining), "0");
+        snprintf(retry, sizeof(retry), "%llu", (unsigned long long)((wait + NS - 1) / NS));
+        snprintf(reset, sizeof(reset), "%s", retry);
+        hdrs[0].name = "Retry-After";
+        hdrs[0].value = retry;
+        hdrs[1].name = "RateLimit-Limit";
+        hdrs[1].value = limit;
+        hdrs[2].name = "RateLimit-Remaining";
+        hdrs[2].value = remaining;
+        hdrs[3].name = "RateLimit-Reset";
+        hdrs[3].value = reset;
+        pt_http_problem(req, r->status, "rate-limited",
+                        "Too many requests: the rate limit is exceeded; retry later.", hdrs, 4);
+    }
+    return 1;
+}
+
+const pt_policy_type_t pt_policy_rate_limit = {"rate_limit", PT_ORDER_RATE_LIMIT, parse, handle};
