@@ -521,7 +521,8 @@ static int on_body(llhttp_t *p, const char *at, size_t len)
     pt_conn_t *c = p->data;
     pt_req_t *req = c->req;
     req->body_bytes += len;
-    if (req->body_bytes > c->limits.max_body_size) {
+    if (req->body_bytes > c->limits.max_body_size ||
+        (req->max_body > 0 && req->body_bytes > req->max_body)) {
         req_set_error(req, 413, "payload-too-large",
                       "The request body exceeds the configured maximum size.");
         return -1;

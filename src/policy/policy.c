@@ -13,13 +13,15 @@
 #include "http/http.h"
 #include "event/worker-t.h"
 
-extern const pt_policy_type_t pt_policy_ip_filter;
-extern const pt_policy_type_t pt_policy_rate_limit;
+extern const pt_policy_type_t pt_policy_ip_filter, pt_policy_body_limit, pt_policy_rate_limit,
+    pt_policy_concurrency;
 
 /* The registry: one line per policy type. */
 static const pt_policy_type_t *const types[] = {
     &pt_policy_ip_filter,
+    &pt_policy_body_limit,
     &pt_policy_rate_limit,
+    &pt_policy_concurrency,
 };
 
 void pt__cfg_policies(pt__cfg_ctx_t *c, const pt_ynode_t *n, pt_policy_list_t *list)
@@ -40,10 +42,12 @@ void pt__cfg_policies(pt__cfg_ctx_t *c, const pt_ynode_t *n, pt_policy_list_t *l
         const pt_ynode_t *key = n->pairs[i].key, *v = n->pairs[i].value;
         size_t m2 = pt__cfg_push(c, key->value, key->len);
         for (k = 0; k < sizeof(types) / sizeof(types[0]); k++)
-            if (strlen(types[k]->name) == key->len && memcmp(types[k]->name, key->value, key->len) == 0)
+            if (strlen(types[k]->name) == key->len &&
+                memcmp(types[k]->name, key->value, key->len) == 0)
                 break;
         if (k == sizeof(types) / sizeof(types[0])) {
-            pt__cfg_err(c, key->line, "unknown policy %s (known: ip_filter, rate_limit)",
+            pt__cfg_err(c, key->line,
+                        "unknown policy %s (known: ip_filter, body_limit, rate_limit, concurrency)",
                         pt__cfg_quote(key, tmp, sizeof(tmp)));
         } else {
             void *conf = types[k]->parse(c, v);
@@ -100,8 +104,8 @@ int pt_policy_build_chains(pt_config_t *cfg)
         if (merge(&cfg->arena, &cfg->policies, &api->policies, &api->chain) != 0)
             return -1;
         for (r = 0; r < api->nroutes; r++)
-            if (merge(&cfg->arena, &api->chain, &api->routes[r].policies,
-                      &api->routes[r].chain) != 0)
+            if (merge(&cfg->arena, &api->chain, &api->routes[r].policies, &api->routes[r].chain) !=
+                0)
                 return -1;
         for (r = 0; r < api->nsoap_ops; r++)
             api->soap_ops[r].chain = api->chain;
@@ -136,7 +140,8 @@ static int parse_addr(const char *p, size_t n, struct sockaddr_storage *out)
             return -1;
         n = (size_t)(e - p - 1);
         p++;
-    } else if ((colon = memchr(p, ':', n)) != NULL && memchr(colon + 1, ':', n - (size_t)(colon + 1 - p)) == NULL) {
+    } else if ((colon = memchr(p, ':', n)) != NULL &&
+               memchr(colon + 1, ':', n - (size_t)(colon + 1 - p)) == NULL) {
         n = (size_t)(colon - p); /* a.b.c.d:port */
     }
     if (n == 0 || n >= sizeof(host))
@@ -179,8 +184,8 @@ void pt_policy_client_addr(pt_req_t *req, struct sockaddr_storage *out)
     const pt_config_t *cfg = req->snap->snap->config;
     const struct sockaddr *peer = pt_http_peer_addr(req);
     const pt_str_t *xff;
-    size_t len = peer->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6)
-                                             : sizeof(struct sockaddr_in);
+    size_t len =
+        peer->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in);
     memset(out, 0, sizeof(*out));
     memcpy(out, peer, len);
     if (cfg->ntrusted_proxies == 0 ||

@@ -114,9 +114,8 @@ static void *parse(pt__cfg_ctx_t *c, const pt_ynode_t *n)
         }
         pt__cfg_pop(c, mark);
     }
-    if (r->per_client &&
-        (r->client_tat = pt_arena_calloc(c->arena, sizeof(*r->client_tat) * CLIENT_SLOTS)) ==
-            NULL) {
+    if (r->per_client && (r->client_tat = pt_arena_calloc(c->arena, sizeof(*r->client_tat) *
+                                                                        CLIENT_SLOTS)) == NULL) {
         pt__cfg_err(c, n->line, "out of memory");
         return NULL;
     }

@@ -164,3 +164,83 @@ def test_policy_configuration_errors(tmp_path, policies, message):
     p = subprocess.run([BIN, "validate", str(f)], capture_output=True, text=True, timeout=60)
     assert p.returncode != 0 and message in p.stderr + p.stdout, p.stderr
     assert re.search(r"bad\.yaml:\d+: policies", p.stderr + p.stdout), p.stderr
+
+
+LIMITS_API = '''
+name: lim
+base_path: /lim
+kind: proxy
+title: Limits
+version: "1"
+policies:
+  concurrency: {max: 2}
+upstream:
+  targets:
+    - url: %s
+routes: []
+'''
+
+
+@pytest.fixture
+def slow_upstream():
+    """An HTTP server answering every request after 1 s (threads: many at once)."""
+    import http.server
+    import threading
+    import time
+
+    class Slow(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            time.sleep(1)
+            self.send_response(200)
+            self.send_header("Content-Length", "4")
+            self.end_headers()
+            self.wfile.write(b"slow")
+
+        def log_message(self, *a):
+            pass
+
+    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Slow)
+    t = threading.Thread(target=srv.serve_forever, daemon=True)
+    t.start()
+    yield "http://127.0.0.1:%d" % srv.server_address[1]
+    srv.shutdown()
+    srv.server_close()
+
+
+def test_concurrency_limit_holds_under_a_burst(portico_factory, slow_upstream):
+    import concurrent.futures
+    api = LIMITS_API.replace("routes: []\n", "") % slow_upstream
+    n = portico_factory(node_config(), {"lim.yaml": api})
+    with concurrent.futures.ThreadPoolExecutor(8) as ex:
+        codes = sorted(ex.map(lambda _: requests.get(n.url("/lim/x"), timeout=10).status_code,
+                              range(8)))
+    assert codes.count(200) == 2 and codes.count(503) == 6, codes
+    # the slots are given back when the requests end
+    assert requests.get(n.url("/lim/x"), timeout=10).status_code == 200
+
+
+def test_body_limit_answers_413_before_the_body(portico_factory):
+    import socket
+    api = API.replace('''  - method: GET
+    path: /open
+    respond: {body: open}''', '''  - method: GET
+    path: /open
+    respond: {body: open}
+  - method: POST
+    path: /small
+    policies:
+      body_limit: {max: 16}
+    respond: {body: ok}''')
+    n = portico_factory(node_config(), {"hello.yaml": api})
+    assert requests.post(n.url("/hello/small"), data=b"x" * 16, timeout=10).status_code == 200
+    # headers only, announcing a large body: the answer comes without it
+    s = socket.create_connection(("127.0.0.1", n.port), timeout=10)
+    s.sendall(b"POST /hello/small HTTP/1.1\r\nHost: a\r\nContent-Length: 1000000\r\n\r\n")
+    head = s.recv(4096)
+    s.close()
+    assert head.startswith(b"HTTP/1.1 413"), head
+    # chunked: cut off once past the limit
+    r = requests.post(n.url("/hello/small"), data=iter([b"x" * 10, b"y" * 10]), timeout=10)
+    assert r.status_code == 413, r.text
+    # the node's other routes are unaffected
+    assert requests.get(n.url("/hello/open"), timeout=10).status_code == 200
