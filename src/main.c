@@ -64,6 +64,7 @@ static void usage(FILE *f)
           "  portico validate FILE...         check node configurations and API definitions\n"
           "  portico generate --db URL ...    write a service API definition from a database\n"
           "  portico migrate -c FILE          apply the store's schema migrations\n"
+          "  portico user key                 a new API key and the hash to configure\n"
           "  portico admin token create -c FILE --name NAME\n"
           "                                   create an admin API token\n"
           "  portico api push|list|revisions|diff, deploy, rollback, undeploy, env,\n"
@@ -484,6 +485,8 @@ int main(int argc, char **argv)
         return pt_control_migrate_main(argc - 1, argv + 1);
     if (argc >= 2 && strcmp(argv[1], "admin") == 0)
         return pt_control_admin_main(argc - 1, argv + 1);
+    if (argc >= 2 && strcmp(argv[1], "user") == 0)
+        return pt_user_main(argc - 1, argv + 1);
     if (argc >= 2 && (strcmp(argv[1], "version") == 0 || strcmp(argv[1], "--version") == 0)) {
         printf("portico %s\n", PT_VERSION);
         return 0;

@@ -208,6 +208,20 @@ typedef struct pt_query_param_s {
     const struct pt_json_s *dflt;      /* `default`: the value when absent; NULL = none */
 } pt_query_param_t;
 
+/* A user of the APIs (`users:` in the node configuration): credentials are
+ * stored hashed only (API keys: SHA-256 of a high-entropy key). */
+typedef struct pt_user_s {
+    char *name;
+    char **roles;
+    size_t nroles;
+    unsigned line;
+} pt_user_t;
+
+typedef struct pt_key_index_s {
+    unsigned char hash[32]; /* SHA-256 of the key */
+    const pt_user_t *user;
+} pt_key_index_t;
+
 /* Policies (src/policy): a configured instance of a policy type, and a
  * list of them (a scope's `policies:`, or the chain a request runs). */
 typedef struct pt_policy_ref_s {
@@ -418,6 +432,10 @@ typedef struct pt_config_s {
     char *data_dir;                    /* the embedded store and the last snapshot */
     pt_policy_list_t policies;         /* node-wide `policies:` (also the chain of requests that
                                           match no API) */
+    pt_user_t *users;                  /* `users:` */
+    size_t nusers;
+    pt_key_index_t *keys; /* every user's API keys, sorted by hash (bsearch) */
+    size_t nkeys;
 } pt_config_t;
 
 #endif

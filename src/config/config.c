@@ -32,11 +32,11 @@
 #define WORKERS_MAX       256
 #define LISTENER_NAME_MAX 64
 
-static const char *const top_keys[] = {"workers",     "listen",          "limits",   "log",
-                                       "processes",   "trusted_proxies", "apis",     "store",
-                                       "environment", "admin",           "data_dir", "policies",
-                                       NULL};
+static const char *const top_keys[] = {
+    "workers", "listen",      "limits", "log",      "processes", "trusted_proxies", "apis",
+    "store",   "environment", "admin",  "data_dir", "policies",  "users",           NULL};
 static const char *const admin_keys[] = {"address", NULL};
+static const char *const user_keys[] = {"name", "roles", "api_keys", NULL};
 static const char *const processes_keys[] = {
     "max_running", "max_queued", "queue_timeout", "max_execution_time", "timeout_status", NULL};
 static const char *const listen_keys[] = {"address", "name", "tls", NULL};
@@ -850,6 +850,117 @@ static void parse_control(pt__cfg_ctx_t *c, const pt_ynode_t *root, pt_config_t 
     }
 }
 
+/* ------------------------------------------------------------ users */
+
+static int key_cmp(const void *x, const void *y)
+{
+    return memcmp(((const pt_key_index_t *)x)->hash, ((const pt_key_index_t *)y)->hash, 32);
+}
+
+/* "sha256:<64 hex digits>" into out. */
+static int key_hash(const char *s, unsigned char *out)
+{
+    size_t i;
+    if (strncmp(s, "sha256:", 7) != 0 || strlen(s) != 7 + 64)
+        return -1;
+    for (i = 0; i < 32; i++) {
+        int h = s[7 + 2 * i], l = s[8 + 2 * i];
+        if (!pt__cfg_is_hex((unsigned char)h) || !pt__cfg_is_hex((unsigned char)l))
+            return -1;
+        h = h <= '9' ? h - '0' : (h | 32) - 'a' + 10;
+        l = l <= '9' ? l - '0' : (l | 32) - 'a' + 10;
+        out[i] = (unsigned char)(h * 16 + l);
+    }
+    return 0;
+}
+
+/* `users: [{name, roles: [...], api_keys: ["sha256:..."]}]`: keys only as
+ * hashes (`portico user key` makes a key and its hash). */
+static void parse_users(pt__cfg_ctx_t *c, const pt_ynode_t *n, pt_config_t *cfg)
+{
+    size_t i, k, total = 0, mark = pt__cfg_push(c, "users", 5);
+    char tmp[300];
+    if (n->kind != PT_YNODE_SEQUENCE) {
+        pt__cfg_err(c, n->line, "expected a list of users");
+        goto done;
+    }
+    for (i = 0; i < n->n; i++) {
+        const pt_ynode_t *keys = pt_yaml_get(n->items[i], "api_keys");
+        total += keys != NULL && keys->kind == PT_YNODE_SEQUENCE ? keys->n : 0;
+    }
+    cfg->users = pt_arena_calloc(c->arena, sizeof(*cfg->users) * (n->n ? n->n : 1));
+    cfg->keys = pt_arena_calloc(c->arena, sizeof(*cfg->keys) * (total ? total : 1));
+    if (cfg->users == NULL || cfg->keys == NULL) {
+        pt__cfg_err(c, n->line, "out of memory");
+        goto done;
+    }
+    for (i = 0; i < n->n; i++) {
+        const pt_ynode_t *u = n->items[i], *v;
+        pt_user_t *user = &cfg->users[cfg->nusers];
+        size_t m2 = pt__cfg_push_index(c, i), m3;
+        user->line = u->line;
+        if (pt__cfg_mapping(c, u, user_keys) != 0) {
+            pt__cfg_pop(c, m2);
+            continue;
+        }
+        m3 = pt__cfg_push(c, "name", 4);
+        if (pt_yaml_is_null(v = pt_yaml_get(u, "name")))
+            pt__cfg_err(c, u->line, "required key is missing");
+        else if (pt__cfg_string(c, v, &user->name) == 0 &&
+                 (user->name[0] == '\0' || strlen(user->name) > 64))
+            pt__cfg_err(c, v->line, "expected 1 to 64 characters");
+        for (k = 0; k < cfg->nusers && user->name != NULL; k++)
+            if (strcmp(cfg->users[k].name, user->name) == 0)
+                pt__cfg_err(c, v->line, "user \"%s\" is already defined (line %u)", user->name,
+                            cfg->users[k].line);
+        pt__cfg_pop(c, m3);
+        if (!pt_yaml_is_null(v = pt_yaml_get(u, "roles"))) {
+            m3 = pt__cfg_push(c, "roles", 5);
+            if (v->kind != PT_YNODE_SEQUENCE ||
+                (user->roles = pt_arena_calloc(c->arena, sizeof(char *) * (v->n + 1))) == NULL)
+                pt__cfg_err(c, v->line, "expected a list of role names");
+            else
+                for (k = 0; k < v->n; k++)
+                    if (pt__cfg_string(c, v->items[k], &user->roles[user->nroles]) == 0)
+                        user->nroles++;
+            pt__cfg_pop(c, m3);
+        }
+        if (!pt_yaml_is_null(v = pt_yaml_get(u, "api_keys"))) {
+            m3 = pt__cfg_push(c, "api_keys", 8);
+            if (v->kind != PT_YNODE_SEQUENCE) {
+                pt__cfg_err(c, v->line, "expected a list of key hashes (sha256:...)");
+            } else {
+                for (k = 0; k < v->n; k++) {
+                    char *h;
+                    if (pt__cfg_string(c, v->items[k], &h) != 0)
+                        continue;
+                    if (key_hash(h, cfg->keys[cfg->nkeys].hash) != 0) {
+                        pt__cfg_err(c, v->items[k]->line,
+                                    "expected sha256:<64 hex digits> (the key's hash from "
+                                    "`portico user key`), got %s",
+                                    pt__cfg_quote(v->items[k], tmp, sizeof(tmp)));
+                        continue;
+                    }
+                    cfg->keys[cfg->nkeys++].user = user;
+                }
+            }
+            pt__cfg_pop(c, m3);
+        }
+        if (user->name != NULL)
+            cfg->nusers++;
+        pt__cfg_pop(c, m2);
+    }
+    if (cfg->nkeys > 1) {
+        qsort(cfg->keys, cfg->nkeys, sizeof(*cfg->keys), key_cmp);
+        for (i = 1; i < cfg->nkeys; i++)
+            if (memcmp(cfg->keys[i].hash, cfg->keys[i - 1].hash, 32) == 0)
+                pt__cfg_err(c, n->line, "an API key is given to both \"%s\" and \"%s\"",
+                            cfg->keys[i - 1].user->name, cfg->keys[i].user->name);
+    }
+done:
+    pt__cfg_pop(c, mark);
+}
+
 static void parse_node(pt__cfg_ctx_t *c, const pt_ynode_t *root, pt_config_t *cfg)
 {
     const pt_ynode_t *v;
@@ -903,6 +1014,8 @@ static void parse_node(pt__cfg_ctx_t *c, const pt_ynode_t *root, pt_config_t *cf
     if (!pt_yaml_is_null(v = pt_yaml_get(root, "apis")))
         parse_apis_dir(c, v, cfg);
     parse_control(c, root, cfg);
+    if (!pt_yaml_is_null(v = pt_yaml_get(root, "users")))
+        parse_users(c, v, cfg);
     if (!pt_yaml_is_null(v = pt_yaml_get(root, "policies")))
         pt__cfg_policies(c, v, &cfg->policies);
 }

@@ -75,4 +75,7 @@ int pt_control_check_definition(pt_control_t *c, const char *text, size_t len, p
 int pt_control_migrate_main(int argc, char **argv);
 int pt_control_admin_main(int argc, char **argv);
 
+/* `portico user key` (user.c). */
+int pt_user_main(int argc, char **argv);
+
 #endif

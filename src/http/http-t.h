@@ -60,10 +60,11 @@ struct pt_req_s {
     unsigned nheaders, headers_cap;
     char *hname, *hvalue; /* header being received (arena) */
     size_t hname_len, hvalue_len;
-    size_t head_bytes;      /* request line + headers received */
-    int64_t content_length; /* -1: none */
-    uint64_t max_body;      /* a policy's smaller body limit (body_limit); 0 = the node's */
-    uint64_t body_bytes;    /* body bytes received */
+    size_t head_bytes;            /* request line + headers received */
+    int64_t content_length;       /* -1: none */
+    uint64_t max_body;            /* a policy's smaller body limit (body_limit); 0 = the node's */
+    const struct pt_user_s *user; /* authenticated by the auth policy; NULL = anonymous */
+    uint64_t body_bytes;          /* body bytes received */
     unsigned chunked : 1;
     unsigned expect_continue : 1;
     unsigned keepalive : 1;

@@ -726,7 +726,7 @@ void pt__conn_access_log(pt_conn_t *c, pt_req_t *req)
         strftime(w->log_time, sizeof(w->log_time), "%Y-%m-%dT%H:%M:%S", &tm);
         w->log_sec = wall_ns / 1000000000u;
     }
-    if (pt_buf_reserve(b, 480 + req->request_id_len + peer_len + req->method_len +
+    if (pt_buf_reserve(b, 480 + 6 * 64 + req->request_id_len + peer_len + req->method_len +
                               6 * (req->path.len + api_len + route_len + subj_len)) != PT_OK)
         return;
     p = b->data + b->len;
@@ -776,6 +776,11 @@ void pt__conn_access_log(pt_conn_t *c, pt_req_t *req)
         p += pt_u64_to_str(req->upstream_ttfb_us, p);
         PUT_LIT(p, ",\"upstream_retries\":");
         p += pt_u64_to_str(req->upstream_retries, p);
+    }
+    if (req->user != NULL) {
+        PUT_LIT(p, ",\"user\":\"");
+        PUT_JSON(p, req->user->name, strnlen(req->user->name, 64));
+        *p++ = '"';
     }
     if (c->tls_subject != NULL) {
         PUT_LIT(p, ",\"tls_client\":\"");

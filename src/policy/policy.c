@@ -13,15 +13,13 @@
 #include "http/http.h"
 #include "event/worker-t.h"
 
-extern const pt_policy_type_t pt_policy_ip_filter, pt_policy_body_limit, pt_policy_rate_limit,
-    pt_policy_concurrency;
+extern const pt_policy_type_t pt_policy_ip_filter, pt_policy_body_limit, pt_policy_auth,
+    pt_policy_rate_limit, pt_policy_concurrency;
 
 /* The registry: one line per policy type. */
 static const pt_policy_type_t *const types[] = {
-    &pt_policy_ip_filter,
-    &pt_policy_body_limit,
-    &pt_policy_rate_limit,
-    &pt_policy_concurrency,
+    &pt_policy_ip_filter,  &pt_policy_body_limit,  &pt_policy_auth,
+    &pt_policy_rate_limit, &pt_policy_concurrency,
 };
 
 void pt__cfg_policies(pt__cfg_ctx_t *c, const pt_ynode_t *n, pt_policy_list_t *list)
@@ -46,9 +44,10 @@ void pt__cfg_policies(pt__cfg_ctx_t *c, const pt_ynode_t *n, pt_policy_list_t *l
                 memcmp(types[k]->name, key->value, key->len) == 0)
                 break;
         if (k == sizeof(types) / sizeof(types[0])) {
-            pt__cfg_err(c, key->line,
-                        "unknown policy %s (known: ip_filter, body_limit, rate_limit, concurrency)",
-                        pt__cfg_quote(key, tmp, sizeof(tmp)));
+            pt__cfg_err(
+                c, key->line,
+                "unknown policy %s (known: ip_filter, body_limit, auth, rate_limit, concurrency)",
+                pt__cfg_quote(key, tmp, sizeof(tmp)));
         } else {
             void *conf = types[k]->parse(c, v);
             if (conf != NULL) {

@@ -94,6 +94,7 @@ typedef struct exec_s {
     size_t query_len;
     pt_json_t *path_params; /* built on the loop: small */
     pt_json_t *headers;     /* declared headers only */
+    pt_json_t *user;        /* {name, roles} of the authenticated user, or NULL */
     char *ctype;            /* request Content-Type or NULL */
     char *body;
     size_t body_len;
@@ -1214,7 +1215,7 @@ static int build_context(run_t *r)
         pt_json_object_set(a, ctx, "query", 5, q) ||
         pt_json_object_set(a, ctx, "header", 6, x->headers) ||
         pt_json_object_set(a, ctx, "body", 4, body) ||
-        pt_json_object_set(a, ctx, "user", 4, pt_json_null(a)) ||
+        pt_json_object_set(a, ctx, "user", 4, x->user != NULL ? x->user : pt_json_null(a)) ||
         pt_json_object_set(a, ctx, "vars", 4, pt_json_object(a)) ||
         pt_json_object_set(a, ctx, "steps", 5, r->steps))
         return PT_ENOMEM;
@@ -1441,6 +1442,20 @@ static int copy_inputs(exec_t *x, pt_req_t *req)
     x->query_len = req->query.len;
     if (ct != NULL && (x->ctype = pt_arena_strndup(a, ct->p, ct->len)) == NULL)
         return PT_ENOMEM;
+    if (req->user != NULL) {
+        /* copied: the process may outlive the snapshot's users */
+        pt_json_t *roles = pt_json_array(a);
+        if ((x->user = pt_json_object(a)) == NULL || roles == NULL ||
+            pt_json_object_set(a, x->user, "name", 4,
+                               pt_json_string(a, req->user->name, strlen(req->user->name))) ||
+            pt_json_object_set(a, x->user, "roles", 5, roles))
+            return PT_ENOMEM;
+        for (k = 0; k < req->user->nroles; k++)
+            if (pt_json_array_add(
+                    a, roles,
+                    pt_json_string(a, req->user->roles[k], strlen(req->user->roles[k]))) != PT_OK)
+                return PT_ENOMEM;
+    }
     for (i = 0; i < req->match.nparams; i++) {
         const pt_route_param_t *pp = &req->match.params[i];
         size_t vl;
