@@ -16,7 +16,8 @@ LUA
 }
 
 # wrk_run PORT/PATH DURATION -> "rps p50_us p99_us errors" (wrk pinned to CPU 0)
-wrk_run() { taskset -c 0 wrk -t1 -c"$CONNS" -d"$2" --latency -s "$run/report.lua" "http://127.0.0.1:$1" | awk '/^RESULT/ {print $2, $3, $4, $5}'; }
+# (WRK_HEADER, when set, is sent with every request)
+wrk_run() { taskset -c 0 wrk -t1 -c"$CONNS" -d"$2" --latency ${WRK_HEADER:+-H "$WRK_HEADER"} -s "$run/report.lua" "http://127.0.0.1:$1" | awk '/^RESULT/ {print $2, $3, $4, $5}'; }
 
 # med TSV TARGET COLUMN -> median of the column over the target's rows
 med() { awk -F'\t' -v t="$2" -v k="$3" 'NR>1 && $2==t {print $k}' "$1" | sort -g |

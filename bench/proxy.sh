@@ -8,6 +8,11 @@
 # Usage: bench/proxy.sh [PATH/TO/portico]   Env: ROUNDS(3) DUR(10s) WARM(2s) CONNS(50)
 #   UPSTREAM_TLS=1: the upstream speaks https (a test CA); both proxies verify it
 #   (name and chain), send SNI and reuse their pooled TLS connections.
+#   GATEWAY=1: the "gateway" scenario of issue 7 - an API key checked on every
+#   request (nginx: a map of the X-API-Key header, 401 when unknown; Portico:
+#   the auth policy), a rate limit far above the load (nginx: limit_req per
+#   key; Portico: rate_limit) and the access log written (both buffered, to
+#   a file).
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -32,6 +37,24 @@ if [ -n "$TLS" ]; then
   pttls="  tls: {ca_file: $run/up.pem}"
 fi
 host=127.0.0.1; [ -n "$TLS" ] && host=localhost
+GW=${GATEWAY:-}; gwhttp=""; gwloc=""; ptlog='"off"'; ptusers=""; ptpolicies=""
+if [ -n "$GW" ]; then
+  { read -r KEY; read -r KEYHASH; } < <("$bin" user key)
+  export WRK_HEADER="X-API-Key: $KEY"
+  gwhttp="map \$http_x_api_key \$api_client { default \"\"; \"$KEY\" bench; }
+  limit_req_zone \$api_client zone=rl:10m rate=1000000r/s;
+  log_format gw escape=json '{\"time\":\"\$time_iso8601\",\"request_id\":\"\$request_id\",\"client\":\"\$remote_addr\",\"method\":\"\$request_method\",\"path\":\"\$uri\",\"status\":\$status,\"bytes_out\":\$bytes_sent,\"duration\":\$request_time,\"user\":\"\$api_client\",\"upstream_status\":\"\$upstream_status\"}';"
+  gwloc="if (\$api_client = \"\") { return 401; } limit_req zone=rl burst=100000 nodelay; access_log $run/px.access gw buffer=64k flush=1s;"
+  ptlog="$run/pt.access"
+  ptusers="users:
+  - {name: bench, api_keys: [\"$KEYHASH\"]}"
+  ptpolicies="policies:
+  auth: {methods: [api_key]}
+  rate_limit: {rate: 1000000/s, burst: 100000}"
+  curlh=(-H "X-API-Key: $KEY")
+else
+  curlh=()
+fi
 common="client_body_temp_path $run/b; proxy_temp_path $run/p; fastcgi_temp_path $run/f; uwsgi_temp_path $run/u; scgi_temp_path $run/s; access_log off; keepalive_requests 1000000;"
 cat > "$run/up.conf" <<EOF
 worker_processes 1; daemon off; pid $run/up.pid; error_log $run/up.err warn;
@@ -41,9 +64,9 @@ EOF
 cat > "$run/px.conf" <<EOF
 worker_processes 1; daemon off; pid $run/px.pid; error_log $run/px.err warn;
 events { worker_connections 4096; }
-http { $common
+http { $common $gwhttp
   upstream up { server 127.0.0.1:$UP; keepalive 64; keepalive_requests 1000000; }
-  server { listen 127.0.0.1:$NGX backlog=4096; location / { proxy_pass $scheme://up; proxy_http_version 1.1; proxy_set_header Connection ""; $pxtls } } }
+  server { listen 127.0.0.1:$NGX backlog=4096; location / { proxy_pass $scheme://up; proxy_http_version 1.1; proxy_set_header Connection ""; $pxtls $gwloc } } }
 EOF
 mkdir -p "$run/apis"
 cat > "$run/portico.yaml" <<EOF
@@ -54,8 +77,9 @@ limits:
   keepalive_timeout: 300s
 log:
   level: warn
-  access_log: "off"
+  access_log: $ptlog
 apis: apis
+$ptusers
 EOF
 cat > "$run/apis/bench.yaml" <<EOF
 name: bench
@@ -63,6 +87,7 @@ base_path: /bench
 kind: proxy
 title: Benchmark
 version: "1"
+$ptpolicies
 upstream:
   targets:
     - url: $scheme://$host:$UP
@@ -75,12 +100,17 @@ taskset -c 1 nginx -p "$run" -c "$run/up.conf" -e "$run/up.err" & pids+=($!); UP
 taskset -c 1 nginx -p "$run" -c "$run/px.conf" -e "$run/px.err" & pids+=($!); NGXPID=$!
 taskset -c 1 "$bin" serve --config "$run/portico.yaml" 2> "$run/portico.err" & pids+=($!); PTPID=$!
 for u in "$scheme://localhost:$UP/" "http://127.0.0.1:$NGX/" "http://127.0.0.1:$PT/bench/"; do
-  for _ in $(seq 1 100); do curl -fsS -k -o /dev/null "$u" 2>/dev/null && break; sleep 0.1; done
-  [ "$(curl -fsS -k "$u")" = '{"ok":true}' ] || { echo "$u did not answer"; cat "$run/portico.err" "$run/px.err"; exit 1; }
+  for _ in $(seq 1 100); do curl -fsS -k "${curlh[@]}" -o /dev/null "$u" 2>/dev/null && break; sleep 0.1; done
+  [ "$(curl -fsS -k "${curlh[@]}" "$u")" = '{"ok":true}' ] || { echo "$u did not answer"; cat "$run/portico.err" "$run/px.err"; exit 1; }
 done
+if [ -n "$GW" ]; then
+  for u in "http://127.0.0.1:$NGX/" "http://127.0.0.1:$PT/bench/"; do
+    [ "$(curl -s -o /dev/null -w '%{http_code}' -H 'X-API-Key: wrong' "$u")" = 401 ] || { echo "$u accepts a wrong key"; exit 1; }
+  done
+fi
 ngxw=$(ps -o pid= --ppid "$NGXPID" | tr -d ' ' | head -1)
 write_report_lua
-echo "== proxies: nginx $(nginx -v 2>&1 | sed 's/.*\///') vs portico; upstream $scheme; wrk c=$CONNS on cpu0, upstream+proxy on cpu1; $ROUNDS rounds x $DUR"
+echo "== proxies${GW:+ (gateway: API key + rate limit + access log)}: nginx $(nginx -v 2>&1 | sed 's/.*\///') vs portico; upstream $scheme; wrk c=$CONNS on cpu0, upstream+proxy on cpu1; $ROUNDS rounds x $DUR"
 printf 'round\ttarget\trps\tp50_us\tp99_us\terrors\tproxy_ns_per_req\n' > "$run/r.tsv"
 for r in $(seq 1 "$ROUNDS"); do
   for t in nginx portico; do
