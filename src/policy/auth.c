@@ -24,9 +24,9 @@
 #include "policy/policy.h"
 
 typedef struct auth_s {
-    char *header;       /* lower-case; NULL = not from a header */
-    char *query;        /* query parameter name; NULL = not from the query */
-    char **roles;       /* any of them grants access; NULL = any user */
+    char *header; /* lower-case; NULL = not from a header */
+    char *query;  /* query parameter name; NULL = not from the query */
+    char **roles; /* any of them grants access; NULL = any user */
     size_t nroles;
     char challenge[160]; /* WWW-Authenticate */
 } auth_t;
@@ -51,8 +51,7 @@ static void *parse(pt__cfg_ctx_t *c, const pt_ynode_t *n)
     } else {
         for (i = 0; i < v->n; i++)
             if (pt__cfg_string(c, v->items[i], &s) == 0 && strcmp(s, "api_key") != 0) {
-                pt__cfg_err(c, v->items[i]->line,
-                            "%s is not available yet (available: api_key)",
+                pt__cfg_err(c, v->items[i]->line, "%s is not available yet (available: api_key)",
                             pt__cfg_quote(v->items[i], tmp, sizeof(tmp)));
                 bad = 1;
             }
@@ -150,8 +149,8 @@ static int handle(const void *conf, pt_req_t *req)
     if (len == 0 || len > 256)
         return refuse(a, req, "malformed", NULL);
     crypto_hash_sha256(digest, (const unsigned char *)key, len);
-    hit = cfg->nkeys > 0 ? bsearch(digest, cfg->keys, cfg->nkeys, sizeof(*cfg->keys), key_cmp)
-                         : NULL;
+    hit =
+        cfg->nkeys > 0 ? bsearch(digest, cfg->keys, cfg->nkeys, sizeof(*cfg->keys), key_cmp) : NULL;
     if (hit == NULL || sodium_memcmp(hit->hash, digest, sizeof(digest)) != 0)
         return refuse(a, req, "unknown-key", NULL);
     if (a->nroles > 0) {
