@@ -280,14 +280,23 @@ void pt_gateway_handle(pt_req_t *req)
     }
     rr = pt_router_match(s->router, req->method, req->method_len, req->path.p, req->path.len,
                          &req->match);
+    req->route_result = (int)rr;
     {
         /* the policy chain of the route, else of the API, else the node's */
         const pt_policy_list_t *chain = req->match.api == NULL ? &s->config->policies
                                         : rr == PT_ROUTE_FOUND ? &req->match.route->chain
                                                                : &req->match.api->chain;
-        if (chain->n > 0 && pt_policy_run(chain, req))
+        if (chain->n > 0 && pt_policy_run(chain, req) != PT_POLICY_NEXT)
             return;
     }
+    pt_gateway_dispatch(req);
+}
+
+void pt_gateway_dispatch(pt_req_t *req)
+{
+    const pt_snapshot_t *s = req->snap->snap;
+    pt_route_result_t rr = (pt_route_result_t)req->route_result;
+
     if (rr == PT_ROUTE_NOT_FOUND && req->match.api != NULL && req->match.api->upstream != NULL &&
         req->match.api->openapi_doc != NULL && serve_contract(req, s))
         return; /* a proxy API's imported contract */

@@ -12,4 +12,8 @@
  * answers 404/405 as problem+json otherwise. */
 void pt_gateway_handle(pt_req_t *req);
 
+/* What follows the policy chain: the dispatch of a routed request (called
+ * by pt_gateway_handle, or by pt_policy_next after a suspension). */
+void pt_gateway_dispatch(pt_req_t *req);
+
 #endif

@@ -55,7 +55,8 @@ struct pt_conn_s {
     size_t pending_len;
     SSL *ssl;
     BIO *rbio, *wbio;
-    char *tls_subject; /* verified client certificate subject (heap) */
+    char *tls_subject;        /* verified client certificate subject (heap) */
+    unsigned char tls_fp[32]; /* its SHA-256 fingerprint (DER), when tls_subject is set */
     conn_timer_t timer_kind;
     uint64_t timer_deadline; /* loop time (ms) at which the current wait ends */
     uint64_t timer_armed;    /* loop time the libuv timer fires at; 0 = not armed */

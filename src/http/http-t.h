@@ -22,6 +22,7 @@ typedef struct ssl_st SSL;
 typedef struct bio_st BIO;
 
 #define PT_REQUEST_ID_MAX 64
+#define PT_HTTP_HELD_MAX  65536 /* body bytes held while a request is suspended */
 
 typedef struct pt_http_header_s {
     pt_str_t name;  /* as received */
@@ -85,6 +86,14 @@ struct pt_req_s {
     void *hook_data;
     unsigned hold_input : 1; /* the handler cannot take more body: stop reading the client */
     unsigned aborted : 1;    /* the client connection is gone (set before cleanups run) */
+    unsigned suspended : 1;  /* handling waits for work off the loop (pt_http_suspend) */
+    unsigned held_hold : 1;  /* hold_input was set because too much body is held */
+    char *held;              /* body received while suspended (arena) */
+    size_t held_len;
+    /* the gateway's place in the policy chain, to go on after a suspension */
+    const struct pt_policy_list_s *policy_chain;
+    unsigned policy_next;
+    int route_result;
     /* set by the proxy, for the access log */
     const char *upstream;     /* target address "ip:port"; NULL when not proxied */
     uint16_t upstream_status; /* 0 when no response head came */

@@ -74,6 +74,8 @@ const pt_str_t *pt_http_header(const pt_req_t *req, const char *lname);
 /* The verified client certificate subject (RFC 2253) of the request's
  * connection, or NULL when none was presented/verified. */
 const char *pt_http_client_subject(const pt_req_t *req);
+/* The SHA-256 fingerprint (32 bytes) of that certificate, or NULL. */
+const unsigned char *pt_http_client_fingerprint(const pt_req_t *req);
 
 /* The request's arena (memory freed when the request ends). */
 pt_arena_t *pt_http_req_arena(pt_req_t *req);
@@ -91,6 +93,20 @@ int pt_http_output_full(const pt_req_t *req);
 /* Clears hold_input and resumes reading the client when nothing else
  * holds it back. */
 void pt_http_input_resume(pt_req_t *req);
+
+/* --- Suspending a request (a policy waiting for work off the loop) ----- */
+
+/* Marks req as waiting: body bytes that arrive meanwhile are held in the
+ * request's arena (reading stops past 64 KiB). Call from the handler; the
+ * request then stays open until pt_http_resume. If the client leaves
+ * meanwhile, the arena's cleanups run (req->aborted set): whoever suspends
+ * registers one to learn it. */
+void pt_http_suspend(pt_req_t *req);
+
+/* Ends the suspension: runs cont(req) (the rest of the handling, which sets
+ * the body hooks or answers), then replays the held body into the hooks
+ * cont set (and on_complete when the message is complete). */
+void pt_http_resume(pt_req_t *req, void (*cont)(pt_req_t *req));
 
 /* Closes the client connection now (a response that cannot be completed).
  * The request's arena cleanups run, with req->aborted set, before this

@@ -501,7 +501,7 @@ static int on_headers_complete(llhttp_t *p)
     c->worker->handler(req);
     if (c->req != req) /* the connection failed while handling */
         return -1;
-    if (has_body) {
+    if (has_body && !req->suspended) { /* else decided by pt_http_resume */
         if (req->resp_state == PT_RESP_NONE && req->expect_continue) {
             static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
             pt__conn_send(c, cont, sizeof(cont) - 1);
@@ -526,6 +526,16 @@ static int on_body(llhttp_t *p, const char *at, size_t len)
         req_set_error(req, 413, "payload-too-large",
                       "The request body exceeds the configured maximum size.");
         return -1;
+    }
+    if (req->suspended) {
+        /* held until the handling goes on (pt_http_resume) */
+        if (pt_arena_append(&c->arena, &req->held, &req->held_len, at, len) != PT_OK) {
+            req_set_error(req, 503, "service-unavailable", "Out of memory.");
+            return -1;
+        }
+        if (req->held_len >= PT_HTTP_HELD_MAX && !req->hold_input)
+            req->hold_input = req->held_hold = 1;
+        return 0;
     }
     /* Dispatch kinds that consume the body register on_body; otherwise
      * (static responses, errors answered early) it is discarded. */

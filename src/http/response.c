@@ -683,6 +683,11 @@ const char *pt_http_client_subject(const pt_req_t *req)
     return req->conn->tls_subject;
 }
 
+const unsigned char *pt_http_client_fingerprint(const pt_req_t *req)
+{
+    return req->conn->tls_subject != NULL ? req->conn->tls_fp : NULL;
+}
+
 pt_arena_t *pt_http_req_arena(pt_req_t *req)
 {
     return &req->conn->arena;

@@ -554,6 +554,8 @@ static void tls_handshake_done(pt_conn_t *c)
         if (mem != NULL) {
             char *p;
             long n;
+            unsigned fplen = 0;
+            X509_digest(cert, EVP_sha256(), c->tls_fp, &fplen);
             X509_NAME_print_ex(mem, X509_get_subject_name(cert), 0, XN_FLAG_RFC2253);
             n = BIO_get_mem_data(mem, &p);
             if (n > 0) {
@@ -820,6 +822,54 @@ void pt_http_input_resume(pt_req_t *req)
     req->hold_input = 0;
     if (!req->conn->closing)
         pt__conn_update_reading(req->conn);
+}
+
+void pt_http_suspend(pt_req_t *req)
+{
+    req->suspended = 1;
+    req->on_body = NULL;
+    req->on_complete = NULL;
+}
+
+void pt_http_resume(pt_req_t *req, void (*cont)(pt_req_t *req))
+{
+    pt_conn_t *c = req->conn;
+    char *held = req->held;
+    size_t held_len = req->held_len;
+
+    req->suspended = 0;
+    req->held = NULL;
+    req->held_len = 0;
+    if (req->held_hold) {
+        req->hold_input = 0;
+        req->held_hold = 0;
+    }
+    c->in_input++; /* answers made here finish the request below, not inside cont */
+    cont(req);
+    if (c->req == req && !c->closing && req->expect_continue && !req->complete &&
+        req->body_bytes == 0) {
+        if (req->resp_state == PT_RESP_NONE) {
+            static const char go_on[] = "HTTP/1.1 100 Continue\r\n\r\n";
+            pt__conn_send(c, go_on, sizeof(go_on) - 1);
+        } else if (req->resp_state == PT_RESP_DONE) {
+            /* answered without "100 Continue": the body may never come */
+            c->in_input--;
+            c->close_after = 1;
+            pt__conn_finish_request(c);
+            pt__conn_flush(c);
+            return;
+        }
+    }
+    if (c->req == req && !c->closing && held_len > 0 && req->on_body != NULL)
+        req->on_body(req, held, held_len);
+    if (c->req == req && !c->closing && req->complete && req->on_complete != NULL)
+        req->on_complete(req);
+    c->in_input--;
+    if (c->closing || c->req != req)
+        return;
+    if (req->resp_state == PT_RESP_DONE && req->complete)
+        pt__conn_finish_request(c);
+    pt__conn_flush(c); /* writes, parses what was held back, or resumes reading */
 }
 
 void pt_http_abort(pt_req_t *req)

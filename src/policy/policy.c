@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "config/config.h"
+#include "gateway/dispatch.h"
 #include "gateway/snapshot-t.h"
 #include "http/http.h"
 #include "event/worker-t.h"
@@ -114,11 +115,20 @@ int pt_policy_build_chains(pt_config_t *cfg)
 
 int pt_policy_run(const pt_policy_list_t *chain, pt_req_t *req)
 {
-    size_t i;
-    for (i = 0; i < chain->n; i++)
-        if (chain->items[i].type->handle(chain->items[i].conf, req))
-            return 1;
-    return 0;
+    req->policy_chain = chain;
+    while (req->policy_next < chain->n) {
+        const pt_policy_ref_t *p = &chain->items[req->policy_next++];
+        int rc = p->type->handle(p->conf, req);
+        if (rc != PT_POLICY_NEXT)
+            return rc;
+    }
+    return PT_POLICY_NEXT;
+}
+
+void pt_policy_next(pt_req_t *req)
+{
+    if (pt_policy_run(req->policy_chain, req) == PT_POLICY_NEXT)
+        pt_gateway_dispatch(req);
 }
 
 /* Parses one address of X-Forwarded-For ("1.2.3.4", "::1", "[::1]:80" or

@@ -28,14 +28,19 @@ enum {
     PT_ORDER_CORS = 70
 };
 
+enum { PT_POLICY_NEXT = 0, PT_POLICY_ANSWERED = 1, PT_POLICY_SUSPENDED = 2 };
+
 typedef struct pt_policy_type_s {
     const char *name; /* the key in `policies:` */
     unsigned order;   /* place in the chain (PT_ORDER_*) */
     /* Reads the configuration n into the configuration's arena (errors
      * reported through c, which holds the key path); NULL on error. */
     void *(*parse)(pt__cfg_ctx_t *c, const pt_ynode_t *n);
-    /* Runs for a request on its I/O loop: 0 to continue, 1 when it
-     * answered (the chain stops). Never blocks. */
+    /* Runs for a request on its I/O loop: PT_POLICY_NEXT to continue,
+     * PT_POLICY_ANSWERED when it answered (the chain stops), or
+     * PT_POLICY_SUSPENDED when it suspended the request (pt_http_suspend)
+     * for work off the loop, after which it calls pt_http_resume with
+     * pt_policy_next (the chain goes on) or its own answer. Never blocks. */
     int (*handle)(const void *conf, pt_req_t *req);
 } pt_policy_type_t;
 
@@ -46,8 +51,14 @@ void pt__cfg_policies(pt__cfg_ctx_t *c, const pt_ynode_t *n, pt_policy_list_t *l
  * policies; narrower replaces wider), in cfg's arena. 0, or -1 (memory). */
 int pt_policy_build_chains(pt_config_t *cfg);
 
-/* Runs chain for req: 1 when a policy answered. */
+/* Runs chain for req: PT_POLICY_NEXT when every policy let it through,
+ * else PT_POLICY_ANSWERED or PT_POLICY_SUSPENDED (the request then goes on
+ * through pt_policy_next). */
 int pt_policy_run(const pt_policy_list_t *chain, pt_req_t *req);
+
+/* A pt_http_resume continuation: runs the rest of the request's chain,
+ * then the gateway's dispatch (pt_gateway_dispatch). */
+void pt_policy_next(pt_req_t *req);
 
 /* The client's address: the peer, or when the peer is a trusted proxy the
  * rightmost address of X-Forwarded-For that is not a trusted proxy. */
