@@ -14,6 +14,7 @@ PKGS=(
   postgresql mariadb-server   # tests start their own throwaway servers
   python3-jsonschema python3-zeep nodejs   # contract checks (zeep: a real SOAP client)
   libxml2-utils python3-xmlschema   # xmllint, and the WSDL/SOAP/XSD schemas it checks against
+  python3-jwt python3-cryptography  # a real JWT library signs the tokens the auth tests present
   # benchmarks (bench/run.sh and ../shared/bench/peers.sh)
   nginx wrk util-linux procps
 )

@@ -30,6 +30,7 @@
 #include "connector/http.h"
 #include "core/xml.h"
 #include "process/engine.h"
+#include "policy/jwt.h"
 #include "process/pool.h"
 #include "proxy/proxy.h"
 
@@ -42,8 +43,9 @@ typedef struct node_s {
     pt_snapshot_t *snap; /* the published snapshot (main's reference) */
     pt_health_t *health; /* active health checks of snap's proxy targets */
     pt_procpool_t *procpool;
-    pt_procpool_t *ctlpool; /* admin requests: store calls and snapshot builds */
-    pt_warm_t *warm;        /* threads opening pool.min database connections */
+    pt_procpool_t *ctlpool;  /* admin requests: store calls and snapshot builds */
+    pt_procpool_t *authpool; /* password verifications (Argon2id), off the I/O loops */
+    pt_warm_t *warm;         /* threads opening pool.min database connections */
     uint64_t generation;
     pt_worker_t **workers;
     unsigned nworkers;
@@ -322,6 +324,10 @@ static int serve(const char *config_path)
 
     memset(&n, 0, sizeof(n));
     n.config_path = config_path;
+    if (pt_http_client_init() != 0) { /* before the configuration: JWKS URLs are fetched */
+        pt_log_error("cannot initialise libcurl");
+        return 1;
+    }
     n.snap = load_snapshot(&n, PT_LOG_ERROR);
     if (n.snap == NULL) {
         pt_log_error("invalid configuration: not starting");
@@ -365,14 +371,16 @@ static int serve(const char *config_path)
         goto out;
     }
     pt_xml_init();
-    if (pt_http_client_init() != 0) {
-        pt_log_error("cannot initialise libcurl");
-        goto out;
-    }
     n.procpool = pt_procpool_start(cfg->processes.max_running, cfg->processes.max_queued,
                                    cfg->processes.queue_timeout_ms, pool_thread_exit);
     if (n.procpool == NULL) {
         pt_log_error("cannot start the process pool");
+        goto out;
+    }
+    /* Argon2id takes tens of milliseconds and its memory: two at a time,
+     * the rest wait (at most 5 s) */
+    if ((n.authpool = pt_procpool_start(2, 1024, 5000, pool_thread_exit)) == NULL) {
+        pt_log_error("cannot start the authentication pool");
         goto out;
     }
     if (n.control != NULL &&
@@ -398,6 +406,7 @@ static int serve(const char *config_path)
             abort();
         }
         n.workers[i]->procpool = n.procpool;
+        n.workers[i]->authpool = n.authpool;
         if (pt_worker_start(n.workers[i], fds + (size_t)i * cfg->nlisteners, cfg->nlisteners,
                             on_worker_exit, &n) != 0) {
             pt_log_error("cannot start worker %u", i);
@@ -437,6 +446,8 @@ static int serve(const char *config_path)
     pt_admin_pool = NULL;
     pt_procpool_stop(n.ctlpool);
     n.ctlpool = NULL;
+    pt_procpool_stop(n.authpool);
+    n.authpool = NULL;
     uv_walk(&n.loop, close_walk_cb, NULL);
     uv_run(&n.loop, UV_RUN_DEFAULT);
     uv_loop_close(&n.loop);
@@ -446,7 +457,9 @@ out:
     pt_procpool_stop(n.procpool);
     pt_admin_pool = NULL;
     pt_procpool_stop(n.ctlpool);
+    pt_procpool_stop(n.authpool);
     pt_control_close(n.control);
+    pt_jwks_shutdown();
     pt_http_client_cleanup();
     pt_xml_cleanup();
     pt_access_sink_close(n.access);

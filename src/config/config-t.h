@@ -214,6 +214,16 @@ typedef struct pt_user_s {
     char *name;
     char **roles;
     size_t nroles;
+    char *password;          /* Argon2id hash ("$argon2id$..."), for basic auth; NULL = none */
+    struct pt_cidr_s *allow; /* per-user IP allow list; has_allow with none = deny all */
+    size_t nallow;
+    int has_allow;
+    char **subjects; /* client certificate subjects (RFC 2253, as logged) */
+    size_t nsubjects;
+    unsigned char (*fingerprints)[32]; /* SHA-256 of client certificates (DER) */
+    size_t nfingerprints;
+    char **apis; /* the APIs this user may call; NULL = any */
+    size_t napis;
     unsigned line;
 } pt_user_t;
 
@@ -436,6 +446,7 @@ typedef struct pt_config_s {
     size_t nusers;
     pt_key_index_t *keys; /* every user's API keys, sorted by hash (bsearch) */
     size_t nkeys;
+    const pt_user_t **users_by_name; /* sorted by name (bsearch: basic auth) */
 } pt_config_t;
 
 #endif

@@ -17,6 +17,7 @@
 #include <netinet/in.h>
 #include <stdarg.h>
 #include <sched.h>
+#include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -36,7 +37,8 @@ static const char *const top_keys[] = {
     "workers", "listen",      "limits", "log",      "processes", "trusted_proxies", "apis",
     "store",   "environment", "admin",  "data_dir", "policies",  "users",           NULL};
 static const char *const admin_keys[] = {"address", NULL};
-static const char *const user_keys[] = {"name", "roles", "api_keys", NULL};
+static const char *const user_keys[] = {"name",      "roles",        "api_keys", "password",
+                                        "allow_ips", "certificates", "apis",     NULL};
 static const char *const processes_keys[] = {
     "max_running", "max_queued", "queue_timeout", "max_execution_time", "timeout_status", NULL};
 static const char *const listen_keys[] = {"address", "name", "tls", NULL};
@@ -594,47 +596,31 @@ int pt_cidr_match(const pt_cidr_t *blocks, size_t n, const struct sockaddr *sa)
     return 0;
 }
 
-int pt__cfg_cidr(pt__cfg_ctx_t *c, const pt_ynode_t *n, pt_cidr_t *b)
+int pt_cidr_parse(const char *s, size_t len, pt_cidr_t *b)
 {
-    char *s, host[64], tmp[300], shown[INET6_ADDRSTRLEN];
-    const char *slash;
-    unsigned max, prefix = 0, i, bits;
+    char host[64];
+    const char *slash = memchr(s, '/', len);
+    unsigned max, prefix = 0, bits;
     unsigned char masked[16];
-    size_t hlen;
+    size_t hlen = slash != NULL ? (size_t)(slash - s) : len, i;
 
-    if (pt__cfg_string(c, n, &s) != 0)
-        return -1;
-    slash = strchr(s, '/');
-    hlen = slash != NULL ? (size_t)(slash - s) : strlen(s);
+    memset(b, 0, sizeof(*b));
     b->family = memchr(s, ':', hlen) != NULL ? AF_INET6 : AF_INET;
     max = b->family == AF_INET ? 32 : 128;
-    if (hlen == 0 || hlen >= sizeof(host)) {
-        pt__cfg_err(c, n->line,
-                    "expected an IP address or a CIDR block like 10.0.0.0/8 or ::1/128, got %s",
-                    pt__cfg_quote(n, tmp, sizeof(tmp)));
-        return -1;
-    }
+    if (hlen == 0 || hlen >= sizeof(host) || memchr(s, '\0', len) != NULL)
+        return PT_CIDR_BAD_ADDRESS;
     memcpy(host, s, hlen);
     host[hlen] = '\0';
-    memset(b->addr, 0, sizeof(b->addr));
-    if (inet_pton(b->family, host, b->addr) != 1) {
-        pt__cfg_err(c, n->line,
-                    "expected an IP address or a CIDR block like 10.0.0.0/8 or ::1/128, got %s "
-                    "(\"%s\" is not a numeric %s address)",
-                    pt__cfg_quote(n, tmp, sizeof(tmp)), host,
-                    b->family == AF_INET ? "IPv4" : "IPv6");
-        return -1;
-    }
+    if (inet_pton(b->family, host, b->addr) != 1)
+        return PT_CIDR_BAD_ADDRESS;
     if (slash == NULL) {
         prefix = max;
     } else {
-        for (i = 1; i <= 4 && slash[i] >= '0' && slash[i] <= '9'; i++)
-            prefix = prefix * 10 + (unsigned)(slash[i] - '0');
-        if (i == 1 || slash[i] != '\0' || prefix > max) {
-            pt__cfg_err(c, n->line,
-                        "the prefix length after '/' must be an integer between 0 and %u", max);
-            return -1;
-        }
+        size_t plen = len - hlen - 1;
+        for (i = 0; i < plen && i < 4 && slash[1 + i] >= '0' && slash[1 + i] <= '9'; i++)
+            prefix = prefix * 10 + (unsigned)(slash[1 + i] - '0');
+        if (i == 0 || i != plen || prefix > max)
+            return PT_CIDR_BAD_PREFIX;
     }
     /* Written as ::ffff:a.b.c.d/96+: an IPv4 block, which is how such peers are matched. */
     if (b->family == AF_INET6 && prefix >= 96 && is_v4_mapped(b->addr)) {
@@ -646,12 +632,46 @@ int pt__cfg_cidr(pt__cfg_ctx_t *c, const pt_ynode_t *n, pt_cidr_t *b)
     b->prefix = prefix;
     memset(masked, 0, sizeof(masked));
     for (i = 0; i < (b->family == AF_INET ? 4u : 16u); i++) {
-        bits = prefix > i * 8 ? PT_MIN(prefix - i * 8, 8u) : 0;
+        bits = prefix > i * 8 ? PT_MIN(prefix - (unsigned)i * 8, 8u) : 0;
         masked[i] = (unsigned char)(b->addr[i] & (unsigned char)(0xff00 >> bits));
     }
     if (memcmp(masked, b->addr, sizeof(masked)) != 0) {
-        inet_ntop(b->family, masked, shown, sizeof(shown));
-        pt__cfg_err(c, n->line, "host bits set; did you mean %s/%u?", shown, prefix);
+        memcpy(b->addr, masked, sizeof(masked)); /* the block meant, for the message */
+        return PT_CIDR_HOST_BITS;
+    }
+    return 0;
+}
+
+int pt__cfg_cidr(pt__cfg_ctx_t *c, const pt_ynode_t *n, pt_cidr_t *b)
+{
+    char *s, tmp[300], shown[INET6_ADDRSTRLEN];
+    int rc;
+
+    if (pt__cfg_string(c, n, &s) != 0)
+        return -1;
+    rc = pt_cidr_parse(s, strlen(s), b);
+    if (rc == PT_CIDR_BAD_ADDRESS) {
+        size_t hlen = strcspn(s, "/");
+        if (hlen == 0 || hlen >= 64)
+            pt__cfg_err(c, n->line,
+                        "expected an IP address or a CIDR block like 10.0.0.0/8 or ::1/128, got %s",
+                        pt__cfg_quote(n, tmp, sizeof(tmp)));
+        else
+            pt__cfg_err(c, n->line,
+                        "expected an IP address or a CIDR block like 10.0.0.0/8 or ::1/128, got %s "
+                        "(\"%.*s\" is not a numeric %s address)",
+                        pt__cfg_quote(n, tmp, sizeof(tmp)), (int)hlen, s,
+                        b->family == AF_INET ? "IPv4" : "IPv6");
+        return -1;
+    }
+    if (rc == PT_CIDR_BAD_PREFIX) {
+        pt__cfg_err(c, n->line, "the prefix length after '/' must be an integer between 0 and %u",
+                    b->family == AF_INET ? 32 : 128);
+        return -1;
+    }
+    if (rc == PT_CIDR_HOST_BITS) {
+        inet_ntop(b->family, b->addr, shown, sizeof(shown));
+        pt__cfg_err(c, n->line, "host bits set; did you mean %s/%u?", shown, b->prefix);
         return -1;
     }
     return 0;
@@ -874,6 +894,93 @@ static int key_hash(const char *s, unsigned char *out)
     return 0;
 }
 
+static int user_cmp(const void *x, const void *y)
+{
+    return strcmp((*(const pt_user_t *const *)x)->name, (*(const pt_user_t *const *)y)->name);
+}
+
+/* A list of strings at key of u into *out (NULL-terminated, arena). */
+static int string_list(pt__cfg_ctx_t *c, const pt_ynode_t *v, char ***out, size_t *n)
+{
+    size_t k;
+    if (v->kind != PT_YNODE_SEQUENCE ||
+        (*out = pt_arena_calloc(c->arena, sizeof(char *) * (v->n + 1))) == NULL) {
+        pt__cfg_err(c, v->line, "expected a list");
+        return -1;
+    }
+    for (k = 0; k < v->n; k++)
+        if (pt__cfg_string(c, v->items[k], &(*out)[*n]) == 0)
+            (*n)++;
+    return 0;
+}
+
+/* password, allow_ips, certificates, apis */
+static void parse_user_more(pt__cfg_ctx_t *c, const pt_ynode_t *u, pt_user_t *user)
+{
+    const pt_ynode_t *v;
+    char tmp[300], **certs = NULL;
+    size_t k, m, ncerts = 0;
+
+    if (!pt_yaml_is_null(v = pt_yaml_get(u, "password"))) {
+        m = pt__cfg_push(c, "password", 8);
+        if (pt__cfg_string(c, v, &user->password) == 0 &&
+            (strncmp(user->password, "$argon2id$", 10) != 0 ||
+             strlen(user->password) >= crypto_pwhash_STRBYTES))
+            pt__cfg_err(c, v->line,
+                        "expected an Argon2id hash (\"$argon2id$...\", from `portico user "
+                        "password`), never the password itself");
+        pt__cfg_pop(c, m);
+    }
+    if ((v = pt_yaml_get(u, "allow_ips")) != NULL) {
+        m = pt__cfg_push(c, "allow_ips", 9);
+        user->has_allow = 1; /* present and empty: every address is refused */
+        if (pt_yaml_is_null(v)) {
+            ;
+        } else if (v->kind != PT_YNODE_SEQUENCE ||
+                   (user->allow = pt_arena_calloc(c->arena, sizeof(pt_cidr_t) * (v->n + 1))) ==
+                       NULL) {
+            pt__cfg_err(c, v->line, "expected a list of addresses or CIDR blocks");
+        } else {
+            for (k = 0; k < v->n; k++)
+                if (pt__cfg_cidr(c, v->items[k], &user->allow[user->nallow]) == 0)
+                    user->nallow++;
+        }
+        pt__cfg_pop(c, m);
+    }
+    if (!pt_yaml_is_null(v = pt_yaml_get(u, "certificates"))) {
+        m = pt__cfg_push(c, "certificates", 12);
+        if (string_list(c, v, &certs, &ncerts) == 0) {
+            user->subjects = pt_arena_calloc(c->arena, sizeof(char *) * (ncerts + 1));
+            user->fingerprints = pt_arena_calloc(c->arena, 32 * (ncerts + 1));
+            for (k = 0; k < ncerts && user->subjects != NULL && user->fingerprints != NULL; k++) {
+                if (strncmp(certs[k], "sha256:", 7) == 0) {
+                    if (key_hash(certs[k], user->fingerprints[user->nfingerprints]) == 0)
+                        user->nfingerprints++;
+                    else
+                        pt__cfg_err(c, v->items[k]->line,
+                                    "expected sha256:<64 hex digits> (the certificate's "
+                                    "fingerprint) or a subject such as \"CN=alice,O=Example\", "
+                                    "got %s",
+                                    pt__cfg_quote(v->items[k], tmp, sizeof(tmp)));
+                } else if (strchr(certs[k], '=') == NULL) {
+                    pt__cfg_err(c, v->items[k]->line,
+                                "expected a subject such as \"CN=alice,O=Example\" or "
+                                "sha256:<fingerprint>, got %s",
+                                pt__cfg_quote(v->items[k], tmp, sizeof(tmp)));
+                } else {
+                    user->subjects[user->nsubjects++] = certs[k];
+                }
+            }
+        }
+        pt__cfg_pop(c, m);
+    }
+    if (!pt_yaml_is_null(v = pt_yaml_get(u, "apis"))) {
+        m = pt__cfg_push(c, "apis", 4);
+        string_list(c, v, &user->apis, &user->napis);
+        pt__cfg_pop(c, m);
+    }
+}
+
 /* `users: [{name, roles: [...], api_keys: ["sha256:..."]}]`: keys only as
  * hashes (`portico user key` makes a key and its hash). */
 static void parse_users(pt__cfg_ctx_t *c, const pt_ynode_t *n, pt_config_t *cfg)
@@ -946,10 +1053,19 @@ static void parse_users(pt__cfg_ctx_t *c, const pt_ynode_t *n, pt_config_t *cfg)
             }
             pt__cfg_pop(c, m3);
         }
+        parse_user_more(c, u, user);
         if (user->name != NULL)
             cfg->nusers++;
         pt__cfg_pop(c, m2);
     }
+    if ((cfg->users_by_name = pt_arena_calloc(c->arena, sizeof(pt_user_t *) * (cfg->nusers + 1))) ==
+        NULL) {
+        pt__cfg_err(c, n->line, "out of memory");
+        goto done;
+    }
+    for (i = 0; i < cfg->nusers; i++)
+        cfg->users_by_name[i] = &cfg->users[i];
+    qsort(cfg->users_by_name, cfg->nusers, sizeof(pt_user_t *), user_cmp);
     if (cfg->nkeys > 1) {
         qsort(cfg->keys, cfg->nkeys, sizeof(*cfg->keys), key_cmp);
         for (i = 1; i < cfg->nkeys; i++)

@@ -79,6 +79,12 @@ int pt_config_validate_files(int argc, char **argv);
  * the IPv6 blocks only: "::/0" does not cover IPv4 peers. Reads only; no allocation. */
 int pt_cidr_match(const pt_cidr_t *blocks, size_t n, const struct sockaddr *sa);
 
+/* Parses "addr" or "addr/prefix" (IPv4 or IPv6; ::ffff:a.b.c.d/96+ becomes
+ * the IPv4 block) of len bytes into b. 0, or PT_CIDR_BAD_ADDRESS,
+ * PT_CIDR_BAD_PREFIX, or PT_CIDR_HOST_BITS (b then holds the block meant). */
+enum { PT_CIDR_BAD_ADDRESS = -1, PT_CIDR_BAD_PREFIX = -2, PT_CIDR_HOST_BITS = -3 };
+int pt_cidr_parse(const char *s, size_t len, pt_cidr_t *b);
+
 /* Destroys cfg's arena (everything the configuration owns) and frees cfg.
  * NULL is allowed. */
 void pt_config_free(pt_config_t *cfg);

@@ -88,6 +88,8 @@ struct pt_worker_s {
      * what closes it when the worker stops */
     void *proxy;
     struct pt_procpool_s *procpool; /* the node's process pool (set before the worker starts) */
+    struct pt_procpool_s *authpool; /* password verifications (basic auth), off the loop */
+    void *auth;                     /* the auth policy's per-worker state (cache) */
     void (*finish_hooks[4])(pt_worker_t *w);
     unsigned nfinish_hooks;
     /* stats, read by nobody else for now (metrics issue) */

@@ -159,8 +159,13 @@ def node_config(listen="  - address: 127.0.0.1:0\n    name: public\n", limits=""
 def portico_factory(tmp_path):
     nodes = []
 
-    def make(config=None, apis=None, start=True, **kw):
-        n = Portico(tmp_path, config if config is not None else node_config(),
+    def make(config=None, apis=None, start=True, subdir=None, **kw):
+        """subdir: a directory of its own (files, logs) for a node beside others."""
+        d = tmp_path
+        if subdir is not None:
+            d = tmp_path / subdir
+            d.mkdir()
+        n = Portico(d, config if config is not None else node_config(),
                     apis if apis is not None else {"hello.yaml": HELLO_API}, **kw)
         nodes.append(n)
         if start:

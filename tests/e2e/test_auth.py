@@ -93,7 +93,7 @@ def test_roles_grant_access(node, keys):
     assert r.status_code == 200 and r.text == "ops"
     r = requests.get(node.url("/crm/ops"), headers={"X-API-Key": keys["bob"][0]}, timeout=10)
     assert r.status_code == 403 and "WWW-Authenticate" not in r.headers, r.text
-    assert wait_until(lambda: "reason=role" in node.stderr() and "user=bob" in node.stderr())
+    assert wait_until(lambda: "reason=role" in node.stderr() and 'user="bob"' in node.stderr())
 
 
 @pytest.mark.parametrize("users,message", [
