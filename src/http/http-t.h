@@ -101,6 +101,12 @@ struct pt_req_s {
     uint32_t upstream_connect_us; /* 0 when a pooled connection was reused */
     uint32_t upstream_ttfb_us;    /* from the exchange's start to the response head */
     /* response */
+    const pt_header_kv_t *resp_extra; /* added to the response head by policies (CORS,
+                                         RateLimit-*); an Access-Control-* one replaces the
+                                         handler's header of the same name */
+    unsigned nresp_extra;
+    unsigned cors_owned : 1; /* a CORS policy answers for this request: every
+                                Access-Control-* header of the handler is dropped */
     pt_resp_state_t resp_state;
     int status;
     unsigned resp_chunked : 1;

@@ -94,6 +94,11 @@ int pt_http_output_full(const pt_req_t *req);
  * holds it back. */
 void pt_http_input_resume(pt_req_t *req);
 
+/* Adds n headers (names and values kept by the caller for the request's
+ * life: arena or static) to whatever response the request gets. PT_OK or
+ * PT_ENOMEM. */
+int pt_http_resp_add(pt_req_t *req, const pt_header_kv_t *h, size_t n);
+
 /* --- Suspending a request (a policy waiting for work off the loop) ----- */
 
 /* Marks req as waiting: body bytes that arrive meanwhile are held in the

@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 
 #include "core/json.h"
@@ -294,6 +295,35 @@ static char *out_space(out_t *o, size_t n)
 /* Writes the status line and headers. The size is computed first so the
  * head is written with one reservation and plain copies (this runs once per
  * request). */
+int pt_http_resp_add(pt_req_t *req, const pt_header_kv_t *h, size_t n)
+{
+    pt_header_kv_t *all = pt_arena_alloc(&req->conn->arena, sizeof(*all) * (req->nresp_extra + n));
+    if (all == NULL)
+        return PT_ENOMEM;
+    if (req->nresp_extra > 0)
+        memcpy(all, req->resp_extra, sizeof(*all) * req->nresp_extra);
+    memcpy(all + req->nresp_extra, h, sizeof(*h) * n);
+    req->resp_extra = all;
+    req->nresp_extra += (unsigned)n;
+    return PT_OK;
+}
+
+/* 1 when the handler's header name gives way to the policies': a CORS
+ * policy owns every Access-Control-* header, and a policy's header of that
+ * family replaces the handler's of the same name. */
+static int replaced(const pt_req_t *req, const char *name)
+{
+    unsigned i;
+    if (strncasecmp(name, "access-control-", 15) != 0)
+        return 0;
+    if (req->cors_owned)
+        return 1;
+    for (i = 0; i < req->nresp_extra; i++)
+        if (strcasecmp(name, req->resp_extra[i].name) == 0)
+            return 1;
+    return 0;
+}
+
 static void resp_head(pt_req_t *req, out_t *o, int status, const pt_header_kv_t *hdrs, size_t nh,
                       const char *ctype, int64_t clen)
 {
@@ -316,6 +346,8 @@ static void resp_head(pt_req_t *req, out_t *o, int status, const pt_header_kv_t 
            28 + 24 + 2;
     for (i = 0; i < nh; i++)
         need += strlen(hdrs[i].name) + strlen(hdrs[i].value) + 4;
+    for (i = 0; i < req->nresp_extra; i++)
+        need += strlen(req->resp_extra[i].name) + strlen(req->resp_extra[i].value) + 4;
     if ((start = p = out_space(o, need)) == NULL)
         return;
     PUT_LIT(p, "HTTP/1.1 ");
@@ -350,9 +382,17 @@ static void resp_head(pt_req_t *req, out_t *o, int status, const pt_header_kv_t 
     else if (req->http_minor == 0)
         PUT_LIT(p, "Connection: keep-alive\r\n");
     for (i = 0; i < nh; i++) {
+        if ((req->nresp_extra > 0 || req->cors_owned) && replaced(req, hdrs[i].name))
+            continue;
         PUT(p, hdrs[i].name, strlen(hdrs[i].name));
         PUT_LIT(p, ": ");
         PUT(p, hdrs[i].value, strlen(hdrs[i].value));
+        PUT_LIT(p, "\r\n");
+    }
+    for (i = 0; i < req->nresp_extra; i++) {
+        PUT(p, req->resp_extra[i].name, strlen(req->resp_extra[i].name));
+        PUT_LIT(p, ": ");
+        PUT(p, req->resp_extra[i].value, strlen(req->resp_extra[i].value));
         PUT_LIT(p, "\r\n");
     }
     PUT_LIT(p, "\r\n");

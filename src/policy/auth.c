@@ -959,4 +959,4 @@ static int handle(const void *conf, pt_req_t *req)
     return refuse(a, req, 0, "no-credentials", NULL);
 }
 
-const pt_policy_type_t pt_policy_auth = {"auth", PT_ORDER_AUTH, parse, handle};
+const pt_policy_type_t pt_policy_auth = {"auth", PT_ORDER_AUTH, parse, handle, NULL};

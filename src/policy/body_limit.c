@@ -49,4 +49,5 @@ static int handle(const void *conf, pt_req_t *req)
     return 0;
 }
 
-const pt_policy_type_t pt_policy_body_limit = {"body_limit", PT_ORDER_IP_FILTER + 1, parse, handle};
+const pt_policy_type_t pt_policy_body_limit = {"body_limit", PT_ORDER_IP_FILTER + 1, parse, handle,
+                                               NULL};

@@ -64,4 +64,5 @@ static int handle(const void *conf, pt_req_t *req)
     return 0;
 }
 
-const pt_policy_type_t pt_policy_concurrency = {"concurrency", PT_ORDER_CONCURRENCY, parse, handle};
+const pt_policy_type_t pt_policy_concurrency = {"concurrency", PT_ORDER_CONCURRENCY, parse, handle,
+                                                NULL};

@@ -80,4 +80,4 @@ static int handle(const void *conf, pt_req_t *req)
     return 0;
 }
 
-const pt_policy_type_t pt_policy_ip_filter = {"ip_filter", PT_ORDER_IP_FILTER, parse, handle};
+const pt_policy_type_t pt_policy_ip_filter = {"ip_filter", PT_ORDER_IP_FILTER, parse, handle, NULL};

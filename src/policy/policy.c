@@ -15,12 +15,12 @@
 #include "event/worker-t.h"
 
 extern const pt_policy_type_t pt_policy_ip_filter, pt_policy_body_limit, pt_policy_auth,
-    pt_policy_rate_limit, pt_policy_concurrency;
+    pt_policy_rate_limit, pt_policy_concurrency, pt_policy_cors;
 
 /* The registry: one line per policy type. */
 static const pt_policy_type_t *const types[] = {
     &pt_policy_ip_filter,  &pt_policy_body_limit,  &pt_policy_auth,
-    &pt_policy_rate_limit, &pt_policy_concurrency,
+    &pt_policy_rate_limit, &pt_policy_concurrency, &pt_policy_cors,
 };
 
 void pt__cfg_policies(pt__cfg_ctx_t *c, const pt_ynode_t *n, pt_policy_list_t *list)
@@ -47,7 +47,8 @@ void pt__cfg_policies(pt__cfg_ctx_t *c, const pt_ynode_t *n, pt_policy_list_t *l
         if (k == sizeof(types) / sizeof(types[0])) {
             pt__cfg_err(
                 c, key->line,
-                "unknown policy %s (known: ip_filter, body_limit, auth, rate_limit, concurrency)",
+                "unknown policy %s (known: ip_filter, body_limit, auth, rate_limit, concurrency, "
+                "cors)",
                 pt__cfg_quote(key, tmp, sizeof(tmp)));
         } else {
             void *conf = types[k]->parse(c, v);
@@ -113,13 +114,30 @@ int pt_policy_build_chains(pt_config_t *cfg)
     return 0;
 }
 
+/* A CORS preflight, answered by the chain's policy that knows how. */
+static int preflight(const pt_policy_list_t *chain, pt_req_t *req)
+{
+    size_t i;
+    if (req->method_len != 7 || memcmp(req->method, "OPTIONS", 7) != 0 ||
+        pt_http_header(req, "access-control-request-method") == NULL ||
+        pt_http_header(req, "origin") == NULL)
+        return PT_POLICY_NEXT;
+    for (i = 0; i < chain->n; i++)
+        if (chain->items[i].type->preflight != NULL)
+            return chain->items[i].type->preflight(chain->items[i].conf, req);
+    return PT_POLICY_NEXT;
+}
+
 int pt_policy_run(const pt_policy_list_t *chain, pt_req_t *req)
 {
+    int rc;
+    if (req->policy_next == 0 && req->method[0] == 'O' &&
+        (rc = preflight(chain, req)) != PT_POLICY_NEXT)
+        return rc;
     req->policy_chain = chain;
     while (req->policy_next < chain->n) {
         const pt_policy_ref_t *p = &chain->items[req->policy_next++];
-        int rc = p->type->handle(p->conf, req);
-        if (rc != PT_POLICY_NEXT)
+        if ((rc = p->type->handle(p->conf, req)) != PT_POLICY_NEXT)
             return rc;
     }
     return PT_POLICY_NEXT;

@@ -16,16 +16,18 @@
 #include "config/schema.h"
 #include "http/http-t.h"
 
-/* The documented order: IP filter, authentication, per-user IP filter,
- * access, rate limit, concurrency, CORS. */
+/* The documented order: CORS, IP filter, authentication, per-user IP
+ * filter, access, rate limit, concurrency. CORS comes first so that
+ * preflights are answered without credentials and the refusals of the
+ * others (401, 403, 429) carry the headers a browser needs to read them. */
 enum {
+    PT_ORDER_CORS = 5,
     PT_ORDER_IP_FILTER = 10,
     PT_ORDER_AUTH = 20,
     PT_ORDER_USER_IP = 30,
     PT_ORDER_ACCESS = 40,
     PT_ORDER_RATE_LIMIT = 50,
-    PT_ORDER_CONCURRENCY = 60,
-    PT_ORDER_CORS = 70
+    PT_ORDER_CONCURRENCY = 60
 };
 
 enum { PT_POLICY_NEXT = 0, PT_POLICY_ANSWERED = 1, PT_POLICY_SUSPENDED = 2 };
@@ -42,6 +44,9 @@ typedef struct pt_policy_type_s {
      * for work off the loop, after which it calls pt_http_resume with
      * pt_policy_next (the chain goes on) or its own answer. Never blocks. */
     int (*handle)(const void *conf, pt_req_t *req);
+    /* Optional: answers a CORS preflight (OPTIONS with Origin and
+     * Access-Control-Request-Method) in place of the whole chain. */
+    int (*preflight)(const void *conf, pt_req_t *req);
 } pt_policy_type_t;
 
 /* Reads a `policies:` mapping into list. */

@@ -22,6 +22,7 @@
 #include <uv.h>
 
 #include "config/config.h"
+#include "core/buf.h"
 #include "http/http.h"
 #include "policy/policy.h"
 
@@ -141,6 +142,27 @@ static size_t slot_of(pt_req_t *req)
     return (size_t)(h % CLIENT_SLOTS);
 }
 
+/* RateLimit-Limit, -Remaining (tokens left after this request) and -Reset
+ * (seconds until the bucket is full again) on an allowed request. */
+static int success_headers(const rate_limit_t *r, pt_req_t *req, uint64_t now, uint64_t next)
+{
+    pt_arena_t *a = pt_http_req_arena(req);
+    pt_header_kv_t h[3];
+    char *v = pt_arena_alloc(a, 3 * 24);
+    uint64_t left =
+        now + r->tolerance >= next ? (now + r->tolerance - next) / r->interval_ns + 1 : 0;
+    if (v == NULL)
+        return PT_POLICY_NEXT;
+    v[pt_u64_to_str(r->burst, v)] = '\0';
+    v[24 + pt_u64_to_str(left, v + 24)] = '\0';
+    v[48 + pt_u64_to_str((next - now + NS - 1) / NS, v + 48)] = '\0';
+    h[0] = (pt_header_kv_t){"RateLimit-Limit", v};
+    h[1] = (pt_header_kv_t){"RateLimit-Remaining", v + 24};
+    h[2] = (pt_header_kv_t){"RateLimit-Reset", v + 48};
+    pt_http_resp_add(req, h, 3);
+    return PT_POLICY_NEXT;
+}
+
 static int handle(const void *conf, pt_req_t *req)
 {
     rate_limit_t *r = (rate_limit_t *)conf; /* the bucket is its mutable part */
@@ -157,7 +179,7 @@ static int handle(const void *conf, pt_req_t *req)
         next = t + r->interval_ns;
         if (atomic_compare_exchange_weak_explicit(tat, &old, next, memory_order_relaxed,
                                                   memory_order_relaxed))
-            return 0;
+            return success_headers(r, req, now, next);
     }
     {
         uint64_t wait = t - now - r->tolerance; /* until one token is back */
@@ -179,4 +201,5 @@ static int handle(const void *conf, pt_req_t *req)
     return 1;
 }
 
-const pt_policy_type_t pt_policy_rate_limit = {"rate_limit", PT_ORDER_RATE_LIMIT, parse, handle};
+const pt_policy_type_t pt_policy_rate_limit = {"rate_limit", PT_ORDER_RATE_LIMIT, parse, handle,
+                                               NULL};

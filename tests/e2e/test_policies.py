@@ -107,8 +107,15 @@ def test_ipv6_peer(portico_factory):
 
 
 def test_rate_limit_answers_429_with_headers(node):
-    codes = [get(node, "/hello/limited").status_code for _ in range(6)]
+    answers = [get(node, "/hello/limited") for _ in range(6)]
+    codes = [r.status_code for r in answers]
     assert codes[:3] == [200, 200, 200] and 429 in codes[3:], codes
+    # allowed requests say how much is left (draft-ietf-httpapi-ratelimit-headers)
+    assert [r.headers["RateLimit-Limit"] for r in answers[:3]] == ["3", "3", "3"]
+    assert [int(r.headers["RateLimit-Remaining"]) for r in answers[:3]][0] == 2
+    rem = [int(r.headers["RateLimit-Remaining"]) for r in answers[:3]]
+    assert rem == sorted(rem, reverse=True) and rem[-1] <= 1, rem
+    assert all(1 <= int(r.headers["RateLimit-Reset"]) <= 2 for r in answers[:3])
     r = get(node, "/hello/limited")
     assert r.status_code == 429
     assert r.headers["RateLimit-Limit"] == "3" and r.headers["RateLimit-Remaining"] == "0"
@@ -244,3 +251,115 @@ def test_body_limit_answers_413_before_the_body(portico_factory):
     assert r.status_code == 413, r.text
     # the node's other routes are unaffected
     assert requests.get(n.url("/hello/open"), timeout=10).status_code == 200
+
+
+CORS_API = '''
+name: shop
+base_path: /shop
+kind: service
+title: Shop
+version: "1"
+policies:
+  cors:
+    origins: ["https://app.example.com", "https://*.example.org"]
+    methods: [GET, POST]
+    headers: [Content-Type, X-API-Key]
+    expose_headers: [X-Request-Id]
+    credentials: true
+    max_age: 10m
+  auth: {methods: [api_key]}
+routes:
+  - method: GET
+    path: /items
+    respond: {body: items}
+'''
+
+PUBLIC_CORS_API = '''
+name: pub
+base_path: /pub
+kind: service
+title: Public
+version: "1"
+policies:
+  cors: {origins: ["*"]}
+routes:
+  - method: GET
+    path: /data
+    respond: {body: data}
+'''
+
+
+def test_cors_preflight_without_credentials_and_refusals(portico_factory):
+    n = portico_factory(node_config(), {"shop.yaml": CORS_API, "pub.yaml": PUBLIC_CORS_API})
+    pre = {"Origin": "https://app.example.com", "Access-Control-Request-Method": "POST",
+           "Access-Control-Request-Headers": "content-type, x-api-key"}
+    r = requests.options(n.url("/shop/items"), headers=pre, timeout=10)
+    assert r.status_code == 204, r.text  # no API key needed for a preflight
+    assert r.headers["Access-Control-Allow-Origin"] == "https://app.example.com"
+    assert r.headers["Access-Control-Allow-Methods"] == "GET, POST"
+    assert r.headers["Access-Control-Allow-Headers"] == "Content-Type, X-API-Key"
+    assert r.headers["Access-Control-Allow-Credentials"] == "true"
+    assert r.headers["Access-Control-Max-Age"] == "600"
+    assert "Origin" in r.headers["Vary"]
+    # the wildcard covers subdomains, not look-alikes
+    for origin, ok in (("https://a.example.org", True), ("https://a.b.example.org", True),
+                       ("https://example.org", False), ("https://example.org.evil.test", False),
+                       ("http://a.example.org", False), ("https://evil.test", False),
+                       ("null", False)):
+        r = requests.options(n.url("/shop/items"), headers=dict(pre, Origin=origin), timeout=10)
+        assert r.status_code == 204
+        got = {k for k in r.headers if k.lower().startswith("access-control-")}
+        assert bool(got) == ok, (origin, r.headers)
+    # a method or a header that is not allowed: no CORS headers either
+    for extra in ({"Access-Control-Request-Method": "DELETE"},
+                  {"Access-Control-Request-Headers": "x-secret"}):
+        r = requests.options(n.url("/shop/items"), headers=dict(pre, **extra), timeout=10)
+        assert not [k for k in r.headers if k.lower().startswith("access-control-")], r.headers
+    # the actual request: the 401 of the auth policy is readable by the page
+    r = requests.get(n.url("/shop/items"), headers={"Origin": "https://app.example.com"},
+                     timeout=10)
+    assert r.status_code == 401
+    assert r.headers["Access-Control-Allow-Origin"] == "https://app.example.com"
+    assert r.headers["Access-Control-Expose-Headers"] == "X-Request-Id"
+    r = requests.get(n.url("/shop/items"), headers={"Origin": "https://evil.test"}, timeout=10)
+    assert r.status_code == 401
+    assert not [k for k in r.headers if k.lower().startswith("access-control-")]
+    # "*" without credentials
+    r = requests.get(n.url("/pub/data"), headers={"Origin": "https://anyone.test"}, timeout=10)
+    assert r.status_code == 200 and r.headers["Access-Control-Allow-Origin"] == "*"
+    assert "Access-Control-Allow-Credentials" not in r.headers
+    r = requests.get(n.url("/pub/data"), timeout=10)  # same-origin or not a browser
+    assert "Access-Control-Allow-Origin" not in r.headers
+
+
+def test_cors_owns_the_upstream_headers(portico_factory):
+    upstream_api = '''
+name: up
+base_path: /up
+kind: service
+title: Up
+version: "1"
+routes:
+  - method: GET
+    path: /x
+    respond: {body: x, headers: {Access-Control-Allow-Origin: "*", Access-Control-Allow-Methods: "PUT"}}
+'''
+    up = portico_factory(node_config(), {"up.yaml": upstream_api}, subdir="up")
+    proxy_api = '''
+name: front
+base_path: /front
+kind: proxy
+title: Front
+version: "1"
+upstream:
+  targets: [{url: "http://127.0.0.1:%d/up"}]
+policies:
+  cors: {origins: ["https://app.example.com"]}
+''' % up.port
+    n = portico_factory(node_config(), {"front.yaml": proxy_api}, subdir="front")
+    r = requests.get(n.url("/front/x"), headers={"Origin": "https://evil.test"}, timeout=10)
+    assert r.status_code == 200 and r.text == "x"
+    assert not [k for k in r.headers if k.lower().startswith("access-control-")], r.headers
+    r = requests.get(n.url("/front/x"), headers={"Origin": "https://app.example.com"}, timeout=10)
+    assert r.headers["Access-Control-Allow-Origin"] == "https://app.example.com"
+    assert "Access-Control-Allow-Methods" not in r.headers
