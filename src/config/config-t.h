@@ -433,6 +433,8 @@ typedef struct pt_config_s {
     pt_log_config_t log;
     pt_cidr_t *trusted_proxies; /* peers whose X-Forwarded-* headers are believed */
     size_t ntrusted_proxies;
+    char **protected_headers; /* lower-case; stripped from every request (`protected_headers`) */
+    size_t nprotected_headers;
     char *apis_dir;     /* absolute or relative to the config file's directory; may be NULL */
     pt_api_def_t *apis; /* loaded from apis_dir (or the store's deployments), sorted by name */
     size_t napis;

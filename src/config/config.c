@@ -33,9 +33,14 @@
 #define WORKERS_MAX       256
 #define LISTENER_NAME_MAX 64
 
-static const char *const top_keys[] = {
-    "workers", "listen",      "limits", "log",      "processes", "trusted_proxies", "apis",
-    "store",   "environment", "admin",  "data_dir", "policies",  "users",           NULL};
+static const char *const top_keys[] = {"workers",     "listen",
+                                       "limits",      "log",
+                                       "processes",   "trusted_proxies",
+                                       "apis",        "store",
+                                       "environment", "admin",
+                                       "data_dir",    "policies",
+                                       "users",       "protected_headers",
+                                       NULL};
 static const char *const admin_keys[] = {"address", NULL};
 static const char *const user_keys[] = {"name",      "roles",        "api_keys", "password",
                                         "allow_ips", "certificates", "apis",     NULL};
@@ -1120,6 +1125,21 @@ static void parse_node(pt__cfg_ctx_t *c, const pt_ynode_t *root, pt_config_t *cf
     if (!pt_yaml_is_null(v = pt_yaml_get(root, "log"))) {
         mark = pt__cfg_push(c, "log", 3);
         parse_log(c, v, &cfg->log);
+        pt__cfg_pop(c, mark);
+    }
+    if (!pt_yaml_is_null(v = pt_yaml_get(root, "protected_headers"))) {
+        size_t k;
+        mark = pt__cfg_push(c, "protected_headers", 17);
+        if (string_list(c, v, &cfg->protected_headers, &cfg->nprotected_headers) == 0)
+            for (k = 0; k < cfg->nprotected_headers; k++) {
+                char *h;
+                if (!pt__cfg_is_token(cfg->protected_headers[k], strlen(cfg->protected_headers[k])))
+                    pt__cfg_err(c, v->line, "\"%.60s\" is not a header name",
+                                cfg->protected_headers[k]);
+                for (h = cfg->protected_headers[k]; *h; h++)
+                    if (*h >= 'A' && *h <= 'Z')
+                        *h = (char)(*h + 32);
+            }
         pt__cfg_pop(c, mark);
     }
     if (!pt_yaml_is_null(v = pt_yaml_get(root, "trusted_proxies"))) {

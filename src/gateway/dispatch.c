@@ -278,6 +278,11 @@ void pt_gateway_handle(pt_req_t *req)
         pt_http_respond(req, 204, allow, 1, NULL, NULL, 0);
         return;
     }
+    if (s->config->nprotected_headers > 0) { /* never reach a process or an upstream */
+        size_t i;
+        for (i = 0; i < s->config->nprotected_headers; i++)
+            pt_http_header_remove(req, s->config->protected_headers[i]);
+    }
     rr = pt_router_match(s->router, req->method, req->method_len, req->path.p, req->path.len,
                          &req->match);
     req->route_result = (int)rr;

@@ -94,6 +94,11 @@ int pt_http_output_full(const pt_req_t *req);
  * holds it back. */
 void pt_http_input_resume(pt_req_t *req);
 
+/* Removes every request header named lname (lower-case) / every query
+ * parameter name (credentials consumed by the auth policy). */
+void pt_http_header_remove(pt_req_t *req, const char *lname);
+void pt_http_query_remove(pt_req_t *req, const char *name);
+
 /* Adds n headers (names and values kept by the caller for the request's
  * life: arena or static) to whatever response the request gets. PT_OK or
  * PT_ENOMEM. */

@@ -184,6 +184,39 @@ const pt_str_t *pt_http_header(const pt_req_t *req, const char *lname)
     return NULL;
 }
 
+void pt_http_header_remove(pt_req_t *req, const char *lname)
+{
+    unsigned i, k = 0;
+    for (i = 0; i < req->nheaders; i++)
+        if (!pt_str_ieq(req->headers[i].name.p, req->headers[i].name.len, lname))
+            req->headers[k++] = req->headers[i];
+    req->nheaders = k;
+}
+
+void pt_http_query_remove(pt_req_t *req, const char *name)
+{
+    const char *q = req->query.p, *end = q + req->query.len;
+    size_t nl = strlen(name), len = 0;
+    char *out;
+    if (q == NULL || req->query.len == 0 ||
+        (out = pt_arena_alloc(&req->conn->arena, req->query.len + 1)) == NULL)
+        return;
+    while (q < end) {
+        const char *amp = memchr(q, '&', (size_t)(end - q));
+        const char *e = amp != NULL ? amp : end;
+        if (!((size_t)(e - q) >= nl && memcmp(q, name, nl) == 0 && (q + nl == e || q[nl] == '='))) {
+            if (len > 0)
+                out[len++] = '&';
+            memcpy(out + len, q, (size_t)(e - q));
+            len += (size_t)(e - q);
+        }
+        q = e + 1;
+    }
+    out[len] = '\0';
+    req->query.p = out;
+    req->query.len = len;
+}
+
 /* Host = uri-host [ ":" port ] (RFC 9110 §7.2): reg-name / IPv4 / [IPv6]. */
 static int host_valid(const char *p, size_t n)
 {

@@ -74,12 +74,14 @@ typedef struct auth_s {
     X509_STORE *cert_ca; /* cert_header certificates are verified against it when set */
     char **roles;        /* any of them grants access; NULL = any user */
     size_t nroles;
+    int hide; /* -1: default (API keys, passwords and certificate headers hidden, bearer tokens
+                 passed on); 0 or 1: `hide_credentials` */
     pt_header_kv_t challenges[3];
     size_t nchallenges;
 } auth_t;
 
-static const char *const keys[] = {"methods",     "api_key", "basic", "jwt",
-                                   "cert_header", "roles",   NULL};
+static const char *const keys[] = {"methods", "api_key",          "basic", "jwt", "cert_header",
+                                   "roles",   "hide_credentials", NULL};
 static const char *const api_key_keys[] = {"header", "query", NULL};
 static const char *const basic_keys[] = {"cache_ttl", NULL};
 static const char *const jwt_keys[] = {
@@ -419,6 +421,9 @@ static void *parse(pt__cfg_ctx_t *c, const pt_ynode_t *n)
             bad = 1;
         pt__cfg_pop(c, mark);
     }
+    a->hide = -1;
+    if ((v = pt_yaml_get(n, "hide_credentials")) != NULL && pt__cfg_bool(c, v, &a->hide) != 0)
+        bad = 1;
     if (!pt_yaml_is_null(v = pt_yaml_get(n, "roles"))) {
         mark = pt__cfg_push(c, "roles", 5);
         if (strings(c, v, &a->roles, &a->nroles) != 0)
@@ -509,6 +514,19 @@ static int check_access(const auth_t *a, pt_req_t *req, const pt_user_t *user, u
             ok = has(user->roles, user->nroles, a->roles[i]);
         if (!ok)
             return refuse(a, req, method, "role", user->name);
+    }
+    /* the credential was for the gateway: the upstream or process does not get it */
+    if (a->hide == 1 || (a->hide == -1 && method != M_JWT)) {
+        if (method == M_BASIC || method == M_JWT)
+            pt_http_header_remove(req, "authorization");
+        else if (method == M_CERT_HEADER)
+            pt_http_header_remove(req, a->cert_header);
+        else if (method == M_API_KEY) {
+            if (a->header != NULL)
+                pt_http_header_remove(req, a->header);
+            if (a->query != NULL)
+                pt_http_query_remove(req, a->query);
+        }
     }
     return PT_POLICY_NEXT;
 }

@@ -458,3 +458,51 @@ def test_bad_auth_configuration_is_explained(portico_factory, keys, tmp_path):
                        timeout=30)
     assert p.returncode != 0 and "Argon2id" in p.stderr + p.stdout
     assert "hunter2" not in p.stderr + p.stdout
+
+
+def test_consumed_credentials_do_not_reach_the_upstream(portico_factory, hashes_, keys):
+    """API keys and passwords were for the gateway: hidden from the upstream
+    by default; a bearer token is passed on (the upstream may check it too);
+    hide_credentials decides otherwise."""
+    up_api = '''
+name: up
+base_path: /up
+kind: service
+title: Up
+version: "1"
+headers: [X-API-Key, Authorization]
+processes:
+  seen:
+    steps:
+      - map: {fields: {key: "header['x-api-key']", authz: "header['authorization']", q: query.apikey, other: query.other}}
+routes:
+  - method: GET
+    path: /seen
+    process: seen
+'''
+    up = portico_factory(node_config(), {"up.yaml": up_api}, subdir="up")
+    p = subprocess.run([BIN, "user", "key"], capture_output=True, text=True, timeout=30)
+    key, digest = p.stdout.split()
+    users = "users:\n  - {name: alice, password: \"%s\", api_keys: [\"%s\"]}\n" % (
+        hashes_["alice"], digest)
+
+    def front(name, hide=""):
+        return ('name: %s\nbase_path: /%s\nkind: proxy\ntitle: F\nversion: "1"\n'
+                'upstream:\n  targets:\n    - url: "http://127.0.0.1:%d/up"\n'
+                'policies:\n  auth: {methods: [api_key, basic, jwt], api_key: {header: X-API-Key, '
+                'query: apikey}, jwt: {keys: [%s], audience: portico}%s}\n'
+                % (name, name, up.port, keys["dir"] / "rsa.pem", hide))
+    n = portico_factory(node_config(extra=users),
+                        {"f.yaml": front("f"), "g.yaml": front("g", ", hide_credentials: false")},
+                        subdir="front")
+    r = requests.get(n.url("/f/seen"), headers={"X-API-Key": key}, timeout=10)
+    assert r.status_code == 200 and r.json()["key"] is None, r.text
+    r = requests.get(n.url("/f/seen?apikey=%s&other=1" % key), timeout=10)
+    assert r.json()["q"] is None and r.json()["other"] == "1", r.text
+    r = requests.get(n.url("/f/seen"), auth=("alice", "wonderland"), timeout=10)
+    assert r.json()["authz"] is None, r.text
+    tok = token(keys["rsa"])
+    r = requests.get(n.url("/f/seen"), headers={"Authorization": "Bearer " + tok}, timeout=10)
+    assert r.json()["authz"] == "Bearer " + tok, r.text
+    r = requests.get(n.url("/g/seen"), headers={"X-API-Key": key}, timeout=10)
+    assert r.json()["key"] == key, r.text

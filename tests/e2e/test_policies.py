@@ -363,3 +363,27 @@ policies:
     r = requests.get(n.url("/front/x"), headers={"Origin": "https://app.example.com"}, timeout=10)
     assert r.headers["Access-Control-Allow-Origin"] == "https://app.example.com"
     assert "Access-Control-Allow-Methods" not in r.headers
+
+
+def test_configured_protected_headers_never_reach_processes(portico_factory):
+    api = '''
+name: who
+base_path: /who
+kind: service
+title: Who
+version: "1"
+headers: [X-Internal-User, X-Tenant]
+processes:
+  seen:
+    steps:
+      - map: {fields: {internal: "header['x-internal-user']", tenant: "header['x-tenant']"}}
+routes:
+  - method: GET
+    path: /seen
+    process: seen
+'''
+    n = portico_factory(node_config(extra="protected_headers: [X-Internal-User]\n"),
+                        {"who.yaml": api})
+    r = requests.get(n.url("/who/seen"), headers={"X-Internal-User": "admin", "X-Tenant": "t1"},
+                     timeout=10)
+    assert r.status_code == 200 and r.json() == {"internal": None, "tenant": "t1"}, r.text
