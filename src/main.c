@@ -31,6 +31,7 @@
 #include "core/xml.h"
 #include "process/engine.h"
 #include "policy/jwt.h"
+#include "policy/stats.h"
 #include "process/pool.h"
 #include "proxy/proxy.h"
 
@@ -413,6 +414,7 @@ static int serve(const char *config_path)
             abort();
         }
     }
+    pt_policy_stats_register(n.workers, n.nworkers);
     uv_signal_init(&n.loop, &n.sig_term);
     uv_signal_init(&n.loop, &n.sig_int);
     uv_signal_init(&n.loop, &n.sig_hup);
@@ -433,6 +435,7 @@ static int serve(const char *config_path)
     uv_run(&n.loop, UV_RUN_DEFAULT);
     pt_health_stop(n.health);
     n.health = NULL;
+    pt_policy_stats_register(NULL, 0);
     for (i = 0; i < n.nworkers; i++) {
         pt_worker_join(n.workers[i]);
         free(n.workers[i]);

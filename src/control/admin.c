@@ -5,6 +5,7 @@
  * never on a loop.
  */
 #include "control/admin.h"
+#include "policy/stats.h"
 
 #include <sodium.h>
 #include <stdatomic.h>
@@ -576,6 +577,16 @@ static void status(job_t *j)
                                       strlen(pt_store_kind(pt_control_store(pt_control)))));
     pt_json_object_set(&j->a, doc, "store_ok", 8, pt_json_bool(&j->a, ok));
     pt_json_object_set(&j->a, doc, "deployed", 8, ok ? rows : pt_json_null(&j->a));
+    {
+        uint64_t counts[PT_PSTAT_MAX];
+        pt_json_t *d = pt_json_object(&j->a);
+        size_t k;
+        pt_policy_stats_read(counts);
+        for (k = 0; k < PT_PSTAT_MAX; k++)
+            pt_json_object_set(&j->a, d, pt_pstat_names[k], strlen(pt_pstat_names[k]),
+                               pt_json_int(&j->a, (int64_t)counts[k]));
+        pt_json_object_set(&j->a, doc, "policy_decisions", 16, d);
+    }
     answer(j, 200, doc);
 }
 

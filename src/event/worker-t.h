@@ -14,6 +14,7 @@
 #include "core/log.h"
 #include "gateway/snapshot-t.h"
 #include "http/http-t.h"
+#include "policy/stats.h"
 
 #define PT_WORKER_READ_BUF  65536
 #define PT_WORKER_TLS_BUF   (16384 + 512)
@@ -90,6 +91,7 @@ struct pt_worker_s {
     struct pt_procpool_s *procpool; /* the node's process pool (set before the worker starts) */
     struct pt_procpool_s *authpool; /* password verifications (basic auth), off the loop */
     void *auth;                     /* the auth policy's per-worker state (cache) */
+    pt_pstats_t pstats;             /* the policies' decisions (policy/stats.h) */
     void (*finish_hooks[4])(pt_worker_t *w);
     unsigned nfinish_hooks;
     /* stats, read by nobody else for now (metrics issue) */

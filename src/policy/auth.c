@@ -460,6 +460,36 @@ static const char *method_name(unsigned m)
     return "none";
 }
 
+/* The counter of a refusal's reason code. */
+static pt_pstat_t reason_stat(const char *reason, int forbidden)
+{
+    static const struct {
+        const char *reason;
+        pt_pstat_t stat;
+    } map[] = {{"no-credentials", PT_PSTAT_AUTH_NO_CREDENTIALS},
+               {"malformed", PT_PSTAT_AUTH_MALFORMED},
+               {"unknown-key", PT_PSTAT_AUTH_UNKNOWN},
+               {"unknown-user", PT_PSTAT_AUTH_UNKNOWN},
+               {"unknown-certificate", PT_PSTAT_AUTH_UNKNOWN},
+               {"bad-password", PT_PSTAT_AUTH_BAD_PASSWORD},
+               {"expired", PT_PSTAT_AUTH_EXPIRED},
+               {"not-yet-valid", PT_PSTAT_AUTH_EXPIRED},
+               {"no-expiry", PT_PSTAT_AUTH_EXPIRED},
+               {"wrong-issuer", PT_PSTAT_AUTH_CLAIMS},
+               {"wrong-audience", PT_PSTAT_AUTH_CLAIMS},
+               {"no-user-claim", PT_PSTAT_AUTH_CLAIMS},
+               {"untrusted-proxy", PT_PSTAT_AUTH_UNTRUSTED},
+               {"untrusted-certificate", PT_PSTAT_AUTH_UNTRUSTED},
+               {"memory", PT_PSTAT_AUTH_BUSY}};
+    size_t i;
+    if (forbidden)
+        return PT_PSTAT_AUTH_FORBIDDEN;
+    for (i = 0; i < sizeof(map) / sizeof(map[0]); i++)
+        if (strcmp(map[i].reason, reason) == 0)
+            return map[i].stat;
+    return PT_PSTAT_AUTH_BAD_TOKEN; /* signature, algorithm, key, header */
+}
+
 /* 401, or 403 once the user is known (req->user), and the audit line
  * (user: a name to log, when there is one). */
 static int refuse(const auth_t *a, pt_req_t *req, unsigned method, const char *reason,
@@ -472,6 +502,7 @@ static int refuse(const auth_t *a, pt_req_t *req, unsigned method, const char *r
         name[i] =
             (unsigned char)user[i] < 0x20 || user[i] == 0x7f || user[i] == '"' ? '?' : user[i];
     name[i] = '\0';
+    pt_policy_count(req, reason_stat(reason, req->user != NULL));
     pt_log_warn("auth: %.*s refused: method=%s reason=%s client=%s%s%s%s", (int)req->request_id_len,
                 req->request_id, method_name(method), reason, pt_http_peer(req),
                 user ? " user=\"" : "", user ? name : "", user ? "\"" : "");
@@ -515,6 +546,7 @@ static int check_access(const auth_t *a, pt_req_t *req, const pt_user_t *user, u
         if (!ok)
             return refuse(a, req, method, "role", user->name);
     }
+    pt_policy_count(req, PT_PSTAT_AUTH_ALLOWED);
     /* the credential was for the gateway: the upstream or process does not get it */
     if (a->hide == 1 || (a->hide == -1 && method != M_JWT)) {
         if (method == M_BASIC || method == M_JWT)
@@ -808,6 +840,7 @@ static void verify_cont(pt_req_t *req)
     req->hook_data = NULL;
     if (j->job.status != PT_JOB_DONE) {
         static const pt_header_kv_t retry[] = {{"Retry-After", "1"}};
+        pt_policy_count(req, PT_PSTAT_AUTH_BUSY);
         pt_http_problem(req, 503, "busy", "Authentication is busy; try again shortly.", retry, 1);
         return;
     }
@@ -925,6 +958,7 @@ static int basic(const auth_t *a, pt_req_t *req, const char *b64, size_t len)
         static const pt_header_kv_t retry[] = {{"Retry-After", "1"}};
         l->job = NULL;
         job_free(j);
+        pt_policy_count(req, PT_PSTAT_AUTH_BUSY);
         pt_log_warn("auth: %.*s: the authentication pool is full", (int)req->request_id_len,
                     req->request_id);
         pt_http_problem(req, 503, "busy", "Authentication is busy; try again shortly.", retry, 1);

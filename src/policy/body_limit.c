@@ -41,6 +41,7 @@ static int handle(const void *conf, pt_req_t *req)
     const body_limit_t *b = conf;
     if (req->content_length > 0 && (uint64_t)req->content_length > b->max) {
         req->keepalive = 0; /* the body it announced will not be read */
+        pt_policy_count(req, PT_PSTAT_BODY_TOO_LARGE);
         pt_http_problem(req, 413, "payload-too-large",
                         "The request body exceeds this API's maximum size.", NULL, 0);
         return 1;

@@ -52,6 +52,7 @@ static int handle(const void *conf, pt_req_t *req)
     static const pt_header_kv_t retry[] = {{"Retry-After", "1"}};
     if (atomic_fetch_add_explicit(&k->running, 1, memory_order_acquire) >= k->max) {
         atomic_fetch_sub_explicit(&k->running, 1, memory_order_release);
+        pt_policy_count(req, PT_PSTAT_CONCURRENCY_REJECTED);
         pt_http_problem(req, 503, "too-many-concurrent",
                         "Too many requests in progress for this API; retry shortly.", retry, 1);
         return 1;
@@ -61,6 +62,7 @@ static int handle(const void *conf, pt_req_t *req)
         pt_http_problem(req, 500, "internal-error", "Out of memory.", NULL, 0);
         return 1;
     }
+    pt_policy_count(req, PT_PSTAT_CONCURRENCY_ALLOWED);
     return 0;
 }
 

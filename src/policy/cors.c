@@ -295,6 +295,7 @@ static int preflight(const void *conf, pt_req_t *req)
         !method_listed(k->methods, method->p, method->len) || !headers_allowed(k, hdrs) ||
         (h = grant(k, req, origin, 3, &n)) == NULL) {
         /* refused: an answer without any Access-Control-* header */
+        pt_policy_count(req, PT_PSTAT_CORS_REFUSED);
         pt_http_respond(req, 204, vary, 1, NULL, NULL, 0);
         return PT_POLICY_ANSWERED;
     }
@@ -306,6 +307,7 @@ static int preflight(const void *conf, pt_req_t *req)
         if (v != NULL)
             h[n++] = (pt_header_kv_t){"Access-Control-Allow-Headers", v};
     }
+    pt_policy_count(req, PT_PSTAT_CORS_PREFLIGHT);
     if (k->max_age[0])
         h[n++] = (pt_header_kv_t){"Access-Control-Max-Age", (char *)k->max_age};
     pt_http_respond(req, 204, h, n, NULL, NULL, 0);

@@ -73,10 +73,12 @@ static int handle(const void *conf, pt_req_t *req)
     pt_policy_client_addr(req, &a);
     if ((f->ndeny > 0 && pt_cidr_match(f->deny, f->ndeny, (const struct sockaddr *)&a)) ||
         (f->nallow > 0 && !pt_cidr_match(f->allow, f->nallow, (const struct sockaddr *)&a))) {
+        pt_policy_count(req, PT_PSTAT_IP_DENIED);
         pt_http_problem(req, 403, "forbidden-address",
                         "Requests from this address are not allowed.", NULL, 0);
         return 1;
     }
+    pt_policy_count(req, PT_PSTAT_IP_ALLOWED);
     return 0;
 }
 

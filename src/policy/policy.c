@@ -4,6 +4,7 @@
 #include "policy/policy.h"
 
 #include <arpa/inet.h>
+#include <pthread.h>
 #include <netinet/in.h>
 #include <stdlib.h>
 #include <string.h>
@@ -100,6 +101,9 @@ static int merge(pt_arena_t *a, const pt_policy_list_t *wide, const pt_policy_li
 int pt_policy_build_chains(pt_config_t *cfg)
 {
     size_t i, r;
+    /* the node's own list is the chain of requests that match no API */
+    if (cfg->policies.n > 1)
+        qsort(cfg->policies.items, cfg->policies.n, sizeof(*cfg->policies.items), by_order);
     for (i = 0; i < cfg->napis; i++) {
         pt_api_def_t *api = &cfg->apis[i];
         if (merge(&cfg->arena, &cfg->policies, &api->policies, &api->chain) != 0)
@@ -220,4 +224,41 @@ void pt_policy_client_addr(pt_req_t *req, struct sockaddr_storage *out)
         (xff = pt_http_header(req, "x-forwarded-for")) == NULL)
         return;
     pt_policy_forwarded_client(cfg->trusted_proxies, cfg->ntrusted_proxies, xff->p, xff->len, out);
+}
+
+/* ------------------------------------------------------------ decision counters */
+
+const char *const pt_pstat_names[PT_PSTAT_MAX] = {
+    "auth.allowed",         "auth.no_credentials",  "auth.malformed",     "auth.unknown",
+    "auth.bad_password",    "auth.bad_token",       "auth.expired",       "auth.claims",
+    "auth.untrusted",       "auth.forbidden",       "auth.busy",          "ip_filter.allowed",
+    "ip_filter.denied",     "rate_limit.allowed",   "rate_limit.limited", "concurrency.allowed",
+    "concurrency.rejected", "body_limit.too_large", "cors.preflight",     "cors.refused"};
+
+static pthread_mutex_t stats_lock = PTHREAD_MUTEX_INITIALIZER;
+static pt_worker_t **stats_workers;
+static unsigned stats_nworkers;
+
+void pt_policy_stats_register(pt_worker_t **workers, unsigned n)
+{
+    pthread_mutex_lock(&stats_lock);
+    stats_workers = workers;
+    stats_nworkers = n;
+    pthread_mutex_unlock(&stats_lock);
+}
+
+void pt_policy_stats_read(uint64_t out[PT_PSTAT_MAX])
+{
+    unsigned i, k;
+    memset(out, 0, sizeof(uint64_t) * PT_PSTAT_MAX);
+    pthread_mutex_lock(&stats_lock);
+    for (i = 0; i < stats_nworkers; i++)
+        for (k = 0; k < PT_PSTAT_MAX; k++)
+            out[k] += atomic_load_explicit(&stats_workers[i]->pstats.n[k], memory_order_relaxed);
+    pthread_mutex_unlock(&stats_lock);
+}
+
+void pt_policy_count(pt_req_t *req, pt_pstat_t k)
+{
+    pt_pstat_inc(&req->snap->worker->pstats, k);
 }

@@ -15,6 +15,7 @@
 #include "config/config-t.h"
 #include "config/schema.h"
 #include "http/http-t.h"
+#include "policy/stats.h"
 
 /* The documented order: CORS, IP filter, authentication, per-user IP
  * filter, access, rate limit, concurrency. CORS comes first so that
@@ -73,5 +74,8 @@ void pt_policy_client_addr(pt_req_t *req, struct sockaddr_storage *out);
  * the rightmost address not in trusted; unparsable entries stop the walk. */
 void pt_policy_forwarded_client(const pt_cidr_t *trusted, size_t ntrusted, const char *xff,
                                 size_t len, struct sockaddr_storage *out);
+
+/* Counts a decision in the request's worker (stats.h). */
+void pt_policy_count(pt_req_t *req, pt_pstat_t k);
 
 #endif

@@ -149,6 +149,7 @@ static int success_headers(const rate_limit_t *r, pt_req_t *req, uint64_t now, u
     pt_arena_t *a = pt_http_req_arena(req);
     pt_header_kv_t h[3];
     char *v = pt_arena_alloc(a, 3 * 24);
+    pt_policy_count(req, PT_PSTAT_RATE_ALLOWED);
     uint64_t left =
         now + r->tolerance >= next ? (now + r->tolerance - next) / r->interval_ns + 1 : 0;
     if (v == NULL)
@@ -195,6 +196,7 @@ static int handle(const void *conf, pt_req_t *req)
         hdrs[2].value = remaining;
         hdrs[3].name = "RateLimit-Reset";
         hdrs[3].value = reset;
+        pt_policy_count(req, PT_PSTAT_RATE_LIMITED);
         pt_http_problem(req, r->status, "rate-limited",
                         "Too many requests: the rate limit is exceeded; retry later.", hdrs, 4);
     }

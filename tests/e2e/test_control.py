@@ -230,7 +230,7 @@ def control(portico_factory, request):
     """make(backend, apis={}, env="dev") -> a started node with a store and
     an admin listener; `n.admin` is an Admin client holding a fresh token."""
 
-    def make(backend, apis=None, env="dev", workers=2, store=None):
+    def make(backend, apis=None, env="dev", workers=2, store=None, extra=""):
         if store is None:
             if backend == "sqlite":
                 store = "sqlite:data/portico.db"
@@ -241,7 +241,8 @@ def control(portico_factory, request):
                 store = pg.url(db)
         admin_port = free_tcp_port()
         cfg = node_config(workers=workers, extra="store: %s\nenvironment: %s\nadmin:\n"
-                                                 "  address: 127.0.0.1:%d\n" % (store, env, admin_port))
+                                                 "  address: 127.0.0.1:%d\n%s" % (store, env, admin_port,
+                                                                                  extra))
         n = portico_factory(cfg, apis if apis is not None else {}, start=False)
         n.backend = backend
         n.admin_port = admin_port
@@ -1185,3 +1186,21 @@ def test_deploy_undeploy_cycles(control):
     rc = n.stop()
     assert rc == 0, "portico exited with %s:\n%s" % (rc, n.stderr())
     n.check_clean()
+
+
+def test_status_counts_policy_decisions(control):
+    """Every policy decision is counted per worker and summed for the
+    admin status (and the later metrics)."""
+    n = control("sqlite", extra="policies:\n  auth: {methods: [api_key]}\n"
+                                "  ip_filter: {deny: [10.0.0.0/8]}\n"
+                                "trusted_proxies: [127.0.0.1]\n")
+    for _ in range(3):
+        assert public_get(n, path="/nowhere").status_code == 401
+    r = requests.get(n.url("/nowhere", "public"), headers={"X-Forwarded-For": "10.1.2.3"},
+                     timeout=10)
+    assert r.status_code == 403
+    d = n.admin.status()["policy_decisions"]
+    assert d["auth.no_credentials"] == 3 and d["ip_filter.denied"] == 1, d
+    assert d["ip_filter.allowed"] == 3 and d["auth.allowed"] == 0, d
+    assert set(d) >= {"rate_limit.limited", "concurrency.rejected", "body_limit.too_large",
+                      "cors.refused", "auth.bad_password", "auth.expired"}
