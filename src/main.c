@@ -501,8 +501,11 @@ int main(int argc, char **argv)
         return pt_control_migrate_main(argc - 1, argv + 1);
     if (argc >= 2 && strcmp(argv[1], "admin") == 0)
         return pt_control_admin_main(argc - 1, argv + 1);
+    if (argc >= 2 && strcmp(argv[1], "user") == 0 && argc <= 3 &&
+        (argc == 2 || strcmp(argv[2], "key") == 0 || strcmp(argv[2], "password") == 0))
+        return pt_user_main(argc - 1, argv + 1); /* local: a key or a hash for the node file */
     if (argc >= 2 && strcmp(argv[1], "user") == 0)
-        return pt_user_main(argc - 1, argv + 1);
+        return pt_cli_main(argc - 1, argv + 1); /* the store's users, through the admin API */
     if (argc >= 2 && (strcmp(argv[1], "version") == 0 || strcmp(argv[1], "--version") == 0)) {
         printf("portico %s\n", PT_VERSION);
         return 0;

@@ -988,6 +988,33 @@ static void parse_user_more(pt__cfg_ctx_t *c, const pt_ynode_t *u, pt_user_t *us
 
 /* `users: [{name, roles: [...], api_keys: ["sha256:..."]}]`: keys only as
  * hashes (`portico user key` makes a key and its hash). */
+static void parse_users(pt__cfg_ctx_t *c, const pt_ynode_t *n, pt_config_t *cfg);
+
+int pt_config_add_users(pt_config_t *cfg, const char *origin, const char *text, size_t len,
+                        pt_config_errors_t *errs)
+{
+    pt__cfg_ctx_t c;
+    pt_arena_t scratch;
+    const pt_ynode_t *root, *users;
+    int rc = PT_EINVAL;
+
+    memset(&c, 0, sizeof(c));
+    pt_arena_init(&scratch, NULL);
+    c.arena = &cfg->arena;
+    c.scratch = &scratch;
+    c.errs = errs;
+    c.file = origin;
+    if ((root = pt_yaml_parse(&scratch, origin, text, len, errs)) == NULL)
+        goto done;
+    if ((users = pt_yaml_get(root, "users")) != NULL)
+        parse_users(&c, users, cfg);
+    if (c.nerr == 0)
+        rc = 0;
+done:
+    pt_arena_destroy(&scratch);
+    return rc;
+}
+
 static void parse_users(pt__cfg_ctx_t *c, const pt_ynode_t *n, pt_config_t *cfg)
 {
     size_t i, k, total = 0, mark = pt__cfg_push(c, "users", 5);
@@ -1000,11 +1027,22 @@ static void parse_users(pt__cfg_ctx_t *c, const pt_ynode_t *n, pt_config_t *cfg)
         const pt_ynode_t *keys = pt_yaml_get(n->items[i], "api_keys");
         total += keys != NULL && keys->kind == PT_YNODE_SEQUENCE ? keys->n : 0;
     }
-    cfg->users = pt_arena_calloc(c->arena, sizeof(*cfg->users) * (n->n ? n->n : 1));
-    cfg->keys = pt_arena_calloc(c->arena, sizeof(*cfg->keys) * (total ? total : 1));
-    if (cfg->users == NULL || cfg->keys == NULL) {
-        pt__cfg_err(c, n->line, "out of memory");
-        goto done;
+    {
+        /* appended to the users already there (the node file's, then the store's) */
+        pt_user_t *users = pt_arena_calloc(c->arena, sizeof(*users) * (cfg->nusers + n->n + 1));
+        pt_key_index_t *keys = pt_arena_calloc(c->arena, sizeof(*keys) * (cfg->nkeys + total + 1));
+        if (users == NULL || keys == NULL) {
+            pt__cfg_err(c, n->line, "out of memory");
+            goto done;
+        }
+        if (cfg->nusers > 0)
+            memcpy(users, cfg->users, sizeof(*users) * cfg->nusers);
+        for (k = 0; k < cfg->nkeys; k++) {
+            keys[k] = cfg->keys[k];
+            keys[k].user = users + (cfg->keys[k].user - cfg->users);
+        }
+        cfg->users = users;
+        cfg->keys = keys;
     }
     for (i = 0; i < n->n; i++) {
         const pt_ynode_t *u = n->items[i], *v;

@@ -79,6 +79,12 @@ int pt_config_validate_files(int argc, char **argv);
  * the IPv6 blocks only: "::/0" does not cover IPv4 peers. Reads only; no allocation. */
 int pt_cidr_match(const pt_cidr_t *blocks, size_t n, const struct sockaddr *sa);
 
+/* Adds the users of a `users:` document (YAML, or JSON) to cfg's, checked
+ * as the node file's are (origin names it in messages: "store"). 0, or
+ * PT_EINVAL with errs filled. */
+int pt_config_add_users(pt_config_t *cfg, const char *origin, const char *text, size_t len,
+                        pt_config_errors_t *errs);
+
 /* Parses "addr" or "addr/prefix" (IPv4 or IPv6; ::ffff:a.b.c.d/96+ becomes
  * the IPv4 block) of len bytes into b. 0, or PT_CIDR_BAD_ADDRESS,
  * PT_CIDR_BAD_PREFIX, or PT_CIDR_HOST_BITS (b then holds the block meant). */

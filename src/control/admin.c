@@ -60,6 +60,7 @@ struct job_s {
     pt_json_t *errors;
     pt_buf_t out;
     const char *actor;
+    void (*fix_row)(job_t *j, pt_json_t *row); /* rows_answer: reshapes each row */
 };
 
 /* ------------------------------------------------------------ tokens */
@@ -341,6 +342,11 @@ static void rows_answer(job_t *j, const char *sql, const char *key, int numeric_
         return;
     }
     pt_store_end(&tx, 0, &e);
+    if (j->fix_row != NULL) {
+        size_t i;
+        for (i = 0; i < rows->u.arr.n; i++)
+            j->fix_row(j, rows->u.arr.items[i]);
+    }
     next = pt_json_null(&j->a);
     if (rows->u.arr.n > (size_t)limit) {
         const pt_json_t *k;
@@ -597,6 +603,116 @@ static int is(const job_t *j, const char *m)
     return strcmp(j->method, m) == 0;
 }
 
+/* A stored user row as the API shows it: its lists as JSON arrays (they
+ * are kept as JSON text), has_password a boolean on every store. */
+static void user_row(job_t *j, pt_json_t *row)
+{
+    static const char *const lists[] = {"roles", "allow_ips", "certificates", "apis"};
+    size_t i, k;
+    for (i = 0; row->type == PT_JSON_OBJECT && i < row->u.obj.n; i++) {
+        pt_json_member_t *m = &row->u.obj.members[i];
+        for (k = 0; k < sizeof(lists) / sizeof(lists[0]); k++)
+            if (strcmp(m->key, lists[k]) == 0 && m->value->type == PT_JSON_STRING) {
+                pt_json_error_t jerr;
+                pt_json_t *v = pt_json_parse(&j->a, m->value->u.str.p, m->value->u.str.len,
+                                             &PT_JSON_LIMITS_DEFAULT, &jerr);
+                if (v != NULL)
+                    m->value = v;
+            }
+        if (strcmp(m->key, "has_password") == 0)
+            m->value = pt_json_bool(&j->a, pt_json_truthy(m->value));
+    }
+}
+
+/* /admin/users...: the users kept in the store (docs/admin-api.md). */
+static void users_route(job_t *j, char **seg, size_t n)
+{
+    pt_op_result_t r;
+    memset(&r, 0, sizeof(r));
+    if (n == 1 && is(j, "GET")) {
+        j->fix_row = user_row;
+        rows_answer(j,
+                    "SELECT name, roles, allow_ips, certificates, apis, password IS NOT NULL AS "
+                    "has_password, created_at, updated_at FROM users WHERE (CAST(:c AS TEXT) IS "
+                    "NULL OR name > :c) ORDER BY name LIMIT :l",
+                    "name", 0, NULL, NULL);
+        return;
+    }
+    if ((n == 1 && is(j, "POST")) || (n == 2 && is(j, "PATCH"))) {
+        pt_control_lock(pt_control);
+        pt_op_user_put(pt_control, &j->a, n == 2 ? seg[1] : NULL, j->body ? j->body : "",
+                       j->body_len, n == 1, j->actor, &r);
+        pt_control_unlock(pt_control);
+        if (j->body != NULL)
+            sodium_memzero(j->body, j->body_len); /* it may hold a password */
+        if (r.body != NULL)
+            user_row(j, r.body);
+        answer_op(j, &r);
+        return;
+    }
+    if (n == 2 && is(j, "GET")) {
+        pt_json_t *row = NULL, *keys = NULL;
+        pt_store_tx_t tx;
+        pt_db_error_t e;
+        if (one_row(j, &row, "such user",
+                    "SELECT name, roles, allow_ips, certificates, apis, password IS NOT NULL AS "
+                    "has_password, created_at, updated_at FROM users WHERE name = :a AND 0 < :b",
+                    seg[1], 1) != 0)
+            return;
+        memset(&e, 0, sizeof(e));
+        if (pt_store_begin(pt_control_store(pt_control), &tx, 0, &e) != PT_OK ||
+            pt_store_q(&tx, &j->a, PT_SQL_ROWS, &keys, &e,
+                       "SELECT id, label, created_at, revoked_at FROM user_keys WHERE user_name "
+                       "= :a ORDER BY created_at, id",
+                       "a", pt_json_string(&j->a, seg[1], strlen(seg[1])), NULL) != PT_OK) {
+            if (tx.conn != NULL)
+                pt_store_end(&tx, 0, &e);
+            store_failed(j, &e);
+            return;
+        }
+        pt_store_end(&tx, 0, &e);
+        user_row(j, row);
+        pt_json_object_set(&j->a, row, "keys", 4, keys);
+        answer(j, 200, row);
+        return;
+    }
+    if (n == 2 && is(j, "DELETE")) {
+        pt_control_lock(pt_control);
+        pt_op_user_delete(pt_control, &j->a, seg[1], j->actor, &r);
+        pt_control_unlock(pt_control);
+        answer_op(j, &r);
+        return;
+    }
+    if (n == 3 && strcmp(seg[2], "keys") == 0 && is(j, "POST")) {
+        pt_json_t *b = json_body(j);
+        int bad = 0;
+        const char *label;
+        if (b == NULL)
+            return;
+        label = member_str(b, "label", &bad);
+        if (bad) {
+            fail(j, 400, "bad-request", "The body is {\"label\": \"...\"} or empty.");
+            return;
+        }
+        pt_control_lock(pt_control);
+        pt_op_user_key_create(pt_control, &j->a, seg[1], label, j->actor, &r);
+        pt_control_unlock(pt_control);
+        answer_op(j, &r);
+        return;
+    }
+    if (n == 4 && strcmp(seg[2], "keys") == 0 && is(j, "DELETE")) {
+        pt_control_lock(pt_control);
+        pt_op_user_key_revoke(pt_control, &j->a, seg[1], seg[3], j->actor, &r);
+        pt_control_unlock(pt_control);
+        answer_op(j, &r);
+        return;
+    }
+    if (n <= 2 || (n <= 4 && strcmp(seg[2], "keys") == 0))
+        fail(j, 405, "method-not-allowed", "This admin resource does not accept %s.", j->method);
+    else
+        fail(j, 404, "not-found", "No admin resource at this path.");
+}
+
 static void route(job_t *j)
 {
     char *seg[SEGMENTS];
@@ -679,6 +795,10 @@ static void route(job_t *j)
             return;
         }
         goto notfound;
+    }
+    if (strcmp(seg[0], "users") == 0) {
+        users_route(j, seg, n);
+        return;
     }
     if (strcmp(seg[0], "environments") == 0) {
         if (n == 1 && is(j, "GET")) {

@@ -45,6 +45,12 @@
 #define OPT_ENV      (1u << 3)
 #define OPT_TO       (1u << 4)
 #define OPT_API      (1u << 5)
+#define OPT_ROLES    (1u << 6)
+#define OPT_IPS      (1u << 7)
+#define OPT_APIS     (1u << 8)
+#define OPT_CERTS    (1u << 9)
+#define OPT_PASSWORD (1u << 10)
+#define OPT_LAST     OPT_PASSWORD
 
 typedef struct cli_s cli_t;
 
@@ -65,6 +71,7 @@ struct cli_s {
     size_t nwords;
     const char **args; /* words after the command's own (the sub word) */
     const char *label, *notes, *revision, *env, *to, *api;
+    const char *roles, *ips, *apis, *certs; /* comma-separated lists */
     const char *server_opt, *token_file;
     unsigned given; /* OPT_* seen on the command line */
     int json;
@@ -801,6 +808,164 @@ static int cmd_deployments(cli_t *c)
                 PT_ARRAY_SIZE(cols));
 }
 
+/* ------------------------------------------------------------- users */
+
+/* s as a JSON string, quotes included. */
+static int json_str(pt_buf_t *b, const char *s, size_t n)
+{
+    return pt_buf_append_char(b, '"') != PT_OK || pt_buf_append_json_str(b, s, n) != PT_OK ||
+                   pt_buf_append_char(b, '"') != PT_OK
+               ? -1
+               : 0;
+}
+
+/* "a,b" as a JSON list member of body (",k":[...]; "" gives []). */
+static int body_list(pt_buf_t *b, const char *key, const char *csv)
+{
+    const char *p = csv;
+    int first = 1;
+    if (csv == NULL)
+        return 0;
+    if ((b->len > 1 && pt_buf_append_char(b, ',') != PT_OK) || json_str(b, key, strlen(key)) != 0 ||
+        pt_buf_append(b, ":[", 2) != PT_OK)
+        return -1;
+    while (*p) {
+        size_t n = strcspn(p, ",");
+        const char *s = p, *e = p + n;
+        while (s < e && *s == ' ')
+            s++;
+        while (e > s && e[-1] == ' ')
+            e--;
+        if (e > s) {
+            if ((!first && pt_buf_append_char(b, ',') != PT_OK) ||
+                json_str(b, s, (size_t)(e - s)) != 0)
+                return -1;
+            first = 0;
+        }
+        p += n + (p[n] == ',');
+    }
+    return pt_buf_append_char(b, ']') != PT_OK ? -1 : 0;
+}
+
+/* The password from one line of standard input (never from the command
+ * line, where `ps` would show it). */
+static int body_password(cli_t *c, pt_buf_t *b)
+{
+    char pw[1100];
+    size_t n;
+    int rc;
+    if (!(c->given & OPT_PASSWORD))
+        return 0;
+    if (fgets(pw, sizeof(pw), stdin) == NULL) {
+        say("--password-stdin: nothing on standard input");
+        return -2;
+    }
+    n = strcspn(pw, "\r\n");
+    pw[n] = '\0';
+    rc = (b->len > 1 && pt_buf_append_char(b, ',') != PT_OK) ||
+                 pt_buf_append(b, "\"password\":", 11) != PT_OK || json_str(b, pw, n) != 0
+             ? -1
+             : 0;
+    memset(pw, 0, sizeof(pw));
+    return rc;
+}
+
+static int user_put(cli_t *c, int create)
+{
+    pt_buf_t body, url;
+    int rc, prc;
+    pt_buf_init(&body, 0);
+    pt_buf_init(&url, 0);
+    if (pt_buf_append_char(&body, '{') != PT_OK ||
+        (create && body_add(&body, "name", c->args[0], 0)) || body_list(&body, "roles", c->roles) ||
+        body_list(&body, "allow_ips", c->ips) || body_list(&body, "apis", c->apis) ||
+        body_list(&body, "certificates", c->certs)) {
+        rc = out_of_memory();
+        goto done;
+    }
+    if ((prc = body_password(c, &body)) != 0) {
+        rc = prc == -2 ? CLI_EXIT_USAGE : out_of_memory();
+        goto done;
+    }
+    if (pt_buf_append_char(&body, '}') != PT_OK ||
+        (create ? build_url(c, &url, "/admin/users")
+                : build_url(c, &url, "/admin/users/{}", c->args[0])) != PT_OK)
+        rc = out_of_memory();
+    else if ((rc = call(c, create ? "POST" : "PATCH", &url, "application/json", &body)) == 0 &&
+             !c->json)
+        printf("user %s %s\n", text_or(c, c->doc, "name", c->args[0]),
+               create ? "added" : "changed");
+done:
+    if (body.data != NULL)
+        memset(body.data, 0, body.len); /* a password may be in it */
+    pt_buf_free(&body);
+    pt_buf_free(&url);
+    return rc;
+}
+
+static int cmd_user_add(cli_t *c)
+{
+    return user_put(c, 1);
+}
+
+static int cmd_user_set(cli_t *c)
+{
+    return user_put(c, 0);
+}
+
+static int cmd_user_list(cli_t *c)
+{
+    static const column_t cols[] = {
+        {"NAME", "name", 0},           {"ROLES", "roles", 0}, {"PASSWORD", "has_password", 0},
+        {"ALLOW IPS", "allow_ips", 0}, {"APIS", "apis", 0},   {"UPDATED", "updated_at", 0}};
+    return list(c, "/admin/users", NULL, NULL, NULL, cols, PT_ARRAY_SIZE(cols));
+}
+
+static int cmd_user_remove(cli_t *c)
+{
+    pt_buf_t url;
+    int rc;
+    pt_buf_init(&url, 0);
+    if (build_url(c, &url, "/admin/users/{}", c->args[0]) != PT_OK)
+        rc = out_of_memory();
+    else if ((rc = call(c, "DELETE", &url, NULL, NULL)) == 0 && !c->json)
+        printf("user %s removed\n", c->args[0]);
+    pt_buf_free(&url);
+    return rc;
+}
+
+static int cmd_user_key_create(cli_t *c)
+{
+    pt_buf_t body, url;
+    int rc;
+    pt_buf_init(&body, 0);
+    pt_buf_init(&url, 0);
+    if (pt_buf_append_char(&body, '{') != PT_OK || body_add(&body, "label", c->label, 0) ||
+        pt_buf_append_char(&body, '}') != PT_OK ||
+        build_url(c, &url, "/admin/users/{}/keys", c->args[0]) != PT_OK)
+        rc = out_of_memory();
+    else if ((rc = call(c, "POST", &url, "application/json", &body)) == 0 && !c->json)
+        /* the key on a line of its own (for scripts), then what it is; shown this once */
+        printf("%s\nkey %s of user %s: keep it now, it is not shown again\n",
+               text_of(c, c->doc, "key", 0), text_of(c, c->doc, "id", 0), c->args[0]);
+    pt_buf_free(&body);
+    pt_buf_free(&url);
+    return rc;
+}
+
+static int cmd_user_key_revoke(cli_t *c)
+{
+    pt_buf_t url;
+    int rc;
+    pt_buf_init(&url, 0);
+    if (build_url(c, &url, "/admin/users/{}/keys/{}", c->args[0], c->args[1]) != PT_OK)
+        rc = out_of_memory();
+    else if ((rc = call(c, "DELETE", &url, NULL, NULL)) == 0 && !c->json)
+        printf("key %s of user %s revoked\n", c->args[1], c->args[0]);
+    pt_buf_free(&url);
+    return rc;
+}
+
 static const cmd_t cmds[] = {
     {"api", "push", 1, OPT_LABEL | OPT_NOTES, 0, cmd_api_push,
      "api push FILE [--label L] [--notes N]",
@@ -822,6 +987,20 @@ static const cmd_t cmds[] = {
     {"env", "list", 0, 0, 0, cmd_env_list, "env list", "the environments"},
     {"deployments", NULL, 0, OPT_ENV | OPT_API, OPT_ENV, cmd_deployments,
      "deployments --env E [--api NAME]", "the deployment history of an environment, newest first"},
+    {"user", "add", 1, OPT_ROLES | OPT_IPS | OPT_APIS | OPT_CERTS | OPT_PASSWORD, 0, cmd_user_add,
+     "user add NAME [--roles R,R] [--password-stdin] [--allow-ips A,A] [--apis N,N] "
+     "[--certificates C,C]",
+     "add a user to the store (the password is read from stdin, hashed by the node)"},
+    {"user", "set", 1, OPT_ROLES | OPT_IPS | OPT_APIS | OPT_CERTS | OPT_PASSWORD, 0, cmd_user_set,
+     "user set NAME [--roles R,R] [--password-stdin] [--allow-ips A,A] [--apis N,N] "
+     "[--certificates C,C]",
+     "change what is given of a stored user (an empty list clears it)"},
+    {"user", "list", 0, 0, 0, cmd_user_list, "user list", "the users in the store"},
+    {"user", "remove", 1, 0, 0, cmd_user_remove, "user remove NAME", "remove a user and its keys"},
+    {"user", "key create", 1, OPT_LABEL, 0, cmd_user_key_create, "user key create NAME [--label L]",
+     "a new API key for a user, printed this once (the store keeps its SHA-256)"},
+    {"user", "key revoke", 2, 0, 0, cmd_user_key_revoke, "user key revoke NAME ID",
+     "revoke a key: refused from the next request on"},
 };
 static const size_t ncmds = PT_ARRAY_SIZE(cmds);
 
@@ -866,18 +1045,53 @@ static const char *opt_name(unsigned bit)
         return "--env";
     case OPT_TO:
         return "--to";
+    case OPT_ROLES:
+        return "--roles";
+    case OPT_IPS:
+        return "--allow-ips";
+    case OPT_APIS:
+        return "--apis";
+    case OPT_CERTS:
+        return "--certificates";
+    case OPT_PASSWORD:
+        return "--password-stdin";
     default:
         return "--api";
     }
 }
 
-/* Sets c->cmd to the command of argv[0] and the first word, if any. */
+/* The words of a command's sub ("key create": 2). */
+static size_t sub_words(const char *sub)
+{
+    size_t n = 0;
+    if (sub == NULL)
+        return 0;
+    for (n = 1; *sub; sub++)
+        n += *sub == ' ';
+    return n;
+}
+
+/* Do the first words of c match sub ("push", or "key create")? */
+static int sub_match(const cli_t *c, const char *sub)
+{
+    size_t i, n = sub_words(sub), len;
+    if (c->nwords < n)
+        return 0;
+    for (i = 0; i < n; i++) {
+        len = strcspn(sub, " ");
+        if (strlen(c->words[i]) != len || strncmp(c->words[i], sub, len) != 0)
+            return 0;
+        sub += len + (sub[len] == ' ');
+    }
+    return 1;
+}
+
+/* Sets c->cmd to the command of argv[0] and its first words, if any. */
 static void lookup(cli_t *c, const char *word)
 {
     size_t i;
     for (i = 0; i < ncmds && c->cmd == NULL; i++) {
-        if (strcmp(cmds[i].word, word) == 0 &&
-            (cmds[i].sub == NULL || (c->nwords > 0 && strcmp(cmds[i].sub, c->words[0]) == 0)))
+        if (strcmp(cmds[i].word, word) == 0 && (cmds[i].sub == NULL || sub_match(c, cmds[i].sub)))
             c->cmd = &cmds[i];
     }
 }
@@ -898,7 +1112,7 @@ static int check(cli_t *c, const char *word)
             return usage_error(c, "%s needs a command", word);
         return usage_error(c, "unknown command \"%s %s\"", word, c->words[0]);
     }
-    skip = c->cmd->sub != NULL;
+    skip = sub_words(c->cmd->sub);
     c->args = c->words + skip;
     if (c->nwords - skip < c->cmd->nargs)
         return usage_error(c, "missing argument");
@@ -908,7 +1122,7 @@ static int check(cli_t *c, const char *word)
         if (c->args[i][0] == '\0')
             return usage_error(c, "empty argument");
     }
-    for (bit = 1; bit <= OPT_API; bit <<= 1) {
+    for (bit = 1; bit <= OPT_LAST; bit <<= 1) {
         if ((c->given & bit) && !(c->cmd->opts & bit))
             return usage_error(c, "%s does not apply to this command", opt_name(bit));
         if ((c->cmd->required & bit) && !(c->given & bit))
@@ -926,17 +1140,15 @@ static int check(cli_t *c, const char *word)
  * it wins over mistakes), else 0. */
 static int parse(cli_t *c, int argc, char **argv, char *err, size_t errlen)
 {
-    static const struct option longopts[] = {{"server", required_argument, NULL, 's'},
-                                             {"token-file", required_argument, NULL, 'k'},
-                                             {"json", no_argument, NULL, 'j'},
-                                             {"help", no_argument, NULL, 'h'},
-                                             {"label", required_argument, NULL, 'l'},
-                                             {"notes", required_argument, NULL, 'n'},
-                                             {"revision", required_argument, NULL, 'r'},
-                                             {"env", required_argument, NULL, 'e'},
-                                             {"to", required_argument, NULL, 't'},
-                                             {"api", required_argument, NULL, 'a'},
-                                             {NULL, 0, NULL, 0}};
+    static const struct option longopts[] = {
+        {"server", required_argument, NULL, 's'},   {"token-file", required_argument, NULL, 'k'},
+        {"json", no_argument, NULL, 'j'},           {"help", no_argument, NULL, 'h'},
+        {"label", required_argument, NULL, 'l'},    {"notes", required_argument, NULL, 'n'},
+        {"revision", required_argument, NULL, 'r'}, {"env", required_argument, NULL, 'e'},
+        {"to", required_argument, NULL, 't'},       {"api", required_argument, NULL, 'a'},
+        {"roles", required_argument, NULL, 'R'},    {"allow-ips", required_argument, NULL, 'I'},
+        {"apis", required_argument, NULL, 'A'},     {"certificates", required_argument, NULL, 'C'},
+        {"password-stdin", no_argument, NULL, 'P'}, {NULL, 0, NULL, 0}};
     int ch, help = 0;
 
     /* 0 makes glibc start afresh; "-" returns words in place (code 1), so
@@ -988,6 +1200,25 @@ static int parse(cli_t *c, int argc, char **argv, char *err, size_t errlen)
         case 'a':
             c->api = optarg;
             c->given |= OPT_API;
+            break;
+        case 'R':
+            c->roles = optarg;
+            c->given |= OPT_ROLES;
+            break;
+        case 'I':
+            c->ips = optarg;
+            c->given |= OPT_IPS;
+            break;
+        case 'A':
+            c->apis = optarg;
+            c->given |= OPT_APIS;
+            break;
+        case 'C':
+            c->certs = optarg;
+            c->given |= OPT_CERTS;
+            break;
+        case 'P':
+            c->given |= OPT_PASSWORD;
             break;
         case ':':
             if (!err[0])

@@ -307,8 +307,70 @@ static int add_definitions(pt_control_t *c, pt_config_t *cfg, const pt_json_t *r
     return bad ? -1 : 0;
 }
 
-static pt_snapshot_t *build_from(pt_control_t *c, const pt_json_t *rows, pt_config_errors_t *errs,
-                                 char *err, size_t errlen)
+/* The store's users (a JSON array of `users:` entries) added to cfg's. */
+static int add_users(pt_config_t *cfg, const pt_json_t *users, pt_config_errors_t *errs)
+{
+    pt_buf_t b;
+    int rc;
+    if (users == NULL || users->type != PT_JSON_ARRAY || users->u.arr.n == 0)
+        return 0;
+    pt_buf_init(&b, 0);
+    rc = pt_buf_append(&b, "{\"users\": ", 10) != PT_OK || pt_json_write(&b, users) != PT_OK ||
+                 pt_buf_append(&b, "}", 1) != PT_OK
+             ? -1
+             : pt_config_add_users(cfg, "store users", b.data, b.len, errs);
+    pt_buf_free(&b);
+    return rc;
+}
+
+/* The store's users and their active key hashes, as `users:` entries. */
+static pt_json_t *store_users(pt_store_tx_t *tx, pt_arena_t *a, pt_db_error_t *e)
+{
+    pt_json_t *rows = NULL, *keys = NULL, *out = pt_json_array(a);
+    size_t i, k;
+    static const char *const lists[] = {"roles", "allow_ips", "certificates", "apis"};
+    if (out == NULL ||
+        pt_store_q(tx, a, PT_SQL_ROWS, &rows, e,
+                   "SELECT name, roles, password, allow_ips, certificates, apis FROM users "
+                   "ORDER BY name",
+                   NULL) != PT_OK ||
+        pt_store_q(tx, a, PT_SQL_ROWS, &keys, e,
+                   "SELECT user_name, hash FROM user_keys WHERE revoked_at IS NULL ORDER BY id",
+                   NULL) != PT_OK)
+        return NULL;
+    for (i = 0; i < rows->u.arr.n; i++) {
+        const pt_json_t *row = rows->u.arr.items[i], *name = pt_json_get(row, "name"), *v;
+        pt_json_t *u = pt_json_object(a), *hashes = pt_json_array(a);
+        pt_json_error_t jerr;
+        if (u == NULL || hashes == NULL || name == NULL || name->type != PT_JSON_STRING)
+            return NULL;
+        pt_json_object_set(a, u, "name", 4, (pt_json_t *)name);
+        for (k = 0; k < sizeof(lists) / sizeof(lists[0]); k++) {
+            pt_json_t *list;
+            v = pt_json_get(row, lists[k]);
+            if (v == NULL || v->type != PT_JSON_STRING)
+                continue; /* NULL: not set */
+            list = pt_json_parse(a, v->u.str.p, v->u.str.len, &PT_JSON_LIMITS_DEFAULT, &jerr);
+            if (list != NULL)
+                pt_json_object_set(a, u, lists[k], strlen(lists[k]), list);
+        }
+        if ((v = pt_json_get(row, "password")) != NULL && v->type == PT_JSON_STRING)
+            pt_json_object_set(a, u, "password", 8, (pt_json_t *)v);
+        for (k = 0; k < keys->u.arr.n; k++) {
+            const pt_json_t *owner = pt_json_get(keys->u.arr.items[k], "user_name");
+            if (owner != NULL && owner->type == PT_JSON_STRING &&
+                strcmp(owner->u.str.p, name->u.str.p) == 0)
+                pt_json_array_add(a, hashes, pt_json_get(keys->u.arr.items[k], "hash"));
+        }
+        if (hashes->u.arr.n > 0)
+            pt_json_object_set(a, u, "api_keys", 8, hashes);
+        pt_json_array_add(a, out, u);
+    }
+    return out;
+}
+
+static pt_snapshot_t *build_from(pt_control_t *c, const pt_json_t *rows, const pt_json_t *users,
+                                 pt_config_errors_t *errs, char *err, size_t errlen)
 {
     pt_arena_t a;
     pt_config_t *cfg;
@@ -317,6 +379,9 @@ static pt_snapshot_t *build_from(pt_control_t *c, const pt_json_t *rows, pt_conf
     cfg = pt_config_load_node(c->config_path, errs);
     if (cfg == NULL) {
         snprintf(err, errlen, "the node configuration %s is invalid", c->config_path);
+    } else if (add_users(cfg, users, errs) != 0) {
+        snprintf(err, errlen, "the store's users do not fit the node configuration's");
+        pt_config_free(cfg);
     } else if (add_definitions(c, cfg, rows, &a, errs) != 0) {
         snprintf(err, errlen, "the deployed definitions do not build");
         pt_config_free(cfg);
@@ -332,7 +397,7 @@ pt_snapshot_t *pt_control_build(pt_control_t *c, pt_store_tx_t *tx, pt_config_er
                                 char *err, size_t errlen)
 {
     pt_arena_t a;
-    pt_json_t *rows = NULL;
+    pt_json_t *rows = NULL, *users = NULL;
     pt_db_error_t e;
     pt_snapshot_t *s = NULL;
     pt_arena_init(&a, NULL);
@@ -342,15 +407,19 @@ pt_snapshot_t *pt_control_build(pt_control_t *c, pt_store_tx_t *tx, pt_config_er
                    "FROM deployments d JOIN revisions r ON r.api = d.api AND r.revision = "
                    "d.revision WHERE d.environment = :env AND d.status = 'active' ORDER BY d.api",
                    "env", pt_json_string(&a, c->environment, strlen(c->environment)),
-                   NULL) != PT_OK)
-        snprintf(err, errlen, "store: %s", e.message);
+                   NULL) != PT_OK ||
+        (users = store_users(tx, &a, &e)) == NULL)
+        snprintf(err, errlen, "store: %s", e.message[0] ? e.message : "out of memory");
     else
-        s = build_from(c, rows, errs, err, errlen);
+        s = build_from(c, rows, users, errs, err, errlen);
     if (s != NULL) {
         /* what it serves, kept on disk once published */
+        pt_json_t *copy = pt_json_object(&a);
         pt_buf_free(&c->copy);
         pt_buf_init(&c->copy, 0);
-        if (pt_json_write(&c->copy, rows) != 0)
+        if (copy == NULL || pt_json_object_set(&a, copy, "deployments", 11, rows) != PT_OK ||
+            pt_json_object_set(&a, copy, "users", 5, users) != PT_OK ||
+            pt_json_write(&c->copy, copy) != 0)
             pt_buf_free(&c->copy);
     }
     pt_arena_destroy(&a);
@@ -389,7 +458,7 @@ static pt_snapshot_t *build_from_copy(pt_control_t *c, char *err, size_t errlen)
     pt_config_errors_t errs = {{0}, 0, 0};
     pt_json_limits_t lim = {64, 100000, 256u << 20};
     pt_json_error_t jerr;
-    pt_json_t *rows;
+    pt_json_t *rows, *users = NULL;
     pt_snapshot_t *s = NULL;
     char *data = NULL;
     size_t len = 0;
@@ -409,10 +478,14 @@ static pt_snapshot_t *build_from_copy(pt_control_t *c, char *err, size_t errlen)
         fclose(f);
         rows = data != NULL ? pt_json_parse(&a, data, len, &lim, &jerr) : NULL;
     }
+    if (rows != NULL && rows->type == PT_JSON_OBJECT) { /* {"deployments", "users"} */
+        users = pt_json_get(rows, "users");
+        rows = pt_json_get(rows, "deployments");
+    }
     if (rows == NULL || rows->type != PT_JSON_ARRAY)
         snprintf(err, errlen, "%s is not a snapshot copy", path);
     else
-        s = build_from(c, rows, &errs, err, errlen);
+        s = build_from(c, rows, users, &errs, err, errlen);
     if (s == NULL && errs.count > 0)
         snprintf(err, errlen, "%s", errs.msgs[0]);
     pt_config_errors_free(&errs);

@@ -489,3 +489,308 @@ void pt_op_env_create(pt_control_t *c, pt_arena_t *a, const char *name, const ch
     r->status = 201;
     r->body = row;
 }
+
+/* ------------------------------------------------------------ users */
+
+static const char USER_COLS[] =
+    "name, roles, allow_ips, certificates, apis, password IS NOT NULL AS has_password, "
+    "created_at, updated_at";
+
+/* A user name: 1 to 64 printable characters, no ':' (basic authentication
+ * splits on it), no '/' (a path segment of the admin API). */
+static int user_name_ok(const char *s)
+{
+    size_t i, n = strlen(s);
+    if (n == 0 || n > 64)
+        return 0;
+    for (i = 0; i < n; i++)
+        if ((unsigned char)s[i] < 0x21 || s[i] == 0x7f || s[i] == ':' || s[i] == '/' ||
+            s[i] == '"' || s[i] == '\\')
+            return 0;
+    return 1;
+}
+
+/* A list member of the document as JSON text (arrays of strings only), or
+ * NULL when absent; *bad set when present and not such a list. */
+static pt_json_t *list_text(pt_arena_t *a, const pt_json_t *doc, const char *key, int *bad)
+{
+    const pt_json_t *v = pt_json_get(doc, key);
+    pt_buf_t b;
+    pt_json_t *out;
+    size_t i;
+    if (v == NULL)
+        return NULL;
+    if (v->type == PT_JSON_NULL)
+        return pt_json_null(a);
+    if (v->type != PT_JSON_ARRAY || v->u.arr.n > 1000) {
+        *bad = 1;
+        return NULL;
+    }
+    for (i = 0; i < v->u.arr.n; i++)
+        if (v->u.arr.items[i]->type != PT_JSON_STRING || v->u.arr.items[i]->u.str.len == 0 ||
+            v->u.arr.items[i]->u.str.len > 512) {
+            *bad = 1;
+            return NULL;
+        }
+    pt_buf_init(&b, 0);
+    if (pt_json_write(&b, v) != PT_OK) {
+        pt_buf_free(&b);
+        *bad = 1;
+        return NULL;
+    }
+    out = pt_json_string(a, b.data, b.len);
+    pt_buf_free(&b);
+    return out;
+}
+
+void pt_op_user_put(pt_control_t *c, pt_arena_t *a, const char *name, const char *text, size_t len,
+                    int create, const char *author, pt_op_result_t *r)
+{
+    static const char *const allowed[] = {"name",         "roles", "password", "allow_ips",
+                                          "certificates", "apis",  NULL};
+    pt_json_error_t jerr;
+    pt_json_t *doc = len > 0 ? pt_json_parse(a, text, len, &PT_JSON_LIMITS_DEFAULT, &jerr) : NULL;
+    pt_json_t *row = NULL, *roles, *ips, *certs, *apis, *pw = NULL;
+    const pt_json_t *v;
+    pt_store_tx_t tx;
+    pt_db_error_t e;
+    char *now = pt_store_now(a), hash[crypto_pwhash_STRBYTES];
+    int bad = 0, rc;
+    size_t i, k;
+
+    memset(&e, 0, sizeof(e));
+    if (doc == NULL || doc->type != PT_JSON_OBJECT) {
+        problem(r, 400, "bad-request",
+                "Expected a JSON object: {\"name\", \"roles\": [...], "
+                "\"password\", \"allow_ips\", \"certificates\", \"apis\"}.");
+        return;
+    }
+    for (i = 0; i < doc->u.obj.n; i++) {
+        for (k = 0; allowed[k] != NULL && strcmp(allowed[k], doc->u.obj.members[i].key) != 0; k++)
+            ;
+        if (allowed[k] == NULL) {
+            problem(r, 400, "bad-request",
+                    "Unknown member \"%.60s\" (known: name, roles, "
+                    "password, allow_ips, certificates, apis).",
+                    doc->u.obj.members[i].key);
+            return;
+        }
+    }
+    if (name == NULL) {
+        v = pt_json_get(doc, "name");
+        name = v != NULL && v->type == PT_JSON_STRING ? v->u.str.p : NULL;
+    }
+    if (name == NULL || !user_name_ok(name)) {
+        problem(r, 400, "bad-request",
+                "A user name is 1 to 64 printable characters without spaces, ':', '/', '\"' or "
+                "'\\\\'.");
+        return;
+    }
+    roles = list_text(a, doc, "roles", &bad);
+    ips = list_text(a, doc, "allow_ips", &bad);
+    certs = list_text(a, doc, "certificates", &bad);
+    apis = list_text(a, doc, "apis", &bad);
+    if (bad) {
+        problem(r, 400, "bad-request",
+                "roles, allow_ips, certificates and apis are lists of non-empty strings.");
+        return;
+    }
+    if ((v = pt_json_get(doc, "password")) != NULL && v->type != PT_JSON_NULL) {
+        if (v->type != PT_JSON_STRING || v->u.str.len < 8 || v->u.str.len > 1024 ||
+            strlen(v->u.str.p) != v->u.str.len) {
+            problem(r, 400, "bad-request", "A password is 8 to 1024 bytes.");
+            return;
+        }
+        /* Argon2id here, on the control pool: the store never sees the password */
+        if (crypto_pwhash_str(hash, v->u.str.p, v->u.str.len, crypto_pwhash_OPSLIMIT_INTERACTIVE,
+                              crypto_pwhash_MEMLIMIT_INTERACTIVE) != 0) {
+            problem(r, 503, "busy", "Out of memory hashing the password; try again.");
+            return;
+        }
+        sodium_memzero((void *)v->u.str.p, v->u.str.len);
+        pw = S(a, hash);
+    } else if (v != NULL) {
+        pw = pt_json_null(a); /* "password": null removes it */
+    }
+    if (pt_store_begin(pt_control_store(c), &tx, 1, &e) != PT_OK) {
+        store_problem(c, r, &e);
+        return;
+    }
+    if (create) {
+        rc = pt_store_q(&tx, a, PT_SQL_ROW, &row, &e,
+                        "INSERT INTO users (name, roles, password, allow_ips, certificates, apis, "
+                        "created_at, updated_at) VALUES (:n, :r, :p, :i, :c, :a, :now, :now) ON "
+                        "CONFLICT (name) DO NOTHING RETURNING name",
+                        "n", S(a, name), "r", roles != NULL ? roles : S(a, "[]"), "p",
+                        pw != NULL ? pw : pt_json_null(a), "i", ips != NULL ? ips : pt_json_null(a),
+                        "c", certs != NULL ? certs : pt_json_null(a), "a",
+                        apis != NULL ? apis : pt_json_null(a), "now", S(a, now), NULL);
+    } else {
+        /* only the members given change; a given null clears */
+        rc = pt_store_q(&tx, a, PT_SQL_ROW, &row, &e,
+                        "UPDATE users SET roles = CASE WHEN :hr = 1 THEN :r ELSE roles END, "
+                        "password = CASE WHEN :hp = 1 THEN :p ELSE password END, "
+                        "allow_ips = CASE WHEN :hi = 1 THEN :i ELSE allow_ips END, "
+                        "certificates = CASE WHEN :hc = 1 THEN :c ELSE certificates END, "
+                        "apis = CASE WHEN :ha = 1 THEN :a ELSE apis END, updated_at = :now "
+                        "WHERE name = :n RETURNING name",
+                        "n", S(a, name), "hr", I(a, roles != NULL), "r",
+                        roles != NULL && roles->type != PT_JSON_NULL ? roles : S(a, "[]"), "hp",
+                        I(a, pw != NULL), "p", pw != NULL ? pw : pt_json_null(a), "hi",
+                        I(a, ips != NULL), "i", ips != NULL ? ips : pt_json_null(a), "hc",
+                        I(a, certs != NULL), "c", certs != NULL ? certs : pt_json_null(a), "ha",
+                        I(a, apis != NULL), "a", apis != NULL ? apis : pt_json_null(a), "now",
+                        S(a, now), NULL);
+    }
+    if (rc == PT_ENOENT) {
+        pt_store_end(&tx, 0, &e);
+        if (create)
+            problem(r, 409, "conflict", "The user \"%s\" exists.", name);
+        else
+            problem(r, 404, "not-found", "No such user: \"%s\".", name);
+        return;
+    }
+    if (rc != PT_OK ||
+        audit(&tx, a, author, create ? "user.create" : "user.update", name, NULL, &e) != PT_OK ||
+        pt_store_q(&tx, a, PT_SQL_ROW, &row, &e,
+                   pt_arena_printf(a, "SELECT %s FROM users WHERE name = :n", USER_COLS), "n",
+                   S(a, name), NULL) != PT_OK) {
+        pt_store_end(&tx, 0, &e);
+        store_problem(c, r, &e);
+        return;
+    }
+    if (finish(c, a, &tx, pt_control_environment(c), r, row) != 0) {
+        if (r->status == 422)
+            snprintf(r->detail, sizeof(r->detail), "%s",
+                     "The user is not valid for this node (see errors); nothing was changed.");
+        return;
+    }
+    r->status = create ? 201 : 200;
+    r->body = row;
+}
+
+void pt_op_user_delete(pt_control_t *c, pt_arena_t *a, const char *name, const char *author,
+                       pt_op_result_t *r)
+{
+    pt_store_tx_t tx;
+    pt_db_error_t e;
+    pt_json_t *row = NULL, *doc = pt_json_object(a);
+    int rc;
+    memset(&e, 0, sizeof(e));
+    if (pt_store_begin(pt_control_store(c), &tx, 1, &e) != PT_OK) {
+        store_problem(c, r, &e);
+        return;
+    }
+    rc = pt_store_q(&tx, a, PT_SQL_AFFECTED, NULL, &e, "DELETE FROM user_keys WHERE user_name = :n",
+                    "n", S(a, name), NULL);
+    if (rc == PT_OK)
+        rc = pt_store_q(&tx, a, PT_SQL_ROW, &row, &e,
+                        "DELETE FROM users WHERE name = :n RETURNING name", "n", S(a, name), NULL);
+    if (rc == PT_ENOENT) {
+        pt_store_end(&tx, 0, &e);
+        problem(r, 404, "not-found", "No such user: \"%s\".", name);
+        return;
+    }
+    if (rc != PT_OK || audit(&tx, a, author, "user.delete", name, NULL, &e) != PT_OK) {
+        pt_store_end(&tx, 0, &e);
+        store_problem(c, r, &e);
+        return;
+    }
+    pt_json_object_set(a, doc, "name", 4, S(a, name));
+    if (finish(c, a, &tx, pt_control_environment(c), r, doc) != 0)
+        return;
+    r->status = 200;
+    r->body = doc;
+}
+
+void pt_op_user_key_create(pt_control_t *c, pt_arena_t *a, const char *name, const char *label,
+                           const char *author, pt_op_result_t *r)
+{
+    unsigned char secret[32], idb[8];
+    char key[3 + sodium_base64_ENCODED_LEN(32, sodium_base64_VARIANT_URLSAFE_NO_PADDING)];
+    char id[17], digest[7 + 65];
+    pt_store_tx_t tx;
+    pt_db_error_t e;
+    pt_json_t *row = NULL;
+    int rc;
+
+    memset(&e, 0, sizeof(e));
+    if (label != NULL && strlen(label) > 200) {
+        problem(r, 400, "bad-request", "A key label is at most 200 characters.");
+        return;
+    }
+    randombytes_buf(secret, sizeof(secret));
+    randombytes_buf(idb, sizeof(idb));
+    memcpy(key, "pk_", 3);
+    sodium_bin2base64(key + 3, sizeof(key) - 3, secret, sizeof(secret),
+                      sodium_base64_VARIANT_URLSAFE_NO_PADDING);
+    sodium_bin2hex(id, sizeof(id), idb, sizeof(idb));
+    snprintf(digest, sizeof(digest), "sha256:%s", sha256_hex(a, key, strlen(key)));
+    sodium_memzero(secret, sizeof(secret));
+    if (pt_store_begin(pt_control_store(c), &tx, 1, &e) != PT_OK) {
+        store_problem(c, r, &e);
+        return;
+    }
+    rc = pt_store_q(&tx, a, PT_SQL_ROW, &row, &e, "SELECT name FROM users WHERE name = :n", "n",
+                    S(a, name), NULL);
+    if (rc == PT_ENOENT) {
+        pt_store_end(&tx, 0, &e);
+        problem(r, 404, "not-found", "No such user: \"%s\".", name);
+        sodium_memzero(key, sizeof(key));
+        return;
+    }
+    if (rc != PT_OK ||
+        pt_store_q(&tx, a, PT_SQL_ROW, &row, &e,
+                   "INSERT INTO user_keys (id, user_name, label, hash, created_at) VALUES (:i, "
+                   ":n, :l, :h, :now) RETURNING id, user_name AS user, label, created_at",
+                   "i", S(a, id), "n", S(a, name), "l", N(a, label), "h", S(a, digest), "now",
+                   S(a, pt_store_now(a)), NULL) != PT_OK ||
+        audit(&tx, a, author, "user.key.create", name, id, &e) != PT_OK) {
+        pt_store_end(&tx, 0, &e);
+        store_problem(c, r, &e);
+        sodium_memzero(key, sizeof(key));
+        return;
+    }
+    if (finish(c, a, &tx, pt_control_environment(c), r, row) != 0) {
+        sodium_memzero(key, sizeof(key));
+        return;
+    }
+    /* the key itself: in this answer only, never stored */
+    pt_json_object_set(a, row, "key", 3, S(a, key));
+    sodium_memzero(key, sizeof(key));
+    r->status = 201;
+    r->body = row;
+}
+
+void pt_op_user_key_revoke(pt_control_t *c, pt_arena_t *a, const char *name, const char *id,
+                           const char *author, pt_op_result_t *r)
+{
+    pt_store_tx_t tx;
+    pt_db_error_t e;
+    pt_json_t *row = NULL;
+    int rc;
+    memset(&e, 0, sizeof(e));
+    if (pt_store_begin(pt_control_store(c), &tx, 1, &e) != PT_OK) {
+        store_problem(c, r, &e);
+        return;
+    }
+    rc = pt_store_q(&tx, a, PT_SQL_ROW, &row, &e,
+                    "UPDATE user_keys SET revoked_at = :now WHERE id = :i AND user_name = :n AND "
+                    "revoked_at IS NULL RETURNING id, user_name AS user, label, created_at, "
+                    "revoked_at",
+                    "now", S(a, pt_store_now(a)), "i", S(a, id), "n", S(a, name), NULL);
+    if (rc == PT_ENOENT) {
+        pt_store_end(&tx, 0, &e);
+        problem(r, 404, "not-found", "No active key %s of user \"%s\".", id, name);
+        return;
+    }
+    if (rc != PT_OK || audit(&tx, a, author, "user.key.revoke", name, id, &e) != PT_OK) {
+        pt_store_end(&tx, 0, &e);
+        store_problem(c, r, &e);
+        return;
+    }
+    if (finish(c, a, &tx, pt_control_environment(c), r, row) != 0)
+        return;
+    r->status = 200;
+    r->body = row;
+}

@@ -42,4 +42,19 @@ void pt_op_rollback(pt_control_t *c, pt_arena_t *a, const char *api, const char 
 void pt_op_env_create(pt_control_t *c, pt_arena_t *a, const char *name, const char *author,
                       pt_op_result_t *r);
 
+/* Users (stored; merged with the node file's `users:` in every snapshot).
+ * put: create (name from the document, 409 if it exists) or update (only
+ * the members given; null clears); the password is hashed here (Argon2id).
+ * A user the node cannot use (a bad address or certificate, a name the node
+ * file defines too) is refused with 422. */
+void pt_op_user_put(pt_control_t *c, pt_arena_t *a, const char *name, const char *text, size_t len,
+                    int create, const char *author, pt_op_result_t *r);
+void pt_op_user_delete(pt_control_t *c, pt_arena_t *a, const char *name, const char *author,
+                       pt_op_result_t *r);
+/* A new API key: its text is in the answer (r->body "key") and nowhere else. */
+void pt_op_user_key_create(pt_control_t *c, pt_arena_t *a, const char *name, const char *label,
+                           const char *author, pt_op_result_t *r);
+void pt_op_user_key_revoke(pt_control_t *c, pt_arena_t *a, const char *name, const char *id,
+                           const char *author, pt_op_result_t *r);
+
 #endif

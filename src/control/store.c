@@ -45,7 +45,21 @@ static const char *const migration_1[] = {
     "action TEXT NOT NULL, target TEXT NOT NULL, detail TEXT)",
     NULL};
 
-static const char *const *const migrations[] = {migration_1};
+/* Users managed through the admin API (issue 7): JSON text lists for roles,
+ * allow_ips (NULL: no list; "[]": nothing allowed), certificates and apis;
+ * passwords as Argon2id hashes and API keys as SHA-256 hashes only. */
+static const char *const migration_2[] = {
+    "CREATE TABLE users (name TEXT PRIMARY KEY, roles TEXT NOT NULL, password TEXT, "
+    "allow_ips TEXT, certificates TEXT, apis TEXT, created_at TEXT NOT NULL, "
+    "updated_at TEXT NOT NULL)",
+    "CREATE TABLE user_keys (id TEXT PRIMARY KEY, user_name TEXT NOT NULL REFERENCES "
+    "users(name) ON DELETE CASCADE, label TEXT, hash TEXT NOT NULL UNIQUE, created_at TEXT NOT "
+    "NULL, revoked_at TEXT)",
+    "CREATE INDEX user_keys_user ON user_keys(user_name)", NULL};
+
+static const char *const *const migrations[] = {migration_1, migration_2};
+_Static_assert(sizeof(migrations) / sizeof(migrations[0]) == PT_STORE_SCHEMA_VERSION,
+               "PT_STORE_SCHEMA_VERSION is the number of migrations");
 
 pt_store_t *pt_store_new(const pt_connection_def_t *def)
 {

@@ -1036,15 +1036,19 @@ def test_concurrent_deploys(control, backend):
 
 # ---------------------------------------------------------------- 9. CLI
 
-def cli(args, server=None, token=None, extra_env=None, timeout=120):
+def cli(args, server=None, token=None, extra_env=None, timeout=120, stdin=None):
     env = {k: v for k, v in os.environ.items() if not k.startswith("PORTICO_")}
     if server is not None:
         env["PORTICO_SERVER"] = server
     if token is not None:
         env["PORTICO_TOKEN"] = token
     env.update(extra_env or {})
-    p = subprocess.run([BIN] + args, capture_output=True, text=True, timeout=timeout, env=env,
-                       stdin=subprocess.DEVNULL)
+    if stdin is None:
+        p = subprocess.run([BIN] + args, capture_output=True, text=True, timeout=timeout, env=env,
+                           stdin=subprocess.DEVNULL)
+    else:
+        p = subprocess.run([BIN] + args, capture_output=True, text=True, timeout=timeout, env=env,
+                           input=stdin)
     for mark in ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:"):
         assert mark not in p.stderr, (args, p.stderr)
     return p
@@ -1204,3 +1208,97 @@ def test_status_counts_policy_decisions(control):
     assert d["ip_filter.allowed"] == 3 and d["auth.allowed"] == 0, d
     assert set(d) >= {"rate_limit.limited", "concurrency.rejected", "body_limit.too_large",
                       "cors.refused", "auth.bad_password", "auth.expired"}
+
+
+USERS_API = """
+name: crm
+base_path: /crm
+kind: service
+title: CRM
+version: "1"
+policies:
+  auth: {methods: [api_key, basic], roles: [ops]}
+processes:
+  whoami:
+    steps:
+      - map: {fields: {name: user.name, roles: user.roles}}
+routes:
+  - method: GET
+    path: /me
+    process: whoami
+"""
+
+
+@BACKENDS
+def test_users_managed_through_the_admin_api_and_cli(control, backend):
+    """`portico user add|set|list|remove|key create|revoke` against the
+    store: the password is hashed by the node and never shown, a key is
+    shown once, every change takes effect on the next request, and the users
+    survive a restart."""
+    n = control(backend, apis={"crm.yaml": USERS_API})
+    a = n.admin
+    srv, tok = a.base, a.token
+
+    def me(**kw):
+        return requests.get(n.url("/crm/me", "public"), timeout=10, **kw)
+
+    p = cli(["user", "add", "carol", "--roles", "ops,audit", "--password-stdin"], srv, tok,
+            stdin="correct horse battery\n")
+    assert p.returncode == 0 and "user carol added" in p.stdout, p.stderr
+    r = me(auth=("carol", "correct horse battery"))
+    assert r.status_code == 200 and r.json() == {"name": "carol", "roles": ["ops", "audit"]}, r.text
+    assert me(auth=("carol", "wrong password")).status_code == 401
+    # the password is hashed: nowhere in the answers, the store or the logs
+    u = a.get("/admin/users/carol").json()
+    assert u["has_password"] is True and u["roles"] == ["ops", "audit"] and u["keys"] == [], u
+    assert "password" not in u and "correct horse" not in json.dumps(a.get("/admin/users").json())
+    assert "correct horse" not in n.stderr()
+    if backend == "sqlite":
+        raw = b"".join(f.read_bytes() for f in (n.dir / "data").glob("portico.db*"))
+        assert b"correct horse" not in raw and b"$argon2id$" in raw
+
+    # a key: shown once, works, then revoked
+    p = cli(["user", "key", "create", "carol", "--label", "laptop"], srv, tok)
+    assert p.returncode == 0, p.stderr
+    key = p.stdout.splitlines()[0]
+    assert key.startswith("pk_") and "not shown again" in p.stdout
+    assert me(headers={"X-API-Key": key}).json()["name"] == "carol"
+    listed = a.get("/admin/users/carol").json()["keys"]
+    assert len(listed) == 1 and listed[0]["label"] == "laptop" and "hash" not in listed[0], listed
+    assert key not in json.dumps(listed)
+    p = cli(["user", "key", "revoke", "carol", listed[0]["id"]], srv, tok)
+    assert p.returncode == 0, p.stderr
+    assert me(headers={"X-API-Key": key}).status_code == 401
+    assert cli(["user", "key", "revoke", "carol", listed[0]["id"]], srv, tok).returncode == 1
+
+    # set: roles replaced; a role the route does not grant gives 403
+    assert cli(["user", "set", "carol", "--roles", "sales"], srv, tok).returncode == 0
+    assert me(auth=("carol", "correct horse battery")).status_code == 403
+    # per-user addresses: present and empty denies everything
+    assert cli(["user", "set", "carol", "--roles", "ops", "--allow-ips", ""], srv,
+               tok).returncode == 0
+    assert me(auth=("carol", "correct horse battery")).status_code == 403
+    assert cli(["user", "set", "carol", "--allow-ips", "127.0.0.0/8,::1"], srv,
+               tok).returncode == 0
+    assert me(auth=("carol", "correct horse battery")).status_code == 200
+
+    # refusals: a duplicate, an unknown user, a value the node cannot use (nothing changes)
+    assert cli(["user", "add", "carol"], srv, tok).returncode == 1
+    r = a.req("POST", "/admin/users", json={"name": "dave", "allow_ips": ["10.0.0.1/33"]})
+    assert r.status_code == 422, r.text
+    assert "dave" not in json.dumps(a.get("/admin/users").json())
+    r = a.req("POST", "/admin/users", json={"name": "x:y"})
+    assert r.status_code == 400
+    r = a.req("POST", "/admin/users", json={"name": "erin", "password": "short"})
+    assert r.status_code == 400
+    r = a.req("PATCH", "/admin/users/nobody", json={"roles": []})
+    assert r.status_code == 404
+    p = cli(["user", "list"], srv, tok)
+    assert p.returncode == 0 and "carol" in p.stdout, p.stdout
+
+    # the users survive a restart (from the store, or its copy)
+    restart(n)
+    assert me(auth=("carol", "correct horse battery")).status_code == 200
+    assert cli(["user", "remove", "carol"], srv, tok).returncode == 0
+    assert me(auth=("carol", "correct horse battery")).status_code == 401
+    assert a.get("/admin/users/carol").status_code == 404
