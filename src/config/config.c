@@ -21,6 +21,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -958,8 +959,18 @@ static void parse_user_more(pt__cfg_ctx_t *c, const pt_ynode_t *u, pt_user_t *us
             user->subjects = pt_arena_calloc(c->arena, sizeof(char *) * (ncerts + 1));
             user->fingerprints = pt_arena_calloc(c->arena, 32 * (ncerts + 1));
             for (k = 0; k < ncerts && user->subjects != NULL && user->fingerprints != NULL; k++) {
-                if (strncmp(certs[k], "sha256:", 7) == 0) {
-                    if (key_hash(certs[k], user->fingerprints[user->nfingerprints]) == 0)
+                if (strncmp(certs[k], "sha256:", 7) == 0 ||
+                    strncasecmp(certs[k], "sha256 ", 7) == 0) {
+                    /* as openssl prints it ("AB:CD:...") or plain hex */
+                    char fp[7 + 64 + 1], *q = fp;
+                    const char *p = certs[k] + 7;
+                    memcpy(fp, "sha256:", 7);
+                    q += 7;
+                    for (; *p && q < fp + sizeof(fp) - 1; p++)
+                        if (*p != ':')
+                            *q++ = *p;
+                    *q = '\0';
+                    if (*p == '\0' && key_hash(fp, user->fingerprints[user->nfingerprints]) == 0)
                         user->nfingerprints++;
                     else
                         pt__cfg_err(c, v->items[k]->line,
