@@ -27,12 +27,14 @@ typedef struct pt_tls_config_s {
 } pt_tls_config_t;
 
 typedef struct pt_listener_config_s {
-    char *name;           /* "listen[0]" unless named */
-    char *host;           /* numeric IPv4 or IPv6 address, e.g. "127.0.0.1", "::" */
-    uint16_t port;        /* 0 = ephemeral (the bound port is logged) */
-    pt_tls_config_t *tls; /* NULL: plain HTTP */
-    unsigned line;        /* where it was defined, for messages */
-    int admin;            /* the admin listener (`admin:`): serves /admin/ only */
+    char *name;                        /* "listen[0]" unless named */
+    char *host;                        /* numeric IPv4 or IPv6 address, e.g. "127.0.0.1", "::" */
+    uint16_t port;                     /* 0 = ephemeral (the bound port is logged) */
+    pt_tls_config_t *tls;              /* NULL: plain HTTP */
+    unsigned line;                     /* where it was defined, for messages */
+    int admin;                         /* the admin listener (`admin:`): serves /admin/ only */
+    struct pt_policy_list_s *policies; /* the listener's own `policies:` (e.g. the
+                                          authentication its port requires); NULL = none */
 } pt_listener_config_t;
 
 /* Limits (config key `limits:`); defaults in pt_limits_defaults(). */
@@ -265,6 +267,8 @@ typedef struct pt_route_def_s {
     int alt_member;             /* reached through another route's alt: not in the route table */
     unsigned line;
     pt_policy_list_t policies; /* the route's own `policies:` */
+    pt_policy_list_t *lchains; /* per listener index, when a listener has policies (node +
+                                  listener + API + route); NULL otherwise */
     pt_policy_list_t chain;    /* node + API + route policies merged, in chain order (built
                                   with the snapshot) */
 } pt_route_def_t;
@@ -399,6 +403,7 @@ typedef struct pt_api_def_s {
     struct pt_json_s *openapi_doc;
     pt_policy_list_t policies; /* the API's own `policies:` */
     pt_policy_list_t chain;    /* node + API policies merged, in chain order (snapshot) */
+    pt_policy_list_t *lchains; /* per listener index, when a listener has policies */
 } pt_api_def_t;
 
 /* An address block: "10.0.0.0/8", "::1/128", "127.0.0.1" (= /32). */
@@ -442,6 +447,8 @@ typedef struct pt_config_s {
     struct pt_connection_def_s *store; /* sqlite: or postgresql:// */
     char *environment;                 /* the environment this node serves */
     char *data_dir;                    /* the embedded store and the last snapshot */
+    pt_policy_list_t *lchains;         /* per listener: node + listener policies, when a
+                                          listener has some (requests that match no API) */
     pt_policy_list_t policies;         /* node-wide `policies:` (also the chain of requests that
                                           match no API) */
     pt_user_t *users;                  /* `users:` */

@@ -47,7 +47,7 @@ static const char *const user_keys[] = {"name",      "roles",        "api_keys",
                                         "allow_ips", "certificates", "apis",     NULL};
 static const char *const processes_keys[] = {
     "max_running", "max_queued", "queue_timeout", "max_execution_time", "timeout_status", NULL};
-static const char *const listen_keys[] = {"address", "name", "tls", NULL};
+static const char *const listen_keys[] = {"address", "name", "tls", "policies", NULL};
 static const char *const tls_keys[] = {"cert", "key", "client_ca", "client_cert", NULL};
 static const char *const log_keys[] = {"level", "access_log", NULL};
 
@@ -392,6 +392,12 @@ static void parse_listener(pt__cfg_ctx_t *c, const pt_ynode_t *n, size_t i, pt_l
         mark = pt__cfg_push(c, "tls", 3);
         l->tls = parse_tls(c, v);
         pt__cfg_pop(c, mark);
+    }
+    if (!pt_yaml_is_null(v = pt_yaml_get(n, "policies"))) {
+        if ((l->policies = pt_arena_calloc(c->arena, sizeof(*l->policies))) == NULL)
+            pt__cfg_err(c, v->line, "out of memory");
+        else
+            pt__cfg_policies(c, v, l->policies);
     }
 }
 

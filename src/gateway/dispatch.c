@@ -288,9 +288,16 @@ void pt_gateway_handle(pt_req_t *req)
     req->route_result = (int)rr;
     {
         /* the policy chain of the route, else of the API, else the node's */
-        const pt_policy_list_t *chain = req->match.api == NULL ? &s->config->policies
-                                        : rr == PT_ROUTE_FOUND ? &req->match.route->chain
-                                                               : &req->match.api->chain;
+        const pt_policy_list_t *chain;
+        unsigned li = pt_http_listener_index(req);
+        if (s->config->lchains == NULL) /* no listener has policies of its own */
+            chain = req->match.api == NULL ? &s->config->policies
+                    : rr == PT_ROUTE_FOUND ? &req->match.route->chain
+                                           : &req->match.api->chain;
+        else
+            chain = req->match.api == NULL ? &s->config->lchains[li]
+                    : rr == PT_ROUTE_FOUND ? &req->match.route->lchains[li]
+                                           : &req->match.api->lchains[li];
         if (chain->n > 0 && pt_policy_run(chain, req) != PT_POLICY_NEXT)
             return;
     }

@@ -98,12 +98,52 @@ static int merge(pt_arena_t *a, const pt_policy_list_t *wide, const pt_policy_li
     return 0;
 }
 
+/* With listener policies: every chain once per listener (node, listener,
+ * API, route). */
+static int build_listener_chains(pt_config_t *cfg)
+{
+    size_t i, r, l, nl = cfg->nlisteners;
+    pt_arena_t *a = &cfg->arena;
+    static const pt_policy_list_t none = {NULL, 0};
+    if ((cfg->lchains = pt_arena_calloc(a, sizeof(*cfg->lchains) * nl)) == NULL)
+        return -1;
+    for (l = 0; l < nl; l++)
+        if (merge(a, &cfg->policies,
+                  cfg->listeners[l].policies ? cfg->listeners[l].policies : &none,
+                  &cfg->lchains[l]) != 0)
+            return -1;
+    for (i = 0; i < cfg->napis; i++) {
+        pt_api_def_t *api = &cfg->apis[i];
+        if ((api->lchains = pt_arena_calloc(a, sizeof(*api->lchains) * nl)) == NULL)
+            return -1;
+        for (l = 0; l < nl; l++)
+            if (merge(a, &cfg->lchains[l], &api->policies, &api->lchains[l]) != 0)
+                return -1;
+        for (r = 0; r < api->nroutes; r++) {
+            pt_route_def_t *rt = &api->routes[r];
+            if ((rt->lchains = pt_arena_calloc(a, sizeof(*rt->lchains) * nl)) == NULL)
+                return -1;
+            for (l = 0; l < nl; l++)
+                if (merge(a, &api->lchains[l], &rt->policies, &rt->lchains[l]) != 0)
+                    return -1;
+        }
+        for (r = 0; r < api->nsoap_ops; r++)
+            api->soap_ops[r].lchains = api->lchains;
+    }
+    return 0;
+}
+
 int pt_policy_build_chains(pt_config_t *cfg)
 {
     size_t i, r;
+    int listeners = 0;
     /* the node's own list is the chain of requests that match no API */
     if (cfg->policies.n > 1)
         qsort(cfg->policies.items, cfg->policies.n, sizeof(*cfg->policies.items), by_order);
+    for (i = 0; i < cfg->nlisteners; i++)
+        listeners |= cfg->listeners[i].policies != NULL && cfg->listeners[i].policies->n > 0;
+    if (listeners && build_listener_chains(cfg) != 0)
+        return -1;
     for (i = 0; i < cfg->napis; i++) {
         pt_api_def_t *api = &cfg->apis[i];
         if (merge(&cfg->arena, &cfg->policies, &api->policies, &api->chain) != 0)

@@ -107,3 +107,33 @@ def test_user_configuration_errors(tmp_path, users, message):
     f.write_text(node_config(extra=users).replace("apis: apis\n", ""))
     p = subprocess.run([BIN, "validate", str(f)], capture_output=True, text=True, timeout=60)
     assert p.returncode != 0 and message in p.stderr + p.stdout, p.stderr + p.stdout
+
+
+def test_listener_requires_its_own_authentication(portico_factory, keys):
+    """A port can require authentication for everything it serves: the
+    listener's policies sit between the node's and the API's."""
+    listen = ("  - address: 127.0.0.1:0\n    name: public\n"
+              "  - address: 127.0.0.1:0\n    name: partners\n"
+              "    policies:\n      auth: {methods: [api_key]}\n")
+    users = "users:\n  - {name: alice, roles: [ops], api_keys: [\"%s\"]}\n" % keys["alice"][1]
+    api = '''
+name: hello
+base_path: /hello
+kind: service
+title: Hello
+version: "1"
+routes:
+  - method: GET
+    path: /hi
+    respond: {body: hi}
+'''
+    n = portico_factory(node_config(listen=listen, extra=users), {"hello.yaml": api})
+    assert requests.get(n.url("/hello/hi", "public"), timeout=10).status_code == 200
+    r = requests.get(n.url("/hello/hi", "partners"), timeout=10)
+    assert r.status_code == 401 and r.headers["WWW-Authenticate"].startswith("APIKey")
+    r = requests.get(n.url("/hello/hi", "partners"), headers={"X-API-Key": keys["alice"][0]},
+                     timeout=10)
+    assert r.status_code == 200 and r.text == "hi"
+    # also for what matches no API
+    assert requests.get(n.url("/nowhere", "partners"), timeout=10).status_code == 401
+    assert requests.get(n.url("/nowhere", "public"), timeout=10).status_code == 404
