@@ -132,6 +132,23 @@ static void server_url(pt_req_t *req, const pt_snapshot_t *s, const pt_api_def_t
 /* {base_path}/openapi.json and .yaml of a service API (a route of that
  * path, if any, wins): the document rendered with the snapshot, around
  * the server URL of this request. Returns 1 when it answered. */
+/* Is req (a GET below api's base path) for the API's OpenAPI document or
+ * its WSDL? */
+static int is_contract(const pt_req_t *req, const pt_api_def_t *api)
+{
+    size_t bl = strlen(api->base_path);
+    const char *rest = bl == 1 ? req->path.p : req->path.p + bl;
+    size_t rest_len;
+    if (req->path.len < bl)
+        return 0;
+    rest_len = req->path.len - (size_t)(rest - req->path.p);
+    if (rest_len == 13 &&
+        (memcmp(rest, "/openapi.json", 13) == 0 || memcmp(rest, "/openapi.yaml", 13) == 0))
+        return 1;
+    return rest_len == 5 && memcmp(rest, "/soap", 5) == 0 && req->query.len == 4 &&
+           memcmp(req->query.p, "wsdl", 4) == 0;
+}
+
 static int serve_contract(pt_req_t *req, const pt_snapshot_t *s)
 {
     const pt_api_def_t *api = req->match.api;
@@ -286,6 +303,8 @@ void pt_gateway_handle(pt_req_t *req)
     rr = pt_router_match(s->router, req->method, req->method_len, req->path.p, req->path.len,
                          &req->match);
     req->route_result = (int)rr;
+    if (rr != PT_ROUTE_FOUND && req->match.api != NULL && is_get(req))
+        req->contract = is_contract(req, req->match.api);
     {
         /* the policy chain of the route, else of the API, else the node's */
         const pt_policy_list_t *chain;

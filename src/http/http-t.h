@@ -73,6 +73,8 @@ struct pt_req_s {
     unsigned complete : 1; /* whole request message received */
     unsigned dispatched : 1;
     unsigned soap_endpoint : 1; /* a SOAP operation call: its faults follow WS-I statuses */
+    unsigned contract : 1;      /* a GET of the API's contract (OpenAPI, WSDL): authentication
+                                   lets it through unless the API protects its contracts */
     int error_status;           /* set by a parser callback to refuse the request */
     const char *error_type;     /* problem type slug for error_status */
     const char *error_detail;

@@ -43,7 +43,15 @@
 #include "policy/policy.h"
 #include "process/pool.h"
 
-enum { M_API_KEY = 1, M_BASIC = 2, M_JWT = 4, M_CERT = 8, M_CERT_HEADER = 16 };
+extern const pt_policy_type_t pt_policy_auth;
+
+enum {
+    M_API_KEY = PT_AUTH_API_KEY,
+    M_BASIC = PT_AUTH_BASIC,
+    M_JWT = PT_AUTH_JWT,
+    M_CERT = PT_AUTH_CLIENT_CERT,
+    M_CERT_HEADER = PT_AUTH_CERT_HEADER
+};
 
 static const struct {
     const char *name;
@@ -74,14 +82,16 @@ typedef struct auth_s {
     X509_STORE *cert_ca; /* cert_header certificates are verified against it when set */
     char **roles;        /* any of them grants access; NULL = any user */
     size_t nroles;
+    int protect_contracts; /* contracts: protected (the OpenAPI document and WSDL need
+                              credentials too; default: public) */
     int hide; /* -1: default (API keys, passwords and certificate headers hidden, bearer tokens
                  passed on); 0 or 1: `hide_credentials` */
     pt_header_kv_t challenges[3];
     size_t nchallenges;
 } auth_t;
 
-static const char *const keys[] = {"methods", "api_key",          "basic", "jwt", "cert_header",
-                                   "roles",   "hide_credentials", NULL};
+static const char *const keys[] = {"methods", "api_key",          "basic",     "jwt", "cert_header",
+                                   "roles",   "hide_credentials", "contracts", NULL};
 static const char *const api_key_keys[] = {"header", "query", NULL};
 static const char *const basic_keys[] = {"cache_ttl", NULL};
 static const char *const jwt_keys[] = {
@@ -420,6 +430,14 @@ static void *parse(pt__cfg_ctx_t *c, const pt_ynode_t *n)
         if (parse_cert_header(c, pt_yaml_get(n, "cert_header"), a) != 0)
             bad = 1;
         pt__cfg_pop(c, mark);
+    }
+    if ((v = pt_yaml_get(n, "contracts")) != NULL && pt__cfg_string(c, v, &s) == 0) {
+        if (strcmp(s, "protected") == 0)
+            a->protect_contracts = 1;
+        else if (strcmp(s, "public") != 0) {
+            pt__cfg_err(c, v->line, "expected public (default) or protected");
+            bad = 1;
+        }
     }
     a->hide = -1;
     if ((v = pt_yaml_get(n, "hide_credentials")) != NULL && pt__cfg_bool(c, v, &a->hide) != 0)
@@ -990,6 +1008,9 @@ static int handle(const void *conf, pt_req_t *req)
     const char *subject, *cred = NULL;
     size_t len = 0;
 
+    if (req->contract && !a->protect_contracts)
+        return PT_POLICY_NEXT; /* how to call the API is no secret: the contract says how to
+                                  authenticate */
     if ((a->methods & M_CERT) && (subject = pt_http_client_subject(req)) != NULL) {
         const pt_user_t *user = cert_user(cfg, subject, pt_http_client_fingerprint(req));
         if (user == NULL)
@@ -1009,6 +1030,22 @@ static int handle(const void *conf, pt_req_t *req)
             return api_key(a, req, cred, len);
     }
     return refuse(a, req, 0, "no-credentials", NULL);
+}
+
+int pt_policy_auth_info(const pt_policy_list_t *chain, pt_auth_info_t *out)
+{
+    size_t i;
+    for (i = 0; i < chain->n; i++)
+        if (chain->items[i].type == &pt_policy_auth) {
+            const auth_t *a = chain->items[i].conf;
+            out->methods = a->methods;
+            out->header = a->methods & M_API_KEY ? a->header : NULL;
+            out->query = a->methods & M_API_KEY ? a->query : NULL;
+            out->cert_header = a->methods & M_CERT_HEADER ? a->cert_header : NULL;
+            out->roles = a->nroles > 0;
+            return 1;
+        }
+    return 0;
 }
 
 const pt_policy_type_t pt_policy_auth = {"auth", PT_ORDER_AUTH, parse, handle, NULL};

@@ -187,6 +187,15 @@ int pt_policy_run(const pt_policy_list_t *chain, pt_req_t *req)
     return PT_POLICY_NEXT;
 }
 
+int pt_policy_has(const pt_policy_list_t *chain, const char *name)
+{
+    size_t i;
+    for (i = 0; i < chain->n; i++)
+        if (strcmp(chain->items[i].type->name, name) == 0)
+            return 1;
+    return 0;
+}
+
 void pt_policy_next(pt_req_t *req)
 {
     if (pt_policy_run(req->policy_chain, req) == PT_POLICY_NEXT)

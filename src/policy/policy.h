@@ -75,6 +75,28 @@ void pt_policy_client_addr(pt_req_t *req, struct sockaddr_storage *out);
 void pt_policy_forwarded_client(const pt_cidr_t *trusted, size_t ntrusted, const char *xff,
                                 size_t len, struct sockaddr_storage *out);
 
+/* The authentication a chain asks for, for contracts (OpenAPI security). */
+enum {
+    PT_AUTH_API_KEY = 1,
+    PT_AUTH_BASIC = 2,
+    PT_AUTH_JWT = 4,
+    PT_AUTH_CLIENT_CERT = 8,
+    PT_AUTH_CERT_HEADER = 16
+};
+typedef struct pt_auth_info_s {
+    unsigned methods;        /* PT_AUTH_* */
+    const char *header;      /* the API key header (lower-case) or NULL */
+    const char *query;       /* the API key query parameter or NULL */
+    const char *cert_header; /* lower-case, with PT_AUTH_CERT_HEADER */
+    int roles;               /* it also checks roles (a 403 is possible) */
+} pt_auth_info_t;
+
+/* 1 (and *out) when chain has an auth policy, else 0. */
+int pt_policy_auth_info(const pt_policy_list_t *chain, pt_auth_info_t *out);
+
+/* 1 when chain has a policy of that name ("rate_limit"). */
+int pt_policy_has(const pt_policy_list_t *chain, const char *name);
+
 /* Counts a decision in the request's worker (stats.h). */
 void pt_policy_count(pt_req_t *req, pt_pstat_t k);
 

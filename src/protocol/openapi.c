@@ -9,6 +9,7 @@
 
 #include "core/buf.h"
 #include "core/json.h"
+#include "policy/policy.h"
 #include "process/jschema.h"
 
 #define SERVER_MARK "\x01server\x01"
@@ -17,6 +18,7 @@ typedef struct gen_s {
     pt_arena_t a;
     int v30;
     int failed;
+    pt_json_t *schemes; /* components.securitySchemes the operations named */
 } gen_t;
 
 /* Builders that remember a failure instead of checking each call. */
@@ -302,6 +304,66 @@ static void add_success(gen_t *g, pt_json_t *responses, const pt_api_def_t *api,
     }
 }
 
+/* Names a security scheme of components (defining it the first time). */
+static void scheme(gen_t *g, pt_json_t *security, const char *name, const char *type, const char *a,
+                   const char *b)
+{
+    pt_json_t *alt = obj(g);
+    if (pt_json_get(g->schemes, name) == NULL) {
+        pt_json_t *s = obj(g);
+        set(g, s, "type", str(g, type));
+        if (strcmp(type, "apiKey") == 0) {
+            set(g, s, "in", str(g, a));
+            set(g, s, "name", str(g, b));
+        } else if (strcmp(type, "http") == 0) {
+            set(g, s, "scheme", str(g, a));
+            if (b != NULL)
+                set(g, s, "bearerFormat", str(g, b));
+        }
+        set(g, g->schemes, name, s);
+    }
+    set(g, alt, name, arr(g));
+    add(g, security, alt);
+}
+
+/* What the route's policies add: the security requirements (any one of the
+ * methods the auth policy takes) and the answers of the policies (401, 403,
+ * 413, 429, 503). */
+static void add_policy_answers(gen_t *g, pt_json_t *op, pt_json_t *responses,
+                               const pt_policy_list_t *chain)
+{
+    pt_auth_info_t ai;
+    int auth = pt_policy_auth_info(chain, &ai);
+    if (auth) {
+        pt_json_t *security = arr(g);
+        if (ai.methods & PT_AUTH_API_KEY) {
+            if (ai.header != NULL)
+                scheme(g, security, "apiKeyHeader", "apiKey", "header", ai.header);
+            if (ai.query != NULL)
+                scheme(g, security, "apiKeyQuery", "apiKey", "query", ai.query);
+        }
+        if (ai.methods & PT_AUTH_BASIC)
+            scheme(g, security, "basicAuth", "http", "basic", NULL);
+        if (ai.methods & PT_AUTH_JWT)
+            scheme(g, security, "bearerAuth", "http", "bearer", "JWT");
+        if ((ai.methods & PT_AUTH_CLIENT_CERT) && !g->v30) /* 3.1 only */
+            scheme(g, security, "mutualTLS", "mutualTLS", NULL, NULL);
+        if (ai.methods & PT_AUTH_CERT_HEADER)
+            scheme(g, security, "clientCertificateHeader", "apiKey", "header", ai.cert_header);
+        set(g, op, "security", security);
+        if (pt_json_get(responses, "401") == NULL)
+            set(g, responses, "401", ref(g, "responses", "Unauthorized"));
+    }
+    if ((auth || pt_policy_has(chain, "ip_filter")) && pt_json_get(responses, "403") == NULL)
+        set(g, responses, "403", ref(g, "responses", "Forbidden"));
+    if (pt_policy_has(chain, "body_limit") && pt_json_get(responses, "413") == NULL)
+        set(g, responses, "413", ref(g, "responses", "PayloadTooLarge"));
+    if (pt_policy_has(chain, "rate_limit") && pt_json_get(responses, "429") == NULL)
+        set(g, responses, "429", ref(g, "responses", "TooManyRequests"));
+    if (pt_policy_has(chain, "concurrency") && pt_json_get(responses, "503") == NULL)
+        set(g, responses, "503", ref(g, "responses", "ServiceUnavailable"));
+}
+
 static pt_json_t *operation(gen_t *g, const pt_api_def_t *api, const pt_route_def_t *r,
                             pt_json_t *seen, pt_json_t *tags)
 {
@@ -421,6 +483,7 @@ static pt_json_t *operation(gen_t *g, const pt_api_def_t *api, const pt_route_de
         set(g, responses, code, resp);
     }
     add_errors(g, responses, r, p);
+    add_policy_answers(g, op, responses, &r->chain);
     set(g, op, "responses", responses);
     return op;
 }
@@ -438,7 +501,10 @@ static pt_json_t *components(gen_t *g, const pt_api_def_t *api)
                 {"UnprocessableContent", "A constraint (foreign key, not null, check) refused it"},
                 {"InternalError", "The process failed"},
                 {"ServiceUnavailable", "Busy: try again (Retry-After)"},
-                {"GatewayTimeout", "The process ran out of time"}};
+                {"GatewayTimeout", "The process ran out of time"},
+                {"Unauthorized", "Authentication is required (WWW-Authenticate names the ways)"},
+                {"Forbidden", "This caller may not call this operation"},
+                {"TooManyRequests", "The rate limit is exceeded (Retry-After, RateLimit-*)"}};
     pt_json_t *c = obj(g), *schemas = obj(g), *responses = obj(g), *problem = obj(g),
               *props = obj(g), *violations = obj(g), *vitem = obj(g), *vprops = obj(g);
     size_t i, n = pt_jschema_count(api->schemas), len;
@@ -478,6 +544,8 @@ static pt_json_t *components(gen_t *g, const pt_api_def_t *api)
         set(g, responses, errs[i].name, problem_response(g, errs[i].what));
     set(g, c, "schemas", schemas);
     set(g, c, "responses", responses);
+    if (g->schemes != NULL && g->schemes->u.obj.n > 0)
+        set(g, c, "securitySchemes", g->schemes);
     return c;
 }
 
@@ -534,6 +602,7 @@ int pt_openapi_render(const pt_api_def_t *api, int v30, pt_contract_t *out, char
     memset(&g, 0, sizeof(g));
     pt_arena_init(&g.a, NULL);
     g.v30 = v30;
+    g.schemes = obj(&g);
     doc = obj(&g);
     info = obj(&g);
     servers = arr(&g);

@@ -302,3 +302,63 @@ def test_generated_api_contract(erp, tmp_path, version):
     r = requests.get(base + "/customers/999", timeout=10)
     assert r.status_code == 404
     check("/customers/{id}", "get", 404, r.json())
+
+
+SECURED_API = '''
+name: vault
+base_path: /vault
+kind: service
+title: Vault
+version: "1"
+policies:
+  auth: {methods: [api_key, basic, jwt, client_cert], api_key: {header: X-API-Key, query: apikey},
+         jwt: {secret: "${env:PT_TEST_VAULT_SECRET}"}, roles: [ops]}
+  rate_limit: {rate: 100/s}
+routes:
+  - method: GET
+    path: /items
+    respond: {body: items}
+  - method: GET
+    path: /open
+    policies:
+      auth: {methods: [api_key]}
+    respond: {body: open}
+'''
+
+
+@pytest.mark.parametrize("version", ["", "3.0"])
+def test_openapi_security_follows_the_policies(portico_factory, tmp_path, version):
+    """The contract says how to authenticate (one security requirement per
+    method the route's auth policy takes) and what the policies answer."""
+    n = portico_factory(node_config(), {"vault.yaml": SECURED_API},
+                        env={"PT_TEST_VAULT_SECRET": "x" * 40})
+    r = requests.get(n.url("/vault/openapi.json"), params={"version": version} if version else {},
+                     timeout=10)
+    assert r.status_code == 200
+    validate(tmp_path, "vault.json", r.text)
+    doc = r.json()
+    schemes = doc["components"]["securitySchemes"]
+    assert schemes["apiKeyHeader"] == {"type": "apiKey", "in": "header", "name": "x-api-key"}
+    assert schemes["apiKeyQuery"] == {"type": "apiKey", "in": "query", "name": "apikey"}
+    assert schemes["basicAuth"] == {"type": "http", "scheme": "basic"}
+    assert schemes["bearerAuth"] == {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}
+    assert ("mutualTLS" in schemes) == (version == ""), schemes  # OpenAPI 3.1 only
+    items = doc["paths"]["/items"]["get"]
+    names = [list(alt)[0] for alt in items["security"]]
+    assert names[:4] == ["apiKeyHeader", "apiKeyQuery", "basicAuth", "bearerAuth"], names
+    for code in ("401", "403", "429"):
+        assert code in items["responses"], (code, items["responses"])
+    opened = doc["paths"]["/open"]["get"]
+    assert [list(alt)[0] for alt in opened["security"]] == ["apiKeyHeader"]
+    assert "429" in opened["responses"] and "403" in opened["responses"]  # user lists may refuse
+
+
+def test_contracts_public_unless_protected(portico_factory):
+    protected = SECURED_API.replace("name: vault", "name: safe").replace(
+        "base_path: /vault", "base_path: /safe").replace(
+        "roles: [ops]}", "roles: [ops], contracts: protected}")
+    n = portico_factory(node_config(), {"vault.yaml": SECURED_API, "safe.yaml": protected},
+                        env={"PT_TEST_VAULT_SECRET": "x" * 40})
+    assert requests.get(n.url("/vault/items"), timeout=10).status_code == 401
+    assert requests.get(n.url("/vault/openapi.yaml"), timeout=10).status_code == 200
+    assert requests.get(n.url("/safe/openapi.json"), timeout=10).status_code == 401
