@@ -8,6 +8,7 @@
 #include <netinet/in.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "config/config.h"
 #include "gateway/dispatch.h"
@@ -259,6 +260,70 @@ void pt_policy_forwarded_client(const pt_cidr_t *trusted, size_t ntrusted, const
     }
 }
 
+/* The for= address of one Forwarded element (RFC 7239 §4-6: for=1.2.3.4,
+ * for="[2001:db8::1]:4711", for="1.2.3.4:80"); -1 when it has none, or an
+ * obfuscated or unknown one. */
+static int forwarded_for(const char *p, size_t n, struct sockaddr_storage *out)
+{
+    size_t i = 0;
+    while (i < n) {
+        size_t start, end;
+        while (i < n && (p[i] == ' ' || p[i] == '\t' || p[i] == ';'))
+            i++;
+        start = i;
+        while (i < n && p[i] != ';')
+            i++;
+        end = i;
+        if (end - start > 4 && strncasecmp(p + start, "for=", 4) == 0) {
+            const char *v = p + start + 4;
+            size_t vl = end - start - 4;
+            while (vl > 0 && (v[vl - 1] == ' ' || v[vl - 1] == '\t'))
+                vl--;
+            if (vl >= 2 && v[0] == '"') {
+                if (v[vl - 1] != '"')
+                    return -1;
+                v++;
+                vl -= 2;
+            }
+            return parse_addr(v, vl, out);
+        }
+    }
+    return -1;
+}
+
+#define FORWARDED_ELEMENTS_MAX 64
+
+void pt_policy_forwarded_header_client(const pt_cidr_t *trusted, size_t ntrusted, const char *fwd,
+                                       size_t len, struct sockaddr_storage *out)
+{
+    /* the elements' bounds in one pass (a comma inside quotes separates nothing),
+     * then from the right, as X-Forwarded-For */
+    size_t starts[FORWARDED_ELEMENTS_MAX + 1], n = 0, i;
+    int quoted = 0;
+    starts[n++] = 0;
+    for (i = 0; i < len; i++) {
+        if (fwd[i] == '"')
+            quoted = !quoted;
+        else if (fwd[i] == ',' && !quoted) {
+            if (n == FORWARDED_ELEMENTS_MAX)
+                return; /* more hops than any real chain: not believed */
+            starts[n++] = i + 1;
+        }
+    }
+    if (quoted)
+        return; /* an unterminated quote: malformed */
+    starts[n] = len + 1;
+    while (n > 0) {
+        struct sockaddr_storage a;
+        n--;
+        if (forwarded_for(fwd + starts[n], starts[n + 1] - 1 - starts[n], &a) != 0)
+            return; /* garbage or hidden: keep the last address we could trust */
+        memcpy(out, &a, sizeof(a));
+        if (!pt_cidr_match(trusted, ntrusted, (const struct sockaddr *)&a))
+            return;
+    }
+}
+
 void pt_policy_client_addr(pt_req_t *req, struct sockaddr_storage *out)
 {
     const pt_config_t *cfg = req->snap->snap->config;
@@ -269,10 +334,15 @@ void pt_policy_client_addr(pt_req_t *req, struct sockaddr_storage *out)
     memset(out, 0, sizeof(*out));
     memcpy(out, peer, len);
     if (cfg->ntrusted_proxies == 0 ||
-        !pt_cidr_match(cfg->trusted_proxies, cfg->ntrusted_proxies, peer) ||
-        (xff = pt_http_header(req, "x-forwarded-for")) == NULL)
+        !pt_cidr_match(cfg->trusted_proxies, cfg->ntrusted_proxies, peer))
         return;
-    pt_policy_forwarded_client(cfg->trusted_proxies, cfg->ntrusted_proxies, xff->p, xff->len, out);
+    /* the standard header when the proxies send it, else the common one */
+    if ((xff = pt_http_header(req, "forwarded")) != NULL)
+        pt_policy_forwarded_header_client(cfg->trusted_proxies, cfg->ntrusted_proxies, xff->p,
+                                          xff->len, out);
+    else if ((xff = pt_http_header(req, "x-forwarded-for")) != NULL)
+        pt_policy_forwarded_client(cfg->trusted_proxies, cfg->ntrusted_proxies, xff->p, xff->len,
+                                   out);
 }
 
 /* ------------------------------------------------------------ decision counters */

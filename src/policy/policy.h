@@ -70,6 +70,10 @@ void pt_policy_next(pt_req_t *req);
  * rightmost address of X-Forwarded-For that is not a trusted proxy. */
 void pt_policy_client_addr(pt_req_t *req, struct sockaddr_storage *out);
 
+/* The same from a Forwarded value (RFC 7239: the for= of each element). */
+void pt_policy_forwarded_header_client(const pt_cidr_t *trusted, size_t ntrusted, const char *fwd,
+                                       size_t len, struct sockaddr_storage *out);
+
 /* The same from an X-Forwarded-For value: *out (the peer on entry) becomes
  * the rightmost address not in trusted; unparsable entries stop the walk. */
 void pt_policy_forwarded_client(const pt_cidr_t *trusted, size_t ntrusted, const char *xff,

@@ -91,6 +91,25 @@ def test_ip_filter_deny_allow_and_forwarded_chain(node):
     assert get(node, "/hello/open", "192.0.2.9").status_code == 200
 
 
+def test_standard_forwarded_header(node):
+    """RFC 7239 Forwarded, preferred to X-Forwarded-For when a trusted proxy
+    sends it: the for= of each element, quoted IPv6 with a port, rightmost
+    untrusted; obfuscated or malformed values believe nothing further."""
+    def fwd(value, xff=None):
+        h = {"Forwarded": value}
+        if xff:
+            h["X-Forwarded-For"] = xff
+        return requests.get(node.url("/hello/open"), headers=h, timeout=10).status_code
+    assert fwd("for=10.9.1.1") == 403
+    assert fwd('for="[2001:db8:bad::1]:4711";proto=https') == 403
+    assert fwd("for=10.9.1.1;by=10.0.0.1, for=127.0.0.1") == 403
+    assert fwd("for=10.9.1.1, for=10.8.1.1") == 200
+    assert fwd('for=10.9.1.1, for="_hidden"') == 200   # obfuscated: stop at the peer
+    assert fwd('for="10.9.1.1') == 200                 # unterminated quote: not believed
+    assert fwd("for=10.8.1.1", xff="10.9.1.1") == 200   # Forwarded wins over X-Forwarded-For
+    assert fwd(", ".join(["for=127.0.0.1"] * 100)) == 200  # absurd chains are not believed
+
+
 def test_forwarded_for_ignored_from_untrusted_peers(portico_factory):
     n = portico_factory(node_config(), {"hello.yaml": API})  # no trusted_proxies
     assert get(n, "/hello/open", "10.9.1.1").status_code == 200

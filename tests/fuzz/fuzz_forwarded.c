@@ -1,5 +1,6 @@
 /*
- * fuzz_forwarded.c - libFuzzer target for the X-Forwarded-For walk of the
+ * fuzz_forwarded.c - libFuzzer target for the X-Forwarded-For and Forwarded
+ * (RFC 7239) walks of the
  * policy chain (the client address behind trusted proxies): any header
  * value, against trusted blocks of both families. The chosen address must
  * be an IPv4 or IPv6 one (or the peer, untouched). Nothing may crash, leak
@@ -36,6 +37,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     peer->sin_family = AF_INET;
     inet_pton(AF_INET, "10.1.1.1", &peer->sin_addr);
     pt_policy_forwarded_client(trusted, 2, copy, size, &out);
+    if (out.ss_family != AF_INET && out.ss_family != AF_INET6)
+        abort();
+    /* the same bytes as a Forwarded header (RFC 7239) */
+    memset(&out, 0, sizeof(out));
+    peer->sin_family = AF_INET;
+    inet_pton(AF_INET, "10.1.1.1", &peer->sin_addr);
+    pt_policy_forwarded_header_client(trusted, 2, copy, size, &out);
     if (out.ss_family != AF_INET && out.ss_family != AF_INET6)
         abort();
     free(copy);
