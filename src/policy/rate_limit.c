@@ -1,12 +1,15 @@
 /*
  * rate_limit.c - the `rate_limit` policy: a token bucket (rate and burst)
- * for the scope it is configured on (node, API or route), shared by every
- * request of that scope (`key: scope`) or one per client address
- * (`key: client`). Over the limit: 429 with Retry-After and RateLimit-Limit,
+ * for the scope it is configured on (node, listener, API or route), shared
+ * by every request of that scope (`key: scope`), one per client address
+ * (`key: client`) or one per authenticated user (`key: user`; anonymous
+ * requests by address). A list of limits applies them all (a request takes
+ * a token from each, or from none). Over the limit: 429 with Retry-After and RateLimit-Limit,
  * -Remaining, -Reset (or 503, `status: 503`, as the reference answers).
  *
  *   policies:
  *     rate_limit: {rate: 100/s, burst: 20, key: client}
+ *     rate_limit: [{rate: 10000/s}, {rate: 50/s, key: user}]
  *
  * The bucket is GCRA (the generic cell rate algorithm): one 64-bit
  * "theoretical arrival time" per bucket, advanced with a compare-and-swap,
@@ -29,15 +32,24 @@
 #define CLIENT_SLOTS 4096
 #define NS           1000000000ull
 
+enum { KEY_SCOPE = 0, KEY_CLIENT, KEY_USER };
+
+#define LIMITS_MAX 8
+
 typedef struct rate_limit_s {
-    uint64_t interval_ns; /* one token per interval */
-    uint64_t burst;       /* bucket size */
-    uint64_t tolerance;   /* (burst - 1) * interval */
-    int per_client;
+    uint64_t interval_ns;         /* one token per interval */
+    uint64_t burst;               /* bucket size */
+    uint64_t tolerance;           /* (burst - 1) * interval */
+    int per_client;               /* KEY_* */
     int status;                   /* 429 (default) or 503 */
     _Atomic uint64_t tat;         /* key: scope */
     _Atomic uint64_t *client_tat; /* key: client: CLIENT_SLOTS of them */
 } rate_limit_t;
+
+typedef struct rate_limits_s {
+    rate_limit_t *items[LIMITS_MAX];
+    size_t n;
+} rate_limits_t;
 
 static const char *const keys[] = {"rate", "burst", "key", "status", NULL};
 
@@ -60,7 +72,7 @@ static int parse_rate(const char *s, double *per_s)
     return 0;
 }
 
-static void *parse(pt__cfg_ctx_t *c, const pt_ynode_t *n)
+static rate_limit_t *parse_one(pt__cfg_ctx_t *c, const pt_ynode_t *n)
 {
     rate_limit_t *r = pt_arena_calloc(c->arena, sizeof(*r));
     const pt_ynode_t *v;
@@ -109,9 +121,11 @@ static void *parse(pt__cfg_ctx_t *c, const pt_ynode_t *n)
         mark = pt__cfg_push(c, "key", 3);
         if (pt__cfg_string(c, v, &s) == 0) {
             if (strcmp(s, "client") == 0)
-                r->per_client = 1;
+                r->per_client = KEY_CLIENT;
+            else if (strcmp(s, "user") == 0)
+                r->per_client = KEY_USER;
             else if (strcmp(s, "scope") != 0)
-                pt__cfg_err(c, v->line, "expected scope (one bucket, default) or client");
+                pt__cfg_err(c, v->line, "expected scope (one bucket, default), client or user");
         }
         pt__cfg_pop(c, mark);
     }
@@ -121,6 +135,42 @@ static void *parse(pt__cfg_ctx_t *c, const pt_ynode_t *n)
         return NULL;
     }
     return r;
+}
+
+static void *parse(pt__cfg_ctx_t *c, const pt_ynode_t *n)
+{
+    rate_limits_t *l = pt_arena_calloc(c->arena, sizeof(*l));
+    size_t i, mark;
+    if (l == NULL)
+        return NULL;
+    if (n->kind != PT_YNODE_SEQUENCE) {
+        if ((l->items[0] = parse_one(c, n)) == NULL)
+            return NULL;
+        l->n = 1;
+        return l;
+    }
+    if (n->n == 0 || n->n > LIMITS_MAX) {
+        pt__cfg_err(c, n->line, "expected 1 to %d limits", LIMITS_MAX);
+        return NULL;
+    }
+    for (i = 0; i < n->n; i++) {
+        mark = pt__cfg_push_index(c, i);
+        l->items[l->n] = parse_one(c, n->items[i]);
+        pt__cfg_pop(c, mark);
+        if (l->items[l->n] == NULL)
+            return NULL;
+        l->n++;
+    }
+    return l;
+}
+
+static size_t slot_of_user(pt_req_t *req)
+{
+    const char *p = req->user->name;
+    uint64_t h = 1469598103934665603ull; /* FNV-1a */
+    for (; *p; p++)
+        h = (h ^ (unsigned char)*p) * 1099511628211ull;
+    return (size_t)(h % CLIENT_SLOTS);
 }
 
 static size_t slot_of(pt_req_t *req)
@@ -149,7 +199,6 @@ static int success_headers(const rate_limit_t *r, pt_req_t *req, uint64_t now, u
     pt_arena_t *a = pt_http_req_arena(req);
     pt_header_kv_t h[3];
     char *v = pt_arena_alloc(a, 3 * 24);
-    pt_policy_count(req, PT_PSTAT_RATE_ALLOWED);
     uint64_t left =
         now + r->tolerance >= next ? (now + r->tolerance - next) / r->interval_ns + 1 : 0;
     if (v == NULL)
@@ -164,43 +213,77 @@ static int success_headers(const rate_limit_t *r, pt_req_t *req, uint64_t now, u
     return PT_POLICY_NEXT;
 }
 
-static int handle(const void *conf, pt_req_t *req)
+/* Takes a token from r's bucket for req: 1 (and *next, *now) or 0 (over,
+ * *wait_ns until a token is back). */
+static int take(rate_limit_t *r, pt_req_t *req, _Atomic uint64_t **tatp, uint64_t *now_out,
+                uint64_t *next_out, uint64_t *wait_ns)
 {
-    rate_limit_t *r = (rate_limit_t *)conf; /* the bucket is its mutable part */
-    _Atomic uint64_t *tat = r->per_client ? &r->client_tat[slot_of(req)] : &r->tat;
+    _Atomic uint64_t *tat = r->per_client == KEY_SCOPE ? &r->tat
+                            : r->per_client == KEY_USER && req->user != NULL
+                                ? &r->client_tat[slot_of_user(req)]
+                                : &r->client_tat[slot_of(req)];
     uint64_t now = uv_hrtime() + r->tolerance + r->interval_ns; /* > 0 from the start */
     uint64_t old = atomic_load_explicit(tat, memory_order_relaxed), t, next;
-    char limit[24], remaining[24], reset[24], retry[24];
-    pt_header_kv_t hdrs[4];
-
     for (;;) {
         t = old > now ? old : now;
-        if (t - now > r->tolerance)
-            break; /* over: no token */
+        if (t - now > r->tolerance) {
+            *wait_ns = t - now - r->tolerance;
+            return 0;
+        }
         next = t + r->interval_ns;
         if (atomic_compare_exchange_weak_explicit(tat, &old, next, memory_order_relaxed,
-                                                  memory_order_relaxed))
-            return success_headers(r, req, now, next);
+                                                  memory_order_relaxed)) {
+            *tatp = tat;
+            *now_out = now;
+            *next_out = next;
+            return 1;
+        }
     }
-    {
-        uint64_t wait = t - now - r->tolerance; /* until one token is back */
-        snprintf(limit, sizeof(limit), "%llu", (unsigned long long)r->burst);
-        snprintf(remaining, sizeof(remaining), "0");
-        snprintf(retry, sizeof(retry), "%llu", (unsigned long long)((wait + NS - 1) / NS));
-        snprintf(reset, sizeof(reset), "%s", retry);
-        hdrs[0].name = "Retry-After";
-        hdrs[0].value = retry;
-        hdrs[1].name = "RateLimit-Limit";
-        hdrs[1].value = limit;
-        hdrs[2].name = "RateLimit-Remaining";
-        hdrs[2].value = remaining;
-        hdrs[3].name = "RateLimit-Reset";
-        hdrs[3].value = reset;
-        pt_policy_count(req, PT_PSTAT_RATE_LIMITED);
-        pt_http_problem(req, r->status, "rate-limited",
-                        "Too many requests: the rate limit is exceeded; retry later.", hdrs, 4);
+}
+
+static int handle(const void *conf, pt_req_t *req)
+{
+    const rate_limits_t *l = conf;
+    _Atomic uint64_t *taken[LIMITS_MAX];
+    uint64_t now[LIMITS_MAX], next[LIMITS_MAX], wait = 0, best = UINT64_MAX, left;
+    char limit[24], remaining[24], reset[24], retry[24];
+    pt_header_kv_t hdrs[4];
+    size_t i, k, tight = 0;
+    rate_limit_t *r;
+
+    for (i = 0; i < l->n; i++) {
+        r = l->items[i]; /* the buckets are its mutable part */
+        if (!take(r, req, &taken[i], &now[i], &next[i], &wait)) {
+            /* none taken: give back the tokens of the limits before it */
+            for (k = 0; k < i; k++)
+                atomic_fetch_sub_explicit(taken[k], l->items[k]->interval_ns, memory_order_relaxed);
+            break;
+        }
+        left = now[i] + r->tolerance >= next[i] ? (now[i] + r->tolerance - next[i]) / r->interval_ns
+                                                : 0;
+        if (left < best) {
+            best = left;
+            tight = i;
+        }
     }
-    return 1;
+    if (i == l->n) {
+        pt_policy_count(req, PT_PSTAT_RATE_ALLOWED);
+        /* the headers of the limit closest to refusing */
+        return success_headers(l->items[tight], req, now[tight], next[tight]);
+    }
+    r = l->items[i];
+    snprintf(limit, sizeof(limit), "%llu", (unsigned long long)r->burst);
+    snprintf(remaining, sizeof(remaining), "0");
+    snprintf(retry, sizeof(retry), "%llu", (unsigned long long)((wait + NS - 1) / NS));
+    snprintf(reset, sizeof(reset), "%s", retry);
+    hdrs[0] = (pt_header_kv_t){"Retry-After", retry};
+    hdrs[1] = (pt_header_kv_t){"RateLimit-Limit", limit};
+    hdrs[2] = (pt_header_kv_t){"RateLimit-Remaining", remaining};
+    hdrs[3] = (pt_header_kv_t){"RateLimit-Reset", reset};
+    pt_policy_count(req, PT_PSTAT_RATE_LIMITED);
+    pt_http_problem(req, r->status, "rate-limited",
+                    "Too many requests: the rate limit is exceeded; retry later.", hdrs, 4);
+    return PT_POLICY_ANSWERED;
 }
 
 const pt_policy_type_t pt_policy_rate_limit = {"rate_limit", PT_ORDER_RATE_LIMIT, parse, handle,

@@ -137,3 +137,29 @@ routes:
     # also for what matches no API
     assert requests.get(n.url("/nowhere", "partners"), timeout=10).status_code == 401
     assert requests.get(n.url("/nowhere", "public"), timeout=10).status_code == 404
+
+
+def test_rate_limit_per_user(portico_factory, keys):
+    users = ("users:\n  - {name: alice, api_keys: [\"%s\"]}\n  - {name: bob, api_keys: [\"%s\"]}\n"
+             % (keys["alice"][1], keys["bob"][1]))
+    api = '''
+name: metered
+base_path: /metered
+kind: service
+title: Metered
+version: "1"
+policies:
+  auth: {methods: [api_key]}
+  rate_limit: {rate: 1/h, burst: 2, key: user}
+routes:
+  - method: GET
+    path: /x
+    respond: {body: x}
+'''
+    n = portico_factory(node_config(extra=users), {"m.yaml": api})
+
+    def as_(who):
+        return requests.get(n.url("/metered/x"), headers={"X-API-Key": keys[who][0]},
+                            timeout=10).status_code
+    assert [as_("alice") for _ in range(3)] == [200, 200, 429]
+    assert [as_("bob") for _ in range(3)] == [200, 200, 429]  # bob has his own bucket

@@ -49,6 +49,11 @@ routes:
       rate_limit: {rate: 1/h, burst: 1, status: 503}
     respond: {body: compat}
   - method: GET
+    path: /multi
+    policies:
+      rate_limit: [{rate: 1/h, burst: 3}, {rate: 1/h, burst: 2, key: client}]
+    respond: {body: multi}
+  - method: GET
     path: /fast
     policies:
       rate_limit: {rate: 1000/s, burst: 50}
@@ -144,6 +149,17 @@ def test_rate_limit_answers_429_with_headers(node):
     assert get(node, "/hello/open").status_code == 200
 
 
+def test_several_rate_limits_at_once(node):
+    """A list of limits: a request takes a token from each or from none (a
+    refusal by one gives back what the others took)."""
+    codes_a = [get(node, "/hello/multi", "10.1.0.1").status_code for _ in range(3)]
+    assert codes_a == [200, 200, 429], codes_a  # the client's limit (2)
+    codes_b = [get(node, "/hello/multi", "10.1.0.2").status_code for _ in range(2)]
+    assert codes_b == [200, 429], codes_b         # the scope's limit (3): 2 + 1
+    r = get(node, "/hello/multi", "10.1.0.3")
+    assert r.status_code == 429 and r.headers["RateLimit-Limit"] == "3", r.headers
+
+
 def test_rate_limit_per_client_and_compat_status(node):
     for ip in ("10.1.0.1", "10.1.0.2"):
         codes = [get(node, "/hello/per-client", ip).status_code for _ in range(3)]
@@ -179,7 +195,8 @@ def test_rate_limit_accuracy_under_load(node):
     ("  nope: {}\n", "unknown policy"),
     ("  rate_limit: {rate: fast}\n", "expected a rate like 100/s"),
     ("  rate_limit: {burst: 3}\n", "required key is missing"),
-    ("  rate_limit: {rate: 1/s, key: user}\n", "expected scope"),
+    ("  rate_limit: {rate: 1/s, key: consumer}\n", "expected scope"),
+    ("  rate_limit: [{rate: 1/s}, 5]\n", "expected a mapping"),
     ("  ip_filter: {deny: [10.0.0.1/8]}\n", "host bits set"),
     ("  ip_filter: {}\n", "give allow, deny or both"),
 ])
