@@ -28,7 +28,7 @@ mkdir -p "$run/apis"
 cd "$run"
 openssl genrsa -out rsa.key 2048 2>/dev/null; openssl rsa -in rsa.key -pubout -out rsa.pem 2>/dev/null
 openssl ecparam -name prime256v1 -genkey -noout -out ec.key; openssl ec -in ec.key -pubout -out ec.pem 2>/dev/null
-read -r KEY KEYHASH < <("$bin" user key | tr '\n' ' ')
+keyout=$("$bin" user key); KEY=$(sed -n 1p <<<"$keyout"); KEYHASH=$(sed -n 2p <<<"$keyout")
 PWHASH=$(echo "bench-password" | "$bin" user password)
 /usr/bin/python3 - <<'PY'
 import jwt, time

@@ -713,7 +713,119 @@ static int cert_from_header(const auth_t *a, pt_req_t *req, const pt_str_t *h)
     return check_access(a, req, user, M_CERT_HEADER);
 }
 
+/* ------------------------------------------------------------ per-worker state */
+
+#define CACHE_SLOTS 1024
+
+typedef struct cache_entry_s {
+    unsigned char digest[32]; /* keyed hash of generation, name, password */
+    uint64_t expires_ms;      /* loop time */
+    const pt_user_t *user;    /* of that generation's configuration */
+} cache_entry_t;
+
+typedef struct verify_job_s verify_job_t;
+
+/* A verified token (its signature only: the claims are checked each time). */
+typedef struct token_entry_s {
+    unsigned char digest[16]; /* keyed hash of the policy, key set, generation and token */
+    uint64_t expires_ms;      /* loop time */
+} token_entry_t;
+
+typedef struct auth_worker_s {
+    unsigned char key[crypto_generichash_KEYBYTES]; /* random, never leaves the worker */
+    cache_entry_t slots[CACHE_SLOTS];
+    token_entry_t tokens[CACHE_SLOTS];
+    verify_job_t *pending[64]; /* password verifications in flight, by digest */
+} auth_worker_t;
+
+static void worker_finish(pt_worker_t *w)
+{
+    if (w->auth != NULL) {
+        sodium_memzero(w->auth, sizeof(auth_worker_t));
+        free(w->auth);
+        w->auth = NULL;
+    }
+}
+
+static auth_worker_t *worker_state(pt_worker_t *w)
+{
+    auth_worker_t *aw = w->auth;
+    if (aw != NULL || w->stopping)
+        return aw; /* a finished worker has none any more */
+    if ((aw = calloc(1, sizeof(*aw))) == NULL)
+        return NULL;
+    if (pt_worker_on_finish(w, worker_finish) != PT_OK) {
+        free(aw);
+        return NULL;
+    }
+    randombytes_buf(aw->key, sizeof(aw->key));
+    w->auth = aw;
+    return aw;
+}
+
+static void cache_digest(const auth_worker_t *aw, uint64_t generation, const char *name,
+                         size_t nlen, const char *pass, size_t plen, unsigned char out[32])
+{
+    crypto_generichash_state st;
+    unsigned char zero = 0;
+    crypto_generichash_init(&st, aw->key, sizeof(aw->key), 32);
+    crypto_generichash_update(&st, (const unsigned char *)&generation, sizeof(generation));
+    crypto_generichash_update(&st, (const unsigned char *)name, nlen);
+    crypto_generichash_update(&st, &zero, 1);
+    crypto_generichash_update(&st, (const unsigned char *)pass, plen);
+    crypto_generichash_final(&st, out, 32);
+}
+
 /* ------------------------------------------------------------ JWT */
+
+/* A token whose signature this worker verified lately (with this policy and
+ * key set, in this configuration generation) is not verified again: RSA and
+ * ECDSA cost tens of microseconds and a client sends the same token for
+ * minutes. Its claims (exp, nbf, iss, aud) are still checked every time. */
+#define TOKEN_TTL_MS 300000
+
+static void token_digest(const auth_worker_t *aw, const auth_t *a, const pt_req_t *req,
+                         const pt_jwt_keyset_t *ks, const char *token, size_t len,
+                         unsigned char out[16])
+{
+    crypto_generichash_state st;
+    uint64_t gen = req->snap->snap->generation;
+    crypto_generichash_init(&st, aw->key, sizeof(aw->key), 16);
+    crypto_generichash_update(&st, (const unsigned char *)&a, sizeof(a));
+    crypto_generichash_update(&st, (const unsigned char *)&ks, sizeof(ks));
+    crypto_generichash_update(&st, (const unsigned char *)&gen, sizeof(gen));
+    crypto_generichash_update(&st, (const unsigned char *)token, len);
+    crypto_generichash_final(&st, out, 16);
+}
+
+static int token_known(const auth_t *a, pt_req_t *req, const pt_jwt_keyset_t *ks, const char *token,
+                       size_t len)
+{
+    pt_worker_t *w = req->snap->worker;
+    auth_worker_t *aw = worker_state(w);
+    unsigned char d[16];
+    const token_entry_t *e;
+    if (aw == NULL || ks == NULL)
+        return 0;
+    token_digest(aw, a, req, ks, token, len, d);
+    e = &aw->tokens[(d[0] | d[1] << 8) % CACHE_SLOTS];
+    return e->expires_ms > uv_now(&w->loop) && sodium_memcmp(e->digest, d, 16) == 0;
+}
+
+static void token_remember(const auth_t *a, pt_req_t *req, const pt_jwt_keyset_t *ks,
+                           const char *token, size_t len)
+{
+    pt_worker_t *w = req->snap->worker;
+    auth_worker_t *aw = worker_state(w);
+    unsigned char d[16];
+    token_entry_t *e;
+    if (aw == NULL || ks == NULL)
+        return;
+    token_digest(aw, a, req, ks, token, len, d);
+    e = &aw->tokens[(d[0] | d[1] << 8) % CACHE_SLOTS];
+    memcpy(e->digest, d, 16);
+    e->expires_ms = uv_now(&w->loop) + TOKEN_TTL_MS;
+}
 
 static int jwt(const auth_t *a, pt_req_t *req, const char *token, size_t len)
 {
@@ -726,9 +838,14 @@ static int jwt(const auth_t *a, pt_req_t *req, const char *token, size_t len)
     pt_user_t *user;
     size_t i;
 
-    if (pt_jwt_decode(arena, token, len, &t, &reason) != 0 ||
-        pt_jwt_verify(&t, ks, j->algs, &reason) != 0 ||
-        pt_jwt_check_claims(&t, &j->rules, (int64_t)time(NULL), &reason) != 0)
+    if (pt_jwt_decode(arena, token, len, &t, &reason) != 0)
+        return refuse(a, req, M_JWT, reason, NULL);
+    if (!token_known(a, req, ks, token, len)) {
+        if (pt_jwt_verify(&t, ks, j->algs, &reason) != 0)
+            return refuse(a, req, M_JWT, reason, NULL);
+        token_remember(a, req, ks, token, len);
+    }
+    if (pt_jwt_check_claims(&t, &j->rules, (int64_t)time(NULL), &reason) != 0)
         return refuse(a, req, M_JWT, reason, NULL);
     for (i = 0; i < j->nuser_claims && name == NULL; i++) {
         const pt_json_t *v = pt_jwt_claim(&t, j->user_claims[i]);
@@ -759,74 +876,35 @@ static int jwt(const auth_t *a, pt_req_t *req, const char *token, size_t len)
 
 /* ------------------------------------------------------------ basic */
 
-#define CACHE_SLOTS 1024
+/* One password verification, and the requests waiting for its result: the
+ * same credentials arriving while it runs (a client opening many
+ * connections at once) wait for it rather than verify again. */
+typedef struct waiter_s {
+    pt_req_t *req; /* NULL once the client left */
+    struct verify_link_s *link;
+} waiter_t;
 
-typedef struct cache_entry_s {
-    unsigned char digest[32]; /* keyed hash of generation, name, password */
-    uint64_t expires_ms;      /* loop time */
-    const pt_user_t *user;    /* of that generation's configuration */
-} cache_entry_t;
-
-typedef struct auth_worker_s {
-    unsigned char key[crypto_generichash_KEYBYTES]; /* random, never leaves the worker */
-    cache_entry_t slots[CACHE_SLOTS];
-} auth_worker_t;
-
-static void worker_finish(pt_worker_t *w)
-{
-    if (w->auth != NULL) {
-        sodium_memzero(w->auth, sizeof(auth_worker_t));
-        free(w->auth);
-        w->auth = NULL;
-    }
-}
-
-static auth_worker_t *worker_state(pt_worker_t *w)
-{
-    auth_worker_t *aw = w->auth;
-    if (aw != NULL)
-        return aw;
-    if ((aw = calloc(1, sizeof(*aw))) == NULL)
-        return NULL;
-    if (pt_worker_on_finish(w, worker_finish) != PT_OK) {
-        free(aw);
-        return NULL;
-    }
-    randombytes_buf(aw->key, sizeof(aw->key));
-    w->auth = aw;
-    return aw;
-}
-
-static void cache_digest(const auth_worker_t *aw, uint64_t generation, const char *name,
-                         size_t nlen, const char *pass, size_t plen, unsigned char out[32])
-{
-    crypto_generichash_state st;
-    unsigned char zero = 0;
-    crypto_generichash_init(&st, aw->key, sizeof(aw->key), 32);
-    crypto_generichash_update(&st, (const unsigned char *)&generation, sizeof(generation));
-    crypto_generichash_update(&st, (const unsigned char *)name, nlen);
-    crypto_generichash_update(&st, &zero, 1);
-    crypto_generichash_update(&st, (const unsigned char *)pass, plen);
-    crypto_generichash_final(&st, out, 32);
-}
-
-typedef struct verify_job_s verify_job_t;
-
-/* In the request's arena: the request's side of the link to its job. */
+/* In a request's arena: its side of the link to the job it waits for. */
 typedef struct verify_link_s {
-    verify_job_t *job;
+    verify_job_t *job; /* NULL once the job is done */
+    size_t index;      /* in job->waiters */
 } verify_link_t;
+
+#define WAITERS_MAX 4096
 
 struct verify_job_s {
     pt_job_t job;
-    pt_req_t *req; /* NULL once the client left */
-    verify_link_t *link;
+    verify_job_t *next_pending; /* in the worker's pending table */
+    waiter_t *waiters;
+    size_t nwaiters, cap;
     const auth_t *a;
     const pt_user_t *user; /* NULL: unknown name (verified against another hash anyway) */
+    uint64_t generation;
     char hash[crypto_pwhash_STRBYTES];
     char *pass;
     size_t plen;
     int ok;
+    pt_job_status_t status;
     unsigned char digest[32];
 };
 
@@ -836,6 +914,7 @@ static void job_free(verify_job_t *j)
         sodium_memzero(j->pass, j->plen);
         free(j->pass);
     }
+    free(j->waiters);
     free(j);
 }
 
@@ -843,7 +922,36 @@ static void link_cleanup(void *data)
 {
     verify_link_t *l = data;
     if (l->job != NULL)
-        l->job->req = NULL; /* the client left: the job frees itself when done */
+        l->job->waiters[l->index].req = NULL; /* the client left */
+}
+
+static verify_job_t **pending_slot(auth_worker_t *aw, const unsigned char *digest)
+{
+    return &aw->pending[digest[0] % (sizeof(aw->pending) / sizeof(aw->pending[0]))];
+}
+
+/* Makes req wait for j's result (suspended). PT_OK or PT_ENOMEM. */
+static int wait_for(verify_job_t *j, pt_req_t *req)
+{
+    verify_link_t *l = pt_arena_alloc(pt_http_req_arena(req), sizeof(*l));
+    if (l == NULL || j->nwaiters >= WAITERS_MAX)
+        return PT_ENOMEM;
+    if (j->nwaiters == j->cap) {
+        size_t cap = j->cap ? j->cap * 2 : 4;
+        waiter_t *w = realloc(j->waiters, sizeof(*w) * cap);
+        if (w == NULL)
+            return PT_ENOMEM;
+        j->waiters = w;
+        j->cap = cap;
+    }
+    l->job = j;
+    l->index = j->nwaiters;
+    if (pt_arena_cleanup_add(pt_http_req_arena(req), link_cleanup, l) != PT_OK)
+        return PT_ENOMEM;
+    j->waiters[j->nwaiters].req = req;
+    j->waiters[j->nwaiters++].link = l;
+    pt_http_suspend(req);
+    return PT_OK;
 }
 
 static void verify_run(pt_job_t *job)
@@ -856,7 +964,7 @@ static void verify_cont(pt_req_t *req)
 {
     verify_job_t *j = req->hook_data;
     req->hook_data = NULL;
-    if (j->job.status != PT_JOB_DONE) {
+    if (j->status != PT_JOB_DONE) {
         static const pt_header_kv_t retry[] = {{"Retry-After", "1"}};
         pt_policy_count(req, PT_PSTAT_AUTH_BUSY);
         pt_http_problem(req, 503, "busy", "Authentication is busy; try again shortly.", retry, 1);
@@ -872,18 +980,27 @@ static void verify_cont(pt_req_t *req)
 
 static void verify_done(pt_job_t *job, pt_job_status_t status)
 {
-    verify_job_t *j = (verify_job_t *)job;
-    pt_req_t *req = j->req;
-    (void)status;
-    if (req != NULL) {
-        j->link->job = NULL;
-        if (j->ok && j->a->cache_ttl_ms > 0) {
-            auth_worker_t *aw = job->worker->auth;
-            cache_entry_t *e = &aw->slots[(j->digest[0] | j->digest[1] << 8) % CACHE_SLOTS];
-            memcpy(e->digest, j->digest, 32);
-            e->expires_ms = uv_now(&job->worker->loop) + j->a->cache_ttl_ms;
-            e->user = j->user;
+    verify_job_t *j = (verify_job_t *)job, **pp;
+    auth_worker_t *aw = job->worker->auth; /* NULL once the worker finished */
+    size_t i;
+    j->status = status;
+    for (pp = aw != NULL ? pending_slot(aw, j->digest) : NULL; pp != NULL && *pp != NULL;
+         pp = &(*pp)->next_pending)
+        if (*pp == j) {
+            *pp = j->next_pending;
+            break;
         }
+    if (aw != NULL && status == PT_JOB_DONE && j->ok && j->a->cache_ttl_ms > 0) {
+        cache_entry_t *e = &aw->slots[(j->digest[0] | j->digest[1] << 8) % CACHE_SLOTS];
+        memcpy(e->digest, j->digest, 32);
+        e->expires_ms = uv_now(&job->worker->loop) + j->a->cache_ttl_ms;
+        e->user = j->user;
+    }
+    for (i = 0; i < j->nwaiters; i++) {
+        pt_req_t *req = j->waiters[i].req;
+        if (req == NULL)
+            continue; /* that client left */
+        j->waiters[i].link->job = NULL;
         req->hook_data = j;
         pt_http_resume(req, verify_cont);
     }
@@ -907,8 +1024,8 @@ static int basic(const auth_t *a, pt_req_t *req, const char *b64, size_t len)
     const char *hash = NULL;
     unsigned char digest[32];
     cache_entry_t *e;
-    verify_job_t *j;
-    verify_link_t *l;
+    verify_job_t *j, **slot;
+    uint64_t gen = req->snap->snap->generation;
 
     if (aw == NULL)
         return refuse(a, req, M_BASIC, "memory", NULL);
@@ -925,13 +1042,24 @@ static int basic(const auth_t *a, pt_req_t *req, const char *b64, size_t len)
               ? bsearch(buf, cfg->users_by_name, cfg->nusers, sizeof(pt_user_t *), user_cmp)
               : NULL;
     user = hit != NULL && (*hit)->password != NULL ? *hit : NULL;
-    cache_digest(aw, req->snap->snap->generation, buf, (size_t)(colon - buf), colon + 1,
-                 n - (size_t)(colon - buf) - 1, digest);
+    cache_digest(aw, gen, buf, (size_t)(colon - buf), colon + 1, n - (size_t)(colon - buf) - 1,
+                 digest);
     e = &aw->slots[(digest[0] | digest[1] << 8) % CACHE_SLOTS];
     if (user != NULL && e->user == user && e->expires_ms > uv_now(&w->loop) &&
         sodium_memcmp(e->digest, digest, 32) == 0) {
         sodium_memzero(buf, sizeof(buf));
         return check_access(a, req, user, M_BASIC);
+    }
+    /* the same credentials (and policy, and configuration) being verified: wait for that */
+    slot = pending_slot(aw, digest);
+    for (j = *slot; j != NULL; j = j->next_pending)
+        if (j->a == a && j->generation == gen && sodium_memcmp(j->digest, digest, 32) == 0)
+            break;
+    if (j != NULL) {
+        sodium_memzero(buf, sizeof(buf));
+        if (wait_for(j, req) != PT_OK)
+            return refuse(a, req, M_BASIC, "memory", NULL);
+        return PT_POLICY_SUSPENDED;
     }
     /* An unknown name costs the same as a wrong password: it is checked
      * against some user's hash (or refused at once when there is none). */
@@ -943,10 +1071,7 @@ static int basic(const auth_t *a, pt_req_t *req, const char *b64, size_t len)
         sodium_memzero(buf, sizeof(buf));
         return refuse(a, req, M_BASIC, "unknown-user", NULL);
     }
-    if (w->authpool == NULL || (j = calloc(1, sizeof(*j))) == NULL ||
-        (l = pt_arena_alloc(pt_http_req_arena(req), sizeof(*l))) == NULL) {
-        if (w->authpool != NULL)
-            free(j);
+    if (w->authpool == NULL || (j = calloc(1, sizeof(*j))) == NULL) {
         sodium_memzero(buf, sizeof(buf));
         return refuse(a, req, M_BASIC, "memory", NULL);
     }
@@ -962,27 +1087,31 @@ static int basic(const auth_t *a, pt_req_t *req, const char *b64, size_t len)
     memcpy(j->digest, digest, 32);
     j->a = a;
     j->user = user;
-    j->req = req;
-    j->link = l;
-    l->job = j;
+    j->generation = gen;
     j->job.run = verify_run;
     j->job.done = verify_done;
     j->job.worker = w;
-    if (pt_arena_cleanup_add(pt_http_req_arena(req), link_cleanup, l) != PT_OK) {
+    if (wait_for(j, req) != PT_OK) {
+        if (j->nwaiters > 0) /* its cleanup is registered: it must not find the job */
+            j->waiters[0].link->job = NULL;
         job_free(j);
         return refuse(a, req, M_BASIC, "memory", NULL);
     }
     if (pt_procpool_submit(w->authpool, &j->job) != PT_OK) {
         static const pt_header_kv_t retry[] = {{"Retry-After", "1"}};
-        l->job = NULL;
+        j->waiters[0].link->job = NULL;
         job_free(j);
+        req->suspended = 0; /* answered here, synchronously */
         pt_policy_count(req, PT_PSTAT_AUTH_BUSY);
         pt_log_warn("auth: %.*s: the authentication pool is full", (int)req->request_id_len,
                     req->request_id);
         pt_http_problem(req, 503, "busy", "Authentication is busy; try again shortly.", retry, 1);
         return PT_POLICY_ANSWERED;
     }
-    pt_http_suspend(req);
+    j->next_pending = *slot;
+    *slot = j;
+    pt_log_debug("auth: %.*s: a password verification starts on the auth pool",
+                 (int)req->request_id_len, req->request_id);
     return PT_POLICY_SUSPENDED;
 }
 

@@ -7,6 +7,7 @@ and HMAC keys from PEM files, a secret and a JWK Set, client certificates
 allow list and API list, and every failure shape.
 """
 import base64
+import concurrent.futures
 import json
 import re
 import signal
@@ -96,6 +97,19 @@ def test_basic_success_and_cache(basic_node):
     assert {ln.get("user") for ln in lines} == {"alice"}
     assert "wonderland" not in (basic_node.dir / "access.log").read_text()
     assert "wonderland" not in basic_node.stderr()
+
+
+def test_basic_same_credentials_verified_once(basic_node):
+    """40 connections presenting the same new password at once: each worker
+    verifies it once, the others wait for that result."""
+    def one(_):
+        return requests.get(basic_node.url("/crm/me"), auth=("alice", "wonderland"),
+                            timeout=30).status_code
+    with concurrent.futures.ThreadPoolExecutor(40) as pool:
+        codes = list(pool.map(one, range(40)))
+    assert codes == [200] * 40, codes
+    starts = basic_node.stderr().count("a password verification starts")
+    assert 1 <= starts <= 2, starts  # one per worker at most (workers: 2)
 
 
 def test_basic_failures_look_alike(basic_node):
