@@ -792,7 +792,7 @@ static void token_digest(const auth_worker_t *aw, const auth_t *a, const pt_req_
     uint64_t gen = req->snap->snap->generation;
     crypto_generichash_init(&st, aw->key, sizeof(aw->key), 16);
     crypto_generichash_update(&st, (const unsigned char *)&a, sizeof(a));
-    crypto_generichash_update(&st, (const unsigned char *)&ks, sizeof(ks));
+    crypto_generichash_update(&st, (const unsigned char *)&ks->serial, sizeof(ks->serial));
     crypto_generichash_update(&st, (const unsigned char *)&gen, sizeof(gen));
     crypto_generichash_update(&st, (const unsigned char *)token, len);
     crypto_generichash_final(&st, out, 16);

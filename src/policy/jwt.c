@@ -70,10 +70,20 @@ static const EVP_MD *alg_md(unsigned alg)
 
 /* ------------------------------------------------------------ key sets */
 
+static _Atomic uint64_t keyset_serial;
+
+static pt_jwt_keyset_t *keyset_new(void)
+{
+    pt_jwt_keyset_t *ks = calloc(1, sizeof(*ks));
+    if (ks != NULL)
+        ks->serial = atomic_fetch_add(&keyset_serial, 1) + 1;
+    return ks;
+}
+
 static pt_jwt_key_t *keyset_grow(pt_jwt_keyset_t **ks)
 {
     pt_jwt_key_t *keys;
-    if (*ks == NULL && (*ks = calloc(1, sizeof(**ks))) == NULL)
+    if (*ks == NULL && (*ks = keyset_new()) == NULL)
         return NULL;
     if ((*ks)->n >= 1024)
         return NULL;
@@ -301,7 +311,7 @@ pt_jwt_keyset_t *pt_jwt_keyset_jwks(const char *json, size_t len, char *err, siz
         snprintf(err, errlen, "a JWK Set is an object with a \"keys\" array");
         goto fail;
     }
-    if ((ks = calloc(1, sizeof(*ks))) == NULL) {
+    if ((ks = keyset_new()) == NULL) {
         snprintf(err, errlen, "out of memory");
         goto fail;
     }

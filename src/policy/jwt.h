@@ -40,6 +40,7 @@ typedef struct pt_jwt_key_s pt_jwt_key_t;
 typedef struct pt_jwt_keyset_s {
     pt_jwt_key_t *keys;
     size_t n;
+    uint64_t serial; /* unique in the process: caches name a key set by it, not by address */
 } pt_jwt_keyset_t;
 
 /* A JWK Set document into a key set (keys of unknown types or uses are
