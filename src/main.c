@@ -33,6 +33,7 @@
 #include "policy/jwt.h"
 #include "policy/stats.h"
 #include "process/pool.h"
+#include "process/records.h"
 #include "proxy/proxy.h"
 
 typedef struct node_s {
@@ -40,6 +41,7 @@ typedef struct node_s {
     uv_signal_t sig_term, sig_int, sig_hup;
     uv_async_t worker_exit;
     uv_timer_t drain_timer;
+    uv_timer_t sweep_timer; /* drops execution results past their retention */
     const char *config_path;
     pt_snapshot_t *snap; /* the published snapshot (main's reference) */
     pt_health_t *health; /* active health checks of snap's proxy targets */
@@ -242,6 +244,12 @@ static void stop_now(node_t *n)
         pt_worker_send(n->workers[i], PT_MSG_STOP, NULL);
 }
 
+static void sweep_timer_cb(uv_timer_t *t)
+{
+    (void)t;
+    pt_exec_sweep();
+}
+
 static void drain_timer_cb(uv_timer_t *t)
 {
     node_t *n = t->data;
@@ -263,6 +271,7 @@ static void signal_cb(uv_signal_t *h, int signum)
         return;
     }
     n->draining = 1;
+    uv_timer_stop(&n->sweep_timer);
     pt_log_info("%s: draining (up to %u ms)", signum == SIGTERM ? "SIGTERM" : "SIGINT",
                 n->snap->config->limits.drain_timeout_ms);
     for (i = 0; i < n->nworkers; i++)
@@ -399,6 +408,8 @@ static int serve(const char *config_path)
     }
     uv_timer_init(&n.loop, &n.drain_timer);
     n.drain_timer.data = &n;
+    uv_timer_init(&n.loop, &n.sweep_timer);
+    uv_timer_start(&n.sweep_timer, sweep_timer_cb, 60000, 60000);
     for (i = 0; i < n.nworkers; i++) {
         n.workers[i] = calloc(1, sizeof(pt_worker_t));
         if (n.workers[i] == NULL ||

@@ -34,8 +34,9 @@ static const char *const api_keys[] = {
 static const char *const contact_keys[] = {"name", "email", "url", NULL};
 static const char *const license_keys[] = {"name", "url", NULL};
 static const char *const route_keys[] = {
-    "method",      "path",  "name",    "respond",         "description", "process",
-    "body_schema", "query", "headers", "response_schema", "policies",    NULL};
+    "method",   "path",        "name",  "respond", "description",
+    "process",  "body_schema", "query", "headers", "response_schema",
+    "policies", "max_wait",    "async", NULL};
 static const char *const respond_keys[] = {"status", "headers", "body", NULL};
 
 /* Headers the server writes itself: a definition may not set them. */
@@ -480,6 +481,23 @@ static void parse_route(pt__cfg_ctx_t *c, const pt_ynode_t *n, const pt_api_def_
         pt__cfg_pop(c, mark);
     }
 
+    if (!pt_yaml_is_null(v = pt_yaml_get(n, "max_wait"))) {
+        uint64_t ms;
+        mark = pt__cfg_push(c, "max_wait", 8);
+        if (pt_yaml_is_null(pt_yaml_get(n, "process")))
+            pt__cfg_err(c, v->line, "only routes that run a process wait");
+        else if (pt__cfg_duration(c, v, 1, 86400000, &ms) == 0)
+            r->max_wait_ms = (uint32_t)ms;
+        pt__cfg_pop(c, mark);
+    }
+    if (!pt_yaml_is_null(v = pt_yaml_get(n, "async"))) {
+        mark = pt__cfg_push(c, "async", 5);
+        if (pt_yaml_is_null(pt_yaml_get(n, "process")))
+            pt__cfg_err(c, v->line, "only routes that run a process can be async");
+        else
+            pt__cfg_bool(c, v, &r->async);
+        pt__cfg_pop(c, mark);
+    }
     if (!pt_yaml_is_null(pt_yaml_get(n, "process"))) {
         if (!pt_yaml_is_null(pt_yaml_get(n, "respond")))
             pt__cfg_err(c, pt__cfg_key_line(n, "respond"),

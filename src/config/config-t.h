@@ -259,6 +259,9 @@ typedef struct pt_route_def_s {
     pt_query_param_t *query;                /* PROCESS: declared query parameters */
     size_t nquery;
     const struct pt_jschema_s *response_schema; /* PROCESS: the answer's schema (contracts) */
+    uint32_t max_wait_ms;          /* PROCESS: how long a client waits when it sends no X-Max-Wait
+                                      (0 = until the end); past it: 202 and the execution goes on */
+    int async;                     /* PROCESS: answers 202 at once; the execution goes on */
     pt_header_kv_t *match_headers; /* routing headers: lower-case name -> exact value; the route
                                       matches only when the request carries them all */
     size_t nmatch_headers;
@@ -420,11 +423,15 @@ typedef struct pt_log_config_s {
 
 /* The process pool of the node (`processes:`); read at start (not reloaded). */
 typedef struct pt_processes_config_s {
-    uint32_t max_running;      /* executions at once (pool threads), default 16 */
-    uint32_t max_queued;       /* waiting beyond those, default 256; more -> 503 */
-    uint32_t queue_timeout_ms; /* longest wait in the queue, default 10000 -> 503 */
-    uint32_t max_execution_ms; /* longest execution, default 30000 -> timeout_status */
-    int timeout_status;        /* 504 (default) or 522 (the reference's code) */
+    uint32_t max_running;         /* executions at once (pool threads), default 16 */
+    uint32_t max_queued;          /* waiting beyond those, default 256; more -> 503 */
+    uint32_t queue_timeout_ms;    /* longest wait in the queue, default 10000 -> 503 */
+    uint32_t max_execution_ms;    /* longest execution, default 30000 -> timeout_status */
+    int timeout_status;           /* 504 (default) or 522 (the reference's code) */
+    uint32_t max_wait_ms;         /* the longest X-Max-Wait honoured (longer ones are cut to it),
+                                     default 300000 */
+    uint64_t result_retention_ms; /* how long the result of a 202 execution is kept, 24 h */
+    uint64_t max_result_size;     /* bytes of such a result kept (beyond: cut, flagged), 1 MiB */
 } pt_processes_config_t;
 
 typedef struct pt_config_s {

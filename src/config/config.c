@@ -46,7 +46,9 @@ static const char *const admin_keys[] = {"address", NULL};
 static const char *const user_keys[] = {"name",      "roles",        "api_keys", "password",
                                         "allow_ips", "certificates", "apis",     NULL};
 static const char *const processes_keys[] = {
-    "max_running", "max_queued", "queue_timeout", "max_execution_time", "timeout_status", NULL};
+    "max_running",        "max_queued",      "queue_timeout",
+    "max_execution_time", "timeout_status",  "max_wait",
+    "result_retention",   "max_result_size", NULL};
 static const char *const listen_keys[] = {"address", "name", "tls", "policies", NULL};
 static const char *const tls_keys[] = {"cert", "key", "client_ca", "client_cert", NULL};
 static const char *const log_keys[] = {"level", "access_log", NULL};
@@ -160,6 +162,9 @@ pt_config_t *pt_config_new(const char *path)
     cfg->processes.queue_timeout_ms = 10000;
     cfg->processes.max_execution_ms = 30000;
     cfg->processes.timeout_status = 504;
+    cfg->processes.max_wait_ms = 300000;
+    cfg->processes.result_retention_ms = 86400000;
+    cfg->processes.max_result_size = 1u << 20;
     cfg->log.level = pt_arena_strdup(&cfg->arena, "info");
     cfg->log.access_log = pt_arena_strdup(&cfg->arena, "-");
     if (path != NULL)
@@ -509,6 +514,24 @@ static void parse_processes(pt__cfg_ctx_t *c, const pt_ynode_t *n, pt_processes_
         mark = pt__cfg_push(c, "max_execution_time", 18);
         if (pt__cfg_duration(c, v, 1, 86400000, &x) == 0)
             p->max_execution_ms = (uint32_t)x;
+        pt__cfg_pop(c, mark);
+    }
+    if (!pt_yaml_is_null(v = pt_yaml_get(n, "max_wait"))) {
+        mark = pt__cfg_push(c, "max_wait", 8);
+        if (pt__cfg_duration(c, v, 1, 86400000, &x) == 0)
+            p->max_wait_ms = (uint32_t)x;
+        pt__cfg_pop(c, mark);
+    }
+    if (!pt_yaml_is_null(v = pt_yaml_get(n, "result_retention"))) {
+        mark = pt__cfg_push(c, "result_retention", 16);
+        if (pt__cfg_duration(c, v, 1000, 30ull * 86400000, &x) == 0)
+            p->result_retention_ms = x;
+        pt__cfg_pop(c, mark);
+    }
+    if (!pt_yaml_is_null(v = pt_yaml_get(n, "max_result_size"))) {
+        mark = pt__cfg_push(c, "max_result_size", 15);
+        if (pt__cfg_size(c, v, 0, 1ull << 30, &x) == 0)
+            p->max_result_size = x;
         pt__cfg_pop(c, mark);
     }
     if (!pt_yaml_is_null(v = pt_yaml_get(n, "timeout_status"))) {

@@ -15,6 +15,7 @@
 #define PT_ENOENT   (-4)
 #define PT_EIO      (-5)
 #define PT_ELIMIT   (-6)
+#define PT_EEXPIRED (-7)
 #define PT_DECLINED (-100)
 #define PT_AGAIN    (-101)
 

@@ -4,6 +4,7 @@
 #include "gateway/dispatch.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
@@ -12,6 +13,7 @@
 #include "gateway/snapshot-t.h"
 #include "http/http.h"
 #include "core/buf.h"
+#include "core/json.h"
 #include "config/config.h"
 #include "control/admin.h"
 #include "control/control.h"
@@ -29,6 +31,149 @@ static const pt_header_kv_t no_store[] = {{"Cache-Control", "no-store"}};
 static int is_get(const pt_req_t *req)
 {
     return (req->method_len == 3 && memcmp(req->method, "GET", 3) == 0) || req->is_head;
+}
+
+/* ------------------------------------------------------------ executions */
+
+static int api_cmp(const void *k, const void *e)
+{
+    return strcmp(k, ((const pt_api_def_t *)e)->name);
+}
+
+/* The caller, once the execution's API policies authenticated it: 1 when
+ * it may see every execution (role "admin"). */
+static int is_admin(const pt_req_t *req)
+{
+    size_t i;
+    for (i = 0; req->user != NULL && i < req->user->nroles; i++)
+        if (strcmp(req->user->roles[i], "admin") == 0)
+            return 1;
+    return 0;
+}
+
+/* Splits "Name: value\r\n" lines into kv pairs in the request's arena. */
+static size_t header_pairs(pt_req_t *req, char *lines, size_t len, pt_header_kv_t *out, size_t max)
+{
+    size_t n = 0;
+    char *p = lines, *end = lines + len;
+    while (p < end && n < max) {
+        char *eol = memchr(p, '\r', (size_t)(end - p)), *colon;
+        if (eol == NULL)
+            break;
+        *eol = '\0';
+        if ((colon = strchr(p, ':')) != NULL && colon[1] == ' ') {
+            *colon = '\0';
+            out[n].name = p;
+            out[n++].value = colon + 2;
+        }
+        p = eol + 2;
+    }
+    (void)req;
+    return n;
+}
+
+/* GET /_portico/executions/{id}[/result], DELETE /_portico/executions/{id},
+ * once the caller went through the execution's API policies. */
+static void executions_answer(pt_req_t *req)
+{
+    const char *id = req->path.p + sizeof(BUILTIN_PREFIX) - 1 + 11;
+    size_t len = req->path.len - (sizeof(BUILTIN_PREFIX) - 1 + 11);
+    const char *who = req->user != NULL ? req->user->name : NULL;
+    int admin = is_admin(req), result = 0, rc, status = 0;
+    static const pt_header_kv_t allow_rec[] = {{"Allow", "GET, HEAD, DELETE"}};
+    static const pt_header_kv_t allow_res[] = {{"Allow", "GET, HEAD"}};
+    pt_buf_t b, ctype, headers;
+
+    if (len > 7 && memcmp(id + len - 7, "/result", 7) == 0) {
+        len -= 7;
+        result = 1;
+    }
+    pt_buf_init(&b, 0);
+    pt_buf_init(&ctype, 0);
+    pt_buf_init(&headers, 0);
+    if (result && !is_get(req)) {
+        pt_http_problem(req, 405, "method-not-allowed", "A result is read with GET.", allow_res, 1);
+    } else if (result) {
+        rc = pt_exec_result(id, len, who, admin, &status, &ctype, &headers, &b);
+        if (rc == PT_OK) {
+            pt_header_kv_t hdrs[34];
+            size_t nh = 0;
+            hdrs[nh++] = (pt_header_kv_t){"X-Execution-Id",
+                                          pt_arena_strndup(pt_http_req_arena(req), id, len)};
+            hdrs[nh++] = no_store[0];
+            nh += header_pairs(req, headers.data, headers.len, hdrs + nh, 32);
+            pt_http_respond(req, status, hdrs, nh, ctype.len > 1 ? ctype.data : NULL, b.data,
+                            b.len);
+        } else if (rc == PT_AGAIN) {
+            /* the record (with its status) in the problem */
+            pt_json_error_t jerr;
+            pt_json_t *rec = pt_json_parse(pt_http_req_arena(req), b.data, b.len,
+                                           &PT_JSON_LIMITS_DEFAULT, &jerr);
+            pt_http_problem_ext(req, 404, "not-ready",
+                                "The execution has not ended: no result yet.", no_store, 1,
+                                "execution", rec);
+        } else if (rc == PT_EEXPIRED) {
+            pt_http_problem(req, 410, "gone", "The result was kept for its retention time only.",
+                            NULL, 0);
+        } else if (rc == PT_ENOENT) {
+            pt_http_problem(req, 404, "not-found",
+                            "No kept result with this id (unknown, another user's, or answered to "
+                            "its client).",
+                            NULL, 0);
+        } else {
+            pt_http_problem(req, 500, "internal-error", "Out of memory.", NULL, 0);
+        }
+    } else if (req->method_len == 6 && memcmp(req->method, "DELETE", 6) == 0) {
+        rc = pt_exec_cancel(id, len, who, admin, &b);
+        if (rc == PT_OK)
+            pt_http_respond(req, 202, no_store, 1, "application/json", b.data, b.len);
+        else if (rc == PT_EINVAL)
+            pt_http_problem(req, 409, "conflict", "The execution has already ended.", NULL, 0);
+        else
+            pt_http_problem(req, 404, "not-found", "No execution with this id.", NULL, 0);
+    } else if (!is_get(req)) {
+        pt_http_problem(req, 405, "method-not-allowed",
+                        "An execution is read with GET and cancelled with DELETE.", allow_rec, 1);
+    } else {
+        rc = pt_exec_json(id, len, who, admin, &b);
+        if (rc == PT_OK)
+            pt_http_respond(req, 200, no_store, 1, "application/json", b.data, b.len);
+        else if (rc == PT_ENOENT)
+            pt_http_problem(req, 404, "not-found",
+                            "No execution record with this id (unknown, low_latency, another "
+                            "user's, or too old).",
+                            NULL, 0);
+        else
+            pt_http_problem(req, 500, "internal-error", "Out of memory.", NULL, 0);
+    }
+    pt_buf_free(&b);
+    pt_buf_free(&ctype);
+    pt_buf_free(&headers);
+}
+
+/* The caller goes through the policies of the execution's API (its
+ * authentication tells who may see the execution), then the answer. */
+static void executions(pt_req_t *req, const pt_snapshot_t *s)
+{
+    const char *id = req->path.p + sizeof(BUILTIN_PREFIX) - 1 + 11;
+    size_t len = req->path.len - (sizeof(BUILTIN_PREFIX) - 1 + 11);
+    char api_name[65];
+    const pt_api_def_t *api;
+    const pt_policy_list_t *chain;
+    if (len > 7 && memcmp(id + len - 7, "/result", 7) == 0)
+        len -= 7;
+    if (pt_exec_api(id, len, api_name) != PT_OK ||
+        (api = bsearch(api_name, s->config->apis, s->config->napis, sizeof(*s->config->apis),
+                       api_cmp)) == NULL) {
+        /* unknown, or its API is not deployed any more: nobody can be told apart */
+        executions_answer(req);
+        return;
+    }
+    req->match.api = api;
+    chain = s->config->lchains != NULL ? &api->lchains[pt_http_listener_index(req)] : &api->chain;
+    req->after_policies = executions_answer;
+    if (chain->n == 0 || pt_policy_run(chain, req) == PT_POLICY_NEXT)
+        executions_answer(req);
 }
 
 static void builtin(pt_req_t *req, const pt_snapshot_t *s, int draining)
@@ -65,24 +210,7 @@ static void builtin(pt_req_t *req, const pt_snapshot_t *s, int draining)
         return;
     }
     if (len > 11 && memcmp(name, "executions/", 11) == 0) {
-        /* an execution record (mode: general), by its unguessable id */
-        pt_buf_t b;
-        if (!is_get(req))
-            goto method;
-        pt_buf_init(&b, 0);
-        switch (pt_records_json(name + 11, len - 11, &b)) {
-        case PT_OK:
-            pt_http_respond(req, 200, no_store, 1, "application/json", b.data, b.len);
-            break;
-        case PT_ENOENT:
-            pt_http_problem(req, 404, "not-found",
-                            "No execution record with this id (unknown, low_latency, or too old).",
-                            NULL, 0);
-            break;
-        default:
-            pt_http_problem(req, 500, "internal-error", "Out of memory.", NULL, 0);
-        }
-        pt_buf_free(&b);
+        executions(req, s);
         return;
     }
     if (len == 4 && memcmp(name, "apis", 4) == 0) {
@@ -101,8 +229,12 @@ method:
 /* The API's URL as this client reached the node (the listener's scheme,
  * Host; X-Forwarded-Proto and -Host only from trusted proxies), escaped for
  * JSON (xml = 0) or XML. */
-static void server_url(pt_req_t *req, const pt_snapshot_t *s, const pt_api_def_t *api,
-                       pt_buf_t *url, int xml)
+/* The origin (scheme://host) this client reached the node at (the
+ * listener's scheme, Host; X-Forwarded-Proto and -Host only from trusted
+ * proxies), then the API's base path when api is given; each piece through
+ * esc (escaping for JSON or XML, or a plain copy). */
+static void origin_with(pt_req_t *req, const pt_snapshot_t *s, const pt_api_def_t *api,
+                        pt_buf_t *url, int (*esc)(pt_buf_t *, const char *, size_t))
 {
     const pt_config_t *cfg = s->config;
     const struct sockaddr *peer = pt_http_peer_addr(req);
@@ -111,9 +243,7 @@ static void server_url(pt_req_t *req, const pt_snapshot_t *s, const pt_api_def_t
                   pt_cidr_match(cfg->trusted_proxies, cfg->ntrusted_proxies, peer);
     const pt_str_t *xfp = trusted ? pt_http_header(req, "x-forwarded-proto") : NULL;
     const pt_str_t *xfh = trusted ? pt_http_header(req, "x-forwarded-host") : NULL;
-    size_t bl = strlen(api->base_path);
-    int (*esc)(pt_buf_t *, const char *, size_t) =
-        xml ? pt_buf_append_xml_str : pt_buf_append_json_str;
+    size_t bl = api != NULL ? strlen(api->base_path) : 0;
     if (xfp != NULL)
         esc(url, xfp->p, xfp->len);
     else
@@ -129,9 +259,23 @@ static void server_url(pt_req_t *req, const pt_snapshot_t *s, const pt_api_def_t
         esc(url, api->base_path, bl);
 }
 
-/* {base_path}/openapi.json and .yaml of a service API (a route of that
- * path, if any, wins): the document rendered with the snapshot, around
- * the server URL of this request. Returns 1 when it answered. */
+static void server_url(pt_req_t *req, const pt_snapshot_t *s, const pt_api_def_t *api,
+                       pt_buf_t *url, int xml)
+{
+    origin_with(req, s, api, url, xml ? pt_buf_append_xml_str : pt_buf_append_json_str);
+}
+
+static int append_raw(pt_buf_t *b, const char *p, size_t n)
+{
+    return pt_buf_append(b, p, n);
+}
+
+void pt_gateway_origin(pt_req_t *req, pt_buf_t *url)
+{
+    /* header values: llhttp let no CR, LF or NUL through */
+    origin_with(req, req->snap->snap, NULL, url, append_raw);
+}
+
 /* Is req (a GET below api's base path) for the API's OpenAPI document or
  * its WSDL? */
 static int is_contract(const pt_req_t *req, const pt_api_def_t *api)
@@ -149,6 +293,9 @@ static int is_contract(const pt_req_t *req, const pt_api_def_t *api)
            memcmp(req->query.p, "wsdl", 4) == 0;
 }
 
+/* {base_path}/openapi.json and .yaml of a service API (a route of that
+ * path, if any, wins): the document rendered with the snapshot, around
+ * the server URL of this request. Returns 1 when it answered. */
 static int serve_contract(pt_req_t *req, const pt_snapshot_t *s)
 {
     const pt_api_def_t *api = req->match.api;

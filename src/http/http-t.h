@@ -95,6 +95,7 @@ struct pt_req_s {
     /* the gateway's place in the policy chain, to go on after a suspension */
     const struct pt_policy_list_s *policy_chain;
     unsigned policy_next;
+    void (*after_policies)(pt_req_t *req); /* what follows the chain; NULL: the dispatch */
     int route_result;
     /* set by the proxy, for the access log */
     const char *upstream;     /* target address "ip:port"; NULL when not proxied */

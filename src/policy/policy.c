@@ -199,8 +199,12 @@ int pt_policy_has(const pt_policy_list_t *chain, const char *name)
 
 void pt_policy_next(pt_req_t *req)
 {
-    if (pt_policy_run(req->policy_chain, req) == PT_POLICY_NEXT)
-        pt_gateway_dispatch(req);
+    if (pt_policy_run(req->policy_chain, req) == PT_POLICY_NEXT) {
+        if (req->after_policies != NULL)
+            req->after_policies(req);
+        else
+            pt_gateway_dispatch(req);
+    }
 }
 
 /* Parses one address of X-Forwarded-For ("1.2.3.4", "::1", "[::1]:80" or

@@ -26,6 +26,7 @@
 #include "process/jschema.h"
 #include "connector/http.h"
 #include "process/pool.h"
+#include "gateway/dispatch.h"
 #include "process/records.h"
 #include "process/sqltext.h"
 #include "protocol/soap.h"
@@ -104,7 +105,13 @@ typedef struct exec_s {
     char *soap_action;    /* SOAPAction (1.1) or the action parameter (1.2); NULL when none */
     atomic_int abandoned; /* the client left before the execution started: it does not run */
     char request_id[40];
-    char exec_id[33];    /* X-Execution-Id: random, the key of the execution record */
+    char exec_id[33];   /* X-Execution-Id: random, the key of the execution record */
+    pt_exec_rec_t *rec; /* its record (general mode, async, or waited for at most a while) */
+    uint32_t wait_ms;   /* answer 202 past this (X-Max-Wait or the route's max_wait); 0: no */
+    int async;          /* answer 202 at once */
+    uv_timer_t *timer;  /* wait_ms's timer (on the worker's loop) */
+    char *status_link;  /* absolute URL of the record */
+    uint64_t retention_ms, max_result;
     int64_t enqueued_ms; /* wall clock, for the record */
     /* outputs */
     int status;
@@ -122,8 +129,16 @@ struct link_s {
     exec_t *exec;
 };
 
+static void timer_closed(uv_handle_t *h)
+{
+    free(h);
+}
+
 static void exec_free(exec_t *x)
 {
+    if (x->timer != NULL) /* on the loop: exec_free never runs on a pool thread */
+        uv_close((uv_handle_t *)x->timer, timer_closed);
+    pt_exec_rec_unref(x->rec);
     if (x->link != NULL)
         x->link->exec = NULL;
     if (x->snap != NULL)
@@ -178,30 +193,36 @@ static int64_t wall_ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-/* The execution record of a `mode: general` process (low_latency ones keep
- * none). status: COMPLETE, ERROR, DISCARDED or ABORTED. */
-static void record(exec_t *x, const char *status, int ran)
+/* The end of the execution into its record (when it has one): its status,
+ * and the response it answers with (kept when nobody waits for it). */
+static void record(exec_t *x, pt_exec_status_t status, int ran)
 {
-    pt_record_t r;
-    if (x->proc->low_latency)
+    pt_header_kv_t hdrs[HEADERS_OUT_MAX + 1];
+    size_t nh = 0, i;
+    pt_buf_t problem;
+    (void)ran;
+    if (x->rec == NULL)
         return;
-    memset(&r, 0, sizeof(r));
-    memcpy(r.id, x->exec_id, sizeof(r.id));
-    snprintf(r.api, sizeof(r.api), "%s", x->api->name);
-    snprintf(r.route, sizeof(r.route), "%s", x->route->name ? x->route->name : "");
-    snprintf(r.process, sizeof(r.process), "%s", x->proc->name);
-    r.status = status;
-    r.http_status = x->status;
-    r.enqueued_ms = x->enqueued_ms;
-    r.ended_ms = wall_ms();
-    if (ran)
-        r.started_ms =
-            x->enqueued_ms + (int64_t)((x->job.started_ns - x->job.queued_ns) / 1000000u);
-    r.bytes_in = x->body_len;
-    r.bytes_out = x->out.len;
-    if (x->ptype != NULL)
-        snprintf(r.message, sizeof(r.message), "%.199s", x->detail);
-    pt_records_add(&r);
+    pt_buf_init(&problem, 0);
+    if (x->ptype != NULL) {
+        /* the problem document the client would have had */
+        pt_buf_printf(&problem, "{\"type\":\"urn:portico:problem:%s\",\"title\":\"", x->ptype);
+        pt_buf_append_json_str(&problem, pt_http_reason(x->status),
+                               strlen(pt_http_reason(x->status)));
+        pt_buf_printf(&problem, "\",\"status\":%d,\"detail\":\"", x->status);
+        pt_buf_append_json_str(&problem, x->detail, strlen(x->detail));
+        pt_buf_printf(&problem, "\",\"execution_id\":\"%s\"}", x->exec_id);
+        pt_exec_rec_ended(x->rec, status, x->status, x->detail, "application/problem+json", NULL, 0,
+                          problem.data, problem.len, problem.len);
+    } else {
+        if (x->next_link != NULL)
+            hdrs[nh++] = (pt_header_kv_t){"Link", x->next_link};
+        for (i = 0; i < x->nout_headers && nh < PT_ARRAY_SIZE(hdrs); i++)
+            hdrs[nh++] = x->out_headers[i];
+        pt_exec_rec_ended(x->rec, status, x->status, NULL, x->out_ctype, hdrs, nh, x->out.data,
+                          x->out.len, x->out.len);
+    }
+    pt_buf_free(&problem);
 }
 
 /* ------------------------------------------------------------------ context */
@@ -1240,9 +1261,16 @@ static void exec_run(pt_job_t *job)
         pt_log_debug("%s: process \"%s\" not run: the client left while it waited", x->request_id,
                      p->name);
         fail(x, 499, "client-closed-request", "%s", "The client left.");
-        record(x, "ABORTED", 0);
+        record(x, PT_EXEC_ABORTED, 0);
         return;
     }
+    if (x->rec != NULL && pt_exec_rec_cancelled(x->rec)) {
+        fail(x, 499, "cancelled", "%s", "Cancelled before it ran.");
+        record(x, PT_EXEC_ABORTED, 0);
+        return;
+    }
+    if (x->rec != NULL)
+        pt_exec_rec_started(x->rec);
     r.deadline = x->limits.max_execution_ms
                      ? job->queued_ns + (uint64_t)x->limits.max_execution_ms * 1000000u
                      : 0;
@@ -1261,6 +1289,12 @@ static void exec_run(pt_job_t *job)
             fail(x, x->limits.timeout_status, "execution-timeout", "%s",
                  "The process ran out of time.");
             rc = PT_ERROR;
+            break;
+        }
+        if (x->rec != NULL && pt_exec_rec_cancelled(x->rec)) {
+            /* cooperative: between steps; the transaction is rolled back below */
+            fail(x, 499, "cancelled", "Cancelled before step \"%s\".", st->name);
+            rc = PT_EINVAL;
             break;
         }
         if (st->when != NULL) {
@@ -1323,19 +1357,24 @@ static void exec_run(pt_job_t *job)
             x->status = 200;
     }
     if (rc != PT_OK || r.responded) {
-        record(x, x->ptype != NULL ? "ERROR" : "COMPLETE", 1);
+        record(x,
+               rc == PT_EINVAL && x->ptype != NULL && strcmp(x->ptype, "cancelled") == 0
+                   ? PT_EXEC_ABORTED
+               : x->ptype != NULL ? PT_EXEC_ERROR
+                                  : PT_EXEC_COMPLETE,
+               1);
         return;
     }
     /* no respond step: the last result as JSON */
     if (r.last == NULL && !x->soap) {
         x->status = 204;
         x->out_ctype = NULL;
-        record(x, "COMPLETE", 1);
+        record(x, PT_EXEC_COMPLETE, 1);
         return;
     }
     if (render_body(x, r.last, 0) != PT_OK)
         fail(x, 500, "internal-error", "%s", "Out of memory.");
-    record(x, x->ptype != NULL ? "ERROR" : "COMPLETE", 1);
+    record(x, x->ptype != NULL ? PT_EXEC_ERROR : PT_EXEC_COMPLETE, 1);
 }
 
 /* Back on the loop. */
@@ -1346,12 +1385,19 @@ static void exec_done(pt_job_t *job, pt_job_status_t status)
     pt_header_kv_t hdrs[HEADERS_OUT_MAX + 3];
     size_t nh = 0, i;
 
+    if (req == NULL && (status == PT_JOB_QUEUE_TIMEOUT || status == PT_JOB_CANCELED)) {
+        /* answered 202 before: its record says it never ran */
+        fail(x, 503, "busy", "%s",
+             status == PT_JOB_CANCELED ? "The node stopped before it ran."
+                                       : "It waited too long for a free process worker.");
+        record(x, status == PT_JOB_CANCELED ? PT_EXEC_ABORTED : PT_EXEC_DISCARDED, 0);
+    }
     if (req != NULL) {
         hdrs[nh].name = "X-Execution-Id";
         hdrs[nh++].value = x->exec_id;
         if (status == PT_JOB_QUEUE_TIMEOUT || status == PT_JOB_CANCELED) {
             x->status = 503;
-            record(x, "DISCARDED", 0);
+            record(x, PT_EXEC_DISCARDED, 0);
             hdrs[nh].name = "Retry-After";
             hdrs[nh++].value = "1";
             pt_http_problem(req, 503, "busy",
@@ -1379,6 +1425,45 @@ static void exec_done(pt_job_t *job, pt_job_status_t status)
     exec_free(x);
 }
 
+/* Nobody will wait for the execution any more: 202 to its client, which
+ * may poll the record; the result is kept for it. 0, or -1 when the
+ * execution already ended (its own answer is on the way: no 202). */
+static int answer_accepted(exec_t *x)
+{
+    pt_req_t *req = x->req;
+    pt_header_kv_t hdrs[5];
+    char body[512];
+    int n;
+    if (pt_exec_rec_keep_result(x->rec, x->retention_ms, x->max_result) != 0)
+        return -1;
+    /* the client may leave now: the execution goes on */
+    x->link->exec = NULL;
+    x->link = NULL;
+    x->req = NULL;
+    hdrs[0] = (pt_header_kv_t){"X-Execution-Id", x->exec_id};
+    hdrs[1] = (pt_header_kv_t){"X-Execution-Status-Link", x->status_link};
+    hdrs[2] = (pt_header_kv_t){"Location", x->status_link};
+    hdrs[3] = (pt_header_kv_t){"Retry-After", "1"};
+    hdrs[4] = (pt_header_kv_t){"Cache-Control", "no-store"};
+    n = snprintf(body, sizeof(body),
+                 "{\"id\":\"%s\",\"status\":\"%s\",\"links\":{\"status\":\"%s\","
+                 "\"result\":\"%s/result\"}}",
+                 x->exec_id, x->job.started_ns != 0 ? "INPROCESS" : "ENQUEUED", x->status_link,
+                 x->status_link);
+    if (n < 0 || (size_t)n >= sizeof(body))
+        n = snprintf(body, sizeof(body), "{\"id\":\"%s\"}", x->exec_id);
+    pt_http_respond(req, 202, hdrs, 5, "application/json", body, (size_t)n);
+    return 0;
+}
+
+static void on_max_wait(uv_timer_t *t)
+{
+    exec_t *x = t->data;
+    if (x->req != NULL && answer_accepted(x) == 0)
+        pt_log_debug("%s: process \"%s\": past X-Max-Wait (%u ms): 202, execution %s goes on",
+                     x->request_id, x->proc->name, (unsigned)x->wait_ms, x->exec_id);
+}
+
 static void exec_submit(exec_t *x)
 {
     pt_req_t *req = x->req;
@@ -1390,12 +1475,38 @@ static void exec_submit(exec_t *x)
     x->job.run = exec_run;
     x->job.done = exec_done;
     x->job.worker = w;
+    if (!x->proc->low_latency || x->async || x->wait_ms > 0) {
+        pt_exec_info_t info = {x->exec_id,
+                               x->api->name,
+                               x->route->name,
+                               x->proc->name,
+                               req->user != NULL ? req->user->name : NULL,
+                               x->snap->generation,
+                               x->body_len};
+        if ((x->rec = pt_exec_rec_new(&info)) == NULL) {
+            pt_http_problem(req, 500, "internal-error", "Out of memory.", NULL, 0);
+            exec_free(x);
+            return;
+        }
+    }
     if (w->procpool == NULL || pt_procpool_submit(w->procpool, &x->job) != PT_OK) {
         static const pt_header_kv_t retry[] = {{"Retry-After", "1"}};
         pt_log_warn("%s: process \"%s\": the process pool is full", x->request_id, x->proc->name);
+        if (x->rec != NULL) {
+            fail(x, 503, "busy", "%s", "Every process worker was busy.");
+            record(x, PT_EXEC_DISCARDED, 0);
+        }
         pt_http_problem(req, 503, "busy", "Every process worker is busy; try again shortly.", retry,
                         1);
         exec_free(x); /* after the answer: the link is still set until here */
+        return;
+    }
+    if (x->async) {
+        answer_accepted(x);
+    } else if (x->wait_ms > 0 && (x->timer = malloc(sizeof(*x->timer))) != NULL) {
+        uv_timer_init(&w->loop, x->timer);
+        x->timer->data = x;
+        uv_timer_start(x->timer, on_max_wait, x->wait_ms, 0);
     }
 }
 
@@ -1526,10 +1637,49 @@ static void start(pt_req_t *req, const pt_route_def_t *route, int soap)
     x->rt = s->services[ai];
     x->limits.max_execution_ms = s->config->processes.max_execution_ms;
     x->limits.timeout_status = s->config->processes.timeout_status;
+    x->retention_ms = s->config->processes.result_retention_ms;
+    x->max_result = s->config->processes.max_result_size;
+    x->async = route->async;
+    x->wait_ms = route->max_wait_ms;
     snprintf(x->request_id, sizeof(x->request_id), "%.*s", (int)req->request_id_len,
              req->request_id);
     pt_records_new_id(x->exec_id);
     x->want_xml = pt_http_prefers_xml(req);
+    {
+        /* X-Max-Wait: milliseconds (at most processes.max_wait) */
+        const pt_str_t *mw = pt_http_header(req, "x-max-wait");
+        if (mw != NULL) {
+            uint64_t v = 0;
+            size_t k;
+            for (k = 0; k < mw->len && k < 10 && mw->p[k] >= '0' && mw->p[k] <= '9'; k++)
+                v = v * 10 + (uint64_t)(mw->p[k] - '0');
+            if (mw->len == 0 || k != mw->len || v == 0) {
+                x->submitted = 1; /* freed here, not by the request's cleanup */
+                pt_http_problem(req, 400, "bad-request",
+                                "X-Max-Wait is a positive number of milliseconds.", NULL, 0);
+                exec_free(x);
+                return;
+            }
+            x->wait_ms = (uint32_t)PT_MIN(v, (uint64_t)s->config->processes.max_wait_ms);
+        } else if (x->wait_ms > s->config->processes.max_wait_ms) {
+            x->wait_ms = s->config->processes.max_wait_ms;
+        }
+    }
+    if (x->async || x->wait_ms > 0) {
+        pt_buf_t link;
+        pt_buf_init(&link, 0);
+        pt_gateway_origin(req, &link);
+        pt_buf_printf(&link, "/_portico/executions/%s", x->exec_id);
+        x->status_link =
+            link.data != NULL ? pt_arena_strndup(&x->arena, link.data, link.len) : NULL;
+        pt_buf_free(&link);
+        if (x->status_link == NULL) {
+            x->submitted = 1;
+            pt_http_problem(req, 500, "internal-error", "Out of memory.", NULL, 0);
+            exec_free(x);
+            return;
+        }
+    }
     if (soap) {
         /* SOAPAction (1.1, quoted) or the action parameter of the media type (1.2) */
         const pt_str_t *h = pt_http_header(req, soap == 1 ? "soapaction" : "content-type");

@@ -4,34 +4,266 @@
 #include "process/records.h"
 
 #include <openssl/rand.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <uv.h>
 
+#define BUCKETS 4096
+
+struct pt_exec_rec_s {
+    pt_exec_rec_t *hnext;       /* in its hash bucket */
+    pt_exec_rec_t *prev, *next; /* in the list, oldest first */
+    unsigned refs;              /* under mu: the table's and the holders' */
+    atomic_int cancel;          /* asked to stop */
+    char id[33];
+    char api[65], route[128], process[65], user[65];
+    int has_user;
+    uint64_t generation;
+    pt_exec_status_t status;
+    int http_status;
+    int64_t enqueued_ms, started_ms, ended_ms; /* wall clock */
+    uint64_t bytes_in, bytes_out;
+    char message[200];
+    /* the result, when kept */
+    int keep;
+    int ending; /* pt_exec_rec_ended began: too late to keep the result */
+    uint64_t retention_ms, max_bytes;
+    int64_t expires_ms; /* 0 until it ended */
+    int has_result, truncated, expired;
+    int result_status;
+    char *result_ctype, *result_headers, *result_body;
+    size_t result_headers_len, result_len;
+};
+
 static uv_once_t once = UV_ONCE_INIT;
 static uv_mutex_t mu;
-static pt_record_t *ring; /* PT_RECORDS_MAX, allocated on first use */
-static size_t next, count;
+static pt_exec_rec_t *table[BUCKETS];
+static pt_exec_rec_t *oldest, *newest;
+static size_t count;
 
 static void init(void)
 {
     uv_mutex_init(&mu);
-    ring = calloc(PT_RECORDS_MAX, sizeof(*ring));
 }
 
-void pt_records_add(const pt_record_t *r)
+static int64_t now_ms(void)
 {
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+const char *pt_exec_status_name(pt_exec_status_t s)
+{
+    static const char *const names[] = {"ENQUEUED", "INPROCESS", "COMPLETE", "COMPLETE_WARN",
+                                        "ERROR",    "ABORTED",   "DISCARDED"};
+    return (unsigned)s < PT_ARRAY_SIZE(names) ? names[s] : "UNKNOWN";
+}
+
+static size_t bucket(const char *id)
+{
+    size_t h = 0, i;
+    for (i = 0; i < 8 && id[i]; i++) /* random hex: any bits will do */
+        h = h * 16 + (size_t)(id[i] <= '9' ? id[i] - '0' : id[i] - 'a' + 10);
+    return h % BUCKETS;
+}
+
+static void drop_result(pt_exec_rec_t *r)
+{
+    free(r->result_ctype);
+    free(r->result_headers);
+    free(r->result_body);
+    r->result_ctype = r->result_headers = r->result_body = NULL;
+    r->result_len = r->result_headers_len = 0;
+    r->has_result = 0;
+}
+
+static void rec_free(pt_exec_rec_t *r)
+{
+    drop_result(r);
+    free(r);
+}
+
+/* Under mu: takes r out of the table and the list (the table's reference). */
+static void unlink_rec(pt_exec_rec_t *r)
+{
+    pt_exec_rec_t **pp = &table[bucket(r->id)];
+    while (*pp != NULL && *pp != r)
+        pp = &(*pp)->hnext;
+    if (*pp == r)
+        *pp = r->hnext;
+    if (r->prev != NULL)
+        r->prev->next = r->next;
+    else
+        oldest = r->next;
+    if (r->next != NULL)
+        r->next->prev = r->prev;
+    else
+        newest = r->prev;
+    count--;
+    if (--r->refs == 0)
+        rec_free(r);
+}
+
+/* Under mu: a record found by id, or NULL. */
+static pt_exec_rec_t *find(const char *id, size_t len)
+{
+    pt_exec_rec_t *r;
+    if (len != 32)
+        return NULL;
+    for (r = table[bucket(id)]; r != NULL; r = r->hnext)
+        if (memcmp(r->id, id, 32) == 0)
+            return r;
+    return NULL;
+}
+
+pt_exec_rec_t *pt_exec_rec_new(const pt_exec_info_t *info)
+{
+    pt_exec_rec_t *r = calloc(1, sizeof(*r));
+    size_t b;
     uv_once(&once, init);
-    if (ring == NULL)
-        return; /* no memory at start: records are off */
+    if (r == NULL)
+        return NULL;
+    snprintf(r->id, sizeof(r->id), "%s", info->id);
+    snprintf(r->api, sizeof(r->api), "%s", info->api ? info->api : "");
+    snprintf(r->route, sizeof(r->route), "%s", info->route ? info->route : "");
+    snprintf(r->process, sizeof(r->process), "%s", info->process ? info->process : "");
+    if (info->user != NULL) {
+        snprintf(r->user, sizeof(r->user), "%s", info->user);
+        r->has_user = 1;
+    }
+    r->generation = info->generation;
+    r->bytes_in = info->bytes_in;
+    r->status = PT_EXEC_ENQUEUED;
+    r->enqueued_ms = now_ms();
+    r->refs = 2; /* the table's and the caller's */
+    b = bucket(r->id);
     uv_mutex_lock(&mu);
-    ring[next] = *r;
-    next = (next + 1) % PT_RECORDS_MAX;
-    if (count < PT_RECORDS_MAX)
-        count++;
+    /* full: the oldest ended record goes (running ones stay) */
+    if (count >= PT_RECORDS_MAX) {
+        pt_exec_rec_t *o;
+        for (o = oldest; o != NULL && o->ended_ms == 0; o = o->next)
+            ;
+        if (o != NULL)
+            unlink_rec(o);
+    }
+    r->hnext = table[b];
+    table[b] = r;
+    r->prev = newest;
+    if (newest != NULL)
+        newest->next = r;
+    else
+        oldest = r;
+    newest = r;
+    count++;
     uv_mutex_unlock(&mu);
+    return r;
+}
+
+void pt_exec_rec_unref(pt_exec_rec_t *r)
+{
+    if (r == NULL)
+        return;
+    uv_mutex_lock(&mu);
+    if (--r->refs == 0)
+        rec_free(r);
+    uv_mutex_unlock(&mu);
+}
+
+void pt_exec_rec_started(pt_exec_rec_t *r)
+{
+    uv_mutex_lock(&mu);
+    r->status = PT_EXEC_INPROCESS;
+    r->started_ms = now_ms();
+    uv_mutex_unlock(&mu);
+}
+
+int pt_exec_rec_keep_result(pt_exec_rec_t *r, uint64_t retention_ms, uint64_t max_bytes)
+{
+    int ended;
+    uv_mutex_lock(&mu);
+    if (!(ended = r->ending || r->ended_ms != 0)) {
+        r->keep = 1;
+        r->retention_ms = retention_ms;
+        r->max_bytes = max_bytes;
+    }
+    uv_mutex_unlock(&mu);
+    return ended ? -1 : 0;
+}
+
+int pt_exec_rec_cancelled(const pt_exec_rec_t *r)
+{
+    return atomic_load_explicit(&((pt_exec_rec_t *)r)->cancel, memory_order_relaxed);
+}
+
+/* "Name: value\r\n" lines of the headers. */
+static char *header_lines(const pt_header_kv_t *h, size_t n, size_t *len)
+{
+    size_t i, total = 0;
+    char *out, *p;
+    for (i = 0; i < n; i++)
+        total += strlen(h[i].name) + strlen(h[i].value) + 4;
+    if ((p = out = malloc(total + 1)) == NULL)
+        return NULL;
+    for (i = 0; i < n; i++)
+        p += sprintf(p, "%s: %s\r\n", h[i].name, h[i].value);
+    *len = total;
+    return out;
+}
+
+void pt_exec_rec_ended(pt_exec_rec_t *r, pt_exec_status_t status, int http_status,
+                       const char *message, const char *ctype, const pt_header_kv_t *headers,
+                       size_t nheaders, const char *body, size_t len, uint64_t bytes_out)
+{
+    char *rb = NULL, *rh = NULL, *rc = NULL;
+    size_t rhl = 0, keep_len = len;
+    int keep, truncated = 0;
+
+    uv_mutex_lock(&mu);
+    r->ending = 1;
+    keep = r->keep;
+    if (keep && len > r->max_bytes) {
+        keep_len = (size_t)r->max_bytes;
+        truncated = 1;
+    }
+    uv_mutex_unlock(&mu);
+    if (keep) { /* copied outside the lock */
+        rb = malloc(keep_len + 1);
+        rh = header_lines(headers, nheaders, &rhl);
+        rc = ctype != NULL ? strdup(ctype) : NULL;
+        if (rb != NULL && keep_len > 0)
+            memcpy(rb, body, keep_len);
+    }
+    uv_mutex_lock(&mu);
+    r->status = truncated && status == PT_EXEC_COMPLETE ? PT_EXEC_COMPLETE_WARN : status;
+    r->http_status = http_status;
+    r->ended_ms = now_ms();
+    r->bytes_out = bytes_out;
+    if (message != NULL)
+        snprintf(r->message, sizeof(r->message), "%.199s", message);
+    else if (truncated)
+        snprintf(r->message, sizeof(r->message), "the result (%zu bytes) was kept cut at %zu", len,
+                 keep_len);
+    if (keep && rb != NULL && rh != NULL) {
+        drop_result(r);
+        r->has_result = 1;
+        r->truncated = truncated;
+        r->result_status = http_status;
+        r->result_body = rb;
+        r->result_len = keep_len;
+        r->result_headers = rh;
+        r->result_headers_len = rhl;
+        r->result_ctype = rc;
+        r->expires_ms = r->ended_ms + (int64_t)r->retention_ms;
+        rb = rh = rc = NULL;
+    }
+    uv_mutex_unlock(&mu);
+    free(rb);
+    free(rh);
+    free(rc);
 }
 
 static int iso(pt_buf_t *b, const char *key, int64_t ms)
@@ -46,49 +278,167 @@ static int iso(pt_buf_t *b, const char *key, int64_t ms)
     return pt_buf_printf(b, ",\"%s\":\"%s.%03dZ\"", key, t, (int)(ms % 1000));
 }
 
-int pt_records_json(const char *id, size_t len, pt_buf_t *b)
+static int str_member(pt_buf_t *b, const char *key, const char *v)
 {
-    pt_record_t r;
-    size_t i;
-    int found = 0, rc = 0;
+    return pt_buf_printf(b, ",\"%s\":\"", key) | pt_buf_append_json_str(b, v, strlen(v)) |
+           pt_buf_append_char(b, '"');
+}
 
-    uv_once(&once, init);
-    if (ring == NULL || len != 32)
-        return PT_ENOENT;
-    uv_mutex_lock(&mu);
-    for (i = 0; i < count; i++) {
-        const pt_record_t *x = &ring[(next + PT_RECORDS_MAX - 1 - i) % PT_RECORDS_MAX];
-        if (memcmp(x->id, id, 32) == 0) {
-            r = *x; /* copied out: formatting happens without the lock */
-            found = 1;
-            break;
-        }
+/* r (a copy) as JSON. */
+static int to_json(const pt_exec_rec_t *r, pt_buf_t *b)
+{
+    int rc = 0;
+    int64_t end = r->ended_ms ? r->ended_ms : now_ms();
+    rc |= pt_buf_printf(b, "{\"id\":\"%s\"", r->id);
+    rc |= str_member(b, "api", r->api);
+    rc |= str_member(b, "route", r->route);
+    rc |= str_member(b, "process", r->process);
+    rc |= pt_buf_printf(b, ",\"generation\":%llu", (unsigned long long)r->generation);
+    if (r->has_user)
+        rc |= str_member(b, "user", r->user);
+    else
+        rc |= pt_buf_append_str(b, ",\"user\":null");
+    rc |= pt_buf_printf(b, ",\"status\":\"%s\"", pt_exec_status_name(r->status));
+    if (r->ended_ms)
+        rc |= pt_buf_printf(b, ",\"http_status\":%d", r->http_status);
+    rc |= iso(b, "enqueued_at", r->enqueued_ms);
+    rc |= iso(b, "started_at", r->started_ms);
+    rc |= iso(b, "ended_at", r->ended_ms);
+    rc |= pt_buf_printf(b,
+                        ",\"queue_ms\":%lld,\"run_ms\":%lld,\"duration_ms\":%lld,"
+                        "\"bytes_in\":%llu,\"bytes_out\":%llu",
+                        (long long)((r->started_ms ? r->started_ms : end) - r->enqueued_ms),
+                        (long long)(r->started_ms ? end - r->started_ms : 0),
+                        (long long)(end - r->enqueued_ms), (unsigned long long)r->bytes_in,
+                        (unsigned long long)r->bytes_out);
+    if (r->keep) {
+        rc |= pt_buf_printf(b, ",\"result\":\"%s\"",
+                            r->has_result ? "kept"
+                            : r->expired  ? "expired"
+                            : r->ended_ms ? "not kept"
+                                          : "pending");
+        if (r->has_result && r->truncated)
+            rc |= pt_buf_append_str(b, ",\"result_truncated\":true");
+        if (r->has_result)
+            rc |= iso(b, "result_expires_at", r->expires_ms);
     }
-    uv_mutex_unlock(&mu);
-    if (!found)
-        return PT_ENOENT;
-    rc |= pt_buf_printf(b, "{\"id\":\"%s\",\"api\":\"", r.id);
-    rc |= pt_buf_append_json_str(b, r.api, strlen(r.api));
-    rc |= pt_buf_append_str(b, "\",\"route\":\"");
-    rc |= pt_buf_append_json_str(b, r.route, strlen(r.route));
-    rc |= pt_buf_append_str(b, "\",\"process\":\"");
-    rc |= pt_buf_append_json_str(b, r.process, strlen(r.process));
-    rc |= pt_buf_printf(b, "\",\"status\":\"%s\",\"http_status\":%d", r.status, r.http_status);
-    rc |= iso(b, "enqueued_at", r.enqueued_ms);
-    rc |= iso(b, "started_at", r.started_ms);
-    rc |= iso(b, "ended_at", r.ended_ms);
-    rc |=
-        pt_buf_printf(b, ",\"queue_ms\":%lld,\"run_ms\":%lld,\"bytes_in\":%llu,\"bytes_out\":%llu",
-                      (long long)(r.started_ms ? r.started_ms - r.enqueued_ms : 0),
-                      (long long)(r.started_ms ? r.ended_ms - r.started_ms : 0),
-                      (unsigned long long)r.bytes_in, (unsigned long long)r.bytes_out);
-    if (r.message[0] != '\0') {
-        rc |= pt_buf_append_str(b, ",\"message\":\"");
-        rc |= pt_buf_append_json_str(b, r.message, strlen(r.message));
-        rc |= pt_buf_append_char(b, '"');
-    }
+    if (r->message[0] != '\0')
+        rc |= str_member(b, "message", r->message);
+    if (atomic_load_explicit(&((pt_exec_rec_t *)r)->cancel, memory_order_relaxed) &&
+        r->ended_ms == 0)
+        rc |= pt_buf_append_str(b, ",\"cancel_requested\":true");
     rc |= pt_buf_append_char(b, '}');
     return rc != 0 ? PT_ENOMEM : PT_OK;
+}
+
+/* Under mu: r may be read by who. */
+static int allowed(const pt_exec_rec_t *r, const char *who, int admin)
+{
+    if (admin || !r->has_user)
+        return 1; /* no user: whoever holds the unguessable id */
+    return who != NULL && strcmp(who, r->user) == 0;
+}
+
+/* A copy of the record's fields (not its result) under mu. */
+static int snapshot_of(const char *id, size_t len, const char *who, int admin, pt_exec_rec_t *copy)
+{
+    pt_exec_rec_t *r;
+    uv_once(&once, init);
+    uv_mutex_lock(&mu);
+    r = find(id, len);
+    if (r == NULL || !allowed(r, who, admin)) {
+        uv_mutex_unlock(&mu);
+        return PT_ENOENT;
+    }
+    *copy = *r;
+    copy->result_body = copy->result_headers = copy->result_ctype = NULL;
+    uv_mutex_unlock(&mu);
+    return PT_OK;
+}
+
+int pt_exec_json(const char *id, size_t len, const char *who, int admin, pt_buf_t *b)
+{
+    pt_exec_rec_t copy;
+    int rc = snapshot_of(id, len, who, admin, &copy);
+    return rc != PT_OK ? rc : to_json(&copy, b);
+}
+
+int pt_exec_result(const char *id, size_t len, const char *who, int admin, int *status,
+                   pt_buf_t *ctype, pt_buf_t *headers, pt_buf_t *body)
+{
+    pt_exec_rec_t *r;
+    int rc = PT_OK;
+    uv_once(&once, init);
+    uv_mutex_lock(&mu);
+    r = find(id, len);
+    if (r == NULL || !allowed(r, who, admin)) {
+        rc = PT_ENOENT;
+    } else if (r->ended_ms == 0) {
+        pt_exec_rec_t copy = *r;
+        uv_mutex_unlock(&mu);
+        return to_json(&copy, body) == PT_OK ? PT_AGAIN : PT_ENOMEM;
+    } else if (r->expired || (r->has_result && r->expires_ms <= now_ms())) {
+        rc = PT_EEXPIRED;
+    } else if (!r->has_result) {
+        rc = PT_ENOENT; /* answered to its client: not kept */
+    } else {
+        *status = r->result_status;
+        const char *ct = r->result_ctype ? r->result_ctype : "";
+        if (pt_buf_append(ctype, ct, strlen(ct) + 1) != PT_OK || /* with its NUL */
+            pt_buf_append(headers, r->result_headers, r->result_headers_len) != PT_OK ||
+            pt_buf_append(body, r->result_body, r->result_len) != PT_OK)
+            rc = PT_ENOMEM;
+    }
+    uv_mutex_unlock(&mu);
+    return rc;
+}
+
+int pt_exec_cancel(const char *id, size_t len, const char *who, int admin, pt_buf_t *b)
+{
+    pt_exec_rec_t *r, copy;
+    uv_once(&once, init);
+    uv_mutex_lock(&mu);
+    r = find(id, len);
+    if (r == NULL || !allowed(r, who, admin)) {
+        uv_mutex_unlock(&mu);
+        return PT_ENOENT;
+    }
+    if (r->ended_ms != 0) {
+        uv_mutex_unlock(&mu);
+        return PT_EINVAL;
+    }
+    atomic_store_explicit(&r->cancel, 1, memory_order_relaxed);
+    copy = *r;
+    uv_mutex_unlock(&mu);
+    return to_json(&copy, b);
+}
+
+int pt_exec_api(const char *id, size_t len, char out[65])
+{
+    pt_exec_rec_t *r;
+    int rc = PT_ENOENT;
+    uv_once(&once, init);
+    uv_mutex_lock(&mu);
+    if ((r = find(id, len)) != NULL) {
+        memcpy(out, r->api, sizeof(r->api));
+        rc = PT_OK;
+    }
+    uv_mutex_unlock(&mu);
+    return rc;
+}
+
+void pt_exec_sweep(void)
+{
+    pt_exec_rec_t *r;
+    int64_t now = now_ms();
+    uv_once(&once, init);
+    uv_mutex_lock(&mu);
+    for (r = oldest; r != NULL; r = r->next)
+        if (r->has_result && r->expires_ms <= now) {
+            drop_result(r);
+            r->expired = 1;
+        }
+    uv_mutex_unlock(&mu);
 }
 
 void pt_records_new_id(char out[33])

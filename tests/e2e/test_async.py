@@ -1,0 +1,206 @@
+"""
+Long requests (issue 8): X-Max-Wait answers 202 with an execution id and
+links once the wait passes, the execution goes on; its record goes
+ENQUEUED/INPROCESS then COMPLETE and /result replays the exact response;
+async routes answer 202 at once; cancel stops queued and running
+executions; another user cannot see someone else's execution.
+"""
+import http.server
+import subprocess
+import threading
+import time
+import urllib.parse
+
+import pytest
+import requests
+
+from conftest import BIN, node_config, wait_until
+
+
+class Sleepy(http.server.BaseHTTPRequestHandler):
+    """GET /sleep?ms=N answers {"slept": N} after N ms."""
+
+    def do_GET(self):
+        q = urllib.parse.parse_qs(urllib.parse.urlparse(self.path).query)
+        ms = int(q.get("ms", ["0"])[0])
+        time.sleep(ms / 1000)
+        body = ('{"slept": %d}' % ms).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *a):
+        pass
+
+
+@pytest.fixture(scope="module")
+def sleepy():
+    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Sleepy)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    yield srv.server_address[1]
+    srv.shutdown()
+    srv.server_close()
+
+
+API = '''
+name: jobs
+base_path: /jobs
+kind: service
+title: Jobs
+version: "1"
+connections:
+  slow:
+    url: http://127.0.0.1:%(port)d/
+policies:
+  auth: {methods: [api_key]}
+processes:
+  work:
+    steps:
+      - name: call
+        http: {connection: slow, url: "/sleep?ms=${query.ms}"}
+      - name: more
+        http: {connection: slow, url: "/sleep?ms=${query.ms}"}
+      - respond:
+          status: 201
+          headers: {X-Work: "done-${query.ms}"}
+          body: "{slept: steps.call.body.slept, who: user.name}"
+routes:
+  - method: GET
+    path: /work
+    process: work
+  - method: GET
+    path: /waiting
+    process: work
+    max_wait: 200ms
+  - method: POST
+    path: /batch
+    process: work
+    async: true
+'''
+
+
+def new_key():
+    p = subprocess.run([BIN, "user", "key"], capture_output=True, text=True, timeout=30)
+    return p.stdout.split()
+
+
+@pytest.fixture
+def node(portico_factory, sleepy):
+    keys = {n: new_key() for n in ("alice", "bob", "root")}
+    users = ("users:\n"
+             "  - {name: alice, api_keys: [\"%s\"]}\n"
+             "  - {name: bob, api_keys: [\"%s\"]}\n"
+             "  - {name: root, roles: [admin], api_keys: [\"%s\"]}\n"
+             % (keys["alice"][1], keys["bob"][1], keys["root"][1]))
+    n = portico_factory(node_config(extra=users + "processes: {max_running: 2, max_queued: 4}\n"),
+                        {"jobs.yaml": API % {"port": sleepy}})
+    n.keys = {k: v[0] for k, v in keys.items()}
+    return n
+
+
+def call(node, who, method, path, **kw):
+    h = kw.pop("headers", {})
+    if who:
+        h["X-API-Key"] = node.keys[who]
+    return requests.request(method, node.url(path), headers=h, timeout=30, **kw)
+
+
+def wait_status(node, who, link, status, timeout=20):
+    path = urllib.parse.urlparse(link).path
+    last = {}
+
+    def done():
+        nonlocal last
+        last = call(node, who, "GET", path).json()
+        return last.get("status") == status
+    assert wait_until(done, timeout=timeout), last
+    return last
+
+
+def test_max_wait_gives_202_then_the_result(node):
+    r = call(node, "alice", "GET", "/jobs/work?ms=600", headers={"X-Max-Wait": "150"})
+    assert r.status_code == 202, r.text
+    eid = r.headers["X-Execution-Id"]
+    link = r.headers["X-Execution-Status-Link"]
+    assert len(eid) == 32 and link == node.url("/_portico/executions/" + eid)
+    assert r.headers["Location"] == link and r.headers["Retry-After"] == "1"
+    j = r.json()
+    assert j["id"] == eid and j["links"] == {"status": link, "result": link + "/result"}
+    path = urllib.parse.urlparse(link).path
+    # while it runs: INPROCESS, and no result yet (404 with the status)
+    st = call(node, "alice", "GET", path).json()
+    assert st["status"] in ("ENQUEUED", "INPROCESS") and st["user"] == "alice", st
+    res = call(node, "alice", "GET", path + "/result")
+    assert res.status_code == 404 and res.json()["execution"]["status"] == "INPROCESS", res.text
+    st = wait_status(node, "alice", link, "COMPLETE")
+    assert st["http_status"] == 201 and st["result"] == "kept" and st["api"] == "jobs", st
+    # the exact response, replayed (as often as asked)
+    for _ in range(2):
+        res = call(node, "alice", "GET", path + "/result")
+        assert res.status_code == 201, res.text
+        assert res.json() == {"slept": 600, "who": "alice"}
+        assert res.headers["X-Work"] == "done-600"
+        assert res.headers["X-Execution-Id"] == eid
+        assert res.headers["Content-Type"].startswith("application/json")
+
+
+def test_fast_execution_answers_normally(node):
+    r = call(node, "alice", "GET", "/jobs/work?ms=10", headers={"X-Max-Wait": "5000"})
+    assert r.status_code == 201 and r.json() == {"slept": 10, "who": "alice"}, r.text
+    # a record, but its result went to its client
+    path = "/_portico/executions/" + r.headers["X-Execution-Id"]
+    assert call(node, "alice", "GET", path).json()["status"] == "COMPLETE"
+    assert call(node, "alice", "GET", path + "/result").status_code == 404
+
+
+def test_route_default_wait_and_bad_header(node):
+    r = call(node, "alice", "GET", "/jobs/waiting?ms=500")
+    assert r.status_code == 202, r.text
+    for bad in ("soon", "-5", "0", "1.5", "99999999999"):
+        r = call(node, "alice", "GET", "/jobs/work?ms=1", headers={"X-Max-Wait": bad})
+        assert r.status_code == 400, (bad, r.text)
+
+
+def test_async_route_answers_at_once(node):
+    t = time.time()
+    r = call(node, "alice", "POST", "/jobs/batch?ms=300", json={})
+    assert r.status_code == 202 and time.time() - t < 0.25, r.text
+    st = wait_status(node, "alice", r.headers["X-Execution-Status-Link"], "COMPLETE")
+    res = call(node, "alice", "GET", urllib.parse.urlparse(r.headers["Location"]).path + "/result")
+    assert res.status_code == 201 and res.json()["slept"] == 300, (st, res.text)
+
+
+def test_other_users_cannot_see_or_cancel(node):
+    r = call(node, "alice", "POST", "/jobs/batch?ms=800", json={})
+    path = urllib.parse.urlparse(r.headers["Location"]).path
+    assert call(node, "bob", "GET", path).status_code == 404
+    assert call(node, "bob", "GET", path + "/result").status_code == 404
+    assert call(node, "bob", "DELETE", path).status_code == 404
+    assert call(node, None, "GET", path).status_code == 401  # the API's authentication
+    assert call(node, "root", "GET", path).json()["user"] == "alice"  # an admin sees all
+    wait_status(node, "alice", r.headers["Location"], "COMPLETE")
+    assert call(node, "alice", "DELETE", path).status_code == 409  # already ended
+    assert call(node, "alice", "GET", "/_portico/executions/" + "0" * 32).status_code == 404
+
+
+def test_cancel_running_and_queued(node):
+    # two run (max_running: 2), the others wait
+    ids = []
+    for _ in range(4):
+        r = call(node, "alice", "POST", "/jobs/batch?ms=700", json={})
+        assert r.status_code == 202
+        ids.append(urllib.parse.urlparse(r.headers["Location"]).path)
+    time.sleep(0.3)
+    running, queued = ids[0], ids[3]
+    assert call(node, "alice", "GET", queued).json()["status"] == "ENQUEUED"
+    for p in (running, queued):
+        r = call(node, "alice", "DELETE", p)
+        assert r.status_code == 202 and r.json()["cancel_requested"] is True, r.text
+    st = wait_status(node, "alice", node.url(running), "ABORTED")
+    assert "Cancelled before step" in st["message"], st  # stopped between its steps
+    st = wait_status(node, "alice", node.url(queued), "ABORTED")
+    assert st["message"] == "Cancelled before it ran." and st["started_at"] is None, st
+    for p in ids[1:3]:
+        wait_status(node, "alice", node.url(p), "COMPLETE")
