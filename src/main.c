@@ -34,6 +34,7 @@
 #include "policy/stats.h"
 #include "process/pool.h"
 #include "process/records.h"
+#include "process/webhook.h"
 #include "proxy/proxy.h"
 
 typedef struct node_s {
@@ -387,6 +388,10 @@ static int serve(const char *config_path)
         pt_log_error("cannot start the process pool");
         goto out;
     }
+    if (pt_webhook_start() != 0) {
+        pt_log_error("cannot start the webhook senders");
+        goto out;
+    }
     /* Argon2id takes tens of milliseconds and its memory: two at a time,
      * the rest wait (at most 5 s) */
     if ((n.authpool = pt_procpool_start(2, 1024, 5000, pool_thread_exit)) == NULL) {
@@ -456,6 +461,7 @@ static int serve(const char *config_path)
     if (n.control != NULL)
         pt_control_set_async(n.control, NULL); /* nobody publishes any more */
     pt_procpool_stop(n.procpool); /* every task completed: the workers waited for them */
+    pt_webhook_stop();
     n.procpool = NULL;
     pt_admin_pool = NULL;
     pt_procpool_stop(n.ctlpool);
@@ -469,6 +475,7 @@ static int serve(const char *config_path)
     rc = 0;
 out:
     pt_procpool_stop(n.procpool);
+    pt_webhook_stop();
     pt_admin_pool = NULL;
     pt_procpool_stop(n.ctlpool);
     pt_procpool_stop(n.authpool);

@@ -36,7 +36,7 @@ static const char *const license_keys[] = {"name", "url", NULL};
 static const char *const route_keys[] = {
     "method",   "path",        "name",  "respond", "description",
     "process",  "body_schema", "query", "headers", "response_schema",
-    "policies", "max_wait",    "async", NULL};
+    "policies", "max_wait",    "async", "webhook", NULL};
 static const char *const respond_keys[] = {"status", "headers", "body", NULL};
 
 /* Headers the server writes itself: a definition may not set them. */
@@ -488,6 +488,24 @@ static void parse_route(pt__cfg_ctx_t *c, const pt_ynode_t *n, const pt_api_def_
             pt__cfg_err(c, v->line, "only routes that run a process wait");
         else if (pt__cfg_duration(c, v, 1, 86400000, &ms) == 0)
             r->max_wait_ms = (uint32_t)ms;
+        pt__cfg_pop(c, mark);
+    }
+    if (!pt_yaml_is_null(v = pt_yaml_get(n, "webhook"))) {
+        mark = pt__cfg_push(c, "webhook", 7);
+        if (pt_yaml_is_null(pt_yaml_get(n, "process"))) {
+            pt__cfg_err(c, v->line, "only routes that run a process have webhooks");
+        } else if (v->kind == PT_YNODE_SCALAR) {
+            if ((r->webhooks = pt_arena_calloc(c->arena, sizeof(char *) * 2)) != NULL &&
+                pt__cfg_string(c, v, &r->webhooks[0]) == 0)
+                r->nwebhooks = 1;
+        } else if (v->kind == PT_YNODE_SEQUENCE && v->n > 0 && v->n <= 4 &&
+                   (r->webhooks = pt_arena_calloc(c->arena, sizeof(char *) * (v->n + 1))) != NULL) {
+            for (i = 0; i < v->n; i++)
+                if (pt__cfg_string(c, v->items[i], &r->webhooks[r->nwebhooks]) == 0)
+                    r->nwebhooks++;
+        } else {
+            pt__cfg_err(c, v->line, "expected a URL or a list of 1 to 4 URLs");
+        }
         pt__cfg_pop(c, mark);
     }
     if (!pt_yaml_is_null(v = pt_yaml_get(n, "async"))) {
@@ -984,6 +1002,26 @@ int pt_config_check_apis(pt_config_t *cfg, pt_config_errors_t *errs)
     for (i = 0; i < cfg->napis; i++)
         if (check_routes(&scratch, &cfg->apis[i], errs) != 0)
             bad = 1;
+    /* webhooks only to the node's allowed hosts, and signed */
+    for (i = 0; cfg->path != NULL && i < cfg->napis; i++) {
+        const pt_api_def_t *api = &cfg->apis[i];
+        size_t r, k;
+        for (r = 0; r < api->nroutes; r++)
+            for (k = 0; k < api->routes[r].nwebhooks; k++) {
+                const char *u = api->routes[r].webhooks[k];
+                if (!pt_webhook_url_allowed(&cfg->webhooks, u, strlen(u))) {
+                    pt_config_error(errs, api->file, api->routes[r].line, "webhook",
+                                    "%.200s is not an http(s) URL of one of the node's "
+                                    "webhooks.allowed_hosts",
+                                    u);
+                    bad = 1;
+                } else if (cfg->webhooks.secret == NULL) {
+                    pt_config_error(errs, api->file, api->routes[r].line, "webhook",
+                                    "the node has no webhooks.secret to sign deliveries with");
+                    bad = 1;
+                }
+            }
+    }
     /* The table the server will build: catches anything the checks above missed. */
     if (!bad && pt_router_build(&scratch, cfg->apis, cfg->napis, err, sizeof(err)) == NULL) {
         pt_config_error(errs, cfg->path ? cfg->path : cfg->apis[0].file, 0, NULL, "%s", err);

@@ -259,6 +259,8 @@ typedef struct pt_route_def_s {
     pt_query_param_t *query;                /* PROCESS: declared query parameters */
     size_t nquery;
     const struct pt_jschema_s *response_schema; /* PROCESS: the answer's schema (contracts) */
+    char **webhooks; /* PROCESS: URLs told of every execution's end (allowed hosts only) */
+    size_t nwebhooks;
     uint32_t max_wait_ms;          /* PROCESS: how long a client waits when it sends no X-Max-Wait
                                       (0 = until the end); past it: 202 and the execution goes on */
     int async;                     /* PROCESS: answers 202 at once; the execution goes on */
@@ -422,6 +424,17 @@ typedef struct pt_log_config_s {
 } pt_log_config_t;
 
 /* The process pool of the node (`processes:`); read at start (not reloaded). */
+/* Webhooks (`webhooks:`, docs/long-running.md). */
+typedef struct pt_webhooks_config_s {
+    char **allowed_hosts; /* "host" (any port) or "host:port", lower-case */
+    size_t nallowed;
+    char *secret; /* HMAC-SHA256 key of the signatures (a secret: ${env:} or ${file:}) */
+    size_t secret_len;
+    uint64_t retry_for_ms;  /* retries stop after it, default 24 h */
+    uint64_t retry_base_ms; /* the first retry's delay, doubling, default 1 s */
+    uint32_t timeout_ms;    /* one attempt, default 10 s */
+} pt_webhooks_config_t;
+
 typedef struct pt_processes_config_s {
     uint32_t max_running;         /* executions at once (pool threads), default 16 */
     uint32_t max_queued;          /* waiting beyond those, default 256; more -> 503 */
@@ -442,6 +455,7 @@ typedef struct pt_config_s {
     size_t nlisteners;
     pt_limits_t limits;
     pt_processes_config_t processes;
+    pt_webhooks_config_t webhooks;
     pt_log_config_t log;
     pt_cidr_t *trusted_proxies; /* peers whose X-Forwarded-* headers are believed */
     size_t ntrusted_proxies;

@@ -41,7 +41,7 @@ static const char *const top_keys[] = {"workers",     "listen",
                                        "environment", "admin",
                                        "data_dir",    "policies",
                                        "users",       "protected_headers",
-                                       NULL};
+                                       "webhooks",    NULL};
 static const char *const admin_keys[] = {"address", NULL};
 static const char *const user_keys[] = {"name",      "roles",        "api_keys", "password",
                                         "allow_ips", "certificates", "apis",     NULL};
@@ -165,6 +165,9 @@ pt_config_t *pt_config_new(const char *path)
     cfg->processes.max_wait_ms = 300000;
     cfg->processes.result_retention_ms = 86400000;
     cfg->processes.max_result_size = 1u << 20;
+    cfg->webhooks.retry_for_ms = 86400000;
+    cfg->webhooks.retry_base_ms = 1000;
+    cfg->webhooks.timeout_ms = 10000;
     cfg->log.level = pt_arena_strdup(&cfg->arena, "info");
     cfg->log.access_log = pt_arena_strdup(&cfg->arena, "-");
     if (path != NULL)
@@ -545,6 +548,110 @@ static void parse_processes(pt__cfg_ctx_t *c, const pt_ynode_t *n, pt_processes_
         }
         pt__cfg_pop(c, mark);
     }
+}
+
+static const char *const webhook_keys[] = {"allowed_hosts", "secret",  "retry_for",
+                                           "retry_base",    "timeout", NULL};
+
+static void parse_webhooks(pt__cfg_ctx_t *c, const pt_ynode_t *n, pt_webhooks_config_t *w)
+{
+    const pt_ynode_t *v;
+    size_t mark, i;
+    uint64_t x;
+    char *s, shown[128];
+    if (pt__cfg_mapping(c, n, webhook_keys) != 0)
+        return;
+    if (!pt_yaml_is_null(v = pt_yaml_get(n, "allowed_hosts"))) {
+        mark = pt__cfg_push(c, "allowed_hosts", 13);
+        if (v->kind != PT_YNODE_SEQUENCE ||
+            (w->allowed_hosts = pt_arena_calloc(c->arena, sizeof(char *) * (v->n + 1))) == NULL) {
+            pt__cfg_err(c, v->line,
+                        "expected a list of hosts (\"hooks.example.com\" or "
+                        "\"hooks.example.com:8443\")");
+        } else {
+            for (i = 0; i < v->n; i++)
+                if (pt__cfg_string(c, v->items[i], &s) == 0) {
+                    char *p;
+                    for (p = s; *p; p++)
+                        if (*p >= 'A' && *p <= 'Z')
+                            *p = (char)(*p + 32);
+                    if (s[0] == '\0' || strpbrk(s, "/@ ?#") != NULL)
+                        pt__cfg_err(c, v->items[i]->line,
+                                    "expected a host or host:port, got \"%.60s\"", s);
+                    else
+                        w->allowed_hosts[w->nallowed++] = s;
+                }
+        }
+        pt__cfg_pop(c, mark);
+    }
+    if ((v = pt_yaml_get(n, "secret")) != NULL) {
+        mark = pt__cfg_push(c, "secret", 6);
+        if (pt__cfg_secret(c, v, &w->secret, shown, sizeof(shown)) == 0) {
+            if (shown[0] == '\0') {
+                pt__cfg_err(c, v->line,
+                            "give the secret through ${env:NAME} or ${file:/path}, not in the "
+                            "configuration itself");
+                w->secret = NULL;
+            } else if (strlen(w->secret) < 16) {
+                pt__cfg_err(c, v->line, "%s: at least 16 bytes", shown);
+                w->secret = NULL;
+            } else {
+                w->secret_len = strlen(w->secret);
+            }
+        }
+        pt__cfg_pop(c, mark);
+    }
+    if (!pt_yaml_is_null(v = pt_yaml_get(n, "retry_for"))) {
+        mark = pt__cfg_push(c, "retry_for", 9);
+        if (pt__cfg_duration(c, v, 0, 30ull * 86400000, &x) == 0)
+            w->retry_for_ms = x;
+        pt__cfg_pop(c, mark);
+    }
+    if (!pt_yaml_is_null(v = pt_yaml_get(n, "retry_base"))) {
+        mark = pt__cfg_push(c, "retry_base", 10);
+        if (pt__cfg_duration(c, v, 100, 3600000, &x) == 0)
+            w->retry_base_ms = x;
+        pt__cfg_pop(c, mark);
+    }
+    if (!pt_yaml_is_null(v = pt_yaml_get(n, "timeout"))) {
+        mark = pt__cfg_push(c, "timeout", 7);
+        if (pt__cfg_duration(c, v, 100, 600000, &x) == 0)
+            w->timeout_ms = (uint32_t)x;
+        pt__cfg_pop(c, mark);
+    }
+}
+
+int pt_webhook_url_allowed(const pt_webhooks_config_t *w, const char *url, size_t len)
+{
+    const char *h, *end = url + len;
+    size_t hl, i, k;
+    char host[256];
+    if (len > 7 && strncmp(url, "http://", 7) == 0)
+        h = url + 7;
+    else if (len > 8 && strncmp(url, "https://", 8) == 0)
+        h = url + 8;
+    else
+        return 0;
+    for (hl = 0; h + hl < end && h[hl] != '/' && h[hl] != '?' && h[hl] != '#'; hl++)
+        ;
+    if (hl == 0 || hl >= sizeof(host) || memchr(h, '@', hl) != NULL)
+        return 0; /* no user:password@ tricks */
+    for (i = 0; i < (size_t)(end - url); i++)
+        if ((unsigned char)url[i] <= 0x20 || url[i] == 0x7f)
+            return 0;
+    for (k = 0; k < hl; k++)
+        host[k] = (char)(h[k] >= 'A' && h[k] <= 'Z' ? h[k] + 32 : h[k]);
+    host[hl] = '\0';
+    for (i = 0; i < w->nallowed; i++) {
+        const char *a = w->allowed_hosts[i];
+        size_t al = strlen(a);
+        if (strcmp(a, host) == 0)
+            return 1;
+        /* "host" allows any port of it */
+        if (strchr(a, ':') == NULL && strncmp(host, a, al) == 0 && host[al] == ':')
+            return 1;
+    }
+    return 0;
 }
 
 static void parse_log(pt__cfg_ctx_t *c, const pt_ynode_t *n, pt_log_config_t *log)
@@ -1203,6 +1310,11 @@ static void parse_node(pt__cfg_ctx_t *c, const pt_ynode_t *root, pt_config_t *cf
     if (!pt_yaml_is_null(v = pt_yaml_get(root, "log"))) {
         mark = pt__cfg_push(c, "log", 3);
         parse_log(c, v, &cfg->log);
+        pt__cfg_pop(c, mark);
+    }
+    if (!pt_yaml_is_null(v = pt_yaml_get(root, "webhooks"))) {
+        mark = pt__cfg_push(c, "webhooks", 8);
+        parse_webhooks(c, v, &cfg->webhooks);
         pt__cfg_pop(c, mark);
     }
     if (!pt_yaml_is_null(v = pt_yaml_get(root, "protected_headers"))) {

@@ -85,6 +85,9 @@ int pt_cidr_match(const pt_cidr_t *blocks, size_t n, const struct sockaddr *sa);
 int pt_config_add_users(pt_config_t *cfg, const char *origin, const char *text, size_t len,
                         pt_config_errors_t *errs);
 
+/* Is url (len bytes) an http(s) URL whose host is among w's allowed hosts? */
+int pt_webhook_url_allowed(const pt_webhooks_config_t *w, const char *url, size_t len);
+
 /* Parses "addr" or "addr/prefix" (IPv4 or IPv6; ::ffff:a.b.c.d/96+ becomes
  * the IPv4 block) of len bytes into b. 0, or PT_CIDR_BAD_ADDRESS,
  * PT_CIDR_BAD_PREFIX, or PT_CIDR_HOST_BITS (b then holds the block meant). */

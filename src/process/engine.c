@@ -12,6 +12,7 @@
 #include <time.h>
 #include <uv.h>
 
+#include "config/config.h"
 #include "connector/db.h"
 #include "core/buf.h"
 #include "core/json.h"
@@ -28,6 +29,7 @@
 #include "process/pool.h"
 #include "gateway/dispatch.h"
 #include "process/records.h"
+#include "process/webhook.h"
 #include "process/sqltext.h"
 #include "protocol/soap.h"
 #include "script/lua.h"
@@ -112,7 +114,9 @@ typedef struct exec_s {
     uv_timer_t *timer;  /* wait_ms's timer (on the worker's loop) */
     char *status_link;  /* absolute URL of the record */
     uint64_t retention_ms, max_result;
-    int64_t enqueued_ms; /* wall clock, for the record */
+    char *client_webhook; /* X-Portico-Webhook (an allowed host), or NULL */
+    int refused;          /* refused at once (503): its client knows, no webhook */
+    int64_t enqueued_ms;  /* wall clock, for the record */
     /* outputs */
     int status;
     pt_header_kv_t out_headers[HEADERS_OUT_MAX];
@@ -195,6 +199,59 @@ static int64_t wall_ms(void)
 
 /* The end of the execution into its record (when it has one): its status,
  * and the response it answers with (kept when nobody waits for it). */
+/* Tells the execution's webhooks (route's, and the client's) of its end. */
+static void fire_webhooks(exec_t *x, const char *ctype, const pt_header_kv_t *hdrs, size_t nh,
+                          const char *body, size_t len)
+{
+    const pt_webhooks_config_t *w = &x->snap->config->webhooks;
+    size_t n = x->route->nwebhooks + (x->client_webhook != NULL), i;
+    pt_buf_t b;
+    int rc = 0;
+    if (n == 0 || x->rec == NULL || x->refused)
+        return;
+    pt_buf_init(&b, 0);
+    rc |= pt_buf_append_str(&b, "{\"execution\":");
+    rc |= pt_exec_json(x->exec_id, 32, NULL, 1, &b);
+    rc |= pt_buf_printf(&b, ",\"response\":{\"status\":%d,\"headers\":{", x->status);
+    for (i = 0; i < nh; i++) {
+        rc |= pt_buf_append_str(&b, i ? ",\"" : "\"");
+        rc |= pt_buf_append_json_str(&b, hdrs[i].name, strlen(hdrs[i].name));
+        rc |= pt_buf_append_str(&b, "\":\"");
+        rc |= pt_buf_append_json_str(&b, hdrs[i].value, strlen(hdrs[i].value));
+        rc |= pt_buf_append_char(&b, '"');
+    }
+    if (ctype != NULL) {
+        rc |= pt_buf_append_str(&b, nh ? ",\"Content-Type\":\"" : "\"Content-Type\":\"");
+        rc |= pt_buf_append_json_str(&b, ctype, strlen(ctype));
+        rc |= pt_buf_append_char(&b, '"');
+    }
+    rc |= pt_buf_append_str(&b, "},\"body\":");
+    if (len > 0 && ctype != NULL && strstr(ctype, "json") != NULL) {
+        rc |= pt_buf_append(&b, body, len); /* ours: valid JSON */
+    } else if (len > 0) {
+        rc |= pt_buf_append_char(&b, '"');
+        rc |= pt_buf_append_json_str(&b, body, len);
+        rc |= pt_buf_append_char(&b, '"');
+    } else {
+        rc |= pt_buf_append_str(&b, "null");
+    }
+    rc |= pt_buf_append_str(&b, "}}");
+    if (rc == 0) {
+        for (i = 0; i < x->route->nwebhooks; i++) {
+            pt_exec_rec_webhook(x->exec_id, x->route->webhooks[i], 0, 0, NULL, "pending");
+            pt_webhook_enqueue(w, x->route->webhooks[i], x->exec_id, b.data, b.len);
+        }
+        if (x->client_webhook != NULL) {
+            pt_exec_rec_webhook(x->exec_id, x->client_webhook, 0, 0, NULL, "pending");
+            pt_webhook_enqueue(w, x->client_webhook, x->exec_id, b.data, b.len);
+        }
+    } else {
+        pt_log_error("%s: execution %s: out of memory building its webhook", x->request_id,
+                     x->exec_id);
+    }
+    pt_buf_free(&b);
+}
+
 static void record(exec_t *x, pt_exec_status_t status, int ran)
 {
     pt_header_kv_t hdrs[HEADERS_OUT_MAX + 1];
@@ -214,6 +271,7 @@ static void record(exec_t *x, pt_exec_status_t status, int ran)
         pt_buf_printf(&problem, "\",\"execution_id\":\"%s\"}", x->exec_id);
         pt_exec_rec_ended(x->rec, status, x->status, x->detail, "application/problem+json", NULL, 0,
                           problem.data, problem.len, problem.len);
+        fire_webhooks(x, "application/problem+json", NULL, 0, problem.data, problem.len);
     } else {
         if (x->next_link != NULL)
             hdrs[nh++] = (pt_header_kv_t){"Link", x->next_link};
@@ -221,6 +279,7 @@ static void record(exec_t *x, pt_exec_status_t status, int ran)
             hdrs[nh++] = x->out_headers[i];
         pt_exec_rec_ended(x->rec, status, x->status, NULL, x->out_ctype, hdrs, nh, x->out.data,
                           x->out.len, x->out.len);
+        fire_webhooks(x, x->out_ctype, hdrs, nh, x->out.data, x->out.len);
     }
     pt_buf_free(&problem);
 }
@@ -1428,13 +1487,13 @@ static void exec_done(pt_job_t *job, pt_job_status_t status)
 /* Nobody will wait for the execution any more: 202 to its client, which
  * may poll the record; the result is kept for it. 0, or -1 when the
  * execution already ended (its own answer is on the way: no 202). */
-static int answer_accepted(exec_t *x)
+static int answer_accepted(exec_t *x, int kept)
 {
     pt_req_t *req = x->req;
     pt_header_kv_t hdrs[5];
     char body[512];
     int n;
-    if (pt_exec_rec_keep_result(x->rec, x->retention_ms, x->max_result) != 0)
+    if (!kept && pt_exec_rec_keep_result(x->rec, x->retention_ms, x->max_result) != 0)
         return -1;
     /* the client may leave now: the execution goes on */
     x->link->exec = NULL;
@@ -1448,7 +1507,7 @@ static int answer_accepted(exec_t *x)
     n = snprintf(body, sizeof(body),
                  "{\"id\":\"%s\",\"status\":\"%s\",\"links\":{\"status\":\"%s\","
                  "\"result\":\"%s/result\"}}",
-                 x->exec_id, x->job.started_ns != 0 ? "INPROCESS" : "ENQUEUED", x->status_link,
+                 x->exec_id, pt_exec_status_name(pt_exec_rec_status(x->rec)), x->status_link,
                  x->status_link);
     if (n < 0 || (size_t)n >= sizeof(body))
         n = snprintf(body, sizeof(body), "{\"id\":\"%s\"}", x->exec_id);
@@ -1459,7 +1518,7 @@ static int answer_accepted(exec_t *x)
 static void on_max_wait(uv_timer_t *t)
 {
     exec_t *x = t->data;
-    if (x->req != NULL && answer_accepted(x) == 0)
+    if (x->req != NULL && answer_accepted(x, 0) == 0)
         pt_log_debug("%s: process \"%s\": past X-Max-Wait (%u ms): 202, execution %s goes on",
                      x->request_id, x->proc->name, (unsigned)x->wait_ms, x->exec_id);
 }
@@ -1475,7 +1534,8 @@ static void exec_submit(exec_t *x)
     x->job.run = exec_run;
     x->job.done = exec_done;
     x->job.worker = w;
-    if (!x->proc->low_latency || x->async || x->wait_ms > 0) {
+    if (!x->proc->low_latency || x->async || x->wait_ms > 0 || x->route->nwebhooks > 0 ||
+        x->client_webhook != NULL) {
         pt_exec_info_t info = {x->exec_id,
                                x->api->name,
                                x->route->name,
@@ -1489,11 +1549,14 @@ static void exec_submit(exec_t *x)
             return;
         }
     }
+    if (x->async) /* nobody waits: kept from the start, whenever it ends */
+        pt_exec_rec_keep_result(x->rec, x->retention_ms, x->max_result);
     if (w->procpool == NULL || pt_procpool_submit(w->procpool, &x->job) != PT_OK) {
         static const pt_header_kv_t retry[] = {{"Retry-After", "1"}};
         pt_log_warn("%s: process \"%s\": the process pool is full", x->request_id, x->proc->name);
         if (x->rec != NULL) {
             fail(x, 503, "busy", "%s", "Every process worker was busy.");
+            x->refused = 1;
             record(x, PT_EXEC_DISCARDED, 0);
         }
         pt_http_problem(req, 503, "busy", "Every process worker is busy; try again shortly.", retry,
@@ -1502,7 +1565,7 @@ static void exec_submit(exec_t *x)
         return;
     }
     if (x->async) {
-        answer_accepted(x);
+        answer_accepted(x, 1);
     } else if (x->wait_ms > 0 && (x->timer = malloc(sizeof(*x->timer))) != NULL) {
         uv_timer_init(&w->loop, x->timer);
         x->timer->data = x;
@@ -1663,6 +1726,23 @@ static void start(pt_req_t *req, const pt_route_def_t *route, int soap)
             x->wait_ms = (uint32_t)PT_MIN(v, (uint64_t)s->config->processes.max_wait_ms);
         } else if (x->wait_ms > s->config->processes.max_wait_ms) {
             x->wait_ms = s->config->processes.max_wait_ms;
+        }
+    }
+    {
+        /* X-Portico-Webhook: the client's own URL, on an allowed host only */
+        const pt_str_t *wh = pt_http_header(req, "x-portico-webhook");
+        if (wh != NULL) {
+            if (!pt_webhook_url_allowed(&s->config->webhooks, wh->p, wh->len) ||
+                s->config->webhooks.secret == NULL || wh->len > 1024) {
+                x->submitted = 1;
+                pt_http_problem(req, 400, "bad-request",
+                                "X-Portico-Webhook must be an http(s) URL on one of the node's "
+                                "allowed webhook hosts.",
+                                NULL, 0);
+                exec_free(x);
+                return;
+            }
+            x->client_webhook = pt_arena_strndup(&x->arena, wh->p, wh->len);
         }
     }
     if (x->async || x->wait_ms > 0) {

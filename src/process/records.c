@@ -13,6 +13,22 @@
 
 #define BUCKETS 4096
 
+#define HOOKS_MAX    4  /* webhook URLs of an execution shown */
+#define ATTEMPTS_MAX 16 /* attempts of each shown (the latest) */
+
+typedef struct hook_attempt_s {
+    int64_t at_ms;
+    int status;
+    char error[120];
+} hook_attempt_t;
+
+typedef struct hook_s {
+    char url[256];
+    char state[12];
+    unsigned attempts;
+    hook_attempt_t last[ATTEMPTS_MAX]; /* ring of the latest */
+} hook_t;
+
 struct pt_exec_rec_s {
     pt_exec_rec_t *hnext;       /* in its hash bucket */
     pt_exec_rec_t *prev, *next; /* in the list, oldest first */
@@ -36,6 +52,8 @@ struct pt_exec_rec_s {
     int result_status;
     char *result_ctype, *result_headers, *result_body;
     size_t result_headers_len, result_len;
+    hook_t hooks[HOOKS_MAX];
+    size_t nhooks;
 };
 
 static uv_once_t once = UV_ONCE_INIT;
@@ -194,6 +212,15 @@ int pt_exec_rec_keep_result(pt_exec_rec_t *r, uint64_t retention_ms, uint64_t ma
     return ended ? -1 : 0;
 }
 
+pt_exec_status_t pt_exec_rec_status(pt_exec_rec_t *r)
+{
+    pt_exec_status_t st;
+    uv_mutex_lock(&mu);
+    st = r->status;
+    uv_mutex_unlock(&mu);
+    return st;
+}
+
 int pt_exec_rec_cancelled(const pt_exec_rec_t *r)
 {
     return atomic_load_explicit(&((pt_exec_rec_t *)r)->cancel, memory_order_relaxed);
@@ -284,6 +311,32 @@ static int str_member(pt_buf_t *b, const char *key, const char *v)
            pt_buf_append_char(b, '"');
 }
 
+static int hooks_json(const pt_exec_rec_t *r, pt_buf_t *b)
+{
+    size_t i, k;
+    int rc = pt_buf_append_str(b, ",\"webhooks\":[");
+    for (i = 0; i < r->nhooks; i++) {
+        const hook_t *h = &r->hooks[i];
+        unsigned shown = h->attempts < ATTEMPTS_MAX ? h->attempts : ATTEMPTS_MAX;
+        rc |= pt_buf_append_str(b, i ? ",{\"url\":\"" : "{\"url\":\"");
+        rc |= pt_buf_append_json_str(b, h->url, strlen(h->url));
+        rc |= pt_buf_printf(b, "\",\"state\":\"%s\",\"attempts\":%u,\"last_attempts\":[", h->state,
+                            h->attempts);
+        for (k = 0; k < shown; k++) {
+            const hook_attempt_t *a = &h->last[(h->attempts - shown + k) % ATTEMPTS_MAX];
+            rc |= pt_buf_append_str(b, k ? ",{" : "{");
+            rc |= pt_buf_printf(b, "\"number\":%u", h->attempts - shown + (unsigned)k + 1);
+            rc |= iso(b, "at", a->at_ms);
+            rc |= pt_buf_printf(b, ",\"status\":%d", a->status);
+            if (a->error[0])
+                rc |= str_member(b, "error", a->error);
+            rc |= pt_buf_append_char(b, '}');
+        }
+        rc |= pt_buf_append_str(b, "]}");
+    }
+    return rc | pt_buf_append_char(b, ']');
+}
+
 /* r (a copy) as JSON. */
 static int to_json(const pt_exec_rec_t *r, pt_buf_t *b)
 {
@@ -324,6 +377,8 @@ static int to_json(const pt_exec_rec_t *r, pt_buf_t *b)
     }
     if (r->message[0] != '\0')
         rc |= str_member(b, "message", r->message);
+    if (r->nhooks > 0)
+        rc |= hooks_json(r, b);
     if (atomic_load_explicit(&((pt_exec_rec_t *)r)->cancel, memory_order_relaxed) &&
         r->ended_ms == 0)
         rc |= pt_buf_append_str(b, ",\"cancel_requested\":true");
@@ -411,6 +466,35 @@ int pt_exec_cancel(const char *id, size_t len, const char *who, int admin, pt_bu
     copy = *r;
     uv_mutex_unlock(&mu);
     return to_json(&copy, b);
+}
+
+void pt_exec_rec_webhook(const char *id, const char *url, unsigned attempt, int status,
+                         const char *error, const char *state)
+{
+    pt_exec_rec_t *r;
+    hook_t *h = NULL;
+    size_t i;
+    uv_once(&once, init);
+    uv_mutex_lock(&mu);
+    if ((r = find(id, strlen(id))) != NULL) {
+        for (i = 0; i < r->nhooks && h == NULL; i++)
+            if (strncmp(r->hooks[i].url, url, sizeof(r->hooks[i].url) - 1) == 0)
+                h = &r->hooks[i];
+        if (h == NULL && r->nhooks < HOOKS_MAX) {
+            h = &r->hooks[r->nhooks++];
+            snprintf(h->url, sizeof(h->url), "%s", url);
+        }
+        if (h != NULL && attempt > 0) {
+            hook_attempt_t *a = &h->last[(attempt - 1) % ATTEMPTS_MAX];
+            h->attempts = attempt;
+            a->at_ms = now_ms();
+            a->status = status;
+            snprintf(a->error, sizeof(a->error), "%s", error ? error : "");
+        }
+        if (h != NULL)
+            snprintf(h->state, sizeof(h->state), "%s", state);
+    }
+    uv_mutex_unlock(&mu);
 }
 
 int pt_exec_api(const char *id, size_t len, char out[65])

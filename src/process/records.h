@@ -64,6 +64,9 @@ void pt_exec_rec_ended(pt_exec_rec_t *r, pt_exec_status_t status, int http_statu
                        const char *message, const char *ctype, const pt_header_kv_t *headers,
                        size_t nheaders, const char *body, size_t len, uint64_t bytes_out);
 
+/* Its status now. */
+pt_exec_status_t pt_exec_rec_status(pt_exec_rec_t *r);
+
 /* Has a cancellation been asked for (pt_exec_cancel)? Any thread. */
 int pt_exec_rec_cancelled(const pt_exec_rec_t *r);
 
@@ -86,6 +89,12 @@ int pt_exec_result(const char *id, size_t len, const char *who, int admin, int *
  * at its next step (its transaction rolled back). PT_OK (the record as JSON
  * in b), PT_ENOENT, or PT_EINVAL when it has already ended. */
 int pt_exec_cancel(const char *id, size_t len, const char *who, int admin, pt_buf_t *b);
+
+/* A webhook attempt of execution id: to url, the attempt's number, the
+ * receiver's status (0: none), the error (NULL when delivered), and the
+ * delivery's state after it (pending, delivered, failed, gave_up). */
+void pt_exec_rec_webhook(const char *id, const char *url, unsigned attempt, int status,
+                         const char *error, const char *state);
 
 /* The API name of execution id into out (65 bytes): the caller is then
  * authenticated the way that API's requests are. PT_OK or PT_ENOENT. */

@@ -204,3 +204,192 @@ def test_cancel_running_and_queued(node):
     assert st["message"] == "Cancelled before it ran." and st["started_at"] is None, st
     for p in ids[1:3]:
         wait_status(node, "alice", node.url(p), "COMPLETE")
+
+
+# ------------------------------------------------------------------ webhooks
+
+SECRET = "webhook secret for the tests 0123456789"
+
+
+class Receiver:
+    """An HTTP receiver checking Portico-Signature; answers from a script of
+    statuses (the last one repeats)."""
+
+    def __init__(self, statuses):
+        import hashlib
+        import hmac
+        import json as _json
+        self.statuses = list(statuses)
+        self.got = []
+        rcv = self
+
+        class H(http.server.BaseHTTPRequestHandler):
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                sig = dict(p.split("=", 1) for p in self.headers["Portico-Signature"].split(","))
+                want = hmac.new(SECRET.encode(), (sig["t"] + ".").encode() + body,
+                                hashlib.sha256).hexdigest()
+                ok = hmac.compare_digest(want, sig["v1"]) and abs(time.time() - int(sig["t"])) < 300
+                rcv.got.append({"ok": ok, "path": self.path, "body": _json.loads(body),
+                                "attempt": self.headers.get("Portico-Attempt"),
+                                "exec": self.headers.get("X-Execution-Id")})
+                st = rcv.statuses.pop(0) if len(rcv.statuses) > 1 else rcv.statuses[0]
+                self.send_response(st if ok else 401)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *a):
+                pass
+
+        self.srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), H)
+        threading.Thread(target=self.srv.serve_forever, daemon=True).start()
+        self.port = self.srv.server_address[1]
+
+    def close(self):
+        self.srv.shutdown()
+        self.srv.server_close()
+
+
+HOOK_API = '''
+name: hooked
+base_path: /hooked
+kind: service
+title: Hooked
+version: "1"
+processes:
+  quick:
+    steps:
+      - respond: {status: 200, body: "{n: query.n}"}
+routes:
+  - method: POST
+    path: /run
+    process: quick
+    async: true
+    webhook: "http://127.0.0.1:%(port)d/hook"
+  - method: POST
+    path: /plain
+    process: quick
+    async: true
+'''
+
+
+def hooked_node(portico_factory, port, monkeypatch, subdir=None):
+    monkeypatch.setenv("PT_TEST_HOOK_SECRET", SECRET)
+    cfg = node_config(extra="webhooks:\n  allowed_hosts: [\"127.0.0.1\"]\n"
+                            "  secret: \"${env:PT_TEST_HOOK_SECRET}\"\n  retry_base: 200ms\n")
+    return portico_factory(cfg, {"hooked.yaml": HOOK_API % {"port": port}}, subdir=subdir)
+
+
+def test_webhook_signed_retried_until_accepted(portico_factory, monkeypatch):
+    rcv = Receiver([503, 503, 200])
+    try:
+        n = hooked_node(portico_factory, rcv.port, monkeypatch)
+        r = requests.post(n.url("/hooked/run?n=7"), json={}, timeout=10)
+        assert r.status_code == 202
+        eid = r.headers["X-Execution-Id"]
+        path = "/_portico/executions/" + eid
+
+        def delivered():
+            st = requests.get(n.url(path), timeout=10).json()
+            return st.get("webhooks") and st["webhooks"][0]["state"] == "delivered" and st
+        assert wait_until(delivered, timeout=20), requests.get(n.url(path)).json()
+        st = delivered()
+        hook = st["webhooks"][0]
+        assert hook["attempts"] == 3 and [a["status"] for a in hook["last_attempts"]] == \
+            [503, 503, 200], hook
+        assert len(rcv.got) == 3 and all(g["ok"] for g in rcv.got), rcv.got
+        assert [g["attempt"] for g in rcv.got] == ["1", "2", "3"]
+        b = rcv.got[-1]["body"]
+        assert b["execution"]["id"] == eid and b["execution"]["status"] == "COMPLETE"
+        assert b["response"]["status"] == 200 and b["response"]["body"] == {"n": "7"}, b
+        assert rcv.got[-1]["exec"] == eid
+    finally:
+        rcv.close()
+
+
+def test_webhook_4xx_stops_and_client_urls_checked(portico_factory, monkeypatch):
+    rcv = Receiver([400])
+    try:
+        n = hooked_node(portico_factory, rcv.port, monkeypatch)
+        r = requests.post(n.url("/hooked/run"), json={}, timeout=10)
+        path = "/_portico/executions/" + r.headers["X-Execution-Id"]
+
+        def failed():
+            st = requests.get(n.url(path), timeout=10).json()
+            return st.get("webhooks") and st["webhooks"][0]["state"] == "failed"
+        assert wait_until(failed, timeout=10)
+        time.sleep(0.6)
+        assert len(rcv.got) == 1  # a 400 is not retried
+        # a client's own webhook URL: only on an allowed host
+        r = requests.post(n.url("/hooked/plain"), json={}, timeout=10,
+                          headers={"X-Portico-Webhook": "http://evil.test/steal"})
+        assert r.status_code == 400
+        r = requests.post(n.url("/hooked/plain"), json={}, timeout=10,
+                          headers={"X-Portico-Webhook": "http://user@127.0.0.1:1/x"})
+        assert r.status_code == 400
+        rcv.statuses = [200]
+        r = requests.post(n.url("/hooked/plain?n=2"), json={}, timeout=10,
+                          headers={"X-Portico-Webhook": "http://127.0.0.1:%d/mine" % rcv.port})
+        assert r.status_code == 202
+        assert wait_until(lambda: any(g["path"] == "/mine" for g in rcv.got), timeout=10)
+    finally:
+        rcv.close()
+
+
+def test_webhook_host_refused_at_deploy(portico_factory, monkeypatch, tmp_path):
+    monkeypatch.setenv("PT_TEST_HOOK_SECRET", SECRET)
+    cfg = node_config(extra="webhooks:\n  allowed_hosts: [hooks.example.com]\n"
+                            "  secret: \"${env:PT_TEST_HOOK_SECRET}\"\n")
+    n = portico_factory(cfg, {"hooked.yaml": HOOK_API % {"port": 9}}, start=False)
+    p = subprocess.run([BIN, "validate", str(n.config_path)], capture_output=True, text=True,
+                       timeout=30, env=dict(__import__("os").environ, PT_TEST_HOOK_SECRET=SECRET))
+    assert p.returncode != 0 and "webhooks.allowed_hosts" in p.stdout + p.stderr, p.stdout
+
+
+def test_burst_of_async_requests(portico_factory, monkeypatch, sleepy):
+    """1,000 async requests at once against 20 running / 100 queued: the
+    excess is refused at once with 503, every accepted execution completes,
+    and each has exactly one webhook delivery."""
+    import concurrent.futures
+    rcv = Receiver([200])
+    try:
+        monkeypatch.setenv("PT_TEST_HOOK_SECRET", SECRET)
+        api = HOOK_API.replace('''processes:
+  quick:
+    steps:''', '''connections:
+  slow:
+    url: http://127.0.0.1:%(sleepy)d/
+processes:
+  quick:
+    steps:
+      - http: {connection: slow, url: "/sleep?ms=30"}''') % {"port": rcv.port, "sleepy": sleepy}
+        cfg = node_config(extra="webhooks:\n  allowed_hosts: [\"127.0.0.1\"]\n"
+                                "  secret: \"${env:PT_TEST_HOOK_SECRET}\"\n"
+                                "processes: {max_running: 20, max_queued: 100}\n")
+        n = portico_factory(cfg, {"hooked.yaml": api})
+        s = requests.Session()
+
+        def one(i):
+            t = time.time()
+            r = requests.post(n.url("/hooked/run?n=%d" % i), json={}, timeout=30)
+            return r.status_code, r.headers.get("X-Execution-Id"), time.time() - t
+        with concurrent.futures.ThreadPoolExecutor(64) as pool:
+            results = list(pool.map(one, range(1000)))
+        codes = [c for c, _, _ in results]
+        accepted = [e for c, e, _ in results if c == 202]
+        assert set(codes) <= {202, 503}, set(codes)
+        assert codes.count(503) > 0 and len(accepted) >= 120, (codes.count(202), codes.count(503))
+        assert max(t for c, _, t in results if c == 503) < 5  # refused at once, no hang
+        assert len(set(accepted)) == len(accepted)
+
+        def all_done():
+            return len(rcv.got) >= len(accepted)
+        assert wait_until(all_done, timeout=60), (len(rcv.got), len(accepted))
+        time.sleep(0.5)
+        delivered = [g["exec"] for g in rcv.got]
+        assert sorted(delivered) == sorted(accepted)  # one each: no loss, no duplicate
+        for e in accepted[:50]:
+            assert s.get(n.url("/_portico/executions/" + e), timeout=10).json()["status"] == \
+                "COMPLETE"
+    finally:
+        rcv.close()
