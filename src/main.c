@@ -33,6 +33,7 @@
 #include "policy/jwt.h"
 #include "policy/stats.h"
 #include "process/pool.h"
+#include "process/persist.h"
 #include "process/records.h"
 #include "process/webhook.h"
 #include "proxy/proxy.h"
@@ -392,6 +393,9 @@ static int serve(const char *config_path)
         pt_log_error("cannot start the webhook senders");
         goto out;
     }
+    /* with a store, executions and deliveries outlive the node */
+    if (n.control != NULL)
+        pt_persist_start(pt_control_store(n.control), pt_control_data_dir(n.control), n.snap);
     /* Argon2id takes tens of milliseconds and its memory: two at a time,
      * the rest wait (at most 5 s) */
     if ((n.authpool = pt_procpool_start(2, 1024, 5000, pool_thread_exit)) == NULL) {
@@ -462,6 +466,7 @@ static int serve(const char *config_path)
         pt_control_set_async(n.control, NULL); /* nobody publishes any more */
     pt_procpool_stop(n.procpool); /* every task completed: the workers waited for them */
     pt_webhook_stop();
+    pt_persist_stop();
     n.procpool = NULL;
     pt_admin_pool = NULL;
     pt_procpool_stop(n.ctlpool);
@@ -476,6 +481,7 @@ static int serve(const char *config_path)
 out:
     pt_procpool_stop(n.procpool);
     pt_webhook_stop();
+    pt_persist_stop();
     pt_admin_pool = NULL;
     pt_procpool_stop(n.ctlpool);
     pt_procpool_stop(n.authpool);

@@ -1003,7 +1003,7 @@ int pt_config_check_apis(pt_config_t *cfg, pt_config_errors_t *errs)
         if (check_routes(&scratch, &cfg->apis[i], errs) != 0)
             bad = 1;
     /* webhooks only to the node's allowed hosts, and signed */
-    for (i = 0; cfg->path != NULL && i < cfg->napis; i++) {
+    for (i = 0; cfg->nlisteners > 0 && i < cfg->napis; i++) { /* with the node's settings */
         const pt_api_def_t *api = &cfg->apis[i];
         size_t r, k;
         for (r = 0; r < api->nroutes; r++)

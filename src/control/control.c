@@ -230,6 +230,11 @@ const char *pt_control_environment(const pt_control_t *c)
     return c->environment;
 }
 
+const char *pt_control_data_dir(const pt_control_t *c)
+{
+    return c->data_dir;
+}
+
 int pt_control_store_ok(const pt_control_t *c)
 {
     return atomic_load(&c->store_ok);

@@ -50,6 +50,7 @@ void pt_control_unlock(pt_control_t *c);
 
 pt_store_t *pt_control_store(pt_control_t *c);
 const char *pt_control_environment(const pt_control_t *c);
+const char *pt_control_data_dir(const pt_control_t *c);
 int pt_control_store_ok(const pt_control_t *c);
 void pt_control_set_store_ok(pt_control_t *c, int ok);
 uint64_t pt_control_generation(const pt_control_t *c);

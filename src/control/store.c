@@ -13,7 +13,7 @@
 
 #include "process/sqltext.h"
 
-#define PARAMS_MAX 16
+#define PARAMS_MAX 32
 
 struct pt_store_s {
     pt_connection_def_t def; /* the strings below are owned */
@@ -57,7 +57,25 @@ static const char *const migration_2[] = {
     "NULL, revoked_at TEXT)",
     "CREATE INDEX user_keys_user ON user_keys(user_name)", NULL};
 
-static const char *const *const migrations[] = {migration_1, migration_2};
+/* Execution records and webhook deliveries (issue 8): times in ms since the
+ * epoch, a kept result's body in base64, webhook attempts as JSON text. */
+static const char *const migration_3[] = {
+    "CREATE TABLE executions (id TEXT PRIMARY KEY, node TEXT NOT NULL, api TEXT NOT NULL, "
+    "route TEXT NOT NULL, process TEXT NOT NULL, generation BIGINT NOT NULL, user_name TEXT, "
+    "status TEXT NOT NULL, http_status INTEGER NOT NULL, enqueued_ms BIGINT NOT NULL, "
+    "started_ms BIGINT NOT NULL, ended_ms BIGINT NOT NULL, bytes_in BIGINT NOT NULL, "
+    "bytes_out BIGINT NOT NULL, message TEXT NOT NULL, keep_result INTEGER NOT NULL, "
+    "result_status INTEGER, result_ctype TEXT, result_headers TEXT, result_body TEXT, "
+    "result_truncated INTEGER NOT NULL, expires_ms BIGINT NOT NULL, webhooks TEXT)",
+    "CREATE INDEX executions_node_status ON executions(node, status)",
+    "CREATE INDEX executions_api ON executions(api, enqueued_ms)",
+    "CREATE TABLE webhook_deliveries (id TEXT PRIMARY KEY, execution TEXT NOT NULL, "
+    "node TEXT NOT NULL, url TEXT NOT NULL, body TEXT NOT NULL, attempts INTEGER NOT NULL, "
+    "state TEXT NOT NULL, due_ms BIGINT NOT NULL, give_up_ms BIGINT NOT NULL)",
+    "CREATE INDEX webhook_deliveries_pending ON webhook_deliveries(node, state)",
+    NULL};
+
+static const char *const *const migrations[] = {migration_1, migration_2, migration_3};
 _Static_assert(sizeof(migrations) / sizeof(migrations[0]) == PT_STORE_SCHEMA_VERSION,
                "PT_STORE_SCHEMA_VERSION is the number of migrations");
 

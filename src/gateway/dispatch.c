@@ -20,6 +20,8 @@
 #include "process/engine.h"
 #include "protocol/openapi.h"
 #include "protocol/wsdl.h"
+#include "process/persist.h"
+#include "process/pool.h"
 #include "process/records.h"
 #include "policy/policy.h"
 #include "proxy/proxy.h"
@@ -151,6 +153,78 @@ static void executions_answer(pt_req_t *req)
     pt_buf_free(&headers);
 }
 
+static void executions(pt_req_t *req, const pt_snapshot_t *s);
+
+/* A record not in memory, read back from the store on the control pool. */
+typedef struct load_job_s {
+    pt_job_t job;
+    pt_req_t *req; /* NULL once the client left */
+    struct load_link_s *link;
+    char id[33];
+    size_t len;
+} load_job_t;
+
+typedef struct load_link_s {
+    load_job_t *job;
+} load_link_t;
+
+static void load_cleanup(void *data)
+{
+    load_link_t *l = data;
+    if (l->job != NULL)
+        l->job->req = NULL;
+}
+
+static void load_run(pt_job_t *job)
+{
+    load_job_t *j = (load_job_t *)job;
+    pt_persist_load(j->id, j->len);
+}
+
+static void load_done(pt_job_t *job, pt_job_status_t status)
+{
+    load_job_t *j = (load_job_t *)job;
+    pt_req_t *req = j->req;
+    (void)status;
+    if (req != NULL) {
+        j->link->job = NULL;
+        req->hook_data = NULL;
+        /* in memory now (or not in the store either): answered as usual */
+        req->exec_loaded = 1; /* the second pass: no new load */
+        executions(req, req->snap->snap);
+    }
+    free(j);
+}
+
+/* Starts reading id from the store: 1 when it will answer later. */
+static int load_later(pt_req_t *req, const char *id, size_t len)
+{
+    load_job_t *j;
+    load_link_t *l;
+    if (!pt_persist_on() || pt_admin_pool == NULL || len != 32 || req->exec_loaded)
+        return 0;
+    if ((j = calloc(1, sizeof(*j))) == NULL ||
+        (l = pt_arena_alloc(pt_http_req_arena(req), sizeof(*l))) == NULL ||
+        pt_arena_cleanup_add(pt_http_req_arena(req), load_cleanup, l) != PT_OK) {
+        free(j);
+        return 0;
+    }
+    memcpy(j->id, id, 32);
+    j->len = 32;
+    j->req = req;
+    j->link = l;
+    l->job = j;
+    j->job.run = load_run;
+    j->job.done = load_done;
+    j->job.worker = req->snap->worker;
+    if (pt_procpool_submit(pt_admin_pool, &j->job) != PT_OK) {
+        l->job = NULL;
+        free(j);
+        return 0;
+    }
+    return 1;
+}
+
 /* The caller goes through the policies of the execution's API (its
  * authentication tells who may see the execution), then the answer. */
 static void executions(pt_req_t *req, const pt_snapshot_t *s)
@@ -162,6 +236,8 @@ static void executions(pt_req_t *req, const pt_snapshot_t *s)
     const pt_policy_list_t *chain;
     if (len > 7 && memcmp(id + len - 7, "/result", 7) == 0)
         len -= 7;
+    if (pt_exec_api(id, len, api_name) != PT_OK && load_later(req, id, len))
+        return; /* answered once read back from the store */
     if (pt_exec_api(id, len, api_name) != PT_OK ||
         (api = bsearch(api_name, s->config->apis, s->config->napis, sizeof(*s->config->apis),
                        api_cmp)) == NULL) {

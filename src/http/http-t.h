@@ -73,6 +73,7 @@ struct pt_req_s {
     unsigned complete : 1; /* whole request message received */
     unsigned dispatched : 1;
     unsigned soap_endpoint : 1; /* a SOAP operation call: its faults follow WS-I statuses */
+    unsigned exec_loaded : 1;   /* an execution record was read back from the store for it */
     unsigned contract : 1;      /* a GET of the API's contract (OpenAPI, WSDL): authentication
                                    lets it through unless the API protects its contracts */
     int error_status;           /* set by a parser callback to refuse the request */

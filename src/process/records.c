@@ -56,6 +56,14 @@ struct pt_exec_rec_s {
     size_t nhooks;
 };
 
+void (*pt_exec_on_change)(pt_exec_rec_t *r);
+
+static void changed(pt_exec_rec_t *r)
+{
+    if (pt_exec_on_change != NULL)
+        pt_exec_on_change(r);
+}
+
 static uv_once_t once = UV_ONCE_INIT;
 static uv_mutex_t mu;
 static pt_exec_rec_t *table[BUCKETS];
@@ -178,6 +186,7 @@ pt_exec_rec_t *pt_exec_rec_new(const pt_exec_info_t *info)
     newest = r;
     count++;
     uv_mutex_unlock(&mu);
+    changed(r);
     return r;
 }
 
@@ -197,6 +206,7 @@ void pt_exec_rec_started(pt_exec_rec_t *r)
     r->status = PT_EXEC_INPROCESS;
     r->started_ms = now_ms();
     uv_mutex_unlock(&mu);
+    changed(r);
 }
 
 int pt_exec_rec_keep_result(pt_exec_rec_t *r, uint64_t retention_ms, uint64_t max_bytes)
@@ -291,6 +301,7 @@ void pt_exec_rec_ended(pt_exec_rec_t *r, pt_exec_status_t status, int http_statu
     free(rb);
     free(rh);
     free(rc);
+    changed(r);
 }
 
 static int iso(pt_buf_t *b, const char *key, int64_t ms)
@@ -493,8 +504,14 @@ void pt_exec_rec_webhook(const char *id, const char *url, unsigned attempt, int 
         }
         if (h != NULL)
             snprintf(h->state, sizeof(h->state), "%s", state);
+        if (r != NULL)
+            r->refs++; /* held across the notification */
     }
     uv_mutex_unlock(&mu);
+    if (r != NULL) {
+        changed(r);
+        pt_exec_rec_unref(r);
+    }
 }
 
 int pt_exec_api(const char *id, size_t len, char out[65])
@@ -540,4 +557,141 @@ void pt_records_new_id(char out[33])
         out[2 * i + 1] = hex[r[i] & 15];
     }
     out[32] = '\0';
+}
+
+/* ------------------------------------------------------------ persistence */
+
+void pt_exec_rec_ref(pt_exec_rec_t *r)
+{
+    uv_mutex_lock(&mu);
+    r->refs++;
+    uv_mutex_unlock(&mu);
+}
+
+const char *pt_exec_rec_id(const pt_exec_rec_t *r)
+{
+    return r->id; /* set once, before anyone else sees the record */
+}
+
+static char *dup_n(const char *p, size_t n)
+{
+    char *s = malloc(n + 1);
+    if (s != NULL) {
+        if (n > 0)
+            memcpy(s, p, n);
+        s[n] = '\0';
+    }
+    return s;
+}
+
+int pt_exec_rec_row(pt_exec_rec_t *r, pt_exec_row_t *row)
+{
+    pt_buf_t hooks;
+    pt_exec_rec_t copy;
+    int rc = PT_OK;
+    memset(row, 0, sizeof(*row));
+    pt_buf_init(&hooks, 0);
+    uv_mutex_lock(&mu);
+    copy = *r;
+    memcpy(row->id, r->id, sizeof(row->id));
+    memcpy(row->api, r->api, sizeof(row->api));
+    memcpy(row->route, r->route, sizeof(row->route));
+    memcpy(row->process, r->process, sizeof(row->process));
+    memcpy(row->user, r->user, sizeof(row->user));
+    row->has_user = r->has_user;
+    row->generation = r->generation;
+    row->status = r->status;
+    row->http_status = r->http_status;
+    row->enqueued_ms = r->enqueued_ms;
+    row->started_ms = r->started_ms;
+    row->ended_ms = r->ended_ms;
+    row->expires_ms = r->expires_ms;
+    row->bytes_in = r->bytes_in;
+    row->bytes_out = r->bytes_out;
+    memcpy(row->message, r->message, sizeof(row->message));
+    row->keep = r->keep;
+    row->has_result = r->has_result;
+    row->truncated = r->truncated;
+    row->expired = r->expired;
+    row->result_status = r->result_status;
+    if (r->has_result) {
+        row->result_body = dup_n(r->result_body, r->result_len);
+        row->result_headers = dup_n(r->result_headers, r->result_headers_len);
+        row->result_ctype = r->result_ctype ? strdup(r->result_ctype) : NULL;
+        row->result_len = r->result_len;
+        row->result_headers_len = r->result_headers_len;
+        if (row->result_body == NULL || row->result_headers == NULL)
+            rc = PT_ENOMEM;
+    }
+    if (r->nhooks > 0 && (hooks_json(&copy, &hooks) != PT_OK ||
+                          (row->webhooks = dup_n(hooks.data + 12, hooks.len - 12)) == NULL))
+        rc = PT_ENOMEM; /* ",\"webhooks\":" is 12 bytes */
+    uv_mutex_unlock(&mu);
+    pt_buf_free(&hooks);
+    if (rc != PT_OK)
+        pt_exec_row_free(row);
+    return rc;
+}
+
+void pt_exec_row_free(pt_exec_row_t *row)
+{
+    free(row->result_ctype);
+    free(row->result_headers);
+    free(row->result_body);
+    free(row->webhooks);
+    row->result_ctype = row->result_headers = row->result_body = row->webhooks = NULL;
+}
+
+void pt_exec_rec_restore(pt_exec_row_t *row)
+{
+    pt_exec_rec_t *r;
+    size_t b;
+    uv_once(&once, init);
+    uv_mutex_lock(&mu);
+    if (find(row->id, strlen(row->id)) != NULL || (r = calloc(1, sizeof(*r))) == NULL) {
+        uv_mutex_unlock(&mu);
+        pt_exec_row_free(row);
+        return;
+    }
+    memcpy(r->id, row->id, sizeof(r->id));
+    memcpy(r->api, row->api, sizeof(r->api));
+    memcpy(r->route, row->route, sizeof(r->route));
+    memcpy(r->process, row->process, sizeof(r->process));
+    memcpy(r->user, row->user, sizeof(r->user));
+    r->has_user = row->has_user;
+    r->generation = row->generation;
+    r->status = row->status;
+    r->http_status = row->http_status;
+    r->enqueued_ms = row->enqueued_ms;
+    r->started_ms = row->started_ms;
+    r->ended_ms = row->ended_ms;
+    r->expires_ms = row->expires_ms;
+    r->bytes_in = row->bytes_in;
+    r->bytes_out = row->bytes_out;
+    memcpy(r->message, row->message, sizeof(r->message));
+    r->keep = row->keep;
+    r->ending = r->ended_ms != 0;
+    r->has_result = row->has_result && row->result_body != NULL;
+    r->truncated = row->truncated;
+    r->expired = row->expired;
+    r->result_status = row->result_status;
+    r->result_body = row->result_body;
+    r->result_len = row->result_len;
+    r->result_headers = row->result_headers;
+    r->result_headers_len = row->result_headers_len;
+    r->result_ctype = row->result_ctype;
+    row->result_body = row->result_headers = row->result_ctype = NULL;
+    r->refs = 1; /* the table's */
+    b = bucket(r->id);
+    r->hnext = table[b];
+    table[b] = r;
+    r->prev = newest;
+    if (newest != NULL)
+        newest->next = r;
+    else
+        oldest = r;
+    newest = r;
+    count++;
+    uv_mutex_unlock(&mu);
+    pt_exec_row_free(row);
 }

@@ -103,6 +103,36 @@ int pt_exec_api(const char *id, size_t len, char out[65]);
 /* Drops results past their retention (called now and then). */
 void pt_exec_sweep(void);
 
+/* --- Persistence (process/persist.c) ------------------------------------ */
+
+/* A record's fields, copied out (the strings malloc'd) or to restore one. */
+typedef struct pt_exec_row_s {
+    char id[33], api[65], route[128], process[65], user[65];
+    int has_user;
+    uint64_t generation;
+    pt_exec_status_t status;
+    int http_status;
+    int64_t enqueued_ms, started_ms, ended_ms, expires_ms;
+    uint64_t bytes_in, bytes_out;
+    char message[200];
+    int keep, has_result, truncated, expired, result_status;
+    char *result_ctype, *result_headers, *result_body, *webhooks; /* webhooks: JSON list */
+    size_t result_headers_len, result_len;
+} pt_exec_row_t;
+
+/* Called (outside the records' lock) whenever a record changes; the
+ * persister takes a reference (pt_exec_rec_ref) to write it later. */
+extern void (*pt_exec_on_change)(pt_exec_rec_t *r);
+
+void pt_exec_rec_ref(pt_exec_rec_t *r);
+const char *pt_exec_rec_id(const pt_exec_rec_t *r);
+/* Copies r's fields into row (free with pt_exec_row_free). PT_OK or PT_ENOMEM. */
+int pt_exec_rec_row(pt_exec_rec_t *r, pt_exec_row_t *row);
+void pt_exec_row_free(pt_exec_row_t *row);
+/* Puts a record read back from the store into the table (unless one with
+ * its id is there). The row's strings are taken over. */
+void pt_exec_rec_restore(pt_exec_row_t *row);
+
 /* A fresh execution id: 32 hex digits from the system's CSPRNG (an id is
  * all a client needs to read a record: it must not be guessable). */
 void pt_records_new_id(char out[33]);

@@ -26,12 +26,35 @@ typedef struct delivery_s {
     size_t len;
     char *secret;
     size_t secret_len;
-    uint64_t due_ms;      /* monotonic */
-    uint64_t give_up_ms;  /* monotonic: no attempt after it */
+    uint64_t due_ms;     /* monotonic */
+    uint64_t give_up_ms; /* monotonic: no attempt after it */
     uint64_t retry_base_ms;
     uint32_t timeout_ms;
     unsigned attempts;
+    char pid[33];  /* its id in the store */
+    int persisted; /* inserted there */
 } delivery_t;
+
+void (*pt_webhook_persist)(const char *pid, const char *exec_id, const char *url, const char *body,
+                           size_t len, unsigned attempts, const char *state, int64_t due_wall_ms,
+                           int64_t give_up_wall_ms);
+
+static int64_t wall_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Monotonic ms to wall-clock ms and back. */
+static int64_t to_wall(uint64_t mono)
+{
+    struct timespec ts;
+    uint64_t now;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    now = (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+    return wall_ms() + (int64_t)mono - (int64_t)now;
+}
 
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t cond = PTHREAD_COND_INITIALIZER;
@@ -69,8 +92,8 @@ static void insert(delivery_t *d)
     pthread_cond_signal(&cond);
 }
 
-void pt_webhook_sign(const char *secret, size_t secret_len, int64_t t, const char *body,
-                     size_t len, char *out, size_t outlen)
+void pt_webhook_sign(const char *secret, size_t secret_len, int64_t t, const char *body, size_t len,
+                     char *out, size_t outlen)
 {
     unsigned char mac[32];
     char ts[24], hex[65];
@@ -165,6 +188,11 @@ static void *sender(void *arg)
         }
         queue = d->next;
         pthread_mutex_unlock(&lock);
+        if (!d->persisted && pt_webhook_persist != NULL) {
+            pt_webhook_persist(d->pid, d->exec_id, d->url, d->body, d->len, d->attempts, "pending",
+                               to_wall(d->due_ms), to_wall(d->give_up_ms));
+            d->persisted = 1;
+        }
         {
             int status, rc;
             char err[256];
@@ -179,11 +207,11 @@ static void *sender(void *arg)
                 state = "gave_up";
             else
                 state = "pending";
-            pt_exec_rec_webhook(d->exec_id, d->url, d->attempts, status,
-                                rc == PT_OK ? NULL : err, state);
+            pt_exec_rec_webhook(d->exec_id, d->url, d->attempts, status, rc == PT_OK ? NULL : err,
+                                state);
             if (rc != PT_OK)
-                pt_log_warn("webhook: execution %s to %s: attempt %u: %s (%s)", d->exec_id,
-                            d->url, d->attempts, err, state);
+                pt_log_warn("webhook: execution %s to %s: attempt %u: %s (%s)", d->exec_id, d->url,
+                            d->attempts, err, state);
             if (strcmp(state, "pending") == 0) {
                 /* exponential backoff with jitter: base x 2^(n-1), at most 10 minutes */
                 uint64_t delay = d->retry_base_ms << (d->attempts - 1 < 20 ? d->attempts - 1 : 20);
@@ -193,10 +221,16 @@ static void *sender(void *arg)
                 d->due_ms = mono_ms() + delay;
                 if (d->due_ms > d->give_up_ms)
                     d->due_ms = d->give_up_ms;
+                if (pt_webhook_persist != NULL)
+                    pt_webhook_persist(d->pid, d->exec_id, d->url, d->body, d->len, d->attempts,
+                                       state, to_wall(d->due_ms), to_wall(d->give_up_ms));
                 pthread_mutex_lock(&lock);
                 insert(d);
                 continue;
             }
+            if (pt_webhook_persist != NULL)
+                pt_webhook_persist(d->pid, d->exec_id, d->url, d->body, d->len, d->attempts, state,
+                                   to_wall(d->due_ms), to_wall(d->give_up_ms));
             delivery_free(d);
             pthread_mutex_lock(&lock);
             pending--;
@@ -264,8 +298,40 @@ void pt_webhook_enqueue(const pt_webhooks_config_t *w, const char *url, const ch
     memcpy(d->secret, w->secret, w->secret_len);
     d->secret_len = w->secret_len;
     snprintf(d->exec_id, sizeof(d->exec_id), "%s", exec_id);
+    pt_records_new_id(d->pid);
     d->due_ms = mono_ms();
     d->give_up_ms = d->due_ms + w->retry_for_ms;
+    d->retry_base_ms = w->retry_base_ms;
+    d->timeout_ms = w->timeout_ms;
+    pthread_mutex_lock(&lock);
+    pending++;
+    insert(d);
+    pthread_mutex_unlock(&lock);
+}
+
+void pt_webhook_resume(const pt_webhooks_config_t *w, const char *pid, const char *url,
+                       const char *exec_id, const char *body, size_t len, unsigned attempts,
+                       int64_t due_wall_ms, int64_t give_up_wall_ms)
+{
+    delivery_t *d = calloc(1, sizeof(*d));
+    int64_t now = wall_ms();
+    uint64_t mono = mono_ms();
+    if (d == NULL || (d->url = strdup(url)) == NULL || (d->body = malloc(len + 1)) == NULL ||
+        (d->secret = malloc(w->secret_len + 1)) == NULL) {
+        if (d != NULL)
+            delivery_free(d);
+        return;
+    }
+    memcpy(d->body, body, len);
+    d->len = len;
+    memcpy(d->secret, w->secret, w->secret_len);
+    d->secret_len = w->secret_len;
+    snprintf(d->exec_id, sizeof(d->exec_id), "%s", exec_id);
+    snprintf(d->pid, sizeof(d->pid), "%s", pid);
+    d->persisted = 1;
+    d->attempts = attempts;
+    d->due_ms = due_wall_ms > now ? mono + (uint64_t)(due_wall_ms - now) : mono;
+    d->give_up_ms = give_up_wall_ms > now ? mono + (uint64_t)(give_up_wall_ms - now) : mono;
     d->retry_base_ms = w->retry_base_ms;
     d->timeout_ms = w->timeout_ms;
     pthread_mutex_lock(&lock);

@@ -34,8 +34,21 @@ void pt_webhook_enqueue(const pt_webhooks_config_t *w, const char *url, const ch
 
 /* The signature header value for body at time t into out (at least 96
  * bytes): "t=<t>,v1=<hex>". */
-void pt_webhook_sign(const char *secret, size_t secret_len, int64_t t, const char *body,
-                     size_t len, char *out, size_t outlen);
+void pt_webhook_sign(const char *secret, size_t secret_len, int64_t t, const char *body, size_t len,
+                     char *out, size_t outlen);
+
+/* Persistence (process/persist.c): called on a sender thread before the
+ * first attempt and after each, with the delivery's id and state (pending,
+ * delivered, failed, gave_up), attempts made and wall-clock times. */
+extern void (*pt_webhook_persist)(const char *pid, const char *exec_id, const char *url,
+                                  const char *body, size_t len, unsigned attempts,
+                                  const char *state, int64_t due_wall_ms, int64_t give_up_wall_ms);
+
+/* Queues again a delivery read back from the store (pid, attempts made,
+ * wall-clock due and give-up times), under w's secret and timeouts. */
+void pt_webhook_resume(const pt_webhooks_config_t *w, const char *pid, const char *url,
+                       const char *exec_id, const char *body, size_t len, unsigned attempts,
+                       int64_t due_wall_ms, int64_t give_up_wall_ms);
 
 /* Pending deliveries (for tests and metrics). */
 unsigned pt_webhook_pending(void);

@@ -393,3 +393,126 @@ processes:
                 "COMPLETE"
     finally:
         rcv.close()
+
+
+# ------------------------------------------------------------------ restarts (store)
+
+STORE_API = '''
+name: kept
+base_path: /kept
+kind: service
+title: Kept
+version: "1"
+connections:
+  slow:
+    url: http://127.0.0.1:%(sleepy)d/
+processes:
+  long:
+    steps:
+      - http: {connection: slow, url: "/sleep?ms=${query.ms}"}
+      - respond: {status: 200, body: "{ms: query.ms}"}
+routes:
+  - method: POST
+    path: /run
+    process: long
+    async: true
+    webhook: "http://127.0.0.1:%(port)d/hook"
+'''
+
+
+_dbs = iter(range(1, 10**6))
+
+
+def store_url(request, backend):
+    if backend == "sqlite":
+        return "sqlite:data/portico.db"
+    pg = request.getfixturevalue("pg")
+    db = "async_%d_%d" % (__import__("os").getpid(), next(_dbs))
+    pg.psql("postgres", "CREATE DATABASE %s;" % db)
+    return pg.url(db)
+
+
+def store_node(portico_factory, monkeypatch, rcv_port, sleepy, store, retry_base="200ms"):
+    from conftest import free_tcp_port
+    monkeypatch.setenv("PT_TEST_HOOK_SECRET", SECRET)
+    cfg = node_config(extra="store: %s\nadmin:\n  address: 127.0.0.1:%d\n"
+                            "webhooks:\n  allowed_hosts: [\"127.0.0.1\"]\n"
+                            "  secret: \"${env:PT_TEST_HOOK_SECRET}\"\n  retry_base: %s\n"
+                      % (store, free_tcp_port(), retry_base))
+    n = portico_factory(cfg, {"kept.yaml": STORE_API % {"port": rcv_port, "sleepy": sleepy}})
+    deployed(n)
+    return n
+
+
+def deployed(n):
+    """The apis folder is pushed and deployed once the node runs."""
+    assert wait_until(lambda: requests.get(n.url("/_portico/ready"), timeout=5).json()
+                      .get("apis") == 1, timeout=20), n.stderr()
+
+
+def kill_and_restart(n):
+    import signal as _signal
+    n.proc.send_signal(_signal.SIGKILL)
+    n.proc.wait(timeout=10)
+    n._close_files()
+    n.ports = {}
+    n.start()
+    deployed(n)
+
+
+BACKENDS = pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+
+
+@BACKENDS
+def test_records_survive_a_restart(portico_factory, monkeypatch, sleepy, request, backend):
+    rcv = Receiver([200])
+    try:
+        n = store_node(portico_factory, monkeypatch, rcv.port, sleepy, store_url(request, backend))
+        r = requests.post(n.url("/kept/run?ms=50"), json={}, timeout=10)
+        done = r.headers["X-Execution-Id"]
+        path = "/_portico/executions/" + done
+        assert wait_until(lambda: requests.get(n.url(path)).json()["status"] == "COMPLETE")
+        assert wait_until(lambda: len(rcv.got) == 1)
+        # one still running when the node is killed
+        r = requests.post(n.url("/kept/run?ms=5000"), json={}, timeout=10)
+        running = r.headers["X-Execution-Id"]
+        assert wait_until(lambda: requests.get(
+            n.url("/_portico/executions/" + running)).json()["status"] == "INPROCESS")
+        time.sleep(0.3)  # written to the store (every 100 ms)
+        kill_and_restart(n)
+        # the finished one is read back with its result
+        st = requests.get(n.url(path), timeout=10).json()
+        assert st["status"] == "COMPLETE" and st["result"] == "kept", st
+        res = requests.get(n.url(path + "/result"), timeout=10)
+        assert res.status_code == 200 and res.json() == {"ms": "50"}, res.text
+        # the one in flight reads ABORTED, and its webhook fires once
+        st = requests.get(n.url("/_portico/executions/" + running), timeout=10).json()
+        assert st["status"] == "ABORTED" and "stopped" in st["message"], st
+        assert wait_until(lambda: any(g["exec"] == running for g in rcv.got), timeout=15)
+        time.sleep(1)
+        hooks = [g for g in rcv.got if g["exec"] == running]
+        assert len(hooks) == 1 and hooks[0]["body"]["execution"]["status"] == "ABORTED", hooks
+        assert "ABORTED" in n.stderr()
+    finally:
+        rcv.close()
+
+
+@BACKENDS
+def test_pending_delivery_resumes_after_a_restart(portico_factory, monkeypatch, sleepy, request,
+                                                  backend):
+    rcv = Receiver([503])
+    try:
+        n = store_node(portico_factory, monkeypatch, rcv.port, sleepy,
+                       store_url(request, backend), retry_base="2s")
+        r = requests.post(n.url("/kept/run?ms=10"), json={}, timeout=10)
+        eid = r.headers["X-Execution-Id"]
+        assert wait_until(lambda: len(rcv.got) >= 1, timeout=10)  # the first attempt failed
+        time.sleep(0.3)
+        kill_and_restart(n)
+        rcv.statuses = [200]
+        assert wait_until(lambda: any(g["exec"] == eid and g["ok"] for g in rcv.got[1:]),
+                          timeout=20), rcv.got
+        assert all(g["exec"] == eid for g in rcv.got)
+        assert int(rcv.got[-1]["attempt"]) >= 2  # the attempts made before are counted
+    finally:
+        rcv.close()
