@@ -515,7 +515,8 @@ int main(int argc, char **argv)
         return pt_generate_main(argc - 1, argv + 1);
     if (argc >= 2 && (strcmp(argv[1], "api") == 0 || strcmp(argv[1], "deploy") == 0 ||
                       strcmp(argv[1], "rollback") == 0 || strcmp(argv[1], "undeploy") == 0 ||
-                      strcmp(argv[1], "env") == 0 || strcmp(argv[1], "deployments") == 0))
+                      strcmp(argv[1], "env") == 0 || strcmp(argv[1], "deployments") == 0 ||
+                      strcmp(argv[1], "executions") == 0))
         return pt_cli_main(argc - 1, argv + 1);
     if (sodium_init() < 0) {
         fputs("portico: libsodium cannot initialise\n", stderr);

@@ -6,6 +6,7 @@
  */
 #include "control/admin.h"
 #include "policy/stats.h"
+#include "process/records.h"
 
 #include <sodium.h>
 #include <stdatomic.h>
@@ -624,6 +625,196 @@ static void user_row(job_t *j, pt_json_t *row)
     }
 }
 
+/* ------------------------------------------------------------ executions */
+
+#define EXEC_COLS                                                                                  \
+    "id, api, route, process, generation, user_name AS user, status, http_status, enqueued_ms, "   \
+    "started_ms, ended_ms, bytes_in, bytes_out, message, keep_result, result_truncated, "          \
+    "expires_ms, webhooks"
+
+/* A stored execution as the API shows it: webhooks as JSON. */
+static void exec_row(job_t *j, pt_json_t *row)
+{
+    size_t i;
+    for (i = 0; row->type == PT_JSON_OBJECT && i < row->u.obj.n; i++) {
+        pt_json_member_t *m = &row->u.obj.members[i];
+        if (strcmp(m->key, "webhooks") == 0 && m->value->type == PT_JSON_STRING) {
+            pt_json_error_t jerr;
+            pt_json_t *v = pt_json_parse(&j->a, m->value->u.str.p, m->value->u.str.len,
+                                         &PT_JSON_LIMITS_DEFAULT, &jerr);
+            if (v != NULL)
+                m->value = v;
+        }
+        if (strcmp(m->key, "keep_result") == 0 || strcmp(m->key, "result_truncated") == 0)
+            m->value = pt_json_bool(&j->a, pt_json_truthy(m->value));
+    }
+}
+
+static pt_json_t *opt_str(job_t *j, const char *name)
+{
+    char *v = query_param(j, name);
+    return v != NULL && v[0] != '\0' ? pt_json_string(&j->a, v, strlen(v)) : pt_json_null(&j->a);
+}
+
+/* ms since the epoch from a query parameter (digits), or null; -1: bad. */
+static pt_json_t *opt_ms(job_t *j, const char *name, int *bad)
+{
+    char *v = query_param(j, name), *end;
+    long long x;
+    if (v == NULL || v[0] == '\0')
+        return pt_json_null(&j->a);
+    x = strtoll(v, &end, 10);
+    if (*end != '\0' || x < 0) {
+        *bad = 1;
+        return NULL;
+    }
+    return pt_json_int(&j->a, x);
+}
+
+/* GET /admin/executions?api=&route=&status=&user=&from=&to=&limit=&cursor=,
+ * newest first (cursor: the last id of the previous page's enqueued time). */
+static void executions_list(job_t *j)
+{
+    pt_store_tx_t tx;
+    pt_db_error_t e;
+    pt_json_t *rows = NULL, *doc, *next, *from, *to, *cur;
+    const char *lim = query_param(j, "limit");
+    int64_t limit = lim != NULL ? positive(lim) : PAGE_DEFAULT;
+    int bad = 0;
+    size_t i;
+    from = opt_ms(j, "from", &bad);
+    to = opt_ms(j, "to", &bad);
+    cur = opt_ms(j, "cursor", &bad);
+    if (bad || limit < 1 || limit > PAGE_MAX) {
+        fail(j, 400, "bad-request",
+             "limit is 1 to %d; from, to and cursor are milliseconds since the epoch.", PAGE_MAX);
+        return;
+    }
+    memset(&e, 0, sizeof(e));
+    if (pt_store_begin(pt_control_store(pt_control), &tx, 0, &e) != PT_OK ||
+        pt_store_q(&tx, &j->a, PT_SQL_ROWS, &rows, &e,
+                   "SELECT " EXEC_COLS " FROM executions WHERE "
+                   "(CAST(:api AS TEXT) IS NULL OR api = :api) AND "
+                   "(CAST(:route AS TEXT) IS NULL OR route = :route) AND "
+                   "(CAST(:status AS TEXT) IS NULL OR status = :status) AND "
+                   "(CAST(:user AS TEXT) IS NULL OR user_name = :user) AND "
+                   "(CAST(:from AS BIGINT) IS NULL OR enqueued_ms >= :from) AND "
+                   "(CAST(:to AS BIGINT) IS NULL OR enqueued_ms < :to) AND "
+                   "(CAST(:cur AS BIGINT) IS NULL OR enqueued_ms < :cur) "
+                   "ORDER BY enqueued_ms DESC, id LIMIT :l",
+                   "api", opt_str(j, "api"), "route", opt_str(j, "route"), "status",
+                   opt_str(j, "status"), "user", opt_str(j, "user"), "from", from, "to", to, "cur",
+                   cur, "l", pt_json_int(&j->a, limit + 1), NULL) != PT_OK) {
+        if (tx.conn != NULL)
+            pt_store_end(&tx, 0, &e);
+        store_failed(j, &e);
+        return;
+    }
+    pt_store_end(&tx, 0, &e);
+    next = pt_json_null(&j->a);
+    if (rows->u.arr.n > (size_t)limit) {
+        const pt_json_t *k = pt_json_get(rows->u.arr.items[limit - 1], "enqueued_ms");
+        rows->u.arr.n = (size_t)limit;
+        if (k != NULL)
+            next = pt_json_string(&j->a, k->u.str.p, k->u.str.len);
+    }
+    for (i = 0; i < rows->u.arr.n; i++)
+        exec_row(j, rows->u.arr.items[i]);
+    doc = pt_json_object(&j->a);
+    pt_json_object_set(&j->a, doc, "items", 5, rows);
+    pt_json_object_set(&j->a, doc, "next", 4, next);
+    answer(j, 200, doc);
+}
+
+static void executions_route(job_t *j, char **seg, size_t n)
+{
+    pt_store_tx_t tx;
+    pt_db_error_t e;
+    memset(&e, 0, sizeof(e));
+    if (n == 1 && is(j, "GET")) {
+        executions_list(j);
+        return;
+    }
+    if (n == 2 && strcmp(seg[1], "purge") == 0 && is(j, "POST")) {
+        /* {"before": ms}: ended records older than it go, with their deliveries */
+        pt_json_t *b = json_body(j), *res = NULL, *doc;
+        int bad = 0;
+        int64_t before = b != NULL ? member_int(b, "before", &bad) : -1;
+        if (b == NULL)
+            return;
+        if (bad || before <= 0) {
+            fail(j, 400, "bad-request",
+                 "The body is {\"before\": ms since the epoch}: ended executions enqueued "
+                 "before it are deleted.");
+            return;
+        }
+        if (pt_store_begin(pt_control_store(pt_control), &tx, 1, &e) != PT_OK ||
+            pt_store_q(&tx, &j->a, PT_SQL_AFFECTED, NULL, &e,
+                       "DELETE FROM webhook_deliveries WHERE state <> 'pending' AND execution IN "
+                       "(SELECT id FROM executions WHERE ended_ms > 0 AND enqueued_ms < :b)",
+                       "b", pt_json_int(&j->a, before), NULL) != PT_OK ||
+            pt_store_q(&tx, &j->a, PT_SQL_AFFECTED, &res, &e,
+                       "DELETE FROM executions WHERE ended_ms > 0 AND enqueued_ms < :b", "b",
+                       pt_json_int(&j->a, before), NULL) != PT_OK ||
+            pt_store_end(&tx, 1, &e) != PT_OK) {
+            if (tx.conn != NULL)
+                pt_store_end(&tx, 0, &e);
+            store_failed(j, &e);
+            return;
+        }
+        doc = pt_json_object(&j->a);
+        pt_json_object_set(&j->a, doc, "deleted", 7,
+                           res != NULL && pt_json_get(res, "affected") != NULL
+                               ? pt_json_get(res, "affected")
+                               : pt_json_int(&j->a, 0));
+        answer(j, 200, doc);
+        return;
+    }
+    if (n == 2 && is(j, "GET")) {
+        pt_json_t *row = NULL, *dl = NULL;
+        if (one_row(j, &row, "such execution",
+                    "SELECT " EXEC_COLS " FROM executions WHERE id = :a AND 0 < :b", seg[1],
+                    1) != 0)
+            return;
+        if (pt_store_begin(pt_control_store(pt_control), &tx, 0, &e) != PT_OK ||
+            pt_store_q(&tx, &j->a, PT_SQL_ROWS, &dl, &e,
+                       "SELECT id, url, attempts, state, due_ms, give_up_ms FROM "
+                       "webhook_deliveries WHERE execution = :a ORDER BY id",
+                       "a", pt_json_string(&j->a, seg[1], strlen(seg[1])), NULL) != PT_OK) {
+            if (tx.conn != NULL)
+                pt_store_end(&tx, 0, &e);
+            store_failed(j, &e);
+            return;
+        }
+        pt_store_end(&tx, 0, &e);
+        exec_row(j, row);
+        pt_json_object_set(&j->a, row, "deliveries", 10, dl);
+        answer(j, 200, row);
+        return;
+    }
+    if (n == 2 && is(j, "DELETE")) {
+        pt_buf_t b;
+        int rc;
+        pt_buf_init(&b, 0);
+        rc = pt_exec_cancel(seg[1], strlen(seg[1]), NULL, 1, &b);
+        if (rc == PT_OK) {
+            pt_json_error_t jerr;
+            pt_json_t *v = pt_json_parse(&j->a, b.data, b.len, &PT_JSON_LIMITS_DEFAULT, &jerr);
+            answer(j, 202, v != NULL ? v : pt_json_object(&j->a));
+        } else if (rc == PT_EINVAL) {
+            fail(j, 409, "conflict", "The execution has already ended.");
+        } else {
+            fail(j, 404, "not-found", "No execution running on this node with this id.");
+        }
+        pt_buf_free(&b);
+        return;
+    }
+    if (n <= 2)
+        fail(j, 405, "method-not-allowed", "This admin resource does not accept %s.", j->method);
+    else
+        fail(j, 404, "not-found", "No admin resource at this path.");
+}
+
 /* /admin/users...: the users kept in the store (docs/admin-api.md). */
 static void users_route(job_t *j, char **seg, size_t n)
 {
@@ -798,6 +989,10 @@ static void route(job_t *j)
     }
     if (strcmp(seg[0], "users") == 0) {
         users_route(j, seg, n);
+        return;
+    }
+    if (strcmp(seg[0], "executions") == 0) {
+        executions_route(j, seg, n);
         return;
     }
     if (strcmp(seg[0], "environments") == 0) {

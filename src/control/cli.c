@@ -50,7 +50,9 @@
 #define OPT_APIS     (1u << 8)
 #define OPT_CERTS    (1u << 9)
 #define OPT_PASSWORD (1u << 10)
-#define OPT_LAST     OPT_PASSWORD
+#define OPT_STATUS   (1u << 11)
+#define OPT_USER     (1u << 12)
+#define OPT_LAST     OPT_USER
 
 typedef struct cli_s cli_t;
 
@@ -72,6 +74,7 @@ struct cli_s {
     const char **args; /* words after the command's own (the sub word) */
     const char *label, *notes, *revision, *env, *to, *api;
     const char *roles, *ips, *apis, *certs; /* comma-separated lists */
+    const char *exec_status, *user;
     const char *server_opt, *token_file;
     unsigned given; /* OPT_* seen on the command line */
     int json;
@@ -966,6 +969,70 @@ static int cmd_user_key_revoke(cli_t *c)
     return rc;
 }
 
+/* ------------------------------------------------------------- executions */
+
+static int cmd_exec_list(cli_t *c)
+{
+    static const column_t cols[] = {{"ID", "id", 0},
+                                    {"API", "api", 0},
+                                    {"ROUTE", "route", 0},
+                                    {"STATUS", "status", 0},
+                                    {"HTTP", "http_status", 0},
+                                    {"USER", "user", 0},
+                                    {"ENQUEUED (ms)", "enqueued_ms", 0}};
+    pt_buf_t url;
+    int rc;
+    pt_buf_init(&url, 0);
+    if (build_url(c, &url, "/admin/executions") != PT_OK ||
+        add_query(c, &url, "api", c->api) != PT_OK ||
+        add_query(c, &url, "status", c->exec_status) != PT_OK ||
+        add_query(c, &url, "user", c->user) != PT_OK)
+        rc = out_of_memory();
+    else if ((rc = call(c, "GET", &url, NULL, NULL)) == 0 && !c->json)
+        rc = print_table(c, cols, PT_ARRAY_SIZE(cols));
+    pt_buf_free(&url);
+    return rc;
+}
+
+static int cmd_exec_show(cli_t *c)
+{
+    pt_buf_t url;
+    int rc;
+    pt_buf_init(&url, 0);
+    if (build_url(c, &url, "/admin/executions/{}", c->args[0]) != PT_OK) {
+        rc = out_of_memory();
+    } else if ((rc = call(c, "GET", &url, NULL, NULL)) == 0 && !c->json) {
+        static const char *const keys[] = {"id",         "api",      "route",       "process",
+                                           "user",       "status",   "http_status", "enqueued_ms",
+                                           "started_ms", "ended_ms", "bytes_in",    "bytes_out",
+                                           "message"};
+        const pt_json_t *dl = pt_json_get(c->doc, "deliveries");
+        size_t i;
+        for (i = 0; i < PT_ARRAY_SIZE(keys); i++)
+            printf("%-12s %s\n", keys[i], text_or(c, c->doc, keys[i], "-"));
+        for (i = 0; dl != NULL && dl->type == PT_JSON_ARRAY && i < dl->u.arr.n; i++)
+            printf("webhook      %s: %s after %s attempt(s)\n",
+                   text_of(c, dl->u.arr.items[i], "url", 0),
+                   text_of(c, dl->u.arr.items[i], "state", 0),
+                   text_of(c, dl->u.arr.items[i], "attempts", 0));
+    }
+    pt_buf_free(&url);
+    return rc;
+}
+
+static int cmd_exec_cancel(cli_t *c)
+{
+    pt_buf_t url;
+    int rc;
+    pt_buf_init(&url, 0);
+    if (build_url(c, &url, "/admin/executions/{}", c->args[0]) != PT_OK)
+        rc = out_of_memory();
+    else if ((rc = call(c, "DELETE", &url, NULL, NULL)) == 0 && !c->json)
+        printf("execution %s: cancel requested\n", c->args[0]);
+    pt_buf_free(&url);
+    return rc;
+}
+
 static const cmd_t cmds[] = {
     {"api", "push", 1, OPT_LABEL | OPT_NOTES, 0, cmd_api_push,
      "api push FILE [--label L] [--notes N]",
@@ -1001,6 +1068,13 @@ static const cmd_t cmds[] = {
      "a new API key for a user, printed this once (the store keeps its SHA-256)"},
     {"user", "key revoke", 2, 0, 0, cmd_user_key_revoke, "user key revoke NAME ID",
      "revoke a key: refused from the next request on"},
+    {"executions", "list", 0, OPT_API | OPT_STATUS | OPT_USER, 0, cmd_exec_list,
+     "executions list [--api NAME] [--status S] [--user U]",
+     "the executions kept in the store, newest first"},
+    {"executions", "show", 1, 0, 0, cmd_exec_show, "executions show ID",
+     "one execution and its webhook deliveries"},
+    {"executions", "cancel", 1, 0, 0, cmd_exec_cancel, "executions cancel ID",
+     "stop a queued or running execution of the node"},
 };
 static const size_t ncmds = PT_ARRAY_SIZE(cmds);
 
@@ -1055,6 +1129,10 @@ static const char *opt_name(unsigned bit)
         return "--certificates";
     case OPT_PASSWORD:
         return "--password-stdin";
+    case OPT_STATUS:
+        return "--status";
+    case OPT_USER:
+        return "--user";
     default:
         return "--api";
     }
@@ -1148,7 +1226,8 @@ static int parse(cli_t *c, int argc, char **argv, char *err, size_t errlen)
         {"to", required_argument, NULL, 't'},       {"api", required_argument, NULL, 'a'},
         {"roles", required_argument, NULL, 'R'},    {"allow-ips", required_argument, NULL, 'I'},
         {"apis", required_argument, NULL, 'A'},     {"certificates", required_argument, NULL, 'C'},
-        {"password-stdin", no_argument, NULL, 'P'}, {NULL, 0, NULL, 0}};
+        {"password-stdin", no_argument, NULL, 'P'}, {"status", required_argument, NULL, 'S'},
+        {"user", required_argument, NULL, 'U'},     {NULL, 0, NULL, 0}};
     int ch, help = 0;
 
     /* 0 makes glibc start afresh; "-" returns words in place (code 1), so
@@ -1219,6 +1298,14 @@ static int parse(cli_t *c, int argc, char **argv, char *err, size_t errlen)
             break;
         case 'P':
             c->given |= OPT_PASSWORD;
+            break;
+        case 'S':
+            c->exec_status = optarg;
+            c->given |= OPT_STATUS;
+            break;
+        case 'U':
+            c->user = optarg;
+            c->given |= OPT_USER;
             break;
         case ':':
             if (!err[0])

@@ -95,13 +95,12 @@ static int upsert(pt_store_tx_t *tx, pt_arena_t *a, const pt_exec_row_t *row, pt
         S(a, pt_exec_status_name(row->status)), "hs", I(a, row->http_status), "enq",
         I(a, row->enqueued_ms), "sta", I(a, row->started_ms), "end", I(a, row->ended_ms), "bin",
         I(a, row->bytes_in), "bout", I(a, row->bytes_out), "msg", S(a, row->message), "keep",
-        I(a, row->keep), "rs", row->has_result ? I(a, row->result_status) : pt_json_null(a),
-        "rct", N(a, row->result_ctype), "rh",
+        I(a, row->keep), "rs", row->has_result ? I(a, row->result_status) : pt_json_null(a), "rct",
+        N(a, row->result_ctype), "rh",
         row->has_result ? pt_json_string(a, row->result_headers, row->result_headers_len)
                         : pt_json_null(a),
-        "rb", row->has_result ? b64(a, row->result_body, row->result_len) : pt_json_null(a),
-        "rtr", I(a, row->truncated), "exp", I(a, row->expires_ms), "wh", N(a, row->webhooks),
-        NULL);
+        "rb", row->has_result ? b64(a, row->result_body, row->result_len) : pt_json_null(a), "rtr",
+        I(a, row->truncated), "exp", I(a, row->expires_ms), "wh", N(a, row->webhooks), NULL);
 }
 
 /* Writes the dirty records (the writer thread). */
@@ -146,8 +145,7 @@ static void flush(void)
     if (!ok) {
         if (tx.conn != NULL)
             pt_store_end(&tx, 0, &e);
-        pt_log_warn("executions: %zu record changes not written to the store: %s", n,
-                    e.message);
+        pt_log_warn("executions: %zu record changes not written to the store: %s", n, e.message);
     }
     pt_arena_destroy(&a);
     free(batch);
@@ -346,8 +344,8 @@ int pt_persist_load(const char *id, size_t len)
         pt_arena_destroy(&a);
         return PT_ERROR;
     }
-    rc = pt_store_q(&tx, &a, PT_SQL_ROW, &row, &e, "SELECT * FROM executions WHERE id = :id",
-                    "id", pt_json_string(&a, id, len), NULL);
+    rc = pt_store_q(&tx, &a, PT_SQL_ROW, &row, &e, "SELECT * FROM executions WHERE id = :id", "id",
+                    pt_json_string(&a, id, len), NULL);
     pt_store_end(&tx, 0, &e);
     if (rc == PT_OK)
         restore_row(row);
@@ -356,8 +354,7 @@ int pt_persist_load(const char *id, size_t len)
 }
 
 /* The route of a record, in snap (for the webhooks of what a crash left). */
-static const pt_route_def_t *route_of(const pt_snapshot_t *snap, const char *api,
-                                      const char *route)
+static const pt_route_def_t *route_of(const pt_snapshot_t *snap, const char *api, const char *route)
 {
     size_t i, r;
     for (i = 0; i < snap->config->napis; i++) {

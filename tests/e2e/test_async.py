@@ -440,6 +440,7 @@ def store_node(portico_factory, monkeypatch, rcv_port, sleepy, store, retry_base
                             "  secret: \"${env:PT_TEST_HOOK_SECRET}\"\n  retry_base: %s\n"
                       % (store, free_tcp_port(), retry_base))
     n = portico_factory(cfg, {"kept.yaml": STORE_API % {"port": rcv_port, "sleepy": sleepy}})
+    n.admin_port = int(cfg.split("address: 127.0.0.1:")[-1].split()[0])
     deployed(n)
     return n
 
@@ -514,5 +515,54 @@ def test_pending_delivery_resumes_after_a_restart(portico_factory, monkeypatch, 
                           timeout=20), rcv.got
         assert all(g["exec"] == eid for g in rcv.got)
         assert int(rcv.got[-1]["attempt"]) >= 2  # the attempts made before are counted
+    finally:
+        rcv.close()
+
+
+def cli(n, *args):
+    tok = subprocess.run([BIN, "admin", "token", "create", "-c", str(n.config_path), "--name",
+                          "t%d" % time.time_ns()], capture_output=True, text=True, timeout=60)
+    assert tok.returncode == 0, tok.stderr
+    env = dict(__import__("os").environ, PORTICO_SERVER="http://127.0.0.1:%d" % n.admin_port,
+               PORTICO_TOKEN=tok.stdout.strip())
+    return subprocess.run([BIN] + list(args), capture_output=True, text=True, timeout=60, env=env)
+
+
+def test_executions_in_the_admin_api_and_cli(portico_factory, monkeypatch, sleepy):
+    rcv = Receiver([200])
+    try:
+        n = store_node(portico_factory, monkeypatch, rcv.port, sleepy, "sqlite:data/portico.db")
+        quick = requests.post(n.url("/kept/run?ms=10"), json={}, timeout=10).headers[
+            "X-Execution-Id"]
+        slow = requests.post(n.url("/kept/run?ms=3000"), json={}, timeout=10).headers[
+            "X-Execution-Id"]
+        assert wait_until(lambda: len(rcv.got) == 1)
+        time.sleep(0.3)
+        p = cli(n, "executions", "list", "--status", "COMPLETE")
+        assert p.returncode == 0 and quick in p.stdout and slow not in p.stdout, p.stdout + p.stderr
+        p = cli(n, "executions", "list", "--api", "kept", "--json")
+        ids = [x["id"] for x in __import__("json").loads(p.stdout)["items"]]
+        assert ids == [slow, quick], ids  # newest first
+        p = cli(n, "executions", "show", quick)
+        assert p.returncode == 0 and "COMPLETE" in p.stdout and "delivered after 1" in p.stdout, \
+            p.stdout
+        p = cli(n, "executions", "cancel", slow)
+        assert p.returncode == 0 and "cancel requested" in p.stdout, p.stderr
+        assert wait_until(lambda: requests.get(
+            n.url("/_portico/executions/" + slow)).json()["status"] == "ABORTED", timeout=10)
+        assert cli(n, "executions", "cancel", slow).returncode == 1  # ended: 409
+        assert cli(n, "executions", "show", "0" * 32).returncode == 1
+        time.sleep(0.3)
+        tok = cli(n, "executions", "list", "--json")
+        assert len(__import__("json").loads(tok.stdout)["items"]) == 2
+        r = requests.post("http://127.0.0.1:%d/admin/executions/purge" % n.admin_port,
+                          json={"before": int(time.time() * 1000) + 1000}, timeout=10,
+                          headers={"Authorization": "Bearer " + subprocess.run(
+                              [BIN, "admin", "token", "create", "-c", str(n.config_path),
+                               "--name", "purger"], capture_output=True, text=True,
+                              timeout=60).stdout.strip()})
+        assert r.status_code == 200 and r.json()["deleted"] == 2, r.text
+        assert __import__("json").loads(cli(n, "executions", "list", "--json").stdout)[
+            "items"] == []
     finally:
         rcv.close()
