@@ -23,6 +23,9 @@ typedef struct pt_db_driver_s {
     int (*in_transaction)(void *h);
     int (*exec)(void *h, const pt_step_def_t *st, pt_json_t *const *args, uint64_t deadline,
                 pt_arena_t *a, pt_json_t **result, pt_db_error_t *err);
+    /* From another thread, while exec runs: asks the server to stop the
+     * statement (it then fails). May block briefly (a network call). */
+    void (*cancel)(void *h);
 } pt_db_driver_t;
 
 extern const pt_db_driver_t pt_db_sqlite;

@@ -256,6 +256,12 @@ void pt_db_rollback(pt_dbconn_t *c, pt_db_t *db)
     db->drv->rollback(c->h);
 }
 
+void pt_db_cancel(pt_dbconn_t *c, pt_db_t *db)
+{
+    if (db->drv->cancel != NULL)
+        db->drv->cancel(c->h);
+}
+
 int pt_db_exec(pt_dbconn_t *c, pt_db_t *db, const pt_step_def_t *st, pt_json_t *const *args,
                uint64_t deadline, pt_arena_t *a, pt_json_t **result, pt_db_error_t *err)
 {

@@ -60,6 +60,10 @@ void pt_db_rollback(pt_dbconn_t *c, pt_db_t *db);
  * timestamps in ISO 8601, booleans for boolean columns, blobs in base64,
  * NULL as null. Returns PT_OK, PT_ENOENT (no row for ROW), or PT_ERROR with
  * err filled. */
+/* From another thread while c runs a statement: stops it (it fails with an
+ * error). The caller keeps c from going back to the pool meanwhile. */
+void pt_db_cancel(pt_dbconn_t *c, pt_db_t *db);
+
 int pt_db_exec(pt_dbconn_t *c, pt_db_t *db, const pt_step_def_t *st, pt_json_t *const *args,
                uint64_t deadline, pt_arena_t *a, pt_json_t **result, pt_db_error_t *err);
 

@@ -518,6 +518,13 @@ done:
     return rc;
 }
 
+static void my_cancel(void *h)
+{
+    /* MariaDB has no out-of-band cancel on the same connection: abort it
+     * (the statement fails, the connection is discarded) */
+    mariadb_cancel(((conn_t *)h)->my);
+}
+
 const pt_db_driver_t pt_db_mariadb = {
     .name = "mariadb",
     .open = my_open,
@@ -528,4 +535,5 @@ const pt_db_driver_t pt_db_mariadb = {
     .rollback = my_rollback,
     .in_transaction = my_in_transaction,
     .exec = my_exec,
+    .cancel = my_cancel,
 };

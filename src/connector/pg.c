@@ -20,6 +20,7 @@
 #include <uv.h>
 
 #include "connector/db-i.h"
+#include "core/log.h"
 #include "core/buf.h"
 
 #define ROWS_MAX 100000
@@ -44,6 +45,7 @@
 
 typedef struct conn_s {
     PGconn *pg;
+    PGcancel *cancel;   /* made at connect: PQcancel is safe from another thread */
     long timeout_ms;    /* statement_timeout last set; -1 = not yet */
     uint64_t last_used; /* uv_hrtime() */
 } conn_t;
@@ -135,12 +137,22 @@ static void *pq_open(const pt_connection_def_t *def, const char *uri, pt_db_erro
     PQclear(res);
     c->timeout_ms = (long)def->timeout_ms;
     c->last_used = uv_hrtime();
+    c->cancel = PQgetCancel(c->pg);
     return c;
+}
+
+static void pq_cancel(void *h)
+{
+    conn_t *c = h;
+    char err[256];
+    if (c->cancel != NULL && !PQcancel(c->cancel, err, sizeof(err)))
+        pt_log_warn("postgresql: the cancel request failed: %s", err);
 }
 
 static void pq_close(void *h)
 {
     conn_t *c = h;
+    PQfreeCancel(c->cancel);
     PQfinish(c->pg);
     free(c);
 }
@@ -444,4 +456,5 @@ const pt_db_driver_t pt_db_postgresql = {
     .rollback = pq_rollback,
     .in_transaction = pq_in_transaction,
     .exec = pq_exec,
+    .cancel = pq_cancel,
 };

@@ -350,6 +350,11 @@ fail:
     return PT_ERROR;
 }
 
+static void sq_cancel(void *h)
+{
+    sqlite3_interrupt(((conn_t *)h)->db); /* safe from another thread */
+}
+
 const pt_db_driver_t pt_db_sqlite = {
     .name = "sqlite",
     .open = sq_open,
@@ -360,4 +365,5 @@ const pt_db_driver_t pt_db_sqlite = {
     .rollback = sq_rollback,
     .in_transaction = sq_in_transaction,
     .exec = sq_exec,
+    .cancel = sq_cancel,
 };

@@ -798,6 +798,7 @@ static void executions_route(job_t *j, char **seg, size_t n)
         pt_buf_init(&b, 0);
         rc = pt_exec_cancel(seg[1], strlen(seg[1]), NULL, 1, &b);
         if (rc == PT_OK) {
+            pt_exec_interrupt(seg[1], strlen(seg[1])); /* a control pool thread: may block */
             pt_json_error_t jerr;
             pt_json_t *v = pt_json_parse(&j->a, b.data, b.len, &PT_JSON_LIMITS_DEFAULT, &jerr);
             answer(j, 202, v != NULL ? v : pt_json_object(&j->a));

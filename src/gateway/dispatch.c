@@ -74,6 +74,36 @@ static size_t header_pairs(pt_req_t *req, char *lines, size_t len, pt_header_kv_
     return n;
 }
 
+/* A statement the cancelled execution is blocked in is stopped through its
+ * driver, on libuv's thread pool (a cancel is a network call). */
+typedef struct interrupt_s {
+    uv_work_t work;
+    char id[33];
+} interrupt_t;
+
+static void interrupt_work(uv_work_t *w)
+{
+    interrupt_t *it = w->data;
+    pt_exec_interrupt(it->id, 32);
+}
+
+static void interrupt_done(uv_work_t *w, int status)
+{
+    (void)status;
+    free(w->data);
+}
+
+static void interrupt_later(pt_req_t *req, const char *id, size_t len)
+{
+    interrupt_t *it;
+    if (len != 32 || (it = calloc(1, sizeof(*it))) == NULL)
+        return;
+    memcpy(it->id, id, 32);
+    it->work.data = it;
+    if (uv_queue_work(&req->snap->worker->loop, &it->work, interrupt_work, interrupt_done) != 0)
+        free(it);
+}
+
 /* GET /_portico/executions/{id}[/result], DELETE /_portico/executions/{id},
  * once the caller went through the execution's API policies. */
 static void executions_answer(pt_req_t *req)
@@ -127,9 +157,10 @@ static void executions_answer(pt_req_t *req)
         }
     } else if (req->method_len == 6 && memcmp(req->method, "DELETE", 6) == 0) {
         rc = pt_exec_cancel(id, len, who, admin, &b);
-        if (rc == PT_OK)
+        if (rc == PT_OK) {
+            interrupt_later(req, id, len);
             pt_http_respond(req, 202, no_store, 1, "application/json", b.data, b.len);
-        else if (rc == PT_EINVAL)
+        } else if (rc == PT_EINVAL)
             pt_http_problem(req, 409, "conflict", "The execution has already ended.", NULL, 0);
         else
             pt_http_problem(req, 404, "not-found", "No execution with this id.", NULL, 0);

@@ -711,7 +711,16 @@ typedef struct run_s {
     uint64_t deadline;
     pt_json_t *last;
     int responded;
+    pt_dbconn_t *cancel_conn; /* the connection a cancel interrupts */
+    pt_db_t *cancel_db;
 } run_t;
+
+/* The execution's canceller while a statement runs (pt_exec_interrupt). */
+static void sql_cancel(void *arg)
+{
+    struct run_s *r = arg;
+    pt_db_cancel(r->cancel_conn, r->cancel_db);
+}
 
 static int eval(run_t *r, const pt_expr_t *e, pt_json_t **out)
 {
@@ -889,7 +898,18 @@ static int step_sql(run_t *r, const pt_step_def_t *st, pt_json_t **result)
             return PT_ERROR;
     if (st->page_markers && (rc = expand_markers(r, &st, &args)) != PT_OK)
         return rc;
+    if (x->rec != NULL) {
+        r->cancel_conn = r->conns[st->connection];
+        r->cancel_db = db;
+        pt_exec_rec_set_canceller(x->rec, sql_cancel, r);
+    }
     rc = pt_db_exec(r->conns[st->connection], db, st, args, r->deadline, &x->arena, result, &e);
+    if (x->rec != NULL)
+        pt_exec_rec_set_canceller(x->rec, NULL, NULL); /* waits for a cancel under way */
+    if (rc != PT_OK && x->rec != NULL && pt_exec_rec_cancelled(x->rec)) {
+        fail(x, 499, "cancelled", "Cancelled during step \"%s\".", st->name);
+        return PT_EINVAL;
+    }
     if (rc == PT_ERROR && e.broken) {
         /* the database dropped the connection (a restart): a fresh one, once,
          * unless a transaction was under way on the lost one */

@@ -54,6 +54,9 @@ struct pt_exec_rec_s {
     size_t result_headers_len, result_len;
     hook_t hooks[HOOKS_MAX];
     size_t nhooks;
+    uv_mutex_t cmu; /* the canceller: set and used under it */
+    void (*canceller)(void *arg);
+    void *canceller_arg;
 };
 
 void (*pt_exec_on_change)(pt_exec_rec_t *r);
@@ -110,6 +113,7 @@ static void drop_result(pt_exec_rec_t *r)
 static void rec_free(pt_exec_rec_t *r)
 {
     drop_result(r);
+    uv_mutex_destroy(&r->cmu);
     free(r);
 }
 
@@ -153,6 +157,7 @@ pt_exec_rec_t *pt_exec_rec_new(const pt_exec_info_t *info)
     uv_once(&once, init);
     if (r == NULL)
         return NULL;
+    uv_mutex_init(&r->cmu);
     snprintf(r->id, sizeof(r->id), "%s", info->id);
     snprintf(r->api, sizeof(r->api), "%s", info->api ? info->api : "");
     snprintf(r->route, sizeof(r->route), "%s", info->route ? info->route : "");
@@ -229,6 +234,31 @@ pt_exec_status_t pt_exec_rec_status(pt_exec_rec_t *r)
     st = r->status;
     uv_mutex_unlock(&mu);
     return st;
+}
+
+void pt_exec_rec_set_canceller(pt_exec_rec_t *r, void (*fn)(void *arg), void *arg)
+{
+    uv_mutex_lock(&r->cmu);
+    r->canceller = fn;
+    r->canceller_arg = arg;
+    uv_mutex_unlock(&r->cmu);
+}
+
+void pt_exec_interrupt(const char *id, size_t len)
+{
+    pt_exec_rec_t *r;
+    uv_once(&once, init);
+    uv_mutex_lock(&mu);
+    if ((r = find(id, len)) != NULL)
+        r->refs++;
+    uv_mutex_unlock(&mu);
+    if (r == NULL)
+        return;
+    uv_mutex_lock(&r->cmu);
+    if (r->canceller != NULL)
+        r->canceller(r->canceller_arg);
+    uv_mutex_unlock(&r->cmu);
+    pt_exec_rec_unref(r);
 }
 
 int pt_exec_rec_cancelled(const pt_exec_rec_t *r)
@@ -653,6 +683,7 @@ void pt_exec_rec_restore(pt_exec_row_t *row)
         pt_exec_row_free(row);
         return;
     }
+    uv_mutex_init(&r->cmu);
     memcpy(r->id, row->id, sizeof(r->id));
     memcpy(r->api, row->api, sizeof(r->api));
     memcpy(r->route, row->route, sizeof(r->route));

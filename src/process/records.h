@@ -67,6 +67,15 @@ void pt_exec_rec_ended(pt_exec_rec_t *r, pt_exec_status_t status, int http_statu
 /* Its status now. */
 pt_exec_status_t pt_exec_rec_status(pt_exec_rec_t *r);
 
+/* While a step of the execution blocks in a driver: fn(arg) stops it from
+ * another thread (pt_exec_interrupt). NULL clears it, waiting for an
+ * interruption under way to finish (so the connection stays valid). */
+void pt_exec_rec_set_canceller(pt_exec_rec_t *r, void (*fn)(void *arg), void *arg);
+
+/* Interrupts what execution id is blocked in (after pt_exec_cancel asked it
+ * to stop). Blocks (a driver's cancel is a network call): a pool thread. */
+void pt_exec_interrupt(const char *id, size_t len);
+
 /* Has a cancellation been asked for (pt_exec_cancel)? Any thread. */
 int pt_exec_rec_cancelled(const pt_exec_rec_t *r);
 

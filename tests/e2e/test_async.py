@@ -566,3 +566,61 @@ def test_executions_in_the_admin_api_and_cli(portico_factory, monkeypatch, sleep
             "items"] == []
     finally:
         rcv.close()
+
+
+SQL_API = '''
+name: heavy
+base_path: /heavy
+kind: service
+title: Heavy
+version: "1"
+connections:
+  db:
+    url: "%(url)s"
+processes:
+  crunch:
+    steps:
+      - name: first
+        sql: {query: "SELECT 1 AS one", result: row}
+      - name: slow
+        sql: {query: "%(slow)s", result: row}
+routes:
+  - method: POST
+    path: /crunch
+    process: crunch
+    async: true
+'''
+
+SLOW_SQL = {
+    "sqlite": "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 300000000)"
+              " SELECT count(*) AS n FROM c",
+    "postgresql": "SELECT pg_sleep(30) IS NULL AS slept",
+}
+
+
+@BACKENDS
+def test_cancel_stops_a_running_statement(portico_factory, request, backend, tmp_path):
+    """A cancel reaches the statement through its driver (sqlite3_interrupt,
+    PQcancel): the execution ends ABORTED within moments, not when the
+    statement would have."""
+    if backend == "sqlite":
+        url = "sqlite:%s" % (tmp_path / "heavy.db")
+        import sqlite3
+        sqlite3.connect(tmp_path / "heavy.db").close()
+    else:
+        pg = request.getfixturevalue("pg")
+        url = pg.url("postgres")
+    n = portico_factory(node_config(extra="processes: {max_execution_time: 60s}\n"),
+                        {"heavy.yaml": SQL_API % {"url": url, "slow": SLOW_SQL[backend]}})
+    r = requests.post(n.url("/heavy/crunch"), json={}, timeout=10)
+    assert r.status_code == 202, r.text
+    path = urllib.parse.urlparse(r.headers["Location"]).path
+    assert wait_until(lambda: requests.get(n.url(path)).json()["status"] == "INPROCESS")
+    time.sleep(0.5)  # inside the slow statement
+    t = time.time()
+    assert requests.delete(n.url(path), timeout=10).status_code == 202
+    assert wait_until(lambda: requests.get(n.url(path)).json()["status"] == "ABORTED",
+                      timeout=10), requests.get(n.url(path)).json()
+    assert time.time() - t < 5
+    st = requests.get(n.url(path)).json()
+    assert st["message"] == 'Cancelled during step "slow".', st
