@@ -116,6 +116,7 @@ typedef struct exec_s {
     uint64_t retention_ms, max_result;
     char *client_webhook; /* X-Portico-Webhook (an allowed host), or NULL */
     int refused;          /* refused at once (503): its client knows, no webhook */
+    int debug;            /* X-Portico-Debug from a user with the debug role: traced */
     int64_t enqueued_ms;  /* wall clock, for the record */
     /* outputs */
     int status;
@@ -711,6 +712,8 @@ typedef struct run_s {
     uint64_t deadline;
     pt_json_t *last;
     int responded;
+    pt_json_t *trace;         /* debug: [{step, kind, ms, input, output}] */
+    pt_json_t *step_input;    /* debug: what the current step was given (SQL parameters) */
     pt_dbconn_t *cancel_conn; /* the connection a cancel interrupts */
     pt_db_t *cancel_db;
 } run_t;
@@ -898,6 +901,10 @@ static int step_sql(run_t *r, const pt_step_def_t *st, pt_json_t **result)
             return PT_ERROR;
     if (st->page_markers && (rc = expand_markers(r, &st, &args)) != PT_OK)
         return rc;
+    if (r->trace != NULL && (r->step_input = pt_json_object(&x->arena)) != NULL)
+        for (i = 0; i < st->nparams; i++)
+            pt_json_object_set(&x->arena, r->step_input, st->params[i].name,
+                               strlen(st->params[i].name), args[i]);
     if (x->rec != NULL) {
         r->cancel_conn = r->conns[st->connection];
         r->cancel_db = db;
@@ -1324,6 +1331,75 @@ static int build_context(run_t *r)
 }
 
 /* On a pool thread. */
+/* A copy of v with the values of secret-looking members replaced. */
+static pt_json_t *redacted(pt_arena_t *a, const pt_json_t *v, int depth)
+{
+    static const char *const secret[] = {"password",      "passwd",     "secret", "token",
+                                         "authorization", "api_key",    "apikey", "x-api-key",
+                                         "cookie",        "credential", NULL};
+    pt_json_t *out;
+    size_t i, k;
+    if (v == NULL || depth > 32)
+        return pt_json_null(a);
+    if (v->type == PT_JSON_OBJECT) {
+        if ((out = pt_json_object(a)) == NULL)
+            return NULL;
+        for (i = 0; i < v->u.obj.n; i++) {
+            const pt_json_member_t *m = &v->u.obj.members[i];
+            int hide = 0;
+            for (k = 0; secret[k] != NULL && !hide; k++)
+                hide = strcasestr(m->key, secret[k]) != NULL;
+            pt_json_object_set(a, out, m->key, m->key_len,
+                               hide ? pt_json_string(a, "[redacted]", 10)
+                                    : redacted(a, m->value, depth + 1));
+        }
+        return out;
+    }
+    if (v->type == PT_JSON_ARRAY) {
+        if ((out = pt_json_array(a)) == NULL)
+            return NULL;
+        for (i = 0; i < v->u.arr.n; i++)
+            pt_json_array_add(a, out, redacted(a, v->u.arr.items[i], depth + 1));
+        return out;
+    }
+    return (pt_json_t *)v;
+}
+
+static void trace_step(run_t *r, const pt_step_def_t *st, uint64_t t0, pt_json_t *res)
+{
+    static const char *const kinds[] = {"?", "sql", "map", "respond", "script", "http"};
+    pt_arena_t *a = &r->x->arena;
+    pt_json_t *e = pt_json_object(a);
+    if (e == NULL)
+        return;
+    pt_json_object_set(a, e, "step", 4, pt_json_string(a, st->name, strlen(st->name)));
+    pt_json_object_set(a, e, "kind", 4,
+                       pt_json_string(a, kinds[st->kind % 6], strlen(kinds[st->kind % 6])));
+    pt_json_object_set(a, e, "ms", 2, pt_json_double(a, (double)(uv_hrtime() - t0) / 1e6));
+    if (r->step_input != NULL)
+        pt_json_object_set(a, e, "input", 5, redacted(a, r->step_input, 0));
+    pt_json_object_set(a, e, "output", 6, redacted(a, res, 0));
+    pt_json_array_add(a, r->trace, e);
+    r->step_input = NULL;
+}
+
+static void trace_store(run_t *r)
+{
+    pt_buf_t b;
+    pt_json_t *doc;
+    if (r->trace == NULL || r->x->rec == NULL)
+        return;
+    pt_buf_init(&b, 0);
+    doc = pt_json_object(&r->x->arena);
+    if (doc != NULL &&
+        pt_json_object_set(&r->x->arena, doc, "request", 7, redacted(&r->x->arena, r->ctx, 0)) ==
+            PT_OK &&
+        pt_json_object_set(&r->x->arena, doc, "steps", 5, r->trace) == PT_OK &&
+        pt_json_write(&b, doc) == PT_OK)
+        pt_exec_rec_set_debug(r->x->rec, b.data, b.len);
+    pt_buf_free(&b);
+}
+
 static void exec_run(pt_job_t *job)
 {
     exec_t *x = pt_container_of(job, exec_t, job);
@@ -1360,10 +1436,13 @@ static void exec_run(pt_job_t *job)
         rc = PT_ENOMEM;
     else
         rc = build_context(&r);
+    if (x->debug)
+        r.trace = pt_json_array(&x->arena);
     p = x->proc; /* SOAP: the operation is known once the envelope is read */
     for (i = 0; rc == PT_OK && i < p->nsteps && !r.responded; i++) {
         const pt_step_def_t *st = &p->steps[i];
         pt_json_t *res = NULL, *cond;
+        uint64_t t0 = uv_hrtime();
         if (r.deadline != 0 && uv_hrtime() > r.deadline) {
             fail(x, x->limits.timeout_status, "execution-timeout", "%s",
                  "The process ran out of time.");
@@ -1402,12 +1481,15 @@ static void exec_run(pt_job_t *job)
             rc = step_http(&r, st, &res);
             break;
         }
+        if (r.trace != NULL)
+            trace_step(&r, st, t0, rc == PT_OK ? res : NULL);
         if (rc == PT_OK && res != NULL) {
             r.last = res;
             if (pt_json_object_set(&x->arena, r.steps, st->name, strlen(st->name), res) != PT_OK)
                 rc = PT_ENOMEM;
         }
     }
+    trace_store(&r);
     /* all or nothing */
     for (i = 0; i < nconn; i++) {
         if (r.conns == NULL || r.conns[i] == NULL)
@@ -1555,7 +1637,7 @@ static void exec_submit(exec_t *x)
     x->job.done = exec_done;
     x->job.worker = w;
     if (!x->proc->low_latency || x->async || x->wait_ms > 0 || x->route->nwebhooks > 0 ||
-        x->client_webhook != NULL) {
+        x->client_webhook != NULL || x->debug) {
         pt_exec_info_t info = {x->exec_id,
                                x->api->name,
                                x->route->name,
@@ -1747,6 +1829,16 @@ static void start(pt_req_t *req, const pt_route_def_t *route, int soap)
         } else if (x->wait_ms > s->config->processes.max_wait_ms) {
             x->wait_ms = s->config->processes.max_wait_ms;
         }
+    }
+    {
+        /* X-Portico-Debug: true records this execution in full, for users
+         * with the debug role (ignored for anyone else) */
+        const pt_str_t *dbg = pt_http_header(req, "x-portico-debug");
+        size_t k;
+        if (dbg != NULL && pt_str_ieq(dbg->p, dbg->len, "true") && req->user != NULL)
+            for (k = 0; k < req->user->nroles; k++)
+                if (strcmp(req->user->roles[k], "debug") == 0)
+                    x->debug = 1;
     }
     {
         /* X-Portico-Webhook: the client's own URL, on an allowed host only */

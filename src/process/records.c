@@ -54,6 +54,7 @@ struct pt_exec_rec_s {
     size_t result_headers_len, result_len;
     hook_t hooks[HOOKS_MAX];
     size_t nhooks;
+    char *debug;    /* the trace of a debug execution (JSON list), or NULL */
     uv_mutex_t cmu; /* the canceller: set and used under it */
     void (*canceller)(void *arg);
     void *canceller_arg;
@@ -113,6 +114,7 @@ static void drop_result(pt_exec_rec_t *r)
 static void rec_free(pt_exec_rec_t *r)
 {
     drop_result(r);
+    free(r->debug);
     uv_mutex_destroy(&r->cmu);
     free(r);
 }
@@ -234,6 +236,19 @@ pt_exec_status_t pt_exec_rec_status(pt_exec_rec_t *r)
     st = r->status;
     uv_mutex_unlock(&mu);
     return st;
+}
+
+void pt_exec_rec_set_debug(pt_exec_rec_t *r, const char *json, size_t len)
+{
+    char *d = malloc(len + 1);
+    if (d == NULL)
+        return;
+    memcpy(d, json, len);
+    d[len] = '\0';
+    uv_mutex_lock(&mu);
+    free(r->debug);
+    r->debug = d;
+    uv_mutex_unlock(&mu);
 }
 
 void pt_exec_rec_set_canceller(pt_exec_rec_t *r, void (*fn)(void *arg), void *arg)
@@ -420,6 +435,8 @@ static int to_json(const pt_exec_rec_t *r, pt_buf_t *b)
         rc |= str_member(b, "message", r->message);
     if (r->nhooks > 0)
         rc |= hooks_json(r, b);
+    if (r->debug != NULL)
+        rc |= pt_buf_printf(b, ",\"debug\":%s", r->debug);
     if (atomic_load_explicit(&((pt_exec_rec_t *)r)->cancel, memory_order_relaxed) &&
         r->ended_ms == 0)
         rc |= pt_buf_append_str(b, ",\"cancel_requested\":true");
@@ -448,6 +465,7 @@ static int snapshot_of(const char *id, size_t len, const char *who, int admin, p
     }
     *copy = *r;
     copy->result_body = copy->result_headers = copy->result_ctype = NULL;
+    copy->debug = r->debug != NULL ? strdup(r->debug) : NULL; /* r may go once unlocked */
     uv_mutex_unlock(&mu);
     return PT_OK;
 }
@@ -456,7 +474,11 @@ int pt_exec_json(const char *id, size_t len, const char *who, int admin, pt_buf_
 {
     pt_exec_rec_t copy;
     int rc = snapshot_of(id, len, who, admin, &copy);
-    return rc != PT_OK ? rc : to_json(&copy, b);
+    if (rc != PT_OK)
+        return rc;
+    rc = to_json(&copy, b);
+    free(copy.debug);
+    return rc;
 }
 
 int pt_exec_result(const char *id, size_t len, const char *who, int admin, int *status,
@@ -471,6 +493,7 @@ int pt_exec_result(const char *id, size_t len, const char *who, int admin, int *
         rc = PT_ENOENT;
     } else if (r->ended_ms == 0) {
         pt_exec_rec_t copy = *r;
+        copy.debug = NULL;
         uv_mutex_unlock(&mu);
         return to_json(&copy, body) == PT_OK ? PT_AGAIN : PT_ENOMEM;
     } else if (r->expired || (r->has_result && r->expires_ms <= now_ms())) {
@@ -505,6 +528,7 @@ int pt_exec_cancel(const char *id, size_t len, const char *who, int admin, pt_bu
     }
     atomic_store_explicit(&r->cancel, 1, memory_order_relaxed);
     copy = *r;
+    copy.debug = NULL;
     uv_mutex_unlock(&mu);
     return to_json(&copy, b);
 }

@@ -76,6 +76,9 @@ void pt_exec_rec_set_canceller(pt_exec_rec_t *r, void (*fn)(void *arg), void *ar
  * to stop). Blocks (a driver's cancel is a network call): a pool thread. */
 void pt_exec_interrupt(const char *id, size_t len);
 
+/* The execution's debug trace (X-Portico-Debug): a JSON list, copied. */
+void pt_exec_rec_set_debug(pt_exec_rec_t *r, const char *json, size_t len);
+
 /* Has a cancellation been asked for (pt_exec_cancel)? Any thread. */
 int pt_exec_rec_cancelled(const pt_exec_rec_t *r);
 

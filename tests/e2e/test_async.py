@@ -624,3 +624,58 @@ def test_cancel_stops_a_running_statement(portico_factory, request, backend, tmp
     assert time.time() - t < 5
     st = requests.get(n.url(path)).json()
     assert st["message"] == 'Cancelled during step "slow".', st
+
+
+DEBUG_API = '''
+name: fast
+base_path: /fast
+kind: service
+title: Fast
+version: "1"
+connections:
+  db:
+    url: "sqlite:%(db)s"
+policies:
+  auth: {methods: [api_key]}
+processes:
+  lookup:
+    mode: low_latency
+    steps:
+      - name: q
+        sql: {query: "SELECT :n + 1 AS next, 'hunter2' AS password", params: {n: "query.n"}, result: row}
+      - map: {fields: {next: steps.q.next}}
+routes:
+  - method: GET
+    path: /next
+    process: lookup
+'''
+
+
+def test_debug_switch_records_one_execution_in_full(portico_factory, tmp_path):
+    import sqlite3
+    sqlite3.connect(tmp_path / "f.db").close()
+    keys = {n: new_key() for n in ("dev", "plain")}
+    users = ("users:\n  - {name: dev, roles: [debug], api_keys: [\"%s\"]}\n"
+             "  - {name: plain, api_keys: [\"%s\"]}\n" % (keys["dev"][1], keys["plain"][1]))
+    n = portico_factory(node_config(extra=users), {"fast.yaml": DEBUG_API % {"db": tmp_path / "f.db"}})
+
+    def get(who, debug):
+        h = {"X-API-Key": keys[who][0]}
+        if debug:
+            h["X-Portico-Debug"] = "true"
+        return requests.get(n.url("/fast/next?n=41"), headers=h, timeout=10)
+    r = get("plain", True)  # not a debug user: low_latency keeps no record
+    assert r.status_code == 200 and r.json() == {"next": 42}
+    path = "/_portico/executions/" + r.headers["X-Execution-Id"]
+    assert requests.get(n.url(path), headers={"X-API-Key": keys["plain"][0]}).status_code == 404
+    r = get("dev", True)
+    assert r.status_code == 200 and r.json() == {"next": 42}
+    path = "/_portico/executions/" + r.headers["X-Execution-Id"]
+    st = requests.get(n.url(path), headers={"X-API-Key": keys["dev"][0]}, timeout=10).json()
+    assert st["status"] == "COMPLETE", st
+    steps = st["debug"]["steps"]
+    assert len(steps) == 2 and steps[0]["step"] == "q", steps
+    assert steps[0]["kind"] == "sql" and steps[0]["input"] == {"n": "41"}, steps[0]
+    assert steps[0]["output"]["next"] == 42 and steps[0]["output"]["password"] == "[redacted]"
+    assert "hunter2" not in __import__("json").dumps(st)
+    assert st["debug"]["request"]["query"] == {"n": "41"}
