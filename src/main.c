@@ -255,7 +255,11 @@ static void sweep_timer_cb(uv_timer_t *t)
 static void drain_timer_cb(uv_timer_t *t)
 {
     node_t *n = t->data;
+    unsigned running = pt_exec_cancel_all();
     pt_log_warn("drain timeout: closing the remaining connections");
+    if (running > 0)
+        pt_log_warn("drain timeout: %u executions still queued or running are stopped (ABORTED)",
+                    running);
     stop_now(n);
 }
 

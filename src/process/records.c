@@ -582,6 +582,31 @@ int pt_exec_api(const char *id, size_t len, char out[65])
     return rc;
 }
 
+unsigned pt_exec_cancel_all(void)
+{
+    pt_exec_rec_t *r, **all;
+    size_t n = 0, i;
+    uv_once(&once, init);
+    uv_mutex_lock(&mu);
+    all = calloc(count + 1, sizeof(*all));
+    for (r = oldest; all != NULL && r != NULL; r = r->next)
+        if (r->ended_ms == 0 && !r->ending) {
+            atomic_store_explicit(&r->cancel, 1, memory_order_relaxed);
+            r->refs++;
+            all[n++] = r;
+        }
+    uv_mutex_unlock(&mu);
+    for (i = 0; i < n; i++) {
+        uv_mutex_lock(&all[i]->cmu);
+        if (all[i]->canceller != NULL)
+            all[i]->canceller(all[i]->canceller_arg);
+        uv_mutex_unlock(&all[i]->cmu);
+        pt_exec_rec_unref(all[i]);
+    }
+    free(all);
+    return (unsigned)n;
+}
+
 void pt_exec_sweep(void)
 {
     pt_exec_rec_t *r;

@@ -112,6 +112,11 @@ void pt_exec_rec_webhook(const char *id, const char *url, unsigned attempt, int 
  * authenticated the way that API's requests are. PT_OK or PT_ENOENT. */
 int pt_exec_api(const char *id, size_t len, char out[65]);
 
+/* The node stops and the drain time is over: every execution not ended is
+ * asked to stop (and interrupted in its driver); returns how many. Blocks
+ * (drivers' cancels): the main thread at shutdown. */
+unsigned pt_exec_cancel_all(void);
+
 /* Drops results past their retention (called now and then). */
 void pt_exec_sweep(void);
 

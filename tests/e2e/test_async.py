@@ -679,3 +679,53 @@ def test_debug_switch_records_one_execution_in_full(portico_factory, tmp_path):
     assert steps[0]["output"]["next"] == 42 and steps[0]["output"]["password"] == "[redacted]"
     assert "hunter2" not in __import__("json").dumps(st)
     assert st["debug"]["request"]["query"] == {"n": "41"}
+
+
+@BACKENDS
+def test_graceful_stop_aborts_what_outlives_the_drain(portico_factory, monkeypatch, sleepy,
+                                                      request, backend):
+    """SIGTERM with an execution longer than the drain timeout: the node
+    stops on time and the execution reads ABORTED after the restart."""
+    import signal as _signal
+    rcv = Receiver([200])
+    try:
+        n = store_node(portico_factory, monkeypatch, rcv.port, sleepy, store_url(request, backend))
+        n.config_path.write_text(n.config_path.read_text() + "limits: {drain_timeout: 1s}\n")
+        n.signal(_signal.SIGHUP)
+        time.sleep(0.5)
+        r = requests.post(n.url("/kept/run?ms=1500"), json={}, timeout=10)
+        eid = r.headers["X-Execution-Id"]
+        assert wait_until(lambda: requests.get(
+            n.url("/_portico/executions/" + eid)).json()["status"] == "INPROCESS")
+        t = time.time()
+        assert n.stop() == 0
+        assert time.time() - t < 6, time.time() - t
+        n.ports = {}
+        n.start()
+        deployed(n)
+        st = requests.get(n.url("/_portico/executions/" + eid), timeout=10).json()
+        assert st["status"] in ("ABORTED", "COMPLETE"), st
+        # a 1.5 s call in a 1 s drain: stopped before its next step
+        assert st["status"] == "ABORTED" and "Cancelled" in st["message"], st
+    finally:
+        rcv.close()
+
+
+def test_large_result_kept_cut(portico_factory, sleepy):
+    """A result above processes.max_result_size is kept cut, and says so."""
+    open_api = API.replace("policies:\n  auth: {methods: [api_key]}\n", "") % {"port": sleepy}
+    n = portico_factory(node_config(extra="processes: {max_result_size: 10B}\n"),
+                        {"jobs.yaml": open_api})
+    r = requests.post(n.url("/jobs/batch?ms=10"), json={}, timeout=10)
+    path = urllib.parse.urlparse(r.headers["Location"]).path
+    st = None
+
+    def done():
+        nonlocal st
+        st = requests.get(n.url(path), timeout=10).json()
+        return st["status"] not in ("ENQUEUED", "INPROCESS")
+    assert wait_until(done), st
+    assert st["status"] == "COMPLETE_WARN" and st["result_truncated"] is True, st
+    assert "kept cut at 10" in st["message"], st
+    res = requests.get(n.url(path + "/result"), timeout=10)
+    assert res.status_code == 201 and len(res.content) == 10, res.content
