@@ -445,6 +445,7 @@ typedef struct pt_processes_config_s {
                                      default 300000 */
     uint64_t result_retention_ms; /* how long the result of a 202 execution is kept, 24 h */
     uint64_t max_result_size;     /* bytes of such a result kept (beyond: cut, flagged), 1 MiB */
+    int drop_large_results;       /* result_overflow: drop (not kept at all) instead of truncate */
 } pt_processes_config_t;
 
 typedef struct pt_config_s {

@@ -46,9 +46,8 @@ static const char *const admin_keys[] = {"address", NULL};
 static const char *const user_keys[] = {"name",      "roles",        "api_keys", "password",
                                         "allow_ips", "certificates", "apis",     NULL};
 static const char *const processes_keys[] = {
-    "max_running",        "max_queued",      "queue_timeout",
-    "max_execution_time", "timeout_status",  "max_wait",
-    "result_retention",   "max_result_size", NULL};
+    "max_running", "max_queued",       "queue_timeout",   "max_execution_time", "timeout_status",
+    "max_wait",    "result_retention", "max_result_size", "result_overflow",    NULL};
 static const char *const listen_keys[] = {"address", "name", "tls", "policies", NULL};
 static const char *const tls_keys[] = {"cert", "key", "client_ca", "client_cert", NULL};
 static const char *const log_keys[] = {"level", "access_log", NULL};
@@ -529,6 +528,17 @@ static void parse_processes(pt__cfg_ctx_t *c, const pt_ynode_t *n, pt_processes_
         mark = pt__cfg_push(c, "result_retention", 16);
         if (pt__cfg_duration(c, v, 1000, 30ull * 86400000, &x) == 0)
             p->result_retention_ms = x;
+        pt__cfg_pop(c, mark);
+    }
+    if (!pt_yaml_is_null(v = pt_yaml_get(n, "result_overflow"))) {
+        char *s;
+        mark = pt__cfg_push(c, "result_overflow", 15);
+        if (pt__cfg_string(c, v, &s) == 0) {
+            if (strcmp(s, "drop") == 0)
+                p->drop_large_results = 1;
+            else if (strcmp(s, "truncate") != 0)
+                pt__cfg_err(c, v->line, "expected truncate (default) or drop");
+        }
         pt__cfg_pop(c, mark);
     }
     if (!pt_yaml_is_null(v = pt_yaml_get(n, "max_result_size"))) {

@@ -114,6 +114,7 @@ typedef struct exec_s {
     uv_timer_t *timer;  /* wait_ms's timer (on the worker's loop) */
     char *status_link;  /* absolute URL of the record */
     uint64_t retention_ms, max_result;
+    int drop_large;
     char *client_webhook; /* X-Portico-Webhook (an allowed host), or NULL */
     int refused;          /* refused at once (503): its client knows, no webhook */
     int debug;            /* X-Portico-Debug from a user with the debug role: traced */
@@ -1595,7 +1596,8 @@ static int answer_accepted(exec_t *x, int kept)
     pt_header_kv_t hdrs[5];
     char body[512];
     int n;
-    if (!kept && pt_exec_rec_keep_result(x->rec, x->retention_ms, x->max_result) != 0)
+    if (!kept &&
+        pt_exec_rec_keep_result(x->rec, x->retention_ms, x->max_result, x->drop_large) != 0)
         return -1;
     /* the client may leave now: the execution goes on */
     x->link->exec = NULL;
@@ -1652,7 +1654,7 @@ static void exec_submit(exec_t *x)
         }
     }
     if (x->async) /* nobody waits: kept from the start, whenever it ends */
-        pt_exec_rec_keep_result(x->rec, x->retention_ms, x->max_result);
+        pt_exec_rec_keep_result(x->rec, x->retention_ms, x->max_result, x->drop_large);
     if (w->procpool == NULL || pt_procpool_submit(w->procpool, &x->job) != PT_OK) {
         static const pt_header_kv_t retry[] = {{"Retry-After", "1"}};
         pt_log_warn("%s: process \"%s\": the process pool is full", x->request_id, x->proc->name);
@@ -1804,6 +1806,7 @@ static void start(pt_req_t *req, const pt_route_def_t *route, int soap)
     x->limits.timeout_status = s->config->processes.timeout_status;
     x->retention_ms = s->config->processes.result_retention_ms;
     x->max_result = s->config->processes.max_result_size;
+    x->drop_large = s->config->processes.drop_large_results;
     x->async = route->async;
     x->wait_ms = route->max_wait_ms;
     snprintf(x->request_id, sizeof(x->request_id), "%.*s", (int)req->request_id_len,

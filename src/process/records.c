@@ -45,7 +45,8 @@ struct pt_exec_rec_s {
     char message[200];
     /* the result, when kept */
     int keep;
-    int ending; /* pt_exec_rec_ended began: too late to keep the result */
+    int drop_large; /* a result above max_bytes is not kept at all */
+    int ending;     /* pt_exec_rec_ended began: too late to keep the result */
     uint64_t retention_ms, max_bytes;
     int64_t expires_ms; /* 0 until it ended */
     int has_result, truncated, expired;
@@ -216,12 +217,14 @@ void pt_exec_rec_started(pt_exec_rec_t *r)
     changed(r);
 }
 
-int pt_exec_rec_keep_result(pt_exec_rec_t *r, uint64_t retention_ms, uint64_t max_bytes)
+int pt_exec_rec_keep_result(pt_exec_rec_t *r, uint64_t retention_ms, uint64_t max_bytes,
+                            int drop_large)
 {
     int ended;
     uv_mutex_lock(&mu);
     if (!(ended = r->ending || r->ended_ms != 0)) {
         r->keep = 1;
+        r->drop_large = drop_large;
         r->retention_ms = retention_ms;
         r->max_bytes = max_bytes;
     }
@@ -302,7 +305,7 @@ void pt_exec_rec_ended(pt_exec_rec_t *r, pt_exec_status_t status, int http_statu
 {
     char *rb = NULL, *rh = NULL, *rc = NULL;
     size_t rhl = 0, keep_len = len;
-    int keep, truncated = 0;
+    int keep, truncated = 0, dropped = 0;
 
     uv_mutex_lock(&mu);
     r->ending = 1;
@@ -310,6 +313,10 @@ void pt_exec_rec_ended(pt_exec_rec_t *r, pt_exec_status_t status, int http_statu
     if (keep && len > r->max_bytes) {
         keep_len = (size_t)r->max_bytes;
         truncated = 1;
+        if (r->drop_large) {
+            keep = 0; /* result_overflow: drop */
+            dropped = 1;
+        }
     }
     uv_mutex_unlock(&mu);
     if (keep) { /* copied outside the lock */
@@ -326,6 +333,9 @@ void pt_exec_rec_ended(pt_exec_rec_t *r, pt_exec_status_t status, int http_statu
     r->bytes_out = bytes_out;
     if (message != NULL)
         snprintf(r->message, sizeof(r->message), "%.199s", message);
+    else if (dropped)
+        snprintf(r->message, sizeof(r->message),
+                 "the result (%zu bytes) was larger than %zu: not kept", len, keep_len);
     else if (truncated)
         snprintf(r->message, sizeof(r->message), "the result (%zu bytes) was kept cut at %zu", len,
                  keep_len);

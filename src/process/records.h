@@ -55,7 +55,8 @@ void pt_exec_rec_started(pt_exec_rec_t *r);
  * retention_ms, at most max_bytes of body (beyond: COMPLETE_WARN, the body
  * cut there, `result_truncated`). 0, or -1 when the execution has already
  * ended (its own answer goes to its client: nothing is kept). */
-int pt_exec_rec_keep_result(pt_exec_rec_t *r, uint64_t retention_ms, uint64_t max_bytes);
+int pt_exec_rec_keep_result(pt_exec_rec_t *r, uint64_t retention_ms, uint64_t max_bytes,
+                            int drop_large);
 
 /* The execution ended: its status, the HTTP status it answers with, the
  * problem detail when it failed (or NULL), and the response (kept only

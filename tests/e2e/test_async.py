@@ -729,3 +729,15 @@ def test_large_result_kept_cut(portico_factory, sleepy):
     assert "kept cut at 10" in st["message"], st
     res = requests.get(n.url(path + "/result"), timeout=10)
     assert res.status_code == 201 and len(res.content) == 10, res.content
+
+
+def test_large_result_dropped_when_configured(portico_factory, sleepy):
+    open_api = API.replace("policies:\n  auth: {methods: [api_key]}\n", "") % {"port": sleepy}
+    n = portico_factory(node_config(
+        extra="processes: {max_result_size: 10B, result_overflow: drop}\n"), {"jobs.yaml": open_api})
+    r = requests.post(n.url("/jobs/batch?ms=10"), json={}, timeout=10)
+    path = urllib.parse.urlparse(r.headers["Location"]).path
+    assert wait_until(lambda: requests.get(n.url(path)).json()["status"] == "COMPLETE_WARN")
+    st = requests.get(n.url(path)).json()
+    assert "not kept" in st["message"] and st["result"] == "not kept", st
+    assert requests.get(n.url(path + "/result"), timeout=10).status_code == 404
