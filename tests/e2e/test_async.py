@@ -741,3 +741,16 @@ def test_large_result_dropped_when_configured(portico_factory, sleepy):
     st = requests.get(n.url(path)).json()
     assert "not kept" in st["message"] and st["result"] == "not kept", st
     assert requests.get(n.url(path + "/result"), timeout=10).status_code == 404
+
+
+def test_result_gone_after_its_retention(portico_factory, sleepy):
+    open_api = API.replace("policies:\n  auth: {methods: [api_key]}\n", "") % {"port": sleepy}
+    n = portico_factory(node_config(extra="processes: {result_retention: 1s}\n"),
+                        {"jobs.yaml": open_api})
+    r = requests.post(n.url("/jobs/batch?ms=10"), json={}, timeout=10)
+    path = urllib.parse.urlparse(r.headers["Location"]).path
+    assert wait_until(lambda: requests.get(n.url(path + "/result")).status_code == 201)
+    time.sleep(1.2)
+    res = requests.get(n.url(path + "/result"), timeout=10)
+    assert res.status_code == 410, res.text
+    assert requests.get(n.url(path)).json()["status"] == "COMPLETE"  # the record stays
