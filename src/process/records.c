@@ -34,26 +34,11 @@ struct pt_exec_rec_s {
     pt_exec_rec_t *prev, *next; /* in the list, oldest first */
     unsigned refs;              /* under mu: the table's and the holders' */
     atomic_int cancel;          /* asked to stop */
-    char id[33];
-    char api[65], route[128], process[65], user[65];
-    int has_user;
-    uint64_t generation;
-    pt_exec_status_t status;
-    int http_status;
-    int64_t enqueued_ms, started_ms, ended_ms; /* wall clock */
-    uint64_t bytes_in, bytes_out;
-    char message[200];
-    /* the result, when kept */
-    int keep;
-    int drop_large; /* a result above max_bytes is not kept at all */
-    int ending;     /* pt_exec_rec_ended began: too late to keep the result */
+    pt_exec_row_t f;            /* what it says (what the store keeps); f.webhooks unused */
+    int drop_large;             /* a result above max_bytes is not kept at all */
+    int ending;                 /* pt_exec_rec_ended began: too late to keep the result */
     uint64_t retention_ms, max_bytes;
-    int64_t expires_ms; /* 0 until it ended */
-    int has_result, truncated, expired;
-    int result_status;
-    char *result_ctype, *result_headers, *result_body;
-    size_t result_headers_len, result_len;
-    hook_t hooks[HOOKS_MAX];
+    hook_t *hooks; /* HOOKS_MAX, allocated by the first webhook (most executions have none) */
     size_t nhooks;
     char *debug;    /* the trace of a debug execution (JSON list), or NULL */
     uv_mutex_t cmu; /* the canceller: set and used under it */
@@ -104,18 +89,19 @@ static size_t bucket(const char *id)
 
 static void drop_result(pt_exec_rec_t *r)
 {
-    free(r->result_ctype);
-    free(r->result_headers);
-    free(r->result_body);
-    r->result_ctype = r->result_headers = r->result_body = NULL;
-    r->result_len = r->result_headers_len = 0;
-    r->has_result = 0;
+    free(r->f.result_ctype);
+    free(r->f.result_headers);
+    free(r->f.result_body);
+    r->f.result_ctype = r->f.result_headers = r->f.result_body = NULL;
+    r->f.result_len = r->f.result_headers_len = 0;
+    r->f.has_result = 0;
 }
 
 static void rec_free(pt_exec_rec_t *r)
 {
     drop_result(r);
     free(r->debug);
+    free(r->hooks);
     uv_mutex_destroy(&r->cmu);
     free(r);
 }
@@ -123,7 +109,7 @@ static void rec_free(pt_exec_rec_t *r)
 /* Under mu: takes r out of the table and the list (the table's reference). */
 static void unlink_rec(pt_exec_rec_t *r)
 {
-    pt_exec_rec_t **pp = &table[bucket(r->id)];
+    pt_exec_rec_t **pp = &table[bucket(r->f.id)];
     while (*pp != NULL && *pp != r)
         pp = &(*pp)->hnext;
     if (*pp == r)
@@ -141,45 +127,14 @@ static void unlink_rec(pt_exec_rec_t *r)
         rec_free(r);
 }
 
-/* Under mu: a record found by id, or NULL. */
-static pt_exec_rec_t *find(const char *id, size_t len)
+/* Under mu: r into the table and the list (full: the oldest ended record
+ * goes; running ones stay). */
+static void link_rec(pt_exec_rec_t *r)
 {
-    pt_exec_rec_t *r;
-    if (len != 32)
-        return NULL;
-    for (r = table[bucket(id)]; r != NULL; r = r->hnext)
-        if (memcmp(r->id, id, 32) == 0)
-            return r;
-    return NULL;
-}
-
-pt_exec_rec_t *pt_exec_rec_new(const pt_exec_info_t *info)
-{
-    pt_exec_rec_t *r = calloc(1, sizeof(*r));
-    size_t b;
-    uv_once(&once, init);
-    if (r == NULL)
-        return NULL;
-    uv_mutex_init(&r->cmu);
-    snprintf(r->id, sizeof(r->id), "%s", info->id);
-    snprintf(r->api, sizeof(r->api), "%s", info->api ? info->api : "");
-    snprintf(r->route, sizeof(r->route), "%s", info->route ? info->route : "");
-    snprintf(r->process, sizeof(r->process), "%s", info->process ? info->process : "");
-    if (info->user != NULL) {
-        snprintf(r->user, sizeof(r->user), "%s", info->user);
-        r->has_user = 1;
-    }
-    r->generation = info->generation;
-    r->bytes_in = info->bytes_in;
-    r->status = PT_EXEC_ENQUEUED;
-    r->enqueued_ms = now_ms();
-    r->refs = 2; /* the table's and the caller's */
-    b = bucket(r->id);
-    uv_mutex_lock(&mu);
-    /* full: the oldest ended record goes (running ones stay) */
+    size_t b = bucket(r->f.id);
     if (count >= PT_RECORDS_MAX) {
         pt_exec_rec_t *o;
-        for (o = oldest; o != NULL && o->ended_ms == 0; o = o->next)
+        for (o = oldest; o != NULL && o->f.ended_ms == 0; o = o->next)
             ;
         if (o != NULL)
             unlink_rec(o);
@@ -193,6 +148,42 @@ pt_exec_rec_t *pt_exec_rec_new(const pt_exec_info_t *info)
         oldest = r;
     newest = r;
     count++;
+}
+
+/* Under mu: a record found by id, or NULL. */
+static pt_exec_rec_t *find(const char *id, size_t len)
+{
+    pt_exec_rec_t *r;
+    if (len != 32)
+        return NULL;
+    for (r = table[bucket(id)]; r != NULL; r = r->hnext)
+        if (memcmp(r->f.id, id, 32) == 0)
+            return r;
+    return NULL;
+}
+
+pt_exec_rec_t *pt_exec_rec_new(const pt_exec_info_t *info)
+{
+    pt_exec_rec_t *r = calloc(1, sizeof(*r));
+    uv_once(&once, init);
+    if (r == NULL)
+        return NULL;
+    uv_mutex_init(&r->cmu);
+    snprintf(r->f.id, sizeof(r->f.id), "%s", info->id);
+    snprintf(r->f.api, sizeof(r->f.api), "%s", info->api ? info->api : "");
+    snprintf(r->f.route, sizeof(r->f.route), "%s", info->route ? info->route : "");
+    snprintf(r->f.process, sizeof(r->f.process), "%s", info->process ? info->process : "");
+    if (info->user != NULL) {
+        snprintf(r->f.user, sizeof(r->f.user), "%s", info->user);
+        r->f.has_user = 1;
+    }
+    r->f.generation = info->generation;
+    r->f.bytes_in = info->bytes_in;
+    r->f.status = PT_EXEC_ENQUEUED;
+    r->f.enqueued_ms = now_ms();
+    r->refs = 2; /* the table's and the caller's */
+    uv_mutex_lock(&mu);
+    link_rec(r);
     uv_mutex_unlock(&mu);
     changed(r);
     return r;
@@ -211,8 +202,8 @@ void pt_exec_rec_unref(pt_exec_rec_t *r)
 void pt_exec_rec_started(pt_exec_rec_t *r)
 {
     uv_mutex_lock(&mu);
-    r->status = PT_EXEC_INPROCESS;
-    r->started_ms = now_ms();
+    r->f.status = PT_EXEC_INPROCESS;
+    r->f.started_ms = now_ms();
     uv_mutex_unlock(&mu);
     changed(r);
 }
@@ -222,8 +213,8 @@ int pt_exec_rec_keep_result(pt_exec_rec_t *r, uint64_t retention_ms, uint64_t ma
 {
     int ended;
     uv_mutex_lock(&mu);
-    if (!(ended = r->ending || r->ended_ms != 0)) {
-        r->keep = 1;
+    if (!(ended = r->ending || r->f.ended_ms != 0)) {
+        r->f.keep = 1;
         r->drop_large = drop_large;
         r->retention_ms = retention_ms;
         r->max_bytes = max_bytes;
@@ -236,7 +227,7 @@ pt_exec_status_t pt_exec_rec_status(pt_exec_rec_t *r)
 {
     pt_exec_status_t st;
     uv_mutex_lock(&mu);
-    st = r->status;
+    st = r->f.status;
     uv_mutex_unlock(&mu);
     return st;
 }
@@ -309,7 +300,7 @@ void pt_exec_rec_ended(pt_exec_rec_t *r, pt_exec_status_t status, int http_statu
 
     uv_mutex_lock(&mu);
     r->ending = 1;
-    keep = r->keep;
+    keep = r->f.keep;
     if (keep && len > r->max_bytes) {
         keep_len = (size_t)r->max_bytes;
         truncated = 1;
@@ -327,29 +318,29 @@ void pt_exec_rec_ended(pt_exec_rec_t *r, pt_exec_status_t status, int http_statu
             memcpy(rb, body, keep_len);
     }
     uv_mutex_lock(&mu);
-    r->status = truncated && status == PT_EXEC_COMPLETE ? PT_EXEC_COMPLETE_WARN : status;
-    r->http_status = http_status;
-    r->ended_ms = now_ms();
-    r->bytes_out = bytes_out;
+    r->f.status = truncated && status == PT_EXEC_COMPLETE ? PT_EXEC_COMPLETE_WARN : status;
+    r->f.http_status = http_status;
+    r->f.ended_ms = now_ms();
+    r->f.bytes_out = bytes_out;
     if (message != NULL)
-        snprintf(r->message, sizeof(r->message), "%.199s", message);
+        snprintf(r->f.message, sizeof(r->f.message), "%.199s", message);
     else if (dropped)
-        snprintf(r->message, sizeof(r->message),
+        snprintf(r->f.message, sizeof(r->f.message),
                  "the result (%zu bytes) was larger than %zu: not kept", len, keep_len);
     else if (truncated)
-        snprintf(r->message, sizeof(r->message), "the result (%zu bytes) was kept cut at %zu", len,
-                 keep_len);
+        snprintf(r->f.message, sizeof(r->f.message), "the result (%zu bytes) was kept cut at %zu",
+                 len, keep_len);
     if (keep && rb != NULL && rh != NULL) {
         drop_result(r);
-        r->has_result = 1;
-        r->truncated = truncated;
-        r->result_status = http_status;
-        r->result_body = rb;
-        r->result_len = keep_len;
-        r->result_headers = rh;
-        r->result_headers_len = rhl;
-        r->result_ctype = rc;
-        r->expires_ms = r->ended_ms + (int64_t)r->retention_ms;
+        r->f.has_result = 1;
+        r->f.truncated = truncated;
+        r->f.result_status = http_status;
+        r->f.result_body = rb;
+        r->f.result_len = keep_len;
+        r->f.result_headers = rh;
+        r->f.result_headers_len = rhl;
+        r->f.result_ctype = rc;
+        r->f.expires_ms = r->f.ended_ms + (int64_t)r->retention_ms;
         rb = rh = rc = NULL;
     }
     uv_mutex_unlock(&mu);
@@ -407,48 +398,48 @@ static int hooks_json(const pt_exec_rec_t *r, pt_buf_t *b)
 static int to_json(const pt_exec_rec_t *r, pt_buf_t *b)
 {
     int rc = 0;
-    int64_t end = r->ended_ms ? r->ended_ms : now_ms();
-    rc |= pt_buf_printf(b, "{\"id\":\"%s\"", r->id);
-    rc |= str_member(b, "api", r->api);
-    rc |= str_member(b, "route", r->route);
-    rc |= str_member(b, "process", r->process);
-    rc |= pt_buf_printf(b, ",\"generation\":%llu", (unsigned long long)r->generation);
-    if (r->has_user)
-        rc |= str_member(b, "user", r->user);
+    int64_t end = r->f.ended_ms ? r->f.ended_ms : now_ms();
+    rc |= pt_buf_printf(b, "{\"id\":\"%s\"", r->f.id);
+    rc |= str_member(b, "api", r->f.api);
+    rc |= str_member(b, "route", r->f.route);
+    rc |= str_member(b, "process", r->f.process);
+    rc |= pt_buf_printf(b, ",\"generation\":%llu", (unsigned long long)r->f.generation);
+    if (r->f.has_user)
+        rc |= str_member(b, "user", r->f.user);
     else
         rc |= pt_buf_append_str(b, ",\"user\":null");
-    rc |= pt_buf_printf(b, ",\"status\":\"%s\"", pt_exec_status_name(r->status));
-    if (r->ended_ms)
-        rc |= pt_buf_printf(b, ",\"http_status\":%d", r->http_status);
-    rc |= iso(b, "enqueued_at", r->enqueued_ms);
-    rc |= iso(b, "started_at", r->started_ms);
-    rc |= iso(b, "ended_at", r->ended_ms);
+    rc |= pt_buf_printf(b, ",\"status\":\"%s\"", pt_exec_status_name(r->f.status));
+    if (r->f.ended_ms)
+        rc |= pt_buf_printf(b, ",\"http_status\":%d", r->f.http_status);
+    rc |= iso(b, "enqueued_at", r->f.enqueued_ms);
+    rc |= iso(b, "started_at", r->f.started_ms);
+    rc |= iso(b, "ended_at", r->f.ended_ms);
     rc |= pt_buf_printf(b,
                         ",\"queue_ms\":%lld,\"run_ms\":%lld,\"duration_ms\":%lld,"
                         "\"bytes_in\":%llu,\"bytes_out\":%llu",
-                        (long long)((r->started_ms ? r->started_ms : end) - r->enqueued_ms),
-                        (long long)(r->started_ms ? end - r->started_ms : 0),
-                        (long long)(end - r->enqueued_ms), (unsigned long long)r->bytes_in,
-                        (unsigned long long)r->bytes_out);
-    if (r->keep) {
+                        (long long)((r->f.started_ms ? r->f.started_ms : end) - r->f.enqueued_ms),
+                        (long long)(r->f.started_ms ? end - r->f.started_ms : 0),
+                        (long long)(end - r->f.enqueued_ms), (unsigned long long)r->f.bytes_in,
+                        (unsigned long long)r->f.bytes_out);
+    if (r->f.keep) {
         rc |= pt_buf_printf(b, ",\"result\":\"%s\"",
-                            r->has_result ? "kept"
-                            : r->expired  ? "expired"
-                            : r->ended_ms ? "not kept"
-                                          : "pending");
-        if (r->has_result && r->truncated)
+                            r->f.has_result ? "kept"
+                            : r->f.expired  ? "expired"
+                            : r->f.ended_ms ? "not kept"
+                                            : "pending");
+        if (r->f.has_result && r->f.truncated)
             rc |= pt_buf_append_str(b, ",\"result_truncated\":true");
-        if (r->has_result)
-            rc |= iso(b, "result_expires_at", r->expires_ms);
+        if (r->f.has_result)
+            rc |= iso(b, "result_expires_at", r->f.expires_ms);
     }
-    if (r->message[0] != '\0')
-        rc |= str_member(b, "message", r->message);
+    if (r->f.message[0] != '\0')
+        rc |= str_member(b, "message", r->f.message);
     if (r->nhooks > 0)
         rc |= hooks_json(r, b);
     if (r->debug != NULL)
         rc |= pt_buf_printf(b, ",\"debug\":%s", r->debug);
     if (atomic_load_explicit(&((pt_exec_rec_t *)r)->cancel, memory_order_relaxed) &&
-        r->ended_ms == 0)
+        r->f.ended_ms == 0)
         rc |= pt_buf_append_str(b, ",\"cancel_requested\":true");
     rc |= pt_buf_append_char(b, '}');
     return rc != 0 ? PT_ENOMEM : PT_OK;
@@ -457,9 +448,9 @@ static int to_json(const pt_exec_rec_t *r, pt_buf_t *b)
 /* Under mu: r may be read by who. */
 static int allowed(const pt_exec_rec_t *r, const char *who, int admin)
 {
-    if (admin || !r->has_user)
+    if (admin || !r->f.has_user)
         return 1; /* no user: whoever holds the unguessable id */
-    return who != NULL && strcmp(who, r->user) == 0;
+    return who != NULL && strcmp(who, r->f.user) == 0;
 }
 
 /* A copy of the record's fields (not its result) under mu. */
@@ -474,8 +465,14 @@ static int snapshot_of(const char *id, size_t len, const char *who, int admin, p
         return PT_ENOENT;
     }
     *copy = *r;
-    copy->result_body = copy->result_headers = copy->result_ctype = NULL;
-    copy->debug = r->debug != NULL ? strdup(r->debug) : NULL; /* r may go once unlocked */
+    copy->f.result_body = copy->f.result_headers = copy->f.result_ctype = NULL;
+    /* r may go once unlocked: what the copy points to is its own */
+    copy->debug = r->debug != NULL ? strdup(r->debug) : NULL;
+    copy->hooks = NULL;
+    if (r->nhooks > 0 && (copy->hooks = malloc(sizeof(*r->hooks) * r->nhooks)) != NULL)
+        memcpy(copy->hooks, r->hooks, sizeof(*r->hooks) * r->nhooks);
+    else
+        copy->nhooks = 0;
     uv_mutex_unlock(&mu);
     return PT_OK;
 }
@@ -488,6 +485,7 @@ int pt_exec_json(const char *id, size_t len, const char *who, int admin, pt_buf_
         return rc;
     rc = to_json(&copy, b);
     free(copy.debug);
+    free(copy.hooks);
     return rc;
 }
 
@@ -501,21 +499,23 @@ int pt_exec_result(const char *id, size_t len, const char *who, int admin, int *
     r = find(id, len);
     if (r == NULL || !allowed(r, who, admin)) {
         rc = PT_ENOENT;
-    } else if (r->ended_ms == 0) {
+    } else if (r->f.ended_ms == 0) {
         pt_exec_rec_t copy = *r;
         copy.debug = NULL;
+        copy.hooks = NULL; /* not ended: no webhook yet */
+        copy.nhooks = 0;
         uv_mutex_unlock(&mu);
         return to_json(&copy, body) == PT_OK ? PT_AGAIN : PT_ENOMEM;
-    } else if (r->expired || (r->has_result && r->expires_ms <= now_ms())) {
+    } else if (r->f.expired || (r->f.has_result && r->f.expires_ms <= now_ms())) {
         rc = PT_EEXPIRED;
-    } else if (!r->has_result) {
+    } else if (!r->f.has_result) {
         rc = PT_ENOENT; /* answered to its client: not kept */
     } else {
-        *status = r->result_status;
-        const char *ct = r->result_ctype ? r->result_ctype : "";
+        *status = r->f.result_status;
+        const char *ct = r->f.result_ctype ? r->f.result_ctype : "";
         if (pt_buf_append(ctype, ct, strlen(ct) + 1) != PT_OK || /* with its NUL */
-            pt_buf_append(headers, r->result_headers, r->result_headers_len) != PT_OK ||
-            pt_buf_append(body, r->result_body, r->result_len) != PT_OK)
+            pt_buf_append(headers, r->f.result_headers, r->f.result_headers_len) != PT_OK ||
+            pt_buf_append(body, r->f.result_body, r->f.result_len) != PT_OK)
             rc = PT_ENOMEM;
     }
     uv_mutex_unlock(&mu);
@@ -532,13 +532,15 @@ int pt_exec_cancel(const char *id, size_t len, const char *who, int admin, pt_bu
         uv_mutex_unlock(&mu);
         return PT_ENOENT;
     }
-    if (r->ended_ms != 0) {
+    if (r->f.ended_ms != 0) {
         uv_mutex_unlock(&mu);
         return PT_EINVAL;
     }
     atomic_store_explicit(&r->cancel, 1, memory_order_relaxed);
     copy = *r;
     copy.debug = NULL;
+    copy.hooks = NULL;
+    copy.nhooks = 0;
     uv_mutex_unlock(&mu);
     return to_json(&copy, b);
 }
@@ -552,10 +554,12 @@ void pt_exec_rec_webhook(const char *id, const char *url, unsigned attempt, int 
     uv_once(&once, init);
     uv_mutex_lock(&mu);
     if ((r = find(id, strlen(id))) != NULL) {
-        for (i = 0; i < r->nhooks && h == NULL; i++)
+        if (r->hooks == NULL)
+            r->hooks = calloc(HOOKS_MAX, sizeof(*r->hooks));
+        for (i = 0; r->hooks != NULL && i < r->nhooks && h == NULL; i++)
             if (strncmp(r->hooks[i].url, url, sizeof(r->hooks[i].url) - 1) == 0)
                 h = &r->hooks[i];
-        if (h == NULL && r->nhooks < HOOKS_MAX) {
+        if (h == NULL && r->hooks != NULL && r->nhooks < HOOKS_MAX) {
             h = &r->hooks[r->nhooks++];
             snprintf(h->url, sizeof(h->url), "%s", url);
         }
@@ -585,7 +589,7 @@ int pt_exec_api(const char *id, size_t len, char out[65])
     uv_once(&once, init);
     uv_mutex_lock(&mu);
     if ((r = find(id, len)) != NULL) {
-        memcpy(out, r->api, sizeof(r->api));
+        memcpy(out, r->f.api, sizeof(r->f.api));
         rc = PT_OK;
     }
     uv_mutex_unlock(&mu);
@@ -600,7 +604,7 @@ unsigned pt_exec_cancel_all(void)
     uv_mutex_lock(&mu);
     all = calloc(count + 1, sizeof(*all));
     for (r = oldest; all != NULL && r != NULL; r = r->next)
-        if (r->ended_ms == 0 && !r->ending) {
+        if (r->f.ended_ms == 0 && !r->ending) {
             atomic_store_explicit(&r->cancel, 1, memory_order_relaxed);
             r->refs++;
             all[n++] = r;
@@ -624,9 +628,9 @@ void pt_exec_sweep(void)
     uv_once(&once, init);
     uv_mutex_lock(&mu);
     for (r = oldest; r != NULL; r = r->next)
-        if (r->has_result && r->expires_ms <= now) {
+        if (r->f.has_result && r->f.expires_ms <= now) {
             drop_result(r);
-            r->expired = 1;
+            r->f.expired = 1;
         }
     uv_mutex_unlock(&mu);
 }
@@ -659,7 +663,7 @@ void pt_exec_rec_ref(pt_exec_rec_t *r)
 
 const char *pt_exec_rec_id(const pt_exec_rec_t *r)
 {
-    return r->id; /* set once, before anyone else sees the record */
+    return r->f.id; /* set once, before anyone else sees the record */
 }
 
 static char *dup_n(const char *p, size_t n)
@@ -676,43 +680,19 @@ static char *dup_n(const char *p, size_t n)
 int pt_exec_rec_row(pt_exec_rec_t *r, pt_exec_row_t *row)
 {
     pt_buf_t hooks;
-    pt_exec_rec_t copy;
     int rc = PT_OK;
-    memset(row, 0, sizeof(*row));
     pt_buf_init(&hooks, 0);
     uv_mutex_lock(&mu);
-    copy = *r;
-    memcpy(row->id, r->id, sizeof(row->id));
-    memcpy(row->api, r->api, sizeof(row->api));
-    memcpy(row->route, r->route, sizeof(row->route));
-    memcpy(row->process, r->process, sizeof(row->process));
-    memcpy(row->user, r->user, sizeof(row->user));
-    row->has_user = r->has_user;
-    row->generation = r->generation;
-    row->status = r->status;
-    row->http_status = r->http_status;
-    row->enqueued_ms = r->enqueued_ms;
-    row->started_ms = r->started_ms;
-    row->ended_ms = r->ended_ms;
-    row->expires_ms = r->expires_ms;
-    row->bytes_in = r->bytes_in;
-    row->bytes_out = r->bytes_out;
-    memcpy(row->message, r->message, sizeof(row->message));
-    row->keep = r->keep;
-    row->has_result = r->has_result;
-    row->truncated = r->truncated;
-    row->expired = r->expired;
-    row->result_status = r->result_status;
-    if (r->has_result) {
-        row->result_body = dup_n(r->result_body, r->result_len);
-        row->result_headers = dup_n(r->result_headers, r->result_headers_len);
-        row->result_ctype = r->result_ctype ? strdup(r->result_ctype) : NULL;
-        row->result_len = r->result_len;
-        row->result_headers_len = r->result_headers_len;
+    *row = r->f; /* then its own copies of what it points to */
+    row->result_body = row->result_headers = row->result_ctype = row->webhooks = NULL;
+    if (r->f.has_result) {
+        row->result_body = dup_n(r->f.result_body, r->f.result_len);
+        row->result_headers = dup_n(r->f.result_headers, r->f.result_headers_len);
+        row->result_ctype = r->f.result_ctype ? strdup(r->f.result_ctype) : NULL;
         if (row->result_body == NULL || row->result_headers == NULL)
             rc = PT_ENOMEM;
     }
-    if (r->nhooks > 0 && (hooks_json(&copy, &hooks) != PT_OK ||
+    if (r->nhooks > 0 && (hooks_json(r, &hooks) != PT_OK ||
                           (row->webhooks = dup_n(hooks.data + 12, hooks.len - 12)) == NULL))
         rc = PT_ENOMEM; /* ",\"webhooks\":" is 12 bytes */
     uv_mutex_unlock(&mu);
@@ -734,7 +714,6 @@ void pt_exec_row_free(pt_exec_row_t *row)
 void pt_exec_rec_restore(pt_exec_row_t *row)
 {
     pt_exec_rec_t *r;
-    size_t b;
     uv_once(&once, init);
     uv_mutex_lock(&mu);
     if (find(row->id, strlen(row->id)) != NULL || (r = calloc(1, sizeof(*r))) == NULL) {
@@ -743,45 +722,13 @@ void pt_exec_rec_restore(pt_exec_row_t *row)
         return;
     }
     uv_mutex_init(&r->cmu);
-    memcpy(r->id, row->id, sizeof(r->id));
-    memcpy(r->api, row->api, sizeof(r->api));
-    memcpy(r->route, row->route, sizeof(r->route));
-    memcpy(r->process, row->process, sizeof(r->process));
-    memcpy(r->user, row->user, sizeof(r->user));
-    r->has_user = row->has_user;
-    r->generation = row->generation;
-    r->status = row->status;
-    r->http_status = row->http_status;
-    r->enqueued_ms = row->enqueued_ms;
-    r->started_ms = row->started_ms;
-    r->ended_ms = row->ended_ms;
-    r->expires_ms = row->expires_ms;
-    r->bytes_in = row->bytes_in;
-    r->bytes_out = row->bytes_out;
-    memcpy(r->message, row->message, sizeof(r->message));
-    r->keep = row->keep;
-    r->ending = r->ended_ms != 0;
-    r->has_result = row->has_result && row->result_body != NULL;
-    r->truncated = row->truncated;
-    r->expired = row->expired;
-    r->result_status = row->result_status;
-    r->result_body = row->result_body;
-    r->result_len = row->result_len;
-    r->result_headers = row->result_headers;
-    r->result_headers_len = row->result_headers_len;
-    r->result_ctype = row->result_ctype;
+    r->f = *row; /* the result's strings taken over */
+    r->f.webhooks = NULL;
+    r->f.has_result = row->has_result && row->result_body != NULL;
+    r->ending = r->f.ended_ms != 0;
     row->result_body = row->result_headers = row->result_ctype = NULL;
     r->refs = 1; /* the table's */
-    b = bucket(r->id);
-    r->hnext = table[b];
-    table[b] = r;
-    r->prev = newest;
-    if (newest != NULL)
-        newest->next = r;
-    else
-        oldest = r;
-    newest = r;
-    count++;
+    link_rec(r);
     uv_mutex_unlock(&mu);
     pt_exec_row_free(row);
 }
