@@ -397,28 +397,36 @@ static const char API_ROW[] =
 
 static const char REVISION_COLS[] = "revision, hash, label, notes, author, created_at";
 
-static void get_api(job_t *j, const char *name)
+/* The rows of sql (:a bound to key) as member of row. 0, or -1 (j failed). */
+static int add_rows(job_t *j, pt_json_t *row, const char *member, const char *sql, const char *key)
 {
-    pt_json_t *row = NULL, *deps = NULL;
+    pt_json_t *rows = NULL;
     pt_store_tx_t tx;
     pt_db_error_t e;
-    if (one_row(j, &row, "such API",
-                pt_arena_printf(&j->a, "%s WHERE a.name = :a AND 0 < :b", API_ROW), name, 1) != 0)
-        return;
     memset(&e, 0, sizeof(e));
     if (pt_store_begin(pt_control_store(pt_control), &tx, 0, &e) != PT_OK ||
-        pt_store_q(&tx, &j->a, PT_SQL_ROWS, &deps, &e,
-                   "SELECT environment, revision FROM deployments WHERE api = :a AND status = "
-                   "'active' ORDER BY environment",
-                   "a", pt_json_string(&j->a, name, strlen(name)), NULL) != PT_OK) {
+        pt_store_q(&tx, &j->a, PT_SQL_ROWS, &rows, &e, sql, "a",
+                   pt_json_string(&j->a, key, strlen(key)), NULL) != PT_OK) {
         if (tx.conn != NULL)
             pt_store_end(&tx, 0, &e);
         store_failed(j, &e);
-        return;
+        return -1;
     }
     pt_store_end(&tx, 0, &e);
-    pt_json_object_set(&j->a, row, "deployments", 11, deps);
-    answer(j, 200, row);
+    pt_json_object_set(&j->a, row, member, strlen(member), rows);
+    return 0;
+}
+
+static void get_api(job_t *j, const char *name)
+{
+    pt_json_t *row = NULL;
+    if (one_row(j, &row, "such API",
+                pt_arena_printf(&j->a, "%s WHERE a.name = :a AND 0 < :b", API_ROW), name, 1) == 0 &&
+        add_rows(j, row, "deployments",
+                 "SELECT environment, revision FROM deployments WHERE api = :a AND status = "
+                 "'active' ORDER BY environment",
+                 name) == 0)
+        answer(j, 200, row);
 }
 
 /* The lines of s in a: their starts and lengths (without '\n'). */
@@ -771,25 +779,17 @@ static void executions_route(job_t *j, char **seg, size_t n)
         return;
     }
     if (n == 2 && is(j, "GET")) {
-        pt_json_t *row = NULL, *dl = NULL;
+        pt_json_t *row = NULL;
         if (one_row(j, &row, "such execution",
                     "SELECT " EXEC_COLS " FROM executions WHERE id = :a AND 0 < :b", seg[1],
                     1) != 0)
             return;
-        if (pt_store_begin(pt_control_store(pt_control), &tx, 0, &e) != PT_OK ||
-            pt_store_q(&tx, &j->a, PT_SQL_ROWS, &dl, &e,
-                       "SELECT id, url, attempts, state, due_ms, give_up_ms FROM "
-                       "webhook_deliveries WHERE execution = :a ORDER BY id",
-                       "a", pt_json_string(&j->a, seg[1], strlen(seg[1])), NULL) != PT_OK) {
-            if (tx.conn != NULL)
-                pt_store_end(&tx, 0, &e);
-            store_failed(j, &e);
-            return;
-        }
-        pt_store_end(&tx, 0, &e);
         exec_row(j, row);
-        pt_json_object_set(&j->a, row, "deliveries", 10, dl);
-        answer(j, 200, row);
+        if (add_rows(j, row, "deliveries",
+                     "SELECT id, url, attempts, state, due_ms, give_up_ms FROM "
+                     "webhook_deliveries WHERE execution = :a ORDER BY id",
+                     seg[1]) == 0)
+            answer(j, 200, row);
         return;
     }
     if (n == 2 && is(j, "DELETE")) {
@@ -843,29 +843,18 @@ static void users_route(job_t *j, char **seg, size_t n)
         return;
     }
     if (n == 2 && is(j, "GET")) {
-        pt_json_t *row = NULL, *keys = NULL;
-        pt_store_tx_t tx;
-        pt_db_error_t e;
+        pt_json_t *row = NULL;
         if (one_row(j, &row, "such user",
                     "SELECT name, roles, allow_ips, certificates, apis, password IS NOT NULL AS "
                     "has_password, created_at, updated_at FROM users WHERE name = :a AND 0 < :b",
                     seg[1], 1) != 0)
             return;
-        memset(&e, 0, sizeof(e));
-        if (pt_store_begin(pt_control_store(pt_control), &tx, 0, &e) != PT_OK ||
-            pt_store_q(&tx, &j->a, PT_SQL_ROWS, &keys, &e,
-                       "SELECT id, label, created_at, revoked_at FROM user_keys WHERE user_name "
-                       "= :a ORDER BY created_at, id",
-                       "a", pt_json_string(&j->a, seg[1], strlen(seg[1])), NULL) != PT_OK) {
-            if (tx.conn != NULL)
-                pt_store_end(&tx, 0, &e);
-            store_failed(j, &e);
-            return;
-        }
-        pt_store_end(&tx, 0, &e);
         user_row(j, row);
-        pt_json_object_set(&j->a, row, "keys", 4, keys);
-        answer(j, 200, row);
+        if (add_rows(j, row, "keys",
+                     "SELECT id, label, created_at, revoked_at FROM user_keys WHERE user_name = "
+                     ":a ORDER BY created_at, id",
+                     seg[1]) == 0)
+            answer(j, 200, row);
         return;
     }
     if (n == 2 && is(j, "DELETE")) {

@@ -924,16 +924,26 @@ static int cmd_user_list(cli_t *c)
     return list(c, "/admin/users", NULL, NULL, NULL, cols, PT_ARRAY_SIZE(cols));
 }
 
-static int cmd_user_remove(cli_t *c)
+/* DELETE of path (its "{}" taking a1, a2). Returns the exit code; 0 when
+ * the confirmation is the caller's to print. */
+static int delete_call(cli_t *c, const char *path, const char *a1, const char *a2)
 {
     pt_buf_t url;
     int rc;
     pt_buf_init(&url, 0);
-    if (build_url(c, &url, "/admin/users/{}", c->args[0]) != PT_OK)
+    if (build_url(c, &url, path, a1, a2) != PT_OK)
         rc = out_of_memory();
-    else if ((rc = call(c, "DELETE", &url, NULL, NULL)) == 0 && !c->json)
-        printf("user %s removed\n", c->args[0]);
+    else
+        rc = call(c, "DELETE", &url, NULL, NULL);
     pt_buf_free(&url);
+    return rc;
+}
+
+static int cmd_user_remove(cli_t *c)
+{
+    int rc = delete_call(c, "/admin/users/{}", c->args[0], NULL);
+    if (rc == 0 && !c->json)
+        printf("user %s removed\n", c->args[0]);
     return rc;
 }
 
@@ -958,14 +968,9 @@ static int cmd_user_key_create(cli_t *c)
 
 static int cmd_user_key_revoke(cli_t *c)
 {
-    pt_buf_t url;
-    int rc;
-    pt_buf_init(&url, 0);
-    if (build_url(c, &url, "/admin/users/{}/keys/{}", c->args[0], c->args[1]) != PT_OK)
-        rc = out_of_memory();
-    else if ((rc = call(c, "DELETE", &url, NULL, NULL)) == 0 && !c->json)
+    int rc = delete_call(c, "/admin/users/{}/keys/{}", c->args[0], c->args[1]);
+    if (rc == 0 && !c->json)
         printf("key %s of user %s revoked\n", c->args[1], c->args[0]);
-    pt_buf_free(&url);
     return rc;
 }
 
@@ -1022,14 +1027,9 @@ static int cmd_exec_show(cli_t *c)
 
 static int cmd_exec_cancel(cli_t *c)
 {
-    pt_buf_t url;
-    int rc;
-    pt_buf_init(&url, 0);
-    if (build_url(c, &url, "/admin/executions/{}", c->args[0]) != PT_OK)
-        rc = out_of_memory();
-    else if ((rc = call(c, "DELETE", &url, NULL, NULL)) == 0 && !c->json)
+    int rc = delete_call(c, "/admin/executions/{}", c->args[0], NULL);
+    if (rc == 0 && !c->json)
         printf("execution %s: cancel requested\n", c->args[0]);
-    pt_buf_free(&url);
     return rc;
 }
 
