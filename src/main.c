@@ -20,6 +20,8 @@
 
 #include "config/config.h"
 #include "control/admin.h"
+#include "metrics/dashboard.h"
+#include "metrics/metrics.h"
 #include "control/cli.h"
 #include "control/control.h"
 #include "control/generate.h"
@@ -335,6 +337,7 @@ static int serve(const char *config_path)
     char err[512];
     unsigned i;
     size_t l;
+    pt_wmetrics_t **mblocks = NULL;
     int rc = 1;
     const pt_config_t *cfg;
 
@@ -387,6 +390,7 @@ static int serve(const char *config_path)
         goto out;
     }
     pt_xml_init();
+    pt_metrics_enabled = cfg->metrics.enabled;
     n.procpool = pt_procpool_start(cfg->processes.max_running, cfg->processes.max_queued,
                                    cfg->processes.queue_timeout_ms, pool_thread_exit);
     if (n.procpool == NULL) {
@@ -439,6 +443,25 @@ static int serve(const char *config_path)
         }
     }
     pt_policy_stats_register(n.workers, n.nworkers);
+    mblocks = calloc(n.nworkers, sizeof(*mblocks));
+    if (mblocks != NULL) {
+        for (i = 0; i < n.nworkers; i++)
+            mblocks[i] = n.workers[i]->metrics;
+        pt_metrics_register(mblocks, n.nworkers);
+    }
+    if (n.control != NULL) {
+        pt_mnode_t mn = {.node = pt_persist_node_id(),
+                         .environment = pt_control_environment(n.control),
+                         .pool = n.procpool,
+                         .pool_threads = cfg->processes.max_running,
+                         .pool_max_queued = cfg->processes.max_queued,
+                         .workers = n.nworkers,
+                         .top_consumers = cfg->metrics.top_consumers,
+                         .history_ms = cfg->metrics.history_ms,
+                         .store = pt_control_store(n.control)};
+        if (pt_dash_start(&mn) != 0)
+            pt_log_warn("metrics: the dashboard's sampler did not start");
+    }
     uv_signal_init(&n.loop, &n.sig_term);
     uv_signal_init(&n.loop, &n.sig_int);
     uv_signal_init(&n.loop, &n.sig_hup);
@@ -459,7 +482,10 @@ static int serve(const char *config_path)
     uv_run(&n.loop, UV_RUN_DEFAULT);
     pt_health_stop(n.health);
     n.health = NULL;
+    pt_dash_stop();
     pt_policy_stats_register(NULL, 0);
+    pt_metrics_register(NULL, 0);
+    free(mblocks);
     for (i = 0; i < n.nworkers; i++) {
         pt_worker_join(n.workers[i]);
         free(n.workers[i]);

@@ -198,6 +198,7 @@ typedef struct pt_process_def_s {
                         writes) */
     int error_status[PT_PERR_COUNT];
     unsigned line;
+    uint32_t metric; /* its metrics series (metrics/metrics.h) */
 } pt_process_def_t;
 
 /* A declared query parameter of a route (`query.<name>`): converted from text to its type and
@@ -271,6 +272,8 @@ typedef struct pt_route_def_s {
                                    one's routing headers do not match (conditional ones first) */
     int alt_member;             /* reached through another route's alt: not in the route table */
     unsigned line;
+    uint32_t metric;           /* its metrics series (metrics/metrics.h); the first of
+                                  PT_M_METHODS consecutive ones for a "*" route */
     pt_policy_list_t policies; /* the route's own `policies:` */
     pt_policy_list_t *lchains; /* per listener index, when a listener has policies (node +
                                   listener + API + route); NULL otherwise */
@@ -406,6 +409,8 @@ typedef struct pt_api_def_s {
        served at {base_path}/openapi.json with its servers rewritten to the gateway */
     char *openapi_file;
     struct pt_json_s *openapi_doc;
+    uint32_t metric_any;       /* metrics series of its traffic that matched no route (proxy
+                                  APIs: all of it): PT_M_METHODS consecutive ids */
     pt_policy_list_t policies; /* the API's own `policies:` */
     pt_policy_list_t chain;    /* node + API policies merged, in chain order (snapshot) */
     pt_policy_list_t *lchains; /* per listener index, when a listener has policies */
@@ -435,6 +440,20 @@ typedef struct pt_webhooks_config_s {
     uint32_t timeout_ms;    /* one attempt, default 10 s */
 } pt_webhooks_config_t;
 
+/* `metrics:` (docs/observability.md) */
+typedef struct pt_metrics_config_s {
+    int enabled;            /* record requests and executions (default 1) */
+    int require_token;      /* GET /metrics needs an admin token (default 0) */
+    uint32_t top_consumers; /* consumers named in /metrics and the dashboard (20) */
+    uint64_t history_ms;    /* minute aggregates kept in the store (7 days) */
+} pt_metrics_config_t;
+
+/* `tracing:` W3C Trace Context */
+typedef struct pt_tracing_config_s {
+    int traceparent; /* keep or start a trace per request: traceparent to upstreams and HTTP
+                        steps, trace_id in the access log (default 1) */
+} pt_tracing_config_t;
+
 typedef struct pt_processes_config_s {
     uint32_t max_running;         /* executions at once (pool threads), default 16 */
     uint32_t max_queued;          /* waiting beyond those, default 256; more -> 503 */
@@ -457,6 +476,8 @@ typedef struct pt_config_s {
     pt_limits_t limits;
     pt_processes_config_t processes;
     pt_webhooks_config_t webhooks;
+    pt_metrics_config_t metrics;
+    pt_tracing_config_t tracing;
     pt_log_config_t log;
     pt_cidr_t *trusted_proxies; /* peers whose X-Forwarded-* headers are believed */
     size_t ntrusted_proxies;

@@ -41,7 +41,11 @@ static const char *const top_keys[] = {"workers",     "listen",
                                        "environment", "admin",
                                        "data_dir",    "policies",
                                        "users",       "protected_headers",
-                                       "webhooks",    NULL};
+                                       "webhooks",    "metrics",
+                                       "tracing",     NULL};
+static const char *const metrics_keys[] = {"enabled", "require_token", "top_consumers", "history",
+                                           NULL};
+static const char *const tracing_keys[] = {"traceparent", NULL};
 static const char *const admin_keys[] = {"address", NULL};
 static const char *const user_keys[] = {"name",      "roles",        "api_keys", "password",
                                         "allow_ips", "certificates", "apis",     NULL};
@@ -167,6 +171,10 @@ pt_config_t *pt_config_new(const char *path)
     cfg->webhooks.retry_for_ms = 86400000;
     cfg->webhooks.retry_base_ms = 1000;
     cfg->webhooks.timeout_ms = 10000;
+    cfg->metrics.enabled = 1;
+    cfg->metrics.top_consumers = 20;
+    cfg->metrics.history_ms = 7ull * 86400000;
+    cfg->tracing.traceparent = 1;
     cfg->log.level = pt_arena_strdup(&cfg->arena, "info");
     cfg->log.access_log = pt_arena_strdup(&cfg->arena, "-");
     if (path != NULL)
@@ -562,6 +570,50 @@ static void parse_processes(pt__cfg_ctx_t *c, const pt_ynode_t *n, pt_processes_
 
 static const char *const webhook_keys[] = {"allowed_hosts", "secret",  "retry_for",
                                            "retry_base",    "timeout", NULL};
+
+static void parse_metrics(pt__cfg_ctx_t *c, const pt_ynode_t *n, pt_metrics_config_t *m)
+{
+    const pt_ynode_t *v;
+    size_t mark;
+    uint64_t x;
+    if (pt__cfg_mapping(c, n, metrics_keys) != 0)
+        return;
+    if (!pt_yaml_is_null(v = pt_yaml_get(n, "enabled"))) {
+        mark = pt__cfg_push(c, "enabled", 7);
+        pt__cfg_bool(c, v, &m->enabled);
+        pt__cfg_pop(c, mark);
+    }
+    if (!pt_yaml_is_null(v = pt_yaml_get(n, "require_token"))) {
+        mark = pt__cfg_push(c, "require_token", 13);
+        pt__cfg_bool(c, v, &m->require_token);
+        pt__cfg_pop(c, mark);
+    }
+    if (!pt_yaml_is_null(v = pt_yaml_get(n, "top_consumers"))) {
+        mark = pt__cfg_push(c, "top_consumers", 13);
+        if (pt__cfg_uint(c, v, 1, 200, &x) == 0)
+            m->top_consumers = (uint32_t)x;
+        pt__cfg_pop(c, mark);
+    }
+    if (!pt_yaml_is_null(v = pt_yaml_get(n, "history"))) {
+        mark = pt__cfg_push(c, "history", 7);
+        if (pt__cfg_duration(c, v, 3600000, 366ull * 86400000, &x) == 0)
+            m->history_ms = x;
+        pt__cfg_pop(c, mark);
+    }
+}
+
+static void parse_tracing(pt__cfg_ctx_t *c, const pt_ynode_t *n, pt_tracing_config_t *t)
+{
+    const pt_ynode_t *v;
+    size_t mark;
+    if (pt__cfg_mapping(c, n, tracing_keys) != 0)
+        return;
+    if (!pt_yaml_is_null(v = pt_yaml_get(n, "traceparent"))) {
+        mark = pt__cfg_push(c, "traceparent", 11);
+        pt__cfg_bool(c, v, &t->traceparent);
+        pt__cfg_pop(c, mark);
+    }
+}
 
 static void parse_webhooks(pt__cfg_ctx_t *c, const pt_ynode_t *n, pt_webhooks_config_t *w)
 {
@@ -1325,6 +1377,16 @@ static void parse_node(pt__cfg_ctx_t *c, const pt_ynode_t *root, pt_config_t *cf
     if (!pt_yaml_is_null(v = pt_yaml_get(root, "webhooks"))) {
         mark = pt__cfg_push(c, "webhooks", 8);
         parse_webhooks(c, v, &cfg->webhooks);
+        pt__cfg_pop(c, mark);
+    }
+    if (!pt_yaml_is_null(v = pt_yaml_get(root, "metrics"))) {
+        mark = pt__cfg_push(c, "metrics", 7);
+        parse_metrics(c, v, &cfg->metrics);
+        pt__cfg_pop(c, mark);
+    }
+    if (!pt_yaml_is_null(v = pt_yaml_get(root, "tracing"))) {
+        mark = pt__cfg_push(c, "tracing", 7);
+        parse_tracing(c, v, &cfg->tracing);
         pt__cfg_pop(c, mark);
     }
     if (!pt_yaml_is_null(v = pt_yaml_get(root, "protected_headers"))) {

@@ -5,7 +5,10 @@
  * never on a loop.
  */
 #include "control/admin.h"
+#include "control/console.h"
+#include "metrics/dashboard.h"
 #include "policy/stats.h"
+#include "process/persist.h"
 #include "process/records.h"
 
 #include <sodium.h>
@@ -50,6 +53,14 @@ struct job_s {
     pt_req_t *req;
     pt_arena_t a;
     char *method, *path, *query, *auth, *body;
+    char *cookie, *csrf;    /* Cookie and X-CSRF-Token (the console's session) */
+    int tls;                /* the admin listener is TLS: cookies are Secure */
+    int metrics;            /* GET /metrics */
+    int metrics_open;       /* ... which needs no token (metrics.require_token: false) */
+    int sse;                /* the answer is the dashboard's event stream */
+    const char *ctype;      /* the answer's Content-Type (default application/json) */
+    pt_header_kv_t hdrs[2]; /* extra headers of the answer (Set-Cookie) */
+    size_t nhdrs;
     size_t body_len;
     int too_large;
     int submitted;
@@ -112,10 +123,61 @@ static void cache_add(const char *id, const unsigned char *digest, const char *n
     uv_mutex_unlock(&cache.lock);
 }
 
-/* "Bearer pt_<16 hex>_<64 hex>": the token's name, or NULL. */
+static const char *verify_token(job_t *j, const char *tok, char token_id[17]);
+static void fail(job_t *j, int status, const char *type, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+/* A console session (cookie): its name, or NULL (with a 403 answered when
+ * a change comes without the session's CSRF token). The token it was made
+ * with must still be valid: a revoked token ends its sessions. */
+static const char *session_auth(job_t *j)
+{
+    char name[64], tid[17], csrf[65];
+    pt_store_tx_t tx;
+    pt_db_error_t e;
+    pt_json_t *row = NULL;
+    int rc;
+    if (j->cookie == NULL || !pt_session_find(j->cookie, name, tid, csrf))
+        return NULL;
+    memset(&e, 0, sizeof(e));
+    if (pt_store_begin(pt_control_store(pt_control), &tx, 0, &e) != PT_OK)
+        return NULL;
+    rc = pt_store_q(&tx, &j->a, PT_SQL_ROW, &row, &e,
+                    "SELECT id FROM admin_tokens WHERE id = :id AND revoked_at IS NULL", "id",
+                    pt_json_string(&j->a, tid, strlen(tid)), NULL);
+    pt_store_end(&tx, 0, &e);
+    if (rc != PT_OK || row == NULL) {
+        pt_session_end_token(tid);
+        return NULL;
+    }
+    if (strcmp(j->method, "GET") != 0 && strcmp(j->method, "HEAD") != 0 &&
+        !pt_session_csrf_ok(csrf, j->csrf)) {
+        fail(j, 403, "csrf",
+             "A change made with a session cookie must carry the session's X-CSRF-Token.");
+        return NULL;
+    }
+    return pt_arena_strdup(&j->a, name);
+}
+
+/* "Bearer pt_<16 hex>_<64 hex>" or a session cookie: the caller's name, or NULL. */
 static const char *authenticate(job_t *j)
 {
-    const char *h = j->auth, *tok, *sep;
+    const char *h = j->auth;
+    char tid[17];
+    if (h == NULL)
+        return session_auth(j);
+    if (strncasecmp(h, "Bearer ", 7) != 0)
+        return NULL;
+    h += 7;
+    while (*h == ' ')
+        h++;
+    return verify_token(j, h, tid);
+}
+
+/* "pt_<16 hex>_<64 hex>": the token's name (and id), or NULL. */
+static const char *verify_token(job_t *j, const char *tok, char token_id[17])
+{
+    const char *sep;
     char id[17], name[64];
     unsigned char digest[crypto_generichash_BYTES];
     pt_store_tx_t tx;
@@ -125,16 +187,12 @@ static const char *authenticate(job_t *j)
     int rc;
 
     uv_once(&cache.once, cache_init);
-    if (h == NULL || strncasecmp(h, "Bearer ", 7) != 0)
-        return NULL;
-    tok = h + 7;
-    while (*tok == ' ')
-        tok++;
     if (strncmp(tok, "pt_", 3) != 0 || (sep = strchr(tok + 3, '_')) == NULL ||
         sep - (tok + 3) != 16 || strlen(sep + 1) != 64)
         return NULL;
     memcpy(id, tok + 3, 16);
     id[16] = '\0';
+    memcpy(token_id, id, 17);
     crypto_generichash(digest, sizeof(digest), (const unsigned char *)tok, strlen(tok), NULL, 0);
     if (cache_find(id, digest, name, sizeof(name)))
         return pt_arena_strdup(&j->a, name);
@@ -154,9 +212,6 @@ static const char *authenticate(job_t *j)
 }
 
 /* ------------------------------------------------------------ helpers */
-
-static void fail(job_t *j, int status, const char *type, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
 
 static void fail(job_t *j, int status, const char *type, const char *fmt, ...)
 {
@@ -894,6 +949,197 @@ static void users_route(job_t *j, char **seg, size_t n)
         fail(j, 404, "not-found", "No admin resource at this path.");
 }
 
+/* ------------------------------------------------------------ console and dashboard */
+
+/* POST /admin/session {"token"}: a console session (cookie) for a valid
+ * admin token, and its CSRF token. */
+static void login(job_t *j)
+{
+    pt_json_t *b = json_body(j), *doc;
+    const pt_json_t *t;
+    const char *name;
+    char tid[17], cookie[65], csrf[65];
+    if (b == NULL)
+        return;
+    t = pt_json_get(b, "token");
+    if (t == NULL || t->type != PT_JSON_STRING || t->u.str.len > 200 ||
+        (name = verify_token(j, t->u.str.p, tid)) == NULL) {
+        fail(j, 401, "unauthorized", "This is not a valid admin token.");
+        return;
+    }
+    pt_session_create(tid, name, cookie, csrf);
+    j->hdrs[0].name = "Set-Cookie";
+    j->hdrs[0].value = pt_arena_printf(&j->a,
+                                       PT_SESSION_COOKIE "=%s; Path=/admin; HttpOnly; "
+                                                         "SameSite=Strict; Max-Age=43200%s",
+                                       cookie, j->tls ? "; Secure" : "");
+    j->nhdrs = j->hdrs[0].value != NULL;
+    sodium_memzero(cookie, sizeof(cookie));
+    doc = pt_json_object(&j->a);
+    pt_json_object_set(&j->a, doc, "name", 4, pt_json_string(&j->a, name, strlen(name)));
+    pt_json_object_set(&j->a, doc, "csrf", 4, pt_json_string(&j->a, csrf, 64));
+    pt_log_info("admin: %s logged in to the console", name);
+    answer(j, 200, doc);
+}
+
+static void session_route(job_t *j)
+{
+    char name[64], tid[17], csrf[65];
+    pt_json_t *doc;
+    if (is(j, "DELETE")) {
+        pt_session_end(j->cookie);
+        j->hdrs[0].name = "Set-Cookie";
+        j->hdrs[0].value = PT_SESSION_COOKIE "=; Path=/admin; HttpOnly; SameSite=Strict; Max-Age=0";
+        j->nhdrs = 1;
+        j->status = 204;
+        return;
+    }
+    if (!is(j, "GET")) {
+        fail(j, 405, "method-not-allowed",
+             "A session is made with POST, read with GET, ended "
+             "with DELETE.");
+        return;
+    }
+    doc = pt_json_object(&j->a);
+    pt_json_object_set(&j->a, doc, "name", 4, pt_json_string(&j->a, j->actor, strlen(j->actor)));
+    if (j->auth == NULL && pt_session_find(j->cookie, name, tid, csrf))
+        pt_json_object_set(&j->a, doc, "csrf", 4, pt_json_string(&j->a, csrf, 64));
+    else
+        pt_json_object_set(&j->a, doc, "csrf", 4, pt_json_null(&j->a));
+    answer(j, 200, doc);
+}
+
+/* window=1m|5m|15m|1h|6h|24h (or seconds, 60..86400): seconds, 0 when bad */
+static unsigned window_param(job_t *j)
+{
+    const char *w = query_param(j, "window");
+    char *end;
+    unsigned long v;
+    if (w == NULL || *w == '\0')
+        return 900;
+    v = strtoul(w, &end, 10);
+    if (end == w)
+        return 0;
+    if (*end == 'm' && end[1] == '\0')
+        v *= 60;
+    else if (*end == 'h' && end[1] == '\0')
+        v *= 3600;
+    else if (*end == 's' && end[1] == '\0')
+        ;
+    else if (*end != '\0')
+        return 0;
+    return v >= 60 && v <= 86400 ? (unsigned)v : 0;
+}
+
+static void dashboard_route(job_t *j, char **seg, size_t n)
+{
+    const char *api = query_param(j, "api"), *rt = query_param(j, "route");
+    unsigned window = window_param(j);
+    int rc;
+    if (n != 2) {
+        fail(j, 404, "not-found", "No admin resource at this path.");
+        return;
+    }
+    if (!is(j, "GET")) {
+        fail(j, 405, "method-not-allowed", "The dashboard is read with GET.");
+        return;
+    }
+    if (window == 0) {
+        fail(j, 400, "bad-request", "window is one of 1m 5m 15m 1h 6h 24h (or 60..86400 s).");
+        return;
+    }
+    if (strcmp(seg[1], "stream") == 0) {
+        j->sse = 1;
+        j->status = 200;
+        return;
+    }
+    j->out.len = 0;
+    if (strcmp(seg[1], "series") == 0)
+        rc = pt_dash_series(&j->out, api, rt, window);
+    else if (strcmp(seg[1], "summary") == 0)
+        rc = pt_dash_summary(&j->out, api, rt, window);
+    else {
+        fail(j, 404, "not-found", "The dashboard has series, summary and stream.");
+        return;
+    }
+    if (rc != 0)
+        fail(j, 500, "internal-error", "Out of memory.");
+    else
+        j->status = 200;
+}
+
+/* GET /admin/executions/{id}/result: the kept result, wrapped in JSON. */
+static void execution_result(job_t *j, const char *id)
+{
+    pt_buf_t ctype, headers, body;
+    int status = 0, rc;
+    size_t len = strlen(id), i;
+    pt_json_t *doc, *h;
+    int text = 1;
+    pt_buf_init(&ctype, 0);
+    pt_buf_init(&headers, 0);
+    pt_buf_init(&body, 0);
+    rc = pt_exec_result(id, len, NULL, 1, &status, &ctype, &headers, &body);
+    if (rc == PT_ENOENT && pt_persist_on() && pt_persist_load(id, len) == PT_OK) {
+        body.len = ctype.len = headers.len = 0;
+        rc = pt_exec_result(id, len, NULL, 1, &status, &ctype, &headers, &body);
+    }
+    if (rc == PT_AGAIN)
+        fail(j, 409, "conflict", "The execution has not ended: no result yet.");
+    else if (rc == PT_EEXPIRED)
+        fail(j, 410, "gone", "The result was kept for its retention time only.");
+    else if (rc == PT_ENOENT)
+        fail(j, 404, "not-found",
+             "No kept result for this execution (unknown, or answered to its client).");
+    else if (rc != PT_OK)
+        fail(j, 500, "internal-error", "Out of memory.");
+    else {
+        doc = pt_json_object(&j->a);
+        h = pt_json_object(&j->a);
+        /* "Name: value\r\n" lines */
+        for (i = 0; i < headers.len;) {
+            const char *line = headers.data + i, *eol = memchr(line, '\r', headers.len - i);
+            const char *colon;
+            size_t ll = eol != NULL ? (size_t)(eol - line) : headers.len - i;
+            if ((colon = memchr(line, ':', ll)) != NULL) {
+                const char *v = colon + 1;
+                while (v < line + ll && *v == ' ')
+                    v++;
+                pt_json_object_set(&j->a, h, pt_arena_strndup(&j->a, line, (size_t)(colon - line)),
+                                   (size_t)(colon - line),
+                                   pt_json_string(&j->a, v, (size_t)(line + ll - v)));
+            }
+            i += ll + 2;
+        }
+        for (i = 0; i < body.len && text; i++)
+            if (body.data[i] == '\0')
+                text = 0;
+        pt_json_object_set(&j->a, doc, "id", 2, pt_json_string(&j->a, id, len));
+        pt_json_object_set(&j->a, doc, "status", 6, pt_json_int(&j->a, status));
+        pt_json_object_set(&j->a, doc, "content_type", 12,
+                           pt_json_string(&j->a, ctype.data ? ctype.data : "",
+                                          ctype.data ? strlen(ctype.data) : 0));
+        pt_json_object_set(&j->a, doc, "headers", 7, h);
+        if (text) {
+            pt_json_object_set(&j->a, doc, "body", 4,
+                               pt_json_string(&j->a, body.data ? body.data : "", body.len));
+        } else {
+            size_t b64 = sodium_base64_ENCODED_LEN(body.len, sodium_base64_VARIANT_ORIGINAL);
+            char *enc = pt_arena_alloc(&j->a, b64);
+            if (enc != NULL)
+                sodium_bin2base64(enc, b64, (const unsigned char *)body.data, body.len,
+                                  sodium_base64_VARIANT_ORIGINAL);
+            pt_json_object_set(&j->a, doc, "body", 4,
+                               pt_json_string(&j->a, enc ? enc : "", enc ? strlen(enc) : 0));
+        }
+        pt_json_object_set(&j->a, doc, "body_base64", 11, pt_json_bool(&j->a, !text));
+        answer(j, 200, doc);
+    }
+    pt_buf_free(&ctype);
+    pt_buf_free(&headers);
+    pt_buf_free(&body);
+}
+
 static void route(job_t *j)
 {
     char *seg[SEGMENTS];
@@ -913,6 +1159,30 @@ static void route(job_t *j)
     if (*p != '\0' || n == 0)
         goto notfound;
     memset(&r, 0, sizeof(r));
+    if (n == 1 && strcmp(seg[0], "session") == 0) {
+        session_route(j);
+        return;
+    }
+    if (strcmp(seg[0], "dashboard") == 0) {
+        dashboard_route(j, seg, n);
+        return;
+    }
+    if (n == 1 && strcmp(seg[0], "nodes") == 0) {
+        if (!is(j, "GET"))
+            goto method;
+        j->out.len = 0;
+        if (pt_dash_nodes(&j->out) != 0)
+            fail(j, 500, "internal-error", "Out of memory.");
+        else
+            j->status = 200;
+        return;
+    }
+    if (n == 3 && strcmp(seg[0], "executions") == 0 && strcmp(seg[2], "result") == 0) {
+        if (!is(j, "GET"))
+            goto method;
+        execution_result(j, seg[1]);
+        return;
+    }
     if (n == 1 && strcmp(seg[0], "status") == 0) {
         if (!is(j, "GET"))
             goto method;
@@ -1085,6 +1355,17 @@ method:
     fail(j, 405, "method-not-allowed", "This admin resource does not accept %s.", j->method);
 }
 
+static void metrics_answer(job_t *j)
+{
+    j->out.len = 0;
+    if (pt_metrics_prometheus(&j->out) != 0) {
+        fail(j, 500, "internal-error", "Out of memory.");
+        return;
+    }
+    j->status = 200;
+    j->ctype = "text/plain; version=0.0.4; charset=utf-8";
+}
+
 static void job_run(pt_job_t *pj)
 {
     job_t *j = (job_t *)pj;
@@ -1100,11 +1381,25 @@ static void job_run(pt_job_t *pj)
         fail(j, 413, "payload-too-large", "A definition is at most 4 MiB.");
         return;
     }
-    if ((j->actor = authenticate(j)) == NULL) {
-        fail(j, 401, "unauthorized", "A valid admin token is required (Authorization: Bearer).");
+    if (j->metrics && j->metrics_open) {
+        metrics_answer(j);
         return;
     }
-    route(j);
+    if (strcmp(j->path, "/admin/session") == 0 && is(j, "POST")) {
+        login(j);
+        return;
+    }
+    if ((j->actor = authenticate(j)) == NULL) {
+        if (j->type == NULL)
+            fail(j, 401, "unauthorized",
+                 "A valid admin token is required (Authorization: Bearer, or the console's "
+                 "session).");
+        return;
+    }
+    if (j->metrics)
+        metrics_answer(j);
+    else
+        route(j);
 }
 
 static void job_free(job_t *j)
@@ -1128,9 +1423,20 @@ static void job_done(pt_job_t *pj, pt_job_status_t st)
         else if (j->type != NULL)
             pt_http_problem_ext(req, j->status, j->type, j->detail, j->status == 401 ? www : NULL,
                                 j->status == 401 ? 1 : 0, j->errors ? "errors" : NULL, j->errors);
-        else
-            pt_http_respond(req, j->status, no_store, 1, "application/json", j->out.data,
-                            j->out.len);
+        else if (j->sse)
+            pt_console_stream(req);
+        else {
+            pt_header_kv_t hdrs[3];
+            size_t nh = 0, k;
+            hdrs[nh++] = no_store[0];
+            for (k = 0; k < j->nhdrs; k++)
+                hdrs[nh++] = j->hdrs[k];
+            pt_http_respond(req, j->status, hdrs, nh,
+                            j->status == 204 ? NULL
+                            : j->ctype       ? j->ctype
+                                             : "application/json",
+                            j->out.data, j->status == 204 ? 0 : j->out.len);
+        }
     }
     job_free(j);
 }
@@ -1193,8 +1499,20 @@ void pt_admin_handle(pt_req_t *req)
     link_t *l;
     job_t *j;
 
-    if (pt_control == NULL || req->path.len < 7 || memcmp(req->path.p, "/admin/", 7) != 0) {
-        pt_http_problem(req, 404, "not-found", "The admin listener serves /admin/ only.", NULL, 0);
+    int metrics = req->path.len == 8 && memcmp(req->path.p, "/metrics", 8) == 0;
+
+    if (pt_control != NULL && pt_console_static(req))
+        return;
+    if (pt_control == NULL ||
+        (!metrics && (req->path.len < 7 || memcmp(req->path.p, "/admin/", 7) != 0))) {
+        pt_http_problem(req, 404, "not-found",
+                        "The admin listener serves /admin/ and /metrics only.", NULL, 0);
+        return;
+    }
+    if (metrics && !(req->method_len == 3 && memcmp(req->method, "GET", 3) == 0) &&
+        !(req->method_len == 4 && memcmp(req->method, "HEAD", 4) == 0)) {
+        static const pt_header_kv_t allow[] = {{"Allow", "GET, HEAD"}};
+        pt_http_problem(req, 405, "method-not-allowed", "/metrics is read with GET.", allow, 1);
         return;
     }
     if (req->path.len == 19 && memcmp(req->path.p, "/admin/openapi.json", 19) == 0) {
@@ -1224,6 +1542,16 @@ void pt_admin_handle(pt_req_t *req)
     j->path = pt_arena_strndup(&j->a, req->path.p, req->path.len);
     j->query = pt_arena_strndup(&j->a, req->query.p != NULL ? req->query.p : "", req->query.len);
     j->auth = auth != NULL ? pt_arena_strndup(&j->a, auth->p, auth->len) : NULL;
+    {
+        const pt_str_t *ck = pt_http_header(req, "cookie"),
+                       *cs = pt_http_header(req, "x-csrf-token");
+        const pt_listener_rt_t *lrt = pt_http_listener(req);
+        j->cookie = ck != NULL ? pt_arena_strndup(&j->a, ck->p, ck->len) : NULL;
+        j->csrf = cs != NULL ? pt_arena_strndup(&j->a, cs->p, cs->len) : NULL;
+        j->tls = lrt != NULL && lrt->tls;
+        j->metrics = metrics;
+        j->metrics_open = metrics && !req->snap->snap->config->metrics.require_token;
+    }
     if (j->method == NULL || j->path == NULL || j->query == NULL || (auth != NULL && !j->auth)) {
         pt_http_problem(req, 500, "internal-error", "Out of memory.", NULL, 0);
         job_free(j);

@@ -75,7 +75,21 @@ static const char *const migration_3[] = {
     "CREATE INDEX webhook_deliveries_pending ON webhook_deliveries(node, state)",
     NULL};
 
-static const char *const *const migrations[] = {migration_1, migration_2, migration_3};
+/* Minute aggregates of the metrics (issue 9): a row per node, minute and
+ * series (kind http|process|pool|consumer); codes and hist are "k:n,..."
+ * lists (status or outcome codes; log-linear histogram buckets, see
+ * metrics/metrics.h). A node that restarts within a minute writes a second
+ * row for it: readers add rows up. */
+static const char *const migration_4[] = {
+    "CREATE TABLE metrics_minutes (node TEXT NOT NULL, environment TEXT NOT NULL, "
+    "minute BIGINT NOT NULL, kind TEXT NOT NULL, api TEXT NOT NULL, name TEXT NOT NULL, "
+    "method TEXT NOT NULL, n BIGINT NOT NULL, bytes_in BIGINT NOT NULL, "
+    "bytes_out BIGINT NOT NULL, sum_us BIGINT NOT NULL, sumsq DOUBLE PRECISION NOT NULL, "
+    "codes TEXT NOT NULL, hist TEXT NOT NULL)",
+    "CREATE INDEX metrics_minutes_node ON metrics_minutes(node, minute)",
+    "CREATE INDEX metrics_minutes_env ON metrics_minutes(environment, minute)", NULL};
+
+static const char *const *const migrations[] = {migration_1, migration_2, migration_3, migration_4};
 _Static_assert(sizeof(migrations) / sizeof(migrations[0]) == PT_STORE_SCHEMA_VERSION,
                "PT_STORE_SCHEMA_VERSION is the number of migrations");
 

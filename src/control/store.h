@@ -15,7 +15,7 @@
 #include "core/json.h"
 
 /* The schema version this build knows; a store with a newer one is refused. */
-#define PT_STORE_SCHEMA_VERSION 3
+#define PT_STORE_SCHEMA_VERSION 4
 
 typedef struct pt_store_s pt_store_t;
 

@@ -92,6 +92,9 @@ struct pt_worker_s {
     struct pt_procpool_s *authpool; /* password verifications (basic auth), off the loop */
     void *auth;                     /* the auth policy's per-worker state (cache) */
     pt_pstats_t pstats;             /* the policies' decisions (policy/stats.h) */
+    struct pt_wmetrics_s *metrics;  /* its metrics (metrics/metrics.h); written by its loop only */
+    void *sse;                      /* the dashboard's event streams on it (control/console.c) */
+    void (*sse_tick)(pt_worker_t *w); /* feeds them, from the tick */
     void (*finish_hooks[4])(pt_worker_t *w);
     unsigned nfinish_hooks;
     /* stats, read by nobody else for now (metrics issue) */

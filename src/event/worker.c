@@ -2,6 +2,7 @@
  * worker.c - I/O worker threads (see worker.h).
  */
 #include "event/worker.h"
+#include "metrics/metrics.h"
 
 #include <errno.h>
 #include <netinet/in.h>
@@ -168,6 +169,12 @@ int pt_worker_init(pt_worker_t *w, unsigned id, pt_snapshot_t *snap, void (*hand
         uv_loop_close(&w->loop);
         return UV_ENOMEM;
     }
+    w->metrics = calloc(1, sizeof(*w->metrics)); /* mmap'd: pages become memory when used */
+    if (w->metrics == NULL) {
+        pt_worker_wsnap_release(w->snap);
+        uv_loop_close(&w->loop);
+        return UV_ENOMEM;
+    }
     w->handler = handler;
     w->alog.sink = sink;
     pt_buf_init(&w->alog.buf, 0);
@@ -314,6 +321,8 @@ static void tick_cb(uv_timer_t *t)
     pt_worker_t *w = t->data;
     pt_worker_update_date(w);
     pt_access_log_commit(&w->alog, 1);
+    if (w->sse_tick != NULL)
+        w->sse_tick(w);
 }
 
 typedef struct start_s {
@@ -431,4 +440,6 @@ void pt_worker_join(pt_worker_t *w)
     }
     free(w->listeners);
     w->listeners = NULL;
+    free(w->metrics);
+    w->metrics = NULL;
 }

@@ -2,6 +2,7 @@
  * snapshot.c - building and releasing snapshots (see snapshot.h).
  */
 #include "gateway/snapshot.h"
+#include "metrics/metrics.h"
 #include "policy/policy.h"
 
 #include <openssl/ssl.h>
@@ -117,6 +118,7 @@ pt_snapshot_t *pt_snapshot_build(pt_config_t *cfg, uint64_t generation, char *er
         snprintf(err, errlen, "out of memory");
         goto fail;
     }
+    pt_metrics_assign(cfg);
     s->router = pt_router_build(&s->arena, cfg->apis, cfg->napis, err, errlen);
     if (s->router == NULL)
         goto fail;

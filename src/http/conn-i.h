@@ -63,10 +63,12 @@ struct pt_conn_s {
     unsigned handles_open;   /* tcp + timer; freed when both are closed */
     unsigned reading : 1;
     unsigned writing : 1;
-    unsigned waiting : 1;     /* a dispatched request has not been answered yet */
-    unsigned out_full : 1;    /* reads paused: too much output queued */
-    unsigned close_after : 1; /* close once the output is flushed */
-    unsigned closing : 1;     /* uv_close called or lingering */
+    unsigned waiting : 1;       /* a dispatched request has not been answered yet */
+    unsigned out_full : 1;      /* reads paused: too much output queued */
+    unsigned close_after : 1;   /* close once the output is flushed */
+    unsigned closing : 1;       /* uv_close called or lingering */
+    unsigned close_reason : 3;  /* pt_mclose_t, for the metrics (default: the client) */
+    unsigned close_counted : 1; /* counted in the metrics */
     unsigned lingering : 1;
     unsigned handshake_done : 1;
     unsigned peer_eof : 1; /* the client half-closed: close once answered */
@@ -95,7 +97,7 @@ int pt__conn_out_reserve(pt_conn_t *c, pt_buf_t *b, size_t extra);
 void pt__conn_out_release(pt_conn_t *c, pt_buf_t *b);
 int pt__conn_tls_drain(pt_conn_t *c);
 int pt__conn_send(pt_conn_t *c, const void *data, size_t len);
-void pt__conn_access_log(pt_conn_t *c, pt_req_t *req);
+void pt__conn_access_log(pt_conn_t *c, pt_req_t *req, uint64_t now_ns);
 
 /* server.c */
 void pt__conn_timer(pt_conn_t *c, conn_timer_t kind, uint64_t ms);

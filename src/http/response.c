@@ -748,7 +748,7 @@ const char *pt_http_peer(const pt_req_t *req)
 /* Appends the request's line to the worker's access log buffer. The line is
  * sized first and written with plain copies; a line that cannot be had in
  * memory is dropped whole, never written in part. */
-void pt__conn_access_log(pt_conn_t *c, pt_req_t *req)
+void pt__conn_access_log(pt_conn_t *c, pt_req_t *req, uint64_t now_ns)
 {
     pt_worker_t *w = c->worker;
     pt_buf_t *b = pt_access_log_buf(&w->alog);
@@ -756,12 +756,11 @@ void pt__conn_access_log(pt_conn_t *c, pt_req_t *req)
     const char *route = req->match.route ? req->match.route->name : NULL;
     size_t api_len = api ? strlen(api) : 0, route_len = route ? strlen(route) : 0;
     size_t subj_len = c->tls_subject ? strlen(c->tls_subject) : 0, peer_len = strlen(c->peer);
-    uint64_t now_ns, wall_ns, dur_us, ms;
+    uint64_t wall_ns, dur_us, ms;
     char *p;
 
     if (b == NULL)
         return;
-    now_ns = uv_hrtime();
     dur_us = (now_ns - req->start_ns) / 1000;
     wall_ns = (uint64_t)((int64_t)now_ns + w->wall_offset_ns);
     if (wall_ns / 1000000000u != w->log_sec) {

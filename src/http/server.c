@@ -10,6 +10,7 @@
  * is complete, so pipelined responses leave in order.
  */
 #include "http/http.h"
+#include "metrics/metrics.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -55,6 +56,7 @@ static void timer_cb(uv_timer_t *t)
         if (c->req == NULL || c->req->complete)
             break; /* the request arrived meanwhile */
         pt_log_debug("%s: %s timeout", c->peer, kind == TIMER_HEADER ? "header" : "body");
+        c->close_reason = PT_MC_TIMEOUT;
         if (c->req->resp_state == PT_RESP_NONE) {
             pt__conn_fail(c, 408, "request-timeout",
                           kind == TIMER_HEADER ? "The request head did not arrive in time."
@@ -67,6 +69,10 @@ static void timer_cb(uv_timer_t *t)
     case TIMER_HANDSHAKE:
     case TIMER_IDLE:
     case TIMER_LINGER:
+        if (kind != TIMER_LINGER)
+            c->close_reason = kind == TIMER_IDLE ? PT_MC_IDLE : PT_MC_TIMEOUT;
+        else if (c->close_reason == PT_MC_CLIENT)
+            c->close_reason = PT_MC_SERVER;
         pt__conn_close(c);
         break;
     case TIMER_NONE:
@@ -105,8 +111,11 @@ void pt__conn_finish_request(pt_conn_t *c)
     if (req == NULL)
         return;
     pt_wsnap_t *ws;
-    if (req->status != 0)
-        pt__conn_access_log(c, req);
+    if (req->status != 0) {
+        uint64_t now_ns = uv_hrtime();
+        pt__conn_access_log(c, req, now_ns);
+        pt_metrics_request(c, req, now_ns);
+    }
     /* the arena's cleanups (a dispatch kind's resources) run while the
      * snapshot the request started on is still held */
     ws = req->snap;
@@ -128,6 +137,8 @@ void pt__conn_fail(pt_conn_t *c, int status, const char *type, const char *detai
 {
     pt_req_t *req = c->req;
     c->close_after = 1;
+    if (c->close_reason == PT_MC_CLIENT)
+        c->close_reason = PT_MC_ERROR;
     if (req == NULL) {
         req = pt__req_new(c);
         if (req == NULL) {
@@ -407,6 +418,14 @@ void pt__conn_close(pt_conn_t *c)
         return;
     c->closing = 1;
     c->lingering = 0;
+    if (!c->close_counted && !c->noio && c->worker->metrics != NULL) {
+        pt_wmetrics_t *m = c->worker->metrics;
+        unsigned r = c->close_reason;
+        if (r == PT_MC_CLIENT && c->close_after && !c->peer_eof)
+            r = PT_MC_SERVER; /* the node said Connection: close */
+        c->close_counted = 1;
+        PT_M_INC(m->closed[r < PT_MC_MAX ? r : PT_MC_ERROR], 1);
+    }
     if (c->noio) {
         conn_release(c);
         return;
@@ -492,6 +511,8 @@ void pt__conn_flush(pt_conn_t *c)
             return;
         if (c->out.len > 0) {
             uv_buf_t b = uv_buf_init(c->out.data, (unsigned)c->out.len);
+            if (c->worker->metrics != NULL)
+                PT_M_INC(c->worker->metrics->tx, c->out.len);
             int n = uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
             if (n < 0 && n != UV_EAGAIN) {
                 pt__conn_close(c);
@@ -593,6 +614,9 @@ static void tls_input(pt_conn_t *c, const char *data, size_t len)
                              oe ? ERR_reason_error_string(oe) : "protocol error");
             }
             ERR_clear_error();
+            if (w->metrics != NULL)
+                PT_M_INC(w->metrics->tls_failed, 1);
+            c->close_reason = PT_MC_ERROR;
             /* send the alert, if any, then close */
             c->close_after = 1;
             if (c->out.len > 0 && !c->noio) {
@@ -605,6 +629,8 @@ static void tls_input(pt_conn_t *c, const char *data, size_t len)
             return;
         }
         tls_handshake_done(c);
+        if (w->metrics != NULL)
+            PT_M_INC(w->metrics->tls_ok, 1);
         pt__conn_tls_drain(c);
     }
     for (;;) {
@@ -661,6 +687,8 @@ static void read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
         pt__conn_close(c);
         return;
     }
+    if (c->worker->metrics != NULL)
+        PT_M_INC(c->worker->metrics->rx, (uint64_t)nread);
     if (c->lingering) {
         c->linger_bytes += (uint64_t)nread;
         if (c->linger_bytes > CONN_LINGER_MAX)
@@ -751,6 +779,8 @@ static void accept_cb(uv_stream_t *server, int status)
     w->conns = c;
     w->nconns++;
     w->accepted++;
+    if (w->metrics != NULL)
+        PT_M_INC(w->metrics->accepted, 1);
     if (uv_accept(server, (uv_stream_t *)&c->tcp) != 0) {
         pt__conn_close(c);
         return;

@@ -23,6 +23,7 @@
 #include "gateway/snapshot-t.h"
 #include "gateway/snapshot.h"
 #include "http/http.h"
+#include "metrics/metrics.h"
 #include "process/expr.h"
 #include "process/jschema.h"
 #include "connector/http.h"
@@ -1540,6 +1541,40 @@ static void exec_run(pt_job_t *job)
 }
 
 /* Back on the loop. */
+/* The execution's outcome, run time and sizes, and its wait in the queue,
+ * into the worker's metrics (on its loop). */
+static void exec_metrics(exec_t *x, pt_job_status_t status)
+{
+    pt_wmetrics_t *m = x->job.worker != NULL ? x->job.worker->metrics : NULL;
+    pt_mexec_t o;
+    uint64_t ran_us = 0;
+    if (m == NULL || !pt_metrics_enabled)
+        return;
+    if (status == PT_JOB_QUEUE_TIMEOUT)
+        o = PT_MX_QUEUE_TIMEOUT;
+    else if (status == PT_JOB_CANCELED ||
+             (x->ptype != NULL && (strcmp(x->ptype, "cancelled") == 0 ||
+                                   strcmp(x->ptype, "client-closed-request") == 0)))
+        o = PT_MX_CANCELED;
+    else if (x->ptype != NULL && strcmp(x->ptype, "execution-timeout") == 0)
+        o = PT_MX_TIMEOUT;
+    else if (x->status >= 500)
+        o = PT_MX_SERVER_ERROR;
+    else if (x->status >= 400)
+        o = PT_MX_CLIENT_ERROR;
+    else
+        o = PT_MX_OK;
+    if (x->job.started_ns != 0) {
+        if (status == PT_JOB_DONE)
+            ran_us = (x->job.ended_ns - x->job.started_ns) / 1000;
+        if (pt_metrics_qwait != 0)
+            pt_mseries_record(&m->series[pt_metrics_qwait], 1,
+                              (x->job.started_ns - x->job.queued_ns) / 1000, 0, 0);
+    }
+    pt_mseries_record(&m->series[x->proc->metric < PT_M_SERIES_MAX ? x->proc->metric : 0],
+                      (unsigned)o + 1, ran_us, x->body_len, x->out.len);
+}
+
 static void exec_done(pt_job_t *job, pt_job_status_t status)
 {
     exec_t *x = pt_container_of(job, exec_t, job);
@@ -1547,6 +1582,7 @@ static void exec_done(pt_job_t *job, pt_job_status_t status)
     pt_header_kv_t hdrs[HEADERS_OUT_MAX + 3];
     size_t nh = 0, i;
 
+    exec_metrics(x, status);
     if (req == NULL && (status == PT_JOB_QUEUE_TIMEOUT || status == PT_JOB_CANCELED)) {
         /* answered 202 before: its record says it never ran */
         fail(x, 503, "busy", "%s",

@@ -38,6 +38,11 @@ static char node_id[33];
 #define I(a, n) pt_json_int((a), (int64_t)(n))
 #define N(a, s) ((s) != NULL ? S(a, s) : pt_json_null(a))
 
+const char *pt_persist_node_id(void)
+{
+    return node_id;
+}
+
 int pt_persist_on(void)
 {
     return store != NULL;

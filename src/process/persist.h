@@ -28,6 +28,9 @@ int pt_persist_start(pt_store_t *store, const char *data_dir, const pt_snapshot_
 /* Writes what is dirty and stops the writer. */
 void pt_persist_stop(void);
 
+/* This node's id (kept in its data directory); "" before pt_persist_start. */
+const char *pt_persist_node_id(void);
+
 /* 1 when records are persisted. */
 int pt_persist_on(void);
 
