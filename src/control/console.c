@@ -96,7 +96,7 @@ static void hex(char *out, const unsigned char *in, size_t n)
 }
 
 /* The value of cookie PT_SESSION_COOKIE in a Cookie header: 64 hex, or 0. */
-static int cookie_value(const char *h, char out[65])
+int pt_session_cookie_value(const char *h, char out[65])
 {
     const char *p = h;
     size_t nl = strlen(PT_SESSION_COOKIE);
@@ -155,7 +155,7 @@ static int find_slot(const char *cookie_header, uint64_t now)
     char v[65];
     unsigned char key[32];
     unsigned i;
-    if (cookie_header == NULL || !cookie_value(cookie_header, v))
+    if (cookie_header == NULL || !pt_session_cookie_value(cookie_header, v))
         return -1;
     crypto_generichash(key, sizeof(key), (const unsigned char *)v, 64, NULL, 0);
     for (i = 0; i < SESSIONS; i++)

@@ -18,6 +18,10 @@ int pt_console_static(pt_req_t *req);
  * admin token; its cookie is HttpOnly, SameSite=Strict, Secure on TLS. */
 #define PT_SESSION_COOKIE "portico_session"
 
+/* The value of cookie PT_SESSION_COOKIE in a Cookie header: 1 with its 64
+ * characters copied out, 0 when absent or not 64 long. */
+int pt_session_cookie_value(const char *cookie_header, char out[65]);
+
 /* Creates a session for the token (id, name): its cookie value (64 hex)
  * and CSRF token (64 hex). 0, or -1 when the table is full of live ones. */
 int pt_session_create(const char *token_id, const char *name, char cookie[65], char csrf[65]);

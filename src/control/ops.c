@@ -2,6 +2,7 @@
  * ops.c - the changes of the control plane (see ops.h).
  */
 #include "control/ops.h"
+#include "metrics/metrics.h"
 
 #include <sodium.h>
 #include <stdarg.h>
@@ -171,6 +172,7 @@ static int finish(pt_control_t *c, pt_arena_t *a, pt_store_tx_t *tx, const char 
 {
     pt_snapshot_t *s = NULL;
     pt_db_error_t e;
+    uint64_t t0 = uv_hrtime();
     memset(&e, 0, sizeof(e));
     if (strcmp(env, pt_control_environment(c)) == 0) {
         pt_config_errors_t errs = {{0}, 0, 0};
@@ -183,6 +185,7 @@ static int finish(pt_control_t *c, pt_arena_t *a, pt_store_tx_t *tx, const char 
             r->errors = errors_json(a, &errs);
             pt_config_errors_free(&errs);
             pt_store_end(tx, 0, &e);
+            pt_metrics_deployment(0, uv_hrtime() - t0);
             return -1;
         }
         pt_config_errors_free(&errs);
@@ -196,6 +199,7 @@ static int finish(pt_control_t *c, pt_arena_t *a, pt_store_tx_t *tx, const char 
     if (s != NULL) {
         uint64_t gen = pt_control_publish(c, s);
         pt_json_object_set(a, doc, "generation", 10, I(a, (int64_t)gen));
+        pt_metrics_deployment(1, uv_hrtime() - t0);
     }
     return 0;
 }

@@ -2,6 +2,7 @@
  * dispatch.c - built-ins, routing and dispatch (see dispatch.h).
  */
 #include "gateway/dispatch.h"
+#include "http/trace.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -537,6 +538,8 @@ void pt_gateway_handle(pt_req_t *req)
         pt_admin_handle(req); /* the admin listener serves nothing else */
         return;
     }
+    if (s->config->tracing.traceparent)
+        pt_http_trace(req);
 
     if (req->path.len >= sizeof(BUILTIN_PREFIX) - 1 &&
         memcmp(req->path.p, BUILTIN_PREFIX, sizeof(BUILTIN_PREFIX) - 1) == 0) {

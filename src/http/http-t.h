@@ -81,6 +81,12 @@ struct pt_req_s {
     const char *error_detail;
     char request_id[PT_REQUEST_ID_MAX + 1];
     uint8_t request_id_len;
+    /* W3C trace context (http/trace.h), when `tracing.traceparent` is on */
+    unsigned traced : 1;
+    char trace_id[33];       /* the client's, or a new one */
+    char span_id[17];        /* the node's own hop */
+    char parent_span_id[17]; /* the client's span; "" when the trace starts here */
+    char trace_flags[3];
     pt_route_match_t match;
     /* hooks set by the handler at dispatch time (called on the worker thread) */
     void (*on_body)(pt_req_t *req, const char *data, size_t len); /* each body span */

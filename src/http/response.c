@@ -770,7 +770,7 @@ void pt__conn_access_log(pt_conn_t *c, pt_req_t *req, uint64_t now_ns)
         strftime(w->log_time, sizeof(w->log_time), "%Y-%m-%dT%H:%M:%S", &tm);
         w->log_sec = wall_ns / 1000000000u;
     }
-    if (pt_buf_reserve(b, 480 + 6 * 64 + req->request_id_len + peer_len + req->method_len +
+    if (pt_buf_reserve(b, 600 + 6 * 64 + req->request_id_len + peer_len + req->method_len +
                               6 * (req->path.len + api_len + route_len + subj_len)) != PT_OK)
         return;
     p = b->data + b->len;
@@ -825,6 +825,18 @@ void pt__conn_access_log(pt_conn_t *c, pt_req_t *req, uint64_t now_ns)
         PUT_LIT(p, ",\"user\":\"");
         PUT_JSON(p, req->user->name, strnlen(req->user->name, 64));
         *p++ = '"';
+    }
+    if (req->traced) {
+        PUT_LIT(p, ",\"trace_id\":\"");
+        PUT(p, req->trace_id, 32);
+        PUT_LIT(p, "\",\"span_id\":\"");
+        PUT(p, req->span_id, 16);
+        *p++ = '"';
+        if (req->parent_span_id[0] != '\0') {
+            PUT_LIT(p, ",\"parent_span_id\":\"");
+            PUT(p, req->parent_span_id, 16);
+            *p++ = '"';
+        }
     }
     if (c->tls_subject != NULL) {
         PUT_LIT(p, ",\"tls_client\":\"");

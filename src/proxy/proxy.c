@@ -1296,7 +1296,8 @@ typedef enum hdr_class_e {
     H_XFHOST,
     H_XFPORT,
     H_FORWARDED,
-    H_VIA
+    H_VIA,
+    H_TRACE /* traceparent: replaced by the node's own when the request is traced */
 } hdr_class_t;
 
 /* What becomes of a client header upstream. Dispatches on the length first
@@ -1319,6 +1320,8 @@ static hdr_class_t classify(const char *n, size_t len)
     case 10:
         return pt_str_ieq(n, len, "connection") || pt_str_ieq(n, len, "keep-alive") ? H_DROP
                                                                                     : H_PASS;
+    case 11:
+        return pt_str_ieq(n, len, "traceparent") ? H_TRACE : H_PASS;
     case 12:
         return pt_str_ieq(n, len, "x-request-id") ? H_DROP : H_PASS;
     case 14:
@@ -1409,6 +1412,10 @@ static int build_head(exchange_t *ex, pt_buf_t *b)
         case H_VIA:
             via = &h->value;
             continue;
+        case H_TRACE:
+            if (req->traced)
+                continue;
+            break;
         case H_DROP:
             continue;
         case H_PASS:
@@ -1478,6 +1485,16 @@ static int build_head(exchange_t *ex, pt_buf_t *b)
                                                     : "1.1 portico\r\nX-Request-Id: ");
     rc |= pt_buf_append(b, req->request_id, req->request_id_len);
     rc |= pt_buf_append(b, "\r\n", 2);
+    if (req->traced) {
+        /* the next hop's parent is this node's span */
+        rc |= pt_buf_append_str(b, "traceparent: 00-");
+        rc |= pt_buf_append(b, req->trace_id, 32);
+        rc |= pt_buf_append_char(b, '-');
+        rc |= pt_buf_append(b, req->span_id, 16);
+        rc |= pt_buf_append_char(b, '-');
+        rc |= pt_buf_append(b, req->trace_flags, 2);
+        rc |= pt_buf_append(b, "\r\n", 2);
+    }
     for (i = 0; i < u->request_headers.nset; i++) {
         rc |= pt_buf_append_str(b, u->request_headers.set[i].name);
         rc |= pt_buf_append(b, ": ", 2);
