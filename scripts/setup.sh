@@ -15,6 +15,7 @@ PKGS=(
   python3-jsonschema python3-zeep nodejs   # contract checks (zeep: a real SOAP client)
   libxml2-utils python3-xmlschema   # xmllint, and the WSDL/SOAP/XSD schemas it checks against
   python3-jwt python3-cryptography  # a real JWT library signs the tokens the auth tests present
+  chromium   # headless browser for the admin console test (tests/browser, driven by playwright-core)
   # benchmarks (bench/run.sh and ../shared/bench/peers.sh)
   nginx wrk util-linux procps
 )
@@ -25,10 +26,17 @@ for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
 done
 contracts() {
-  # third-party validators for the generated contracts (npm registry), pinned by
+  # npm test tools. Third-party validators for the generated contracts (npm registry), pinned by
   # tests/contracts/package-lock.json; installed once into tests/contracts/node_modules
   local dir; dir="$(cd "$(dirname "$0")/.." && pwd)/tests/contracts"
   if [ ! -d "$dir/node_modules/@apidevtools/swagger-parser" ] || [ ! -d "$dir/node_modules/soap" ]; then
+    command -v npm >/dev/null || $SUDO apt-get install -y -qq --no-install-recommends npm
+    (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error)
+  fi
+  # playwright-core drives Debian's chromium (no browser download), pinned by
+  # tests/browser/package-lock.json
+  dir="$(cd "$(dirname "$0")/.." && pwd)/tests/browser"
+  if [ ! -d "$dir/node_modules/playwright-core" ]; then
     command -v npm >/dev/null || $SUDO apt-get install -y -qq --no-install-recommends npm
     (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error)
   fi
