@@ -13,12 +13,15 @@
 #   the auth policy), a rate limit far above the load (nginx: limit_req per
 #   key; Portico: rate_limit) and the access log written (both buffered, to
 #   a file).
+#   METRICS_AB=1: a second Portico, the same but with `metrics: {enabled:
+#   false}`, joins the rounds; prints the metrics-on/off ratio (issue 9:
+#   recording costs <= 3% requests/s).
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 root=$(cd "$(dirname "$0")/.." && pwd)
 bin=${1:-$root/build/release/portico}
 ROUNDS=${ROUNDS:-3}; DUR=${DUR:-10s}; WARM=${WARM:-2s}; CONNS=${CONNS:-50}
-UP=18280; NGX=18281; PT=18282
+UP=18280; NGX=18281; PT=18282; PT2=18283
 for b in nginx wrk taskset curl; do command -v $b >/dev/null || { echo "missing $b: run scripts/setup.sh"; exit 1; }; done
 [ -x "$bin" ] || { echo "no portico binary at $bin (make build)"; exit 1; }
 run=$(mktemp -d); pids=()
@@ -99,7 +102,15 @@ EOF
 taskset -c 1 nginx -p "$run" -c "$run/up.conf" -e "$run/up.err" & pids+=($!); UPPID=$!
 taskset -c 1 nginx -p "$run" -c "$run/px.conf" -e "$run/px.err" & pids+=($!); NGXPID=$!
 taskset -c 1 "$bin" serve --config "$run/portico.yaml" 2> "$run/portico.err" & pids+=($!); PTPID=$!
-for u in "$scheme://localhost:$UP/" "http://127.0.0.1:$NGX/" "http://127.0.0.1:$PT/bench/"; do
+AB=${METRICS_AB:-}; targets="nginx portico"; urls=("$scheme://localhost:$UP/" "http://127.0.0.1:$NGX/" "http://127.0.0.1:$PT/bench/")
+if [ -n "$AB" ]; then
+  mkdir -p "$run/off"; cp -r "$run/apis" "$run/off/apis"
+  sed -e "s/127.0.0.1:$PT/127.0.0.1:$PT2/" -e "s#$run/pt.access#$run/off/pt.access#" "$run/portico.yaml" > "$run/off/portico.yaml"
+  printf 'metrics:\n  enabled: false\n' >> "$run/off/portico.yaml"
+  taskset -c 1 "$bin" serve --config "$run/off/portico.yaml" 2> "$run/off/portico.err" & pids+=($!); PT2PID=$!
+  targets="nginx portico portico-nometrics"; urls+=("http://127.0.0.1:$PT2/bench/")
+fi
+for u in "${urls[@]}"; do
   for _ in $(seq 1 100); do curl -fsS -k "${curlh[@]}" -o /dev/null "$u" 2>/dev/null && break; sleep 0.1; done
   [ "$(curl -fsS -k "${curlh[@]}" "$u")" = '{"ok":true}' ] || { echo "$u did not answer"; cat "$run/portico.err" "$run/px.err"; exit 1; }
 done
@@ -113,8 +124,8 @@ write_report_lua
 echo "== proxies${GW:+ (gateway: API key + rate limit + access log)}: nginx $(nginx -v 2>&1 | sed 's/.*\///') vs portico; upstream $scheme; wrk c=$CONNS on cpu0, upstream+proxy on cpu1; $ROUNDS rounds x $DUR"
 printf 'round\ttarget\trps\tp50_us\tp99_us\terrors\tproxy_ns_per_req\n' > "$run/r.tsv"
 for r in $(seq 1 "$ROUNDS"); do
-  for t in nginx portico; do
-    if [ $t = nginx ]; then u="$NGX/"; p=$ngxw; else u="$PT/bench/"; p=$PTPID; fi
+  for t in $targets; do
+    case $t in nginx) u="$NGX/"; p=$ngxw;; portico) u="$PT/bench/"; p=$PTPID;; *) u="$PT2/bench/"; p=$PT2PID;; esac
     wrk_run "$u" "$WARM" > /dev/null
     c0=$(cpu_ns "$p"); read -r rps p50 p99 errs < <(wrk_run "$u" "$DUR"); c1=$(cpu_ns "$p")
     ns=$(awk -v a="$c0" -v b="$c1" -v r="$rps" -v d="${DUR%s}" 'BEGIN{printf "%.0f", (b-a)/(r*d)}')
@@ -123,6 +134,10 @@ for r in $(seq 1 "$ROUNDS"); do
 done
 echo
 printf '%-8s %10s %8s %8s %14s\n' target rps p50_us p99_us proxy_ns/req
-for t in nginx portico; do printf '%-8s %10.0f %8s %8s %14s\n' $t "$(med "$run/r.tsv" $t 3)" "$(med "$run/r.tsv" $t 4)" "$(med "$run/r.tsv" $t 5)" "$(med "$run/r.tsv" $t 7)"; done
+for t in $targets; do printf '%-8s %10.0f %8s %8s %14s\n' $t "$(med "$run/r.tsv" $t 3)" "$(med "$run/r.tsv" $t 4)" "$(med "$run/r.tsv" $t 5)" "$(med "$run/r.tsv" $t 7)"; done
 awk -v a="$(med "$run/r.tsv" portico 3)" -v b="$(med "$run/r.tsv" nginx 3)" -v c="$(med "$run/r.tsv" portico 5)" -v d="$(med "$run/r.tsv" nginx 5)" -v e="$(med "$run/r.tsv" portico 7)" -v f="$(med "$run/r.tsv" nginx 7)" \
   'BEGIN{printf "ratio portico/nginx: rps %.3f (target >= 1.0), p99 %.3f (target <= 1.1), proxy CPU per request %.3f (target <= 1.0)\n", a/b, c/d, e/f}'
+if [ -n "$AB" ]; then
+  awk -v a="$(med "$run/r.tsv" portico 3)" -v b="$(med "$run/r.tsv" portico-nometrics 3)" -v c="$(med "$run/r.tsv" portico 5)" -v d="$(med "$run/r.tsv" portico-nometrics 5)" -v e="$(med "$run/r.tsv" portico 7)" -v f="$(med "$run/r.tsv" portico-nometrics 7)" \
+    'BEGIN{printf "metrics on/off: rps %.3f (target >= 0.97), p99 %.3f, CPU per request %.3f\n", a/b, c/d, e/f}'
+fi

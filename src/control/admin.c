@@ -646,6 +646,16 @@ static void status(job_t *j)
                        pt_json_string(&j->a, pt_store_kind(pt_control_store(pt_control)),
                                       strlen(pt_store_kind(pt_control_store(pt_control)))));
     pt_json_object_set(&j->a, doc, "store_ok", 8, pt_json_bool(&j->a, ok));
+    {
+        const pt_mnode_t *mn = pt_dash_node();
+        pt_json_object_set(
+            &j->a, doc, "node", 4,
+            pt_json_string(&j->a, mn->node ? mn->node : "", mn->node ? strlen(mn->node) : 0));
+        pt_json_object_set(&j->a, doc, "version", 7,
+                           pt_json_string(&j->a, PT_VERSION, strlen(PT_VERSION)));
+        pt_json_object_set(&j->a, doc, "started_ms", 10, pt_json_int(&j->a, pt_dash_started_ms()));
+        pt_json_object_set(&j->a, doc, "workers", 7, pt_json_int(&j->a, mn->workers));
+    }
     pt_json_object_set(&j->a, doc, "deployed", 8, ok ? rows : pt_json_null(&j->a));
     {
         uint64_t counts[PT_PSTAT_MAX];
@@ -1046,6 +1056,10 @@ static void dashboard_route(job_t *j, char **seg, size_t n)
     }
     if (window == 0) {
         fail(j, 400, "bad-request", "window is one of 1m 5m 15m 1h 6h 24h (or 60..86400 s).");
+        return;
+    }
+    if (rt != NULL && *rt && (api == NULL || *api == '\0')) {
+        fail(j, 400, "bad-request", "A route filter needs its API (api=).");
         return;
     }
     if (strcmp(seg[1], "stream") == 0) {
@@ -1491,7 +1505,9 @@ static void on_complete(pt_req_t *req)
         submit(l->job);
 }
 
-#include "control/admin-openapi.inc"
+/* src/control/admin-openapi.json, built in (cmake/embed_text.cmake) */
+extern const char pt_admin_openapi[];
+extern const size_t pt_admin_openapi_len;
 
 void pt_admin_handle(pt_req_t *req)
 {
@@ -1517,8 +1533,8 @@ void pt_admin_handle(pt_req_t *req)
     }
     if (req->path.len == 19 && memcmp(req->path.p, "/admin/openapi.json", 19) == 0) {
         static const pt_header_kv_t revalidate[] = {{"Cache-Control", "no-cache"}};
-        pt_http_respond(req, 200, revalidate, 1, "application/json", admin_openapi,
-                        sizeof(admin_openapi) - 1);
+        pt_http_respond(req, 200, revalidate, 1, "application/json", pt_admin_openapi,
+                        pt_admin_openapi_len);
         return;
     }
     if (req->content_length > (int64_t)BODY_MAX) {

@@ -570,7 +570,7 @@ static scons_t *cons_state(const char *name)
     if (D.ncons == CONS_MAX)
         return NULL;
     memset(&D.cons[D.ncons], 0, sizeof(D.cons[0]));
-    snprintf(D.cons[D.ncons].name, sizeof(D.cons[0].name), "%s", name);
+    memcpy(D.cons[D.ncons].name, name, strnlen(name, PT_M_NAME_MAX - 1));
     return &D.cons[D.ncons++];
 }
 
@@ -1110,7 +1110,7 @@ int pt_dash_summary(pt_buf_t *out, const char *api, const char *route, unsigned 
 {
     agg_t *g = calloc(1, sizeof(*g));
     macc_t *tot = calloc(1, sizeof(macc_t)), *pa = calloc(1, sizeof(macc_t));
-    int64_t now = wall_ms(), m, first, last;
+    int64_t now = wall_ms(), m, first, last, data_from;
     double secs;
     uint32_t id, n;
     size_t i, k;
@@ -1135,11 +1135,11 @@ int pt_dash_summary(pt_buf_t *out, const char *api, const char *route, unsigned 
     first = last - (int64_t)window_s / 60 + (window_s >= 60 ? 0 : 1);
     if (first > last)
         first = last;
-    secs = (double)(last - first) * 60 + (double)(now / 1000 - last * 60);
-    if (secs < 1)
-        secs = 1;
+    data_from = D.started_ms; /* or the oldest history row, read back from the store */
     for (m = first; m <= last; m++) {
         const mslot_t *s = &D.minutes[m % MINUTES];
+        if (s->minute == m && s->n > 0 && m * 60000 < data_from)
+            data_from = m * 60000;
         for (i = 0; s->minute == m && i < s->n; i++) {
             const mrow_t *r = &s->rows[i];
             macc_t *a;
@@ -1154,6 +1154,11 @@ int pt_dash_summary(pt_buf_t *out, const char *api, const char *route, unsigned 
         if (D.ser[id] != NULL && D.ser[id]->min.n > 0 && (a = agg_sid(g, id)) != NULL)
             acc_add(a, &D.ser[id]->min);
     }
+    /* rates over the span the window really covers: a node up for a minute
+       has a minute of traffic, not fifteen */
+    secs = (double)(now - (first * 60000 > data_from ? first * 60000 : data_from)) / 1000.0;
+    if (secs < 1)
+        secs = 1;
     for (i = 0; i <= D.ncons; i++) {
         const uint64_t *c = i < D.ncons ? D.cons[i].min : D.cons_other_min;
         uint32_t keys[6] = {0, 100, 200, 300, 400, 500};
@@ -1163,7 +1168,7 @@ int pt_dash_summary(pt_buf_t *out, const char *api, const char *route, unsigned 
 
     n = pt_metrics_nseries();
     head(out, window_s);
-    pt_buf_printf(out, "\"generated_ms\":%lld,", (long long)now);
+    pt_buf_printf(out, "\"generated_ms\":%lld,\"span_s\":%.0f,", (long long)now, secs);
     /* totals, codes, classes */
     for (id = 0; id < n; id++) {
         pt_mlabel_t l;
