@@ -468,6 +468,9 @@ static void sweep_history(int64_t now)
                    "DELETE FROM metrics_minutes WHERE minute < :old", "old",
                    I(&a, (now - (int64_t)D.node.history_ms) / 60000), NULL) != PT_OK)
         pt_log_warn("metrics: the history retention sweep failed: %s", e.message);
+    else
+        pt_log_debug("metrics: history before minute %lld deleted",
+                     (long long)((now - (int64_t)D.node.history_ms) / 60000));
     if (tx.conn != NULL)
         pt_store_end(&tx, 0, &e);
     pt_arena_destroy(&a);
@@ -762,6 +765,7 @@ static void *sampler_main(void *arg)
 {
     int64_t now, t;
     (void)arg;
+    sweep_history(wall_ms()); /* the retention, at start and then hourly */
     load_history();
     pthread_mutex_lock(&D.mu);
     D.cur_minute = wall_ms() / 60000;
