@@ -1044,6 +1044,7 @@ static unsigned window_param(job_t *j)
 static void dashboard_route(job_t *j, char **seg, size_t n)
 {
     const char *api = query_param(j, "api"), *rt = query_param(j, "route");
+    const char *env = query_param(j, "environment");
     unsigned window = window_param(j);
     int rc;
     if (n != 2) {
@@ -1058,6 +1059,10 @@ static void dashboard_route(job_t *j, char **seg, size_t n)
         fail(j, 400, "bad-request", "window is one of 1m 5m 15m 1h 6h 24h (or 60..86400 s).");
         return;
     }
+    if (env != NULL && *env && !pt_config_env_name_ok(env)) {
+        fail(j, 400, "bad-request", "environment is a name like dev or prod.");
+        return;
+    }
     if (rt != NULL && *rt && (api == NULL || *api == '\0')) {
         fail(j, 400, "bad-request", "A route filter needs its API (api=).");
         return;
@@ -1069,15 +1074,15 @@ static void dashboard_route(job_t *j, char **seg, size_t n)
     }
     j->out.len = 0;
     if (strcmp(seg[1], "series") == 0)
-        rc = pt_dash_series(&j->out, api, rt, window);
+        rc = pt_dash_series(&j->out, env, api, rt, window);
     else if (strcmp(seg[1], "summary") == 0)
-        rc = pt_dash_summary(&j->out, api, rt, window);
+        rc = pt_dash_summary(&j->out, env, api, rt, window);
     else {
         fail(j, 404, "not-found", "The dashboard has series, summary and stream.");
         return;
     }
     if (rc != 0)
-        fail(j, 500, "internal-error", "Out of memory.");
+        fail(j, 503, "unavailable", "The dashboard cannot read its data now (the store?).");
     else
         j->status = 200;
 }

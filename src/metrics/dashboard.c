@@ -217,9 +217,9 @@ static void row_free(mrow_t *r)
     free(r->code_n); /* the block's start (row_alloc) */
 }
 
-static mrow_t *row_add(int64_t minute)
+static mrow_t *row_add_in(mslot_t *slots, int64_t minute)
 {
-    mslot_t *s = &D.minutes[minute % MINUTES];
+    mslot_t *s = &slots[minute % MINUTES];
     if (s->minute != minute) {
         size_t i;
         for (i = 0; i < s->n; i++)
@@ -240,6 +240,22 @@ static mrow_t *row_add(int64_t minute)
 }
 
 /* One allocation holds a row's codes and histogram. */
+static mrow_t *row_add(int64_t minute)
+{
+    return row_add_in(D.minutes, minute);
+}
+
+static void slots_free(mslot_t *slots)
+{
+    size_t i, k;
+    for (i = 0; i < MINUTES; i++) {
+        for (k = 0; k < slots[i].n; k++)
+            row_free(&slots[i].rows[k]);
+        free(slots[i].rows);
+    }
+    free(slots);
+}
+
 static int row_alloc(mrow_t *r, unsigned ncodes, unsigned nh)
 {
     size_t sz = ncodes * (sizeof(uint32_t) + sizeof(uint64_t)) +
@@ -388,7 +404,9 @@ static int64_t jint(const pt_json_t *row, const char *k)
     return v != NULL ? (int64_t)pt_json_to_double(v) : 0;
 }
 
-/* The last 24 hours of this node's rows, and the retention sweep. */
+static void rows_into(mslot_t *slots, const pt_json_t *rows);
+
+/* The last 24 hours of this node's rows. */
 static void load_history(void)
 {
     pt_store_tx_t tx;
@@ -396,7 +414,6 @@ static void load_history(void)
     pt_arena_t a;
     pt_json_t *rows = NULL;
     int64_t now_min = wall_ms() / 60000;
-    size_t i;
     if (D.node.store == NULL)
         return;
     pt_arena_init(&a, NULL);
@@ -413,21 +430,32 @@ static void load_history(void)
     }
     pt_store_end(&tx, 0, &e);
     pthread_mutex_lock(&D.mu);
+    rows_into(D.minutes, rows);
+    pthread_mutex_unlock(&D.mu);
+    pt_arena_destroy(&a);
+}
+
+/* Store rows into minute slots (series ids assigned by their labels). */
+static void rows_into(mslot_t *slots, const pt_json_t *rows)
+{
+    size_t i;
+    uint64_t *h64 = malloc(sizeof(uint64_t) * PT_HIST_BUCKETS);
+    if (h64 == NULL)
+        return;
     for (i = 0; rows != NULL && i < rows->u.arr.n; i++) {
         const pt_json_t *row = rows->u.arr.items[i];
         const char *kind = jstr(row, "kind"), *codes = jstr(row, "codes"),
                    *hist = jstr(row, "hist");
         uint32_t k32[CODES_MAX];
-        uint64_t c64[CODES_MAX], *h64;
+        uint64_t c64[CODES_MAX];
         uint16_t h16[PT_HIST_BUCKETS];
         unsigned nc, nh;
         mrow_t *r;
-        h64 = D.tmp->hist; /* scratch */
         nc = parse_pairs(codes, k32, NULL, c64, CODES_MAX);
         nh = parse_pairs(hist, NULL, h16, h64, PT_HIST_BUCKETS);
-        if ((r = row_add(jint(row, "minute"))) == NULL || row_alloc(r, nc, nh) != 0) {
+        if ((r = row_add_in(slots, jint(row, "minute"))) == NULL || row_alloc(r, nc, nh) != 0) {
             if (r != NULL)
-                D.minutes[jint(row, "minute") % MINUTES].n--;
+                slots[jint(row, "minute") % MINUTES].n--;
             continue;
         }
         if (strcmp(kind, "consumer") == 0) {
@@ -449,9 +477,37 @@ static void load_history(void)
         memcpy(r->hidx, h16, nh * sizeof(*h16));
         memcpy(r->hn, h64, nh * sizeof(*h64));
     }
-    memset(D.tmp, 0, sizeof(*D.tmp));
-    pthread_mutex_unlock(&D.mu);
+    free(h64);
+}
+
+/* Another environment's minute rows (every node of it) since minute
+ * `first`, from the store: NULL when none can be read. */
+static mslot_t *load_env(const char *env, int64_t first)
+{
+    pt_store_tx_t tx;
+    pt_db_error_t e;
+    pt_arena_t a;
+    pt_json_t *rows = NULL;
+    mslot_t *slots;
+    if (D.node.store == NULL || (slots = calloc(MINUTES, sizeof(*slots))) == NULL)
+        return NULL;
+    pt_arena_init(&a, NULL);
+    memset(&e, 0, sizeof(e));
+    if (pt_store_begin(D.node.store, &tx, 0, &e) != PT_OK ||
+        pt_store_q(&tx, &a, PT_SQL_ROWS, &rows, &e,
+                   "SELECT * FROM metrics_minutes WHERE environment = :env AND minute >= :from",
+                   "env", S(&a, env), "from", I(&a, first), NULL) != PT_OK) {
+        pt_log_warn("metrics: the history of environment %s not read: %s", env, e.message);
+        if (tx.conn != NULL)
+            pt_store_end(&tx, 0, &e);
+        pt_arena_destroy(&a);
+        free(slots);
+        return NULL;
+    }
+    pt_store_end(&tx, 0, &e);
+    rows_into(slots, rows);
     pt_arena_destroy(&a);
+    return slots;
 }
 
 static void sweep_history(int64_t now)
@@ -918,22 +974,38 @@ static void json_spoint(pt_buf_t *b, const spoint_t *p, int64_t t_ms)
     pt_buf_append(b, "}", 1);
 }
 
-static void head(pt_buf_t *b, unsigned window_s)
+/* Another environment than the node's: its history, from the store. */
+static int remote_env(const char *env)
 {
+    return env != NULL && *env && strcmp(env, D.env) != 0;
+}
+
+static void head(pt_buf_t *b, const char *env, unsigned window_s)
+{
+    const char *e = remote_env(env) ? env : D.env;
     pt_buf_printf(b, "{\"environment\":\"");
-    pt_buf_append_json_str(b, D.env, strlen(D.env));
+    pt_buf_append_json_str(b, e, strlen(e));
     pt_buf_printf(b, "\",\"node\":\"");
     pt_buf_append_json_str(b, D.node_id, strlen(D.node_id));
     pt_buf_printf(b, "\",\"window_s\":%u,", window_s);
 }
 
-int pt_dash_series(pt_buf_t *out, const char *api, const char *route, unsigned window_s)
+int pt_dash_series(pt_buf_t *out, const char *env, const char *api, const char *route,
+                   unsigned window_s)
 {
     int64_t now = wall_ms() / 1000 - 1, t;
     macc_t *a;
+    mslot_t *remote = NULL;
+    const mslot_t *slots = D.minutes;
+    if (remote_env(env)) {
+        /* other nodes' minutes: whole minutes only */
+        if ((remote = load_env(env, wall_ms() / 60000 - (int64_t)window_s / 60)) == NULL)
+            return -1;
+        slots = remote;
+    }
     pthread_mutex_lock(&D.mu);
-    head(out, window_s);
-    if (window_s <= RING) {
+    head(out, env, window_s);
+    if (window_s <= RING && remote == NULL) {
         pt_buf_printf(out, "\"resolution_s\":1,\"points\":[");
         for (t = now - (int64_t)window_s + 1; t <= now; t++) {
             spoint_t p = point_at(api, route, t);
@@ -945,7 +1017,7 @@ int pt_dash_series(pt_buf_t *out, const char *api, const char *route, unsigned w
         int64_t m, last = D.cur_minute, first = last - (int64_t)window_s / 60 + 1;
         pt_buf_printf(out, "\"resolution_s\":60,\"points\":[");
         for (m = first; m <= last; m++) {
-            const mslot_t *s = &D.minutes[m % MINUTES];
+            const mslot_t *s = &slots[m % MINUTES];
             spoint_t p;
             size_t i;
             memset(a, 0, sizeof(*a));
@@ -957,7 +1029,7 @@ int pt_dash_series(pt_buf_t *out, const char *api, const char *route, unsigned w
                 if (l.kind == PT_MK_HTTP && label_match(&l, api, route))
                     acc_add_row(a, &s->rows[i]);
             }
-            if (m == last) {
+            if (m == last && remote == NULL) {
                 uint32_t id;
                 for (id = 0; id < PT_M_SERIES_MAX; id++)
                     if (D.ser[id] != NULL && D.ser[id]->label.kind == PT_MK_HTTP &&
@@ -972,10 +1044,14 @@ int pt_dash_series(pt_buf_t *out, const char *api, const char *route, unsigned w
         free(a);
     } else {
         pthread_mutex_unlock(&D.mu);
+        if (remote != NULL)
+            slots_free(remote);
         return -1;
     }
     pt_buf_printf(out, "]}");
     pthread_mutex_unlock(&D.mu);
+    if (remote != NULL)
+        slots_free(remote);
     return out->data != NULL ? 0 : -1;
 }
 
@@ -1110,8 +1186,11 @@ static int cons_cmp(const void *x, const void *y)
     return ta < tb ? 1 : ta > tb ? -1 : 0;
 }
 
-int pt_dash_summary(pt_buf_t *out, const char *api, const char *route, unsigned window_s)
+int pt_dash_summary(pt_buf_t *out, const char *env, const char *api, const char *route,
+                    unsigned window_s)
 {
+    mslot_t *remote = NULL;
+    const mslot_t *slots = D.minutes;
     agg_t *g = calloc(1, sizeof(*g));
     macc_t *tot = calloc(1, sizeof(macc_t)), *pa = calloc(1, sizeof(macc_t));
     int64_t now = wall_ms(), m, first, last, data_from;
@@ -1133,15 +1212,29 @@ int pt_dash_summary(pt_buf_t *out, const char *api, const char *route, unsigned 
         free(errs);
         return -1;
     }
-    nerrs = recent_errors(errs, ERRS_MAX, api, route, now - (int64_t)window_s * 1000);
-    pthread_mutex_lock(&D.mu);
-    last = D.cur_minute;
+    last = now / 60000;
     first = last - (int64_t)window_s / 60 + (window_s >= 60 ? 0 : 1);
     if (first > last)
         first = last;
-    data_from = D.started_ms; /* or the oldest history row, read back from the store */
+    if (remote_env(env)) {
+        /* another environment: its nodes' minutes from the store, no live part */
+        if ((remote = load_env(env, first)) == NULL) {
+            free(g);
+            free(tot);
+            free(pa);
+            free(errs);
+            return -1;
+        }
+        slots = remote;
+        nerrs = 0;
+        data_from = INT64_MAX;
+    } else {
+        nerrs = recent_errors(errs, ERRS_MAX, api, route, now - (int64_t)window_s * 1000);
+        data_from = D.started_ms; /* or the oldest history row, read back from the store */
+    }
+    pthread_mutex_lock(&D.mu);
     for (m = first; m <= last; m++) {
-        const mslot_t *s = &D.minutes[m % MINUTES];
+        const mslot_t *s = &slots[m % MINUTES];
         if (s->minute == m && s->n > 0 && m * 60000 < data_from)
             data_from = m * 60000;
         for (i = 0; s->minute == m && i < s->n; i++) {
@@ -1153,25 +1246,29 @@ int pt_dash_summary(pt_buf_t *out, const char *api, const char *route, unsigned 
                 acc_add_row(a, r);
         }
     }
-    for (id = 0; id < PT_M_SERIES_MAX; id++) {
+    for (id = 0; remote == NULL && id < PT_M_SERIES_MAX; id++) {
         macc_t *a;
         if (D.ser[id] != NULL && D.ser[id]->min.n > 0 && (a = agg_sid(g, id)) != NULL)
             acc_add(a, &D.ser[id]->min);
     }
+    if (data_from == INT64_MAX)
+        data_from = first * 60000;
     /* rates over the span the window really covers: a node up for a minute
        has a minute of traffic, not fifteen */
     secs = (double)(now - (first * 60000 > data_from ? first * 60000 : data_from)) / 1000.0;
     if (secs < 1)
         secs = 1;
-    for (i = 0; i <= D.ncons; i++) {
+    for (i = 0; remote == NULL && i <= D.ncons; i++) {
         const uint64_t *c = i < D.ncons ? D.cons[i].min : D.cons_other_min;
         uint32_t keys[6] = {0, 100, 200, 300, 400, 500};
         agg_consumer(g, i < D.ncons ? D.cons[i].name : "other", keys, c, 6);
     }
     pthread_mutex_unlock(&D.mu);
+    if (remote != NULL)
+        slots_free(remote);
 
     n = pt_metrics_nseries();
-    head(out, window_s);
+    head(out, env, window_s);
     pt_buf_printf(out, "\"generated_ms\":%lld,\"span_s\":%.0f,", (long long)now, secs);
     /* totals, codes, classes */
     for (id = 0; id < n; id++) {
@@ -1288,7 +1385,7 @@ int pt_dash_summary(pt_buf_t *out, const char *api, const char *route, unsigned 
     }
     {
         const macc_t *q = pt_metrics_qwait < PT_M_SERIES_MAX ? g->by_sid[pt_metrics_qwait] : NULL;
-        pt_procpool_t *pool = D.node.pool;
+        pt_procpool_t *pool = remote_env(env) ? NULL : D.node.pool;
         pt_buf_printf(out,
                       "],\"pool\":{\"threads\":%u,\"running\":%u,\"queued\":%u,\"max_queued\":%u,"
                       "\"queue_wait_p95_ms\":%.3f,\"queue_wait_avg_ms\":%.3f},",

@@ -41,9 +41,13 @@ int pt_dash_start(const pt_mnode_t *node);
 void pt_dash_stop(void);
 
 /* Dashboard documents (docs/observability.md); api/route NULL or "" = all.
- * 0, or -1 out of memory. */
-int pt_dash_series(pt_buf_t *out, const char *api, const char *route, unsigned window_s);
-int pt_dash_summary(pt_buf_t *out, const char *api, const char *route, unsigned window_s);
+ * env NULL, "" or the node's: the node's live data and history; another
+ * environment: the minute rows its nodes wrote to the store. 0, or -1 (out
+ * of memory, or the store cannot be read). */
+int pt_dash_series(pt_buf_t *out, const char *env, const char *api, const char *route,
+                   unsigned window_s);
+int pt_dash_summary(pt_buf_t *out, const char *env, const char *api, const char *route,
+                    unsigned window_s);
 /* The nodes that wrote history (store) and this one. */
 int pt_dash_nodes(pt_buf_t *out);
 

@@ -139,6 +139,11 @@ def test_history_retention_and_rows_of_the_store(control):
           "?, 0, 0, ?, 0, ?, ?)"
     db.execute(row, (node_id, now_min - 8 * 1440, 11, 1100, "200:11", "40:11"))  # past 7 days
     db.execute(row, (node_id, now_min - 10, 13, 1300, "200:12,500:1", "40:13"))  # recent
+    # two nodes of another environment sharing the store
+    other = "INSERT INTO metrics_minutes VALUES (?, 'prod', ?, 'http', 'shop', 'GET /items', " \
+            "'GET', ?, 0, 0, ?, 0, ?, ?)"
+    db.execute(other, ("node-a", now_min - 3, 100, 10000, "200:99,502:1", "40:100"))
+    db.execute(other, ("node-b", now_min - 2, 50, 5000, "200:50", "45:50"))
     db.commit()
     db.close()
     n.ports = {}
@@ -157,6 +162,22 @@ def test_history_retention_and_rows_of_the_store(control):
     g = route_row(s, "ghost", "GET /x")
     assert g is not None and g["requests"] == 13 and g["errors"] == 1
     assert summary(n, window="5m")["totals"]["requests"] == 0  # ten minutes ago
+    # the environment filter: prod's nodes, from the store
+    p = summary(n, window="15m", environment="prod")
+    assert p["environment"] == "prod"
+    assert p["totals"]["requests"] == 150 and p["totals"]["errors"] == 1
+    assert p["status_codes"] == {"200": 149, "502": 1}
+    assert p["recent_errors"] == [] and p["pool"]["running"] == 0
+    pts = n.admin.get("/admin/dashboard/series", params={"window": "15m",
+                                                         "environment": "prod"}).json()
+    assert pts["resolution_s"] == 60 and sum(x["requests"] for x in pts["points"]) == 150
+    assert summary(n, window="15m", environment="dev")["totals"]["requests"] == 13  # ghost
+    assert summary(n, window="15m", environment="staging")["totals"]["requests"] == 0
+    r = n.admin.get("/admin/dashboard/summary", params={"environment": "../x"})
+    assert r.status_code == 400
+    nodes = {x["node"]: x for x in n.admin.get("/admin/nodes").json()["items"]}
+    assert nodes["node-a"]["environment"] == "prod" and not nodes["node-a"]["this"]
+    assert nodes[node_id]["this"]
 
 
 def read_events(resp, want, timeout=6):
