@@ -228,8 +228,25 @@ check 200 -H "$H" "$A/apis/hello/diff?from=1&to=2"
 check 200 -X DELETE -H "$H" "$A/environments/smoke/apis/hello"
 check 404 "$u/hello/v1/greetings"
 check 409 -H "$H" -d '{"name": "smoke"}' "$A/environments"
+# observability: Prometheus, the dashboard's documents, a console session, its
+# CSRF check and the event stream (left open: the stop ends it)
+M="http://127.0.0.1:$aport"
+curl -fsS "$M/metrics" | grep -q '^portico_http_requests_total{api="hello"' || { echo "no metrics"; exit 1; }
+check 200 -H "$H" "$A/dashboard/summary?window=15m"
+check 200 -H "$H" "$A/dashboard/series?window=1h&api=hello"
+check 200 -H "$H" "$A/dashboard/summary?environment=other"
+check 400 -H "$H" "$A/dashboard/summary?window=7x"
+check 200 "$A/ui/"
+curl -fsS -c "$dir/jar" -d "{\"token\": \"$(cat "$dir/token")\"}" "$A/session" > "$dir/session.json"
+check 403 -b "$dir/jar" -d '{"name": "qa"}' "$A/environments"
+check 200 -b "$dir/jar" "$A/nodes"
+curl -sN -b "$dir/jar" --max-time 3 "$A/dashboard/stream" > "$dir/stream.txt" || true
+grep -q '^event: tick' "$dir/stream.txt" || { echo "no dashboard tick"; exit 1; }
+curl -sN -b "$dir/jar" "$A/dashboard/stream" > /dev/null 2>&1 & streampid=$!
+sleep 1
 kill -TERM "$pid"
 set +e; wait "$pid"; rc=$?; set -e; pid=""
+kill "$streampid" 2>/dev/null || true
 if [ "$rc" -ne 0 ]; then echo "valgrind/portico exit $rc (files in $dir with KEEP=1)"; cat "$dir/valgrind.log"; exit 1; fi
 grep -q "ERROR SUMMARY: 0 errors" "$dir/valgrind.log" || { cat "$dir/valgrind.log"; exit 1; }
 echo "valgrind: clean ($(grep -c '"status"' "$dir/access.log") requests logged; $(grep 'ERROR SUMMARY' "$dir/valgrind.log" | sed 's/==[0-9]*== //'))"

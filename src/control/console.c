@@ -213,6 +213,8 @@ typedef struct stream_s stream_t;
 
 struct stream_s {
     stream_t *prev, *next;
+    int linked;
+    pt_worker_t *w; /* (the request's snapshot is gone when its cleanups run) */
     pt_req_t *req;
     uint64_t seq;      /* the last tick sent */
     uint64_t quiet_ns; /* when something was last sent */
@@ -226,10 +228,10 @@ typedef struct sse_s {
 static void stream_unlink(void *data)
 {
     stream_t *s = data;
-    pt_worker_t *w = s->req->snap->worker;
-    sse_t *x = w->sse;
-    if (x == NULL)
+    sse_t *x = s->w->sse;
+    if (x == NULL || !s->linked)
         return;
+    s->linked = 0;
     if (s->prev != NULL)
         s->prev->next = s->next;
     else
@@ -297,6 +299,8 @@ void pt_console_stream(pt_req_t *req)
         return;
     }
     w->sse_tick = pt_console_tick;
+    s->w = w;
+    s->linked = 1;
     s->req = req;
     s->quiet_ns = uv_hrtime();
     s->next = ((sse_t *)w->sse)->streams;

@@ -126,6 +126,8 @@ void pt__conn_finish_request(pt_conn_t *c)
     if (ws != NULL)
         pt_worker_wsnap_release(ws);
     c->requests++;
+    if (c->worker->draining)
+        c->close_after = 1; /* a response whose head went out before the drain (a stream) */
     if (c->close_after)
         return; /* the flush that follows starts the close */
     pt__conn_timer(c, TIMER_IDLE, c->limits.keepalive_timeout_ms);

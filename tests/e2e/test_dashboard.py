@@ -239,14 +239,26 @@ def test_event_stream_moves_with_traffic(control):
 
 def test_stream_ends_when_the_node_stops(control):
     n = control("sqlite")
-    s, _ = login(n)
-    resp = s.get("http://127.0.0.1:%d/admin/dashboard/stream" % n.admin_port, stream=True,
-                 timeout=10)
-    assert read_events(resp, 1)
+    sock = socket.create_connection(("127.0.0.1", n.admin_port), timeout=10)
+    sock.sendall(b"GET /admin/dashboard/stream HTTP/1.1\r\nHost: a\r\nAuthorization: Bearer "
+                 + n.admin.token.encode() + b"\r\n\r\n")
+    got = b""
+    while b"event: tick" not in got:
+        chunk = sock.recv(65536)
+        assert chunk, got
+        got += chunk
+    assert got.startswith(b"HTTP/1.1 200") and b"Transfer-Encoding: chunked" in got
     t0 = time.time()
     rc = n.stop()
+    while True:  # the node ends the stream, then the connection
+        chunk = sock.recv(65536)
+        if not chunk:
+            break
+        got += chunk
+    sock.close()
     assert rc == 0
     assert time.time() - t0 < 8  # the stream does not hold the drain to its timeout
+    assert got.endswith(b"\r\n0\r\n\r\n"), got[-200:]  # a complete chunked body
     n.check_clean()
 
 
