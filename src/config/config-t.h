@@ -274,6 +274,7 @@ typedef struct pt_route_def_s {
     unsigned line;
     uint32_t metric;           /* its metrics series (metrics/metrics.h); the first of
                                   PT_M_METHODS consecutive ones for a "*" route */
+    uint32_t metric_head;      /* a GET route's series of HEAD requests */
     pt_policy_list_t policies; /* the route's own `policies:` */
     pt_policy_list_t *lchains; /* per listener index, when a listener has policies (node +
                                   listener + API + route); NULL otherwise */

@@ -393,6 +393,13 @@ static void conn_unlink(pt_conn_t *c)
 static void conn_release(pt_conn_t *c)
 {
     pt_wsnap_t *ws = c->req != NULL ? c->req->snap : NULL;
+    if (c->req != NULL && c->req->status != 0 && !c->noio) {
+        /* answered but never finished: refused before its body arrived (a 413
+           on Content-Length), or a response the client left (a stream) */
+        uint64_t now_ns = uv_hrtime();
+        pt__conn_access_log(c, c->req, now_ns);
+        pt_metrics_request(c, c->req, now_ns);
+    }
     if (c->req != NULL)
         c->req->aborted = 1; /* tells cleanups that the client is gone */
     c->req = NULL;

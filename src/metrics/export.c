@@ -7,6 +7,7 @@
 #include "metrics/dashboard.h"
 
 #include <dirent.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -150,6 +151,11 @@ static int consumer_cmp(const void *x, const void *y)
         return ta < tb ? 1 : -1;
     return strcmp(a->name, b->name);
 }
+
+#define NAMED_MAX 200 /* metrics.top_consumers at most */
+static pthread_mutex_t named_lock = PTHREAD_MUTEX_INITIALIZER;
+static char named[NAMED_MAX][PT_M_NAME_MAX];
+static size_t nnamed;
 
 typedef struct upstream_sum_s {
     char api[PT_M_NAME_MAX], target[PT_M_NAME_MAX];
@@ -362,16 +368,34 @@ int pt_metrics_prometheus(pt_buf_t *b)
         pt_buf_printf(b, "} %llu\n", (unsigned long long)s[id].out);
     }
 
-    /* consumers: the top ones by requests, the rest as "other" */
+    /* consumers: the named ones keep their series for the node's life, so
+       that "other" never goes down (a counter that falls reads as a reset):
+       the busiest at the scrape where there was room are named */
     qsort(cs, ncs, sizeof(*cs), consumer_cmp);
-    for (i = node->top_consumers; i < ncs; i++)
-        for (k = 0; k < 6; k++)
-            cother[k] += cs[i].n[k];
-    if (ncs > node->top_consumers)
-        ncs = node->top_consumers;
+    pthread_mutex_lock(&named_lock);
+    for (i = 0; i < ncs && nnamed < node->top_consumers && nnamed < NAMED_MAX; i++) {
+        for (j = 0; j < nnamed && strcmp(named[j], cs[i].name) != 0; j++)
+            ;
+        if (j == nnamed)
+            snprintf(named[nnamed++], PT_M_NAME_MAX, "%s", cs[i].name);
+    }
+    {
+        size_t keep = 0;
+        for (i = 0; i < ncs; i++) {
+            for (j = 0; j < nnamed && strcmp(named[j], cs[i].name) != 0; j++)
+                ;
+            if (j < nnamed)
+                cs[keep++] = cs[i];
+            else
+                for (k = 0; k < 6; k++)
+                    cother[k] += cs[i].n[k];
+        }
+        ncs = keep;
+    }
+    pthread_mutex_unlock(&named_lock);
     family(b, "portico_consumer_requests_total", "counter",
-           "Requests of authenticated users (the top ones; the rest as consumer=\"other\"), by "
-           "status class.");
+           "Requests of authenticated users (metrics.top_consumers of them by name, the rest as "
+           "consumer=\"other\"), by status class.");
     for (i = 0; i <= ncs; i++) {
         const uint64_t *c = i < ncs ? cs[i].n : cother;
         for (k = 1; k < 6; k++) {

@@ -244,6 +244,8 @@ void pt_metrics_assign(pt_config_t *cfg)
             rt->metric = strcmp(rt->method, "*") == 0
                              ? methods_base(PT_MK_HTTP, a->name, rt->name)
                              : pt_metrics_series(PT_MK_HTTP, a->name, rt->name, rt->method);
+            if (strcmp(rt->method, "GET") == 0) /* HEAD is answered by GET routes */
+                rt->metric_head = pt_metrics_series(PT_MK_HTTP, a->name, rt->name, "HEAD");
         }
         for (r = 0; r < a->nsoap_ops; r++)
             a->soap_ops[r].metric =

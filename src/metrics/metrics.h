@@ -188,6 +188,11 @@ struct pt_req_s;
 /* A finished request (on its worker's loop). */
 void pt_metrics_request(struct pt_conn_s *c, struct pt_req_s *req, uint64_t now_ns);
 
+/* A proxied attempt that failed and was retried on another target (the
+ * request's own outcome is counted when it ends). */
+struct pt_worker_s;
+void pt_metrics_upstream_failed(struct pt_worker_s *w, const char *api, const char *target);
+
 /* 1 unless `metrics: {enabled: false}` (set at start). */
 extern int pt_metrics_enabled;
 

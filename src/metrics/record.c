@@ -9,6 +9,17 @@
 #include "gateway/router.h"
 #include "http/conn-i.h"
 
+void pt_metrics_upstream_failed(pt_worker_t *w, const char *api, const char *target)
+{
+    pt_mupstream_t *u;
+    if (w->metrics == NULL || !pt_metrics_enabled)
+        return;
+    if ((u = pt_metrics_upstream(w->metrics, api, target)) != NULL)
+        PT_M_INC(u->n[0], 1);
+    else
+        PT_M_INC(w->metrics->upstream_other, 1);
+}
+
 void pt_metrics_request(pt_conn_t *c, pt_req_t *req, uint64_t now_ns)
 {
     pt_worker_t *w = c->worker;
@@ -30,7 +41,9 @@ void pt_metrics_request(pt_conn_t *c, pt_req_t *req, uint64_t now_ns)
     mc = req->method != NULL ? pt_metrics_method_class(req->method, req->method_len)
                              : PT_M_METHODS - 1;
     if (route != NULL)
-        id = route->metric != 0 && route->method[0] == '*' ? route->metric + mc : route->metric;
+        id = route->metric != 0 && route->method[0] == '*' ? route->metric + mc
+             : mc == 1 && route->metric_head != 0          ? route->metric_head
+                                                           : route->metric;
     else if (api != NULL)
         id = api->metric_any != 0 ? api->metric_any + mc : 0;
     else

@@ -11,6 +11,7 @@
  * too much response waits for the client.
  */
 #include "proxy/proxy.h"
+#include "metrics/metrics.h"
 
 #include <arpa/inet.h>
 #include <llhttp.h>
@@ -1255,6 +1256,8 @@ static void ex_error(exchange_t *ex, int nothing_sent, int status, const char *t
         goto fail;
     pt_log_info("%.*s: upstream %s of API \"%s\": %s; retrying on %s", (int)req->request_id_len,
                 req->request_id, ex->target->key, ex->pa->api->name, detail, next->key);
+    /* the failed attempt counts against its target, though the request may yet succeed */
+    pt_metrics_upstream_failed(req->snap->worker, ex->pa->api->name, ex->target->key);
     ex->up = NULL;
     up->ex = NULL;
     up_close(up);
