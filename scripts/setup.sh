@@ -16,6 +16,8 @@ PKGS=(
   libxml2-utils python3-xmlschema   # xmllint, and the WSDL/SOAP/XSD schemas it checks against
   python3-jwt python3-cryptography  # a real JWT library signs the tokens the auth tests present
   chromium   # headless browser for the admin console test (tests/browser, driven by playwright-core)
+  prometheus python3-yaml   # a real Prometheus scrapes /metrics and runs the documented rules and
+                            # dashboard queries; promtool checks them (tests/e2e/test_metrics.py)
   # benchmarks (bench/run.sh and ../shared/bench/peers.sh)
   nginx wrk util-linux procps
 )
