@@ -61,6 +61,9 @@ The control plane (docs/admin-api.md): every revision is kept; push, deploy, rol
   curl http://127.0.0.1:8080/hello/v1/greetings
   $bin rollback hello --env dev                                (back to revision 1)
   $bin deployments --env dev
+
+The console and live dashboard (docs/observability.md): http://127.0.0.1:9901/admin/ui/
+  log in with the token in $work/admin.token; Prometheus: curl http://127.0.0.1:9901/metrics
 Ctrl-C stops it (gracefully); kill -HUP <pid> reloads $work/portico.yaml and $work/apis/.
 
 MSG

@@ -108,12 +108,13 @@ typedef struct exec_s {
     char *soap_action;    /* SOAPAction (1.1) or the action parameter (1.2); NULL when none */
     atomic_int abandoned; /* the client left before the execution started: it does not run */
     char request_id[40];
-    char exec_id[33];   /* X-Execution-Id: random, the key of the execution record */
-    pt_exec_rec_t *rec; /* its record (general mode, async, or waited for at most a while) */
-    uint32_t wait_ms;   /* answer 202 past this (X-Max-Wait or the route's max_wait); 0: no */
-    int async;          /* answer 202 at once */
-    uv_timer_t *timer;  /* wait_ms's timer (on the worker's loop) */
-    char *status_link;  /* absolute URL of the record */
+    char traceparent[56]; /* the request's trace, for http steps ("" when not traced) */
+    char exec_id[33];     /* X-Execution-Id: random, the key of the execution record */
+    pt_exec_rec_t *rec;   /* its record (general mode, async, or waited for at most a while) */
+    uint32_t wait_ms;     /* answer 202 past this (X-Max-Wait or the route's max_wait); 0: no */
+    int async;            /* answer 202 at once */
+    uv_timer_t *timer;    /* wait_ms's timer (on the worker's loop) */
+    char *status_link;    /* absolute URL of the record */
     uint64_t retention_ms, max_result;
     int drop_large;
     char *client_webhook; /* X-Portico-Webhook (an allowed host), or NULL */
@@ -1027,7 +1028,7 @@ static int step_http(run_t *r, const pt_step_def_t *st, pt_json_t **result)
         return PT_ERROR;
     }
     call.url = cd != NULL ? pt_arena_printf(&x->arena, "%s%s", cd->target, v->u.str.p) : v->u.str.p;
-    call.headers = pt_arena_calloc(&x->arena, sizeof(*call.headers) * (st->nhttp_headers + 1));
+    call.headers = pt_arena_calloc(&x->arena, sizeof(*call.headers) * (st->nhttp_headers + 2));
     if (call.url == NULL || call.headers == NULL)
         return PT_ENOMEM;
     for (i = 0; i < st->nhttp_headers; i++) {
@@ -1038,6 +1039,13 @@ static int step_http(run_t *r, const pt_step_def_t *st, pt_json_t **result)
         call.headers[call.nheaders].value =
             hv->type == PT_JSON_STRING ? (char *)hv->u.str.p : (char *)"";
         call.nheaders++;
+    }
+    /* the call is a hop of the request's trace, unless the step sets its own */
+    for (i = 0; i < call.nheaders && strcasecmp(call.headers[i].name, "traceparent") != 0; i++)
+        ;
+    if (x->traceparent[0] != '\0' && i == call.nheaders) {
+        call.headers[call.nheaders].name = "traceparent";
+        call.headers[call.nheaders++].value = x->traceparent;
     }
     if (st->http_body != NULL) {
         pt_json_t *b;
@@ -1847,6 +1855,9 @@ static void start(pt_req_t *req, const pt_route_def_t *route, int soap)
     x->wait_ms = route->max_wait_ms;
     snprintf(x->request_id, sizeof(x->request_id), "%.*s", (int)req->request_id_len,
              req->request_id);
+    if (req->traced)
+        snprintf(x->traceparent, sizeof(x->traceparent), "00-%s-%s-%s", req->trace_id, req->span_id,
+                 req->trace_flags);
     pt_records_new_id(x->exec_id);
     x->want_xml = pt_http_prefers_xml(req);
     {

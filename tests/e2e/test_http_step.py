@@ -59,6 +59,7 @@ class Echo(BaseHTTPRequestHandler):
             return
         out = json.dumps({"method": self.command, "path": self.path,
                           "trace": self.headers.get("X-Trace"),
+                          "traceparent": self.headers.get("traceparent"),
                           "ctype": self.headers.get("Content-Type"),
                           "body": body}).encode()
         self.send_response(200)
@@ -170,6 +171,20 @@ def test_get_through_a_connection(node):
     assert res["body"]["method"] == "GET"
     assert res["body"]["path"].startswith("/items/7?q=")
     assert res["body"]["trace"] == "t-acme"
+
+
+def test_calls_carry_the_request_trace(node):
+    trace, parent = "4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7"
+    r = requests.get(node.url("/calls/get/7"), params={"q": "x"},
+                     headers={"traceparent": "00-%s-%s-01" % (trace, parent)}, timeout=10)
+    assert r.status_code == 200, r.text
+    tp = r.json()["body"]["traceparent"].split("-")
+    # the same trace; the node's span is the call's parent
+    assert tp[0] == "00" and tp[1] == trace and tp[2] != parent and len(tp[2]) == 16
+    assert tp[3] == "01"
+    r = requests.get(node.url("/calls/get/8"), params={"q": "x"}, timeout=10)
+    tp2 = r.json()["body"]["traceparent"].split("-")
+    assert tp2[1] != trace and len(tp2[1]) == 32  # a trace started by the node
 
 
 def test_post_json_body(node):
