@@ -442,7 +442,6 @@ static int serve(const char *config_path)
             abort();
         }
     }
-    pt_policy_stats_register(n.workers, n.nworkers);
     mblocks = calloc(n.nworkers, sizeof(*mblocks));
     if (mblocks != NULL) {
         for (i = 0; i < n.nworkers; i++)
@@ -483,7 +482,6 @@ static int serve(const char *config_path)
     pt_health_stop(n.health);
     n.health = NULL;
     pt_dash_stop();
-    pt_policy_stats_register(NULL, 0);
     pt_metrics_register(NULL, 0);
     free(mblocks);
     for (i = 0; i < n.nworkers; i++) {

@@ -14,7 +14,6 @@
 #include "core/log.h"
 #include "gateway/snapshot-t.h"
 #include "http/http-t.h"
-#include "policy/stats.h"
 
 #define PT_WORKER_READ_BUF  65536
 #define PT_WORKER_TLS_BUF   (16384 + 512)
@@ -91,7 +90,6 @@ struct pt_worker_s {
     struct pt_procpool_s *procpool; /* the node's process pool (set before the worker starts) */
     struct pt_procpool_s *authpool; /* password verifications (basic auth), off the loop */
     void *auth;                     /* the auth policy's per-worker state (cache) */
-    pt_pstats_t pstats;             /* the policies' decisions (policy/stats.h) */
     struct pt_wmetrics_s *metrics;  /* its metrics (metrics/metrics.h); written by its loop only */
     void *sse;                      /* the dashboard's event streams on it (control/console.c) */
     void (*sse_tick)(pt_worker_t *w); /* feeds them, from the tick */

@@ -557,21 +557,21 @@ static void delta(macc_t *d, const pt_mseries_sum_t *cur, const pt_mseries_sum_t
 {
     unsigned i, j;
     memset(d, 0, offsetof(macc_t, hist));
-    d->n = cur->count - prev->count;
+    d->n = cur->h.count - prev->h.count;
     if (d->n == 0) {
         memset(d->hist, 0, sizeof(d->hist));
         return;
     }
-    d->in = cur->bytes_in - prev->bytes_in;
-    d->out = cur->bytes_out - prev->bytes_out;
-    d->sum_us = cur->sum_us - prev->sum_us;
-    d->sumsq = cur->sumsq - prev->sumsq;
-    for (i = 0; i < cur->ncodes; i++) {
+    d->in = cur->h.bytes_in - prev->h.bytes_in;
+    d->out = cur->h.bytes_out - prev->h.bytes_out;
+    d->sum_us = cur->h.sum_us - prev->h.sum_us;
+    d->sumsq = cur->h.sumsq - prev->h.sumsq;
+    for (i = 0; i < cur->h.ncodes; i++) {
         uint64_t before = 0;
-        for (j = 0; j < prev->ncodes; j++)
-            if (prev->code_key[j] == cur->code_key[i])
-                before = prev->code_n[j];
-        acc_code(d, cur->code_key[i], cur->code_n[i] - before);
+        for (j = 0; j < prev->h.ncodes; j++)
+            if (prev->h.code_key[j] == cur->h.code_key[i])
+                before = prev->h.code_n[j];
+        acc_code(d, cur->h.code_key[i], cur->h.code_n[i] - before);
     }
     for (i = 0; i < PT_HIST_BUCKETS; i++)
         d->hist[i] = cur->hist[i] - prev->hist[i];
@@ -787,7 +787,7 @@ static void sample(int64_t t)
         memset(D.tmp, 0, sizeof(*D.tmp));
         for (x = 0; x < nw; x++)
             pt_mseries_add(D.tmp, &w[x]->series[id]);
-        if (D.tmp->count == 0 && s == NULL)
+        if (D.tmp->h.count == 0 && s == NULL)
             continue;
         if (s == NULL) {
             if ((s = D.ser[id] = calloc(1, sizeof(*s))) == NULL)

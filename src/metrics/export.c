@@ -8,6 +8,7 @@
 
 #include <dirent.h>
 #include <pthread.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -80,49 +81,13 @@ static void histogram(pt_buf_t *b, const char *name, const char *labels, const u
 
 typedef struct lsum_s { /* a series summed over the workers, without its fine histogram */
     pt_mlabel_t l;
-    uint64_t count, in, out, sum_us;
-    uint32_t code_key[PT_M_CODES * 4];
-    uint64_t code_n[PT_M_CODES * 4];
-    unsigned ncodes;
-    uint64_t code_other;
-    uint64_t prom[PT_PROM_BUCKETS];
+    pt_mseries_head_t h;
 } lsum_t;
-
-static void lsum_add(lsum_t *o, const pt_mseries_t *s)
-{
-    unsigned i, j;
-    uint64_t c = atomic_load_explicit(&s->count, memory_order_relaxed);
-    if (c == 0)
-        return;
-    o->count += c;
-    o->in += atomic_load_explicit(&s->bytes_in, memory_order_relaxed);
-    o->out += atomic_load_explicit(&s->bytes_out, memory_order_relaxed);
-    o->sum_us += atomic_load_explicit(&s->sum_us, memory_order_relaxed);
-    o->code_other += atomic_load_explicit(&s->code_other, memory_order_relaxed);
-    for (i = 0; i < PT_PROM_BUCKETS; i++)
-        o->prom[i] += atomic_load_explicit(&s->prom[i], memory_order_relaxed);
-    for (i = 0; i < PT_M_CODES; i++) {
-        uint32_t k = atomic_load_explicit(&s->code_key[i], memory_order_acquire);
-        if (k == 0)
-            break;
-        for (j = 0; j < o->ncodes && o->code_key[j] != k; j++)
-            ;
-        if (j == o->ncodes) {
-            if (j == PT_M_CODES * 4) {
-                o->code_other += atomic_load_explicit(&s->code_n[i], memory_order_relaxed);
-                continue;
-            }
-            o->code_key[o->ncodes++] = k;
-            o->code_n[j] = 0;
-        }
-        o->code_n[j] += atomic_load_explicit(&s->code_n[i], memory_order_relaxed);
-    }
-}
 
 /* The counts can be read while a worker adds to them: a count may be read
  * before its bucket. The exposition keeps its own rules anyway: the +Inf
  * bucket is the count, never less than the finite buckets. */
-static void lsum_settle(lsum_t *o)
+static void lsum_settle(pt_mseries_head_t *o)
 {
     uint64_t sum = 0;
     unsigned k;
@@ -162,6 +127,54 @@ typedef struct upstream_sum_s {
     uint64_t n[6], retries, connects, connect_us, ttfb_us, ttfb_n;
     uint64_t prom[PT_PROM_BUCKETS];
 } upstream_sum_t;
+
+/* {api="..",target=".." (no closing brace) */
+static void upstream_labels(pt_buf_t *b, const upstream_sum_t *u)
+{
+    pt_buf_printf(b, "{api=\"");
+    lv(b, u->api);
+    pt_buf_printf(b, "\",target=\"");
+    lv(b, u->target);
+    pt_buf_printf(b, "\"");
+}
+
+/* A counter family of the upstream targets: the uint64_t at `field` of
+ * each, divided by `scale` (1e6: microseconds as seconds). */
+static void upstream_counter(pt_buf_t *b, const upstream_sum_t *us, size_t nus, const char *name,
+                             const char *help, size_t field, double scale)
+{
+    size_t i;
+    family(b, name, "counter", help);
+    for (i = 0; i < nus; i++) {
+        uint64_t v;
+        memcpy(&v, (const char *)&us[i] + field, sizeof(v));
+        pt_buf_printf(b, "%s", name);
+        upstream_labels(b, &us[i]);
+        if (scale == 1)
+            pt_buf_printf(b, "} %llu\n", (unsigned long long)v);
+        else
+            pt_buf_printf(b, "} %.6f\n", (double)v / scale);
+    }
+}
+
+/* The request (out 0) or response (out 1) bytes of the series of a kind. */
+static void sizes(pt_buf_t *b, const lsum_t *s, uint32_t n, pt_mkind_t kind, const char *name,
+                  const char *help, int out)
+{
+    uint32_t id;
+    family(b, name, "counter", help);
+    for (id = 0; id < n; id++) {
+        if (s[id].l.kind != kind || s[id].h.count == 0)
+            continue;
+        pt_buf_printf(b, "%s", name);
+        if (kind == PT_MK_HTTP)
+            http_labels(b, &s[id].l);
+        else
+            proc_labels(b, &s[id].l);
+        pt_buf_printf(b, "} %llu\n",
+                      (unsigned long long)(out ? s[id].h.bytes_out : s[id].h.bytes_in));
+    }
+}
 
 static void process_stats(pt_buf_t *b)
 {
@@ -248,8 +261,8 @@ int pt_metrics_prometheus(pt_buf_t *b)
     for (id = 0; id < n; id++) {
         pt_metrics_label(id, &s[id].l);
         for (x = 0; x < nw; x++)
-            lsum_add(&s[id], &w[x]->series[id]);
-        lsum_settle(&s[id]);
+            pt_mseries_add_head(&s[id].h, &w[x]->series[id]);
+        lsum_settle(&s[id].h);
     }
     for (x = 0; x < nw; x++) {
         const pt_wmetrics_t *m = w[x];
@@ -324,49 +337,35 @@ int pt_metrics_prometheus(pt_buf_t *b)
     family(b, "portico_http_requests_total", "counter",
            "Requests answered, by API, route, method and status code.");
     for (id = 0; id < n; id++) {
-        if (s[id].l.kind != PT_MK_HTTP || s[id].count == 0)
+        if (s[id].l.kind != PT_MK_HTTP || s[id].h.count == 0)
             continue;
-        for (k = 0; k < s[id].ncodes; k++) {
+        for (k = 0; k < s[id].h.ncodes; k++) {
             pt_buf_printf(b, "portico_http_requests_total");
             http_labels(b, &s[id].l);
-            pt_buf_printf(b, ",code=\"%u\"} %llu\n", s[id].code_key[k],
-                          (unsigned long long)s[id].code_n[k]);
+            pt_buf_printf(b, ",code=\"%u\"} %llu\n", s[id].h.code_key[k],
+                          (unsigned long long)s[id].h.code_n[k]);
         }
-        if (s[id].code_other > 0) {
+        if (s[id].h.code_other > 0) {
             pt_buf_printf(b, "portico_http_requests_total");
             http_labels(b, &s[id].l);
-            pt_buf_printf(b, ",code=\"other\"} %llu\n", (unsigned long long)s[id].code_other);
+            pt_buf_printf(b, ",code=\"other\"} %llu\n", (unsigned long long)s[id].h.code_other);
         }
     }
     family(b, "portico_http_request_duration_seconds", "histogram",
            "Time from a request's first byte to its last response byte queued.");
     for (id = 0; id < n; id++) {
-        if (s[id].l.kind != PT_MK_HTTP || s[id].count == 0)
+        if (s[id].l.kind != PT_MK_HTTP || s[id].h.count == 0)
             continue;
         lab.len = 0;
         http_labels(&lab, &s[id].l);
         pt_buf_append(&lab, "", 1);
-        histogram(b, "portico_http_request_duration_seconds", lab.data, s[id].prom, s[id].count,
-                  (double)s[id].sum_us / 1e6);
+        histogram(b, "portico_http_request_duration_seconds", lab.data, s[id].h.prom, s[id].h.count,
+                  (double)s[id].h.sum_us / 1e6);
     }
-    family(b, "portico_http_request_size_bytes_total", "counter",
-           "Request bytes received (head and body).");
-    for (id = 0; id < n; id++) {
-        if (s[id].l.kind != PT_MK_HTTP || s[id].count == 0)
-            continue;
-        pt_buf_printf(b, "portico_http_request_size_bytes_total");
-        http_labels(b, &s[id].l);
-        pt_buf_printf(b, "} %llu\n", (unsigned long long)s[id].in);
-    }
-    family(b, "portico_http_response_size_bytes_total", "counter",
-           "Response bytes sent (head and body).");
-    for (id = 0; id < n; id++) {
-        if (s[id].l.kind != PT_MK_HTTP || s[id].count == 0)
-            continue;
-        pt_buf_printf(b, "portico_http_response_size_bytes_total");
-        http_labels(b, &s[id].l);
-        pt_buf_printf(b, "} %llu\n", (unsigned long long)s[id].out);
-    }
+    sizes(b, s, n, PT_MK_HTTP, "portico_http_request_size_bytes_total",
+          "Request bytes received (head and body).", 0);
+    sizes(b, s, n, PT_MK_HTTP, "portico_http_response_size_bytes_total",
+          "Response bytes sent (head and body).", 1);
 
     /* consumers: the named ones keep their series for the node's life, so
        that "other" never goes down (a counter that falls reads as a reset):
@@ -415,51 +414,27 @@ int pt_metrics_prometheus(pt_buf_t *b)
         for (k = 0; k < 6; k++) {
             if (us[i].n[k] == 0)
                 continue;
-            pt_buf_printf(b, "portico_upstream_requests_total{api=\"");
-            lv(b, us[i].api);
-            pt_buf_printf(b, "\",target=\"");
-            lv(b, us[i].target);
+            pt_buf_printf(b, "portico_upstream_requests_total");
+            upstream_labels(b, &us[i]);
             if (k == 0)
-                pt_buf_printf(b, "\",class=\"none\"} %llu\n", (unsigned long long)us[i].n[k]);
+                pt_buf_printf(b, ",class=\"none\"} %llu\n", (unsigned long long)us[i].n[k]);
             else
-                pt_buf_printf(b, "\",class=\"%uxx\"} %llu\n", k, (unsigned long long)us[i].n[k]);
+                pt_buf_printf(b, ",class=\"%uxx\"} %llu\n", k, (unsigned long long)us[i].n[k]);
         }
-    family(b, "portico_upstream_retries_total", "counter", "Retries to another target.");
-    for (i = 0; i < nus; i++) {
-        pt_buf_printf(b, "portico_upstream_retries_total{api=\"");
-        lv(b, us[i].api);
-        pt_buf_printf(b, "\",target=\"");
-        lv(b, us[i].target);
-        pt_buf_printf(b, "\"} %llu\n", (unsigned long long)us[i].retries);
-    }
-    family(b, "portico_upstream_connects_total", "counter",
-           "New connections to the target (pooled ones reused are not counted).");
-    for (i = 0; i < nus; i++) {
-        pt_buf_printf(b, "portico_upstream_connects_total{api=\"");
-        lv(b, us[i].api);
-        pt_buf_printf(b, "\",target=\"");
-        lv(b, us[i].target);
-        pt_buf_printf(b, "\"} %llu\n", (unsigned long long)us[i].connects);
-    }
-    family(b, "portico_upstream_connect_seconds_total", "counter",
-           "Time spent connecting to the target.");
-    for (i = 0; i < nus; i++) {
-        pt_buf_printf(b, "portico_upstream_connect_seconds_total{api=\"");
-        lv(b, us[i].api);
-        pt_buf_printf(b, "\",target=\"");
-        lv(b, us[i].target);
-        pt_buf_printf(b, "\"} %.6f\n", (double)us[i].connect_us / 1e6);
-    }
+    upstream_counter(b, us, nus, "portico_upstream_retries_total", "Retries to another target.",
+                     offsetof(upstream_sum_t, retries), 1);
+    upstream_counter(b, us, nus, "portico_upstream_connects_total",
+                     "New connections to the target (pooled ones reused are not counted).",
+                     offsetof(upstream_sum_t, connects), 1);
+    upstream_counter(b, us, nus, "portico_upstream_connect_seconds_total",
+                     "Time spent connecting to the target.", offsetof(upstream_sum_t, connect_us),
+                     1e6);
     family(b, "portico_upstream_response_seconds", "histogram",
            "Time from the exchange's start to the upstream's response head.");
     for (i = 0; i < nus; i++) {
         uint64_t sum = 0;
         lab.len = 0;
-        pt_buf_printf(&lab, "{api=\"");
-        lv(&lab, us[i].api);
-        pt_buf_printf(&lab, "\",target=\"");
-        lv(&lab, us[i].target);
-        pt_buf_printf(&lab, "\"");
+        upstream_labels(&lab, &us[i]);
         for (k = 0; k < PT_PROM_BUCKETS; k++)
             sum += us[i].prom[k];
         histogram(b, "portico_upstream_response_seconds", lab.data, us[i].prom,
@@ -471,46 +446,32 @@ int pt_metrics_prometheus(pt_buf_t *b)
     family(b, "portico_process_executions_total", "counter",
            "Process executions by API, process and outcome.");
     for (id = 0; id < n; id++) {
-        if (s[id].l.kind != PT_MK_PROCESS || s[id].count == 0)
+        if (s[id].l.kind != PT_MK_PROCESS || s[id].h.count == 0)
             continue;
-        for (k = 0; k < s[id].ncodes; k++) {
-            if (s[id].code_key[k] < 1 || s[id].code_key[k] > PT_MX_MAX)
+        for (k = 0; k < s[id].h.ncodes; k++) {
+            if (s[id].h.code_key[k] < 1 || s[id].h.code_key[k] > PT_MX_MAX)
                 continue;
             pt_buf_printf(b, "portico_process_executions_total");
             proc_labels(b, &s[id].l);
-            pt_buf_printf(b, ",status=\"%s\"} %llu\n", pt_mexec_names[s[id].code_key[k] - 1],
-                          (unsigned long long)s[id].code_n[k]);
+            pt_buf_printf(b, ",status=\"%s\"} %llu\n", pt_mexec_names[s[id].h.code_key[k] - 1],
+                          (unsigned long long)s[id].h.code_n[k]);
         }
     }
     family(b, "portico_process_duration_seconds", "histogram",
            "How long process executions ran (not counting their wait in the queue).");
     for (id = 0; id < n; id++) {
-        if (s[id].l.kind != PT_MK_PROCESS || s[id].count == 0)
+        if (s[id].l.kind != PT_MK_PROCESS || s[id].h.count == 0)
             continue;
         lab.len = 0;
         proc_labels(&lab, &s[id].l);
         pt_buf_append(&lab, "", 1);
-        histogram(b, "portico_process_duration_seconds", lab.data, s[id].prom, s[id].count,
-                  (double)s[id].sum_us / 1e6);
+        histogram(b, "portico_process_duration_seconds", lab.data, s[id].h.prom, s[id].h.count,
+                  (double)s[id].h.sum_us / 1e6);
     }
-    family(b, "portico_process_request_size_bytes_total", "counter",
-           "Request body bytes given to process executions.");
-    for (id = 0; id < n; id++) {
-        if (s[id].l.kind != PT_MK_PROCESS || s[id].count == 0)
-            continue;
-        pt_buf_printf(b, "portico_process_request_size_bytes_total");
-        proc_labels(b, &s[id].l);
-        pt_buf_printf(b, "} %llu\n", (unsigned long long)s[id].in);
-    }
-    family(b, "portico_process_response_size_bytes_total", "counter",
-           "Result bytes of process executions.");
-    for (id = 0; id < n; id++) {
-        if (s[id].l.kind != PT_MK_PROCESS || s[id].count == 0)
-            continue;
-        pt_buf_printf(b, "portico_process_response_size_bytes_total");
-        proc_labels(b, &s[id].l);
-        pt_buf_printf(b, "} %llu\n", (unsigned long long)s[id].out);
-    }
+    sizes(b, s, n, PT_MK_PROCESS, "portico_process_request_size_bytes_total",
+          "Request body bytes given to process executions.", 0);
+    sizes(b, s, n, PT_MK_PROCESS, "portico_process_response_size_bytes_total",
+          "Result bytes of process executions.", 1);
     family(b, "portico_process_pool_threads", "gauge", "Threads of the process pool.");
     pt_buf_printf(b, "portico_process_pool_threads %u\n", node->pool_threads);
     family(b, "portico_process_pool_running", "gauge", "Executions running now.");
@@ -525,8 +486,8 @@ int pt_metrics_prometheus(pt_buf_t *b)
     family(b, "portico_process_queue_wait_seconds", "histogram",
            "How long executions waited for a pool thread.");
     if (pt_metrics_qwait != 0 && pt_metrics_qwait < n)
-        histogram(b, "portico_process_queue_wait_seconds", "", s[pt_metrics_qwait].prom,
-                  s[pt_metrics_qwait].count, (double)s[pt_metrics_qwait].sum_us / 1e6);
+        histogram(b, "portico_process_queue_wait_seconds", "", s[pt_metrics_qwait].h.prom,
+                  s[pt_metrics_qwait].h.count, (double)s[pt_metrics_qwait].h.sum_us / 1e6);
     else {
         static const uint64_t zero[PT_PROM_BUCKETS];
         histogram(b, "portico_process_queue_wait_seconds", "", zero, 0, 0);

@@ -286,6 +286,16 @@ void pt_metrics_unlock_workers(void)
 
 void pt_mseries_add(pt_mseries_sum_t *out, const pt_mseries_t *s)
 {
+    unsigned i;
+    if (LOAD(s->count) == 0)
+        return;
+    pt_mseries_add_head(&out->h, s);
+    for (i = 0; i < PT_HIST_BUCKETS; i++)
+        out->hist[i] += LOAD(s->hist.b[i]);
+}
+
+void pt_mseries_add_head(pt_mseries_head_t *out, const pt_mseries_t *s)
+{
     unsigned i, j;
     uint64_t bits, count = LOAD(s->count);
     double sq;
@@ -301,8 +311,6 @@ void pt_mseries_add(pt_mseries_sum_t *out, const pt_mseries_t *s)
     out->code_other += LOAD(s->code_other);
     for (i = 0; i < PT_PROM_BUCKETS; i++)
         out->prom[i] += LOAD(s->prom[i]);
-    for (i = 0; i < PT_HIST_BUCKETS; i++)
-        out->hist[i] += LOAD(s->hist.b[i]);
     for (i = 0; i < PT_M_CODES; i++) {
         uint32_t k = atomic_load_explicit(&s->code_key[i], memory_order_acquire);
         if (k == 0)

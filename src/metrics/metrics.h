@@ -28,6 +28,8 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "policy/stats.h"
+
 #define PT_HIST_SUB     32
 #define PT_HIST_OCTAVES 32 /* 2^5 .. 2^36 µs */
 #define PT_HIST_BUCKETS (PT_HIST_SUB + PT_HIST_OCTAVES * PT_HIST_SUB)
@@ -123,6 +125,7 @@ typedef struct pt_wmetrics_s {
     _Atomic uint64_t upstream_other;
     pt_merror_t errors[PT_M_RECENT];
     _Atomic uint64_t nerrors;
+    pt_pstats_t pstats; /* the policies' decisions (policy/stats.h) */
     /* connections and bytes */
     _Atomic uint64_t accepted, closed[PT_MC_MAX], tls_ok, tls_failed, rx, tx;
     _Atomic uint64_t open; /* gauge */
@@ -230,8 +233,9 @@ void pt_metrics_register(pt_wmetrics_t **blocks, unsigned n);
 unsigned pt_metrics_lock_workers(pt_wmetrics_t ***blocks);
 void pt_metrics_unlock_workers(void);
 
-/* A series summed over the workers (non-atomic copy). */
-typedef struct pt_mseries_sum_s {
+/* A series summed over the workers (non-atomic copy): its counters, and
+ * with them its fine histogram. */
+typedef struct pt_mseries_head_s {
     uint64_t count, bytes_in, bytes_out, sum_us;
     double sumsq;
     uint32_t code_key[PT_M_CODES * 4];
@@ -239,10 +243,15 @@ typedef struct pt_mseries_sum_s {
     unsigned ncodes;
     uint64_t code_other;
     uint64_t prom[PT_PROM_BUCKETS];
+} pt_mseries_head_t;
+
+typedef struct pt_mseries_sum_s {
+    pt_mseries_head_t h;
     uint64_t hist[PT_HIST_BUCKETS];
 } pt_mseries_sum_t;
 
 /* Adds worker series s into out (codes merged by key). */
+void pt_mseries_add_head(pt_mseries_head_t *out, const pt_mseries_t *s);
 void pt_mseries_add(pt_mseries_sum_t *out, const pt_mseries_t *s);
 
 /* The value at quantile q (0..1) of a histogram of n values, in µs (the

@@ -2,6 +2,7 @@
  * policy.c - the policy chain (see policy.h).
  */
 #include "policy/policy.h"
+#include "metrics/metrics.h"
 
 #include <arpa/inet.h>
 #include <pthread.h>
@@ -358,30 +359,18 @@ const char *const pt_pstat_names[PT_PSTAT_MAX] = {
     "ip_filter.denied",     "rate_limit.allowed",   "rate_limit.limited", "concurrency.allowed",
     "concurrency.rejected", "body_limit.too_large", "cors.preflight",     "cors.refused"};
 
-static pthread_mutex_t stats_lock = PTHREAD_MUTEX_INITIALIZER;
-static pt_worker_t **stats_workers;
-static unsigned stats_nworkers;
-
-void pt_policy_stats_register(pt_worker_t **workers, unsigned n)
-{
-    pthread_mutex_lock(&stats_lock);
-    stats_workers = workers;
-    stats_nworkers = n;
-    pthread_mutex_unlock(&stats_lock);
-}
-
 void pt_policy_stats_read(uint64_t out[PT_PSTAT_MAX])
 {
-    unsigned i, k;
+    pt_wmetrics_t **w;
+    unsigned i, k, n = pt_metrics_lock_workers(&w);
     memset(out, 0, sizeof(uint64_t) * PT_PSTAT_MAX);
-    pthread_mutex_lock(&stats_lock);
-    for (i = 0; i < stats_nworkers; i++)
+    for (i = 0; i < n; i++)
         for (k = 0; k < PT_PSTAT_MAX; k++)
-            out[k] += atomic_load_explicit(&stats_workers[i]->pstats.n[k], memory_order_relaxed);
-    pthread_mutex_unlock(&stats_lock);
+            out[k] += atomic_load_explicit(&w[i]->pstats.n[k], memory_order_relaxed);
+    pt_metrics_unlock_workers();
 }
 
 void pt_policy_count(pt_req_t *req, pt_pstat_t k)
 {
-    pt_pstat_inc(&req->snap->worker->pstats, k);
+    pt_pstat_inc(&req->snap->worker->metrics->pstats, k);
 }

@@ -50,11 +50,8 @@ static inline void pt_pstat_inc(pt_pstats_t *s, pt_pstat_t k)
                           memory_order_relaxed);
 }
 
-/* The node's workers, for readers: set by main once they run, and cleared
- * (NULL, 0) before they are freed. */
-void pt_policy_stats_register(struct pt_worker_s **workers, unsigned n);
-
-/* Sums every worker's counters into out. */
+/* Sums every worker's counters into out (each worker's metrics block holds
+ * its counters: metrics/metrics.h). */
 void pt_policy_stats_read(uint64_t out[PT_PSTAT_MAX]);
 
 #endif

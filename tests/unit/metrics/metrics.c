@@ -76,11 +76,11 @@ static void check_sample(uint64_t (*draw)(void), size_t n)
     }
     qsort(v, n, sizeof(*v), cmp_u64);
     pt_mseries_add(sum, s);
-    assert_int_equal(sum->count, n);
+    assert_int_equal(sum->h.count, n);
     for (k = 0; k < sizeof(qs) / sizeof(qs[0]); k++) {
         uint64_t rank = (uint64_t)(qs[k] * (double)n + 0.5);
         double exact = (double)v[(rank ? rank : 1) - 1];
-        double got = pt_hist_quantile(sum->hist, sum->count, qs[k]);
+        double got = pt_hist_quantile(sum->hist, sum->h.count, qs[k]);
         double err = exact > 0 ? fabs(got - exact) / exact : got;
         if (err > 0.02)
             fail_msg("q=%.3f: exact %.0f µs, histogram %.1f µs (error %.2f%%)", qs[k], exact, got,
@@ -154,9 +154,9 @@ static void *reader(void *arg)
         for (i = 0; i < PT_HIST_BUCKETS; i++)
             h += s->hist[i];
         /* what a reader sees never goes back */
-        assert_true(s->count >= last);
+        assert_true(s->h.count >= last);
         assert_true(h >= last_hist);
-        last = s->count;
+        last = s->h.count;
         last_hist = h;
         free(s);
     }
@@ -182,26 +182,26 @@ static void test_merge_while_counting(void **state)
     for (id = 1; id <= 3; id++)
         for (w = 0; w < WORKERS; w++)
             pt_mseries_add(s, &blocks[w]->series[id]);
-    for (i = 0; i < s->ncodes; i++) {
-        total += s->code_n[i];
-        if (s->code_key[i] == 200)
-            c200 += s->code_n[i];
-        else if (s->code_key[i] == 404)
-            c404 += s->code_n[i];
-        else if (s->code_key[i] >= 500)
-            c5xx += s->code_n[i];
+    for (i = 0; i < s->h.ncodes; i++) {
+        total += s->h.code_n[i];
+        if (s->h.code_key[i] == 200)
+            c200 += s->h.code_n[i];
+        else if (s->h.code_key[i] == 404)
+            c404 += s->h.code_n[i];
+        else if (s->h.code_key[i] >= 500)
+            c5xx += s->h.code_n[i];
     }
     for (i = 0; i < PT_HIST_BUCKETS; i++)
         h += s->hist[i];
     for (w = 0; w < WORKERS; w++)
         acc += blocks[w]->accepted;
     /* no increment lost */
-    assert_int_equal(s->count, (uint64_t)WORKERS * PER_WORKER);
-    assert_int_equal(total, s->count);
-    assert_int_equal(h, s->count);
-    assert_int_equal(acc, s->count);
-    assert_int_equal(s->bytes_in, 10ull * WORKERS * PER_WORKER);
-    assert_int_equal(s->bytes_out, 20ull * WORKERS * PER_WORKER);
+    assert_int_equal(s->h.count, (uint64_t)WORKERS * PER_WORKER);
+    assert_int_equal(total, s->h.count);
+    assert_int_equal(h, s->h.count);
+    assert_int_equal(acc, s->h.count);
+    assert_int_equal(s->h.bytes_in, 10ull * WORKERS * PER_WORKER);
+    assert_int_equal(s->h.bytes_out, 20ull * WORKERS * PER_WORKER);
     {
         uint64_t e5 = 0, e4 = 0, e2 = 0;
         for (i = 0; i < PER_WORKER; i++) {
