@@ -157,6 +157,30 @@ static void upstream_counter(pt_buf_t *b, const upstream_sum_t *us, size_t nus, 
     }
 }
 
+static void series_labels(pt_buf_t *b, const pt_mlabel_t *l)
+{
+    if (l->kind == PT_MK_HTTP)
+        http_labels(b, l);
+    else
+        proc_labels(b, l);
+}
+
+/* The duration histograms of the series of a kind (lab: scratch). */
+static void durations(pt_buf_t *b, pt_buf_t *lab, const lsum_t *s, uint32_t n, pt_mkind_t kind,
+                      const char *name, const char *help)
+{
+    uint32_t id;
+    family(b, name, "histogram", help);
+    for (id = 0; id < n; id++) {
+        if (s[id].l.kind != kind || s[id].h.count == 0)
+            continue;
+        lab->len = 0;
+        series_labels(lab, &s[id].l);
+        pt_buf_append(lab, "", 1);
+        histogram(b, name, lab->data, s[id].h.prom, s[id].h.count, (double)s[id].h.sum_us / 1e6);
+    }
+}
+
 /* The request (out 0) or response (out 1) bytes of the series of a kind. */
 static void sizes(pt_buf_t *b, const lsum_t *s, uint32_t n, pt_mkind_t kind, const char *name,
                   const char *help, int out)
@@ -167,10 +191,7 @@ static void sizes(pt_buf_t *b, const lsum_t *s, uint32_t n, pt_mkind_t kind, con
         if (s[id].l.kind != kind || s[id].h.count == 0)
             continue;
         pt_buf_printf(b, "%s", name);
-        if (kind == PT_MK_HTTP)
-            http_labels(b, &s[id].l);
-        else
-            proc_labels(b, &s[id].l);
+        series_labels(b, &s[id].l);
         pt_buf_printf(b, "} %llu\n",
                       (unsigned long long)(out ? s[id].h.bytes_out : s[id].h.bytes_in));
     }
@@ -351,17 +372,8 @@ int pt_metrics_prometheus(pt_buf_t *b)
             pt_buf_printf(b, ",code=\"other\"} %llu\n", (unsigned long long)s[id].h.code_other);
         }
     }
-    family(b, "portico_http_request_duration_seconds", "histogram",
-           "Time from a request's first byte to its last response byte queued.");
-    for (id = 0; id < n; id++) {
-        if (s[id].l.kind != PT_MK_HTTP || s[id].h.count == 0)
-            continue;
-        lab.len = 0;
-        http_labels(&lab, &s[id].l);
-        pt_buf_append(&lab, "", 1);
-        histogram(b, "portico_http_request_duration_seconds", lab.data, s[id].h.prom, s[id].h.count,
-                  (double)s[id].h.sum_us / 1e6);
-    }
+    durations(b, &lab, s, n, PT_MK_HTTP, "portico_http_request_duration_seconds",
+              "Time from a request's first byte to its last response byte queued.");
     sizes(b, s, n, PT_MK_HTTP, "portico_http_request_size_bytes_total",
           "Request bytes received (head and body).", 0);
     sizes(b, s, n, PT_MK_HTTP, "portico_http_response_size_bytes_total",
@@ -457,17 +469,8 @@ int pt_metrics_prometheus(pt_buf_t *b)
                           (unsigned long long)s[id].h.code_n[k]);
         }
     }
-    family(b, "portico_process_duration_seconds", "histogram",
-           "How long process executions ran (not counting their wait in the queue).");
-    for (id = 0; id < n; id++) {
-        if (s[id].l.kind != PT_MK_PROCESS || s[id].h.count == 0)
-            continue;
-        lab.len = 0;
-        proc_labels(&lab, &s[id].l);
-        pt_buf_append(&lab, "", 1);
-        histogram(b, "portico_process_duration_seconds", lab.data, s[id].h.prom, s[id].h.count,
-                  (double)s[id].h.sum_us / 1e6);
-    }
+    durations(b, &lab, s, n, PT_MK_PROCESS, "portico_process_duration_seconds",
+              "How long process executions ran (not counting their wait in the queue).");
     sizes(b, s, n, PT_MK_PROCESS, "portico_process_request_size_bytes_total",
           "Request body bytes given to process executions.", 0);
     sizes(b, s, n, PT_MK_PROCESS, "portico_process_response_size_bytes_total",
