@@ -11,7 +11,8 @@
 #include <time.h>
 #include <uv.h>
 
-#define BUCKETS 4096
+#define SHARDS  64
+#define BUCKETS 128 /* per shard */
 
 #define HOOKS_MAX    4  /* webhook URLs of an execution shown */
 #define ATTEMPTS_MAX 16 /* attempts of each shown (the latest) */
@@ -54,16 +55,39 @@ static void changed(pt_exec_rec_t *r)
         pt_exec_on_change(r);
 }
 
+/* The records are spread over shards by id, each with its own lock, table
+ * and age list: the loops creating records and the pool threads updating
+ * them rarely meet on one lock. */
+typedef struct shard_s {
+    uv_mutex_t mu;
+    pt_exec_rec_t *table[BUCKETS];
+    pt_exec_rec_t *oldest, *newest;
+    size_t count;
+} shard_t;
+
 static uv_once_t once = UV_ONCE_INIT;
-static uv_mutex_t mu;
-static pt_exec_rec_t *table[BUCKETS];
-static pt_exec_rec_t *oldest, *newest;
-static size_t count;
+static shard_t shards[SHARDS];
 
 static void init(void)
 {
-    uv_mutex_init(&mu);
+    size_t i;
+    for (i = 0; i < SHARDS; i++)
+        uv_mutex_init(&shards[i].mu);
 }
+
+static unsigned hexv(char c)
+{
+    return c >= '0' && c <= '9' ? (unsigned)(c - '0') : (unsigned)((c | 32) - 'a' + 10) & 15;
+}
+
+/* The shard of an id (random hex: characters 8 and 9 pick it; the bucket
+ * uses the first eight). */
+static shard_t *shard_of(const char *id, size_t len)
+{
+    return &shards[len >= 10 ? (hexv(id[8]) * 16 + hexv(id[9])) % SHARDS : 0];
+}
+
+#define SH(r) shard_of((r)->f.id, 32)
 
 static int64_t now_ms(void)
 {
@@ -109,7 +133,8 @@ static void rec_free(pt_exec_rec_t *r)
 /* Under mu: takes r out of the table and the list (the table's reference). */
 static void unlink_rec(pt_exec_rec_t *r)
 {
-    pt_exec_rec_t **pp = &table[bucket(r->f.id)];
+    shard_t *sh = SH(r);
+    pt_exec_rec_t **pp = &sh->table[bucket(r->f.id)];
     while (*pp != NULL && *pp != r)
         pp = &(*pp)->hnext;
     if (*pp == r)
@@ -117,12 +142,12 @@ static void unlink_rec(pt_exec_rec_t *r)
     if (r->prev != NULL)
         r->prev->next = r->next;
     else
-        oldest = r->next;
+        sh->oldest = r->next;
     if (r->next != NULL)
         r->next->prev = r->prev;
     else
-        newest = r->prev;
-    count--;
+        sh->newest = r->prev;
+    sh->count--;
     if (--r->refs == 0)
         rec_free(r);
 }
@@ -131,23 +156,24 @@ static void unlink_rec(pt_exec_rec_t *r)
  * goes; running ones stay). */
 static void link_rec(pt_exec_rec_t *r)
 {
+    shard_t *sh = SH(r);
     size_t b = bucket(r->f.id);
-    if (count >= PT_RECORDS_MAX) {
+    if (sh->count >= PT_RECORDS_MAX / SHARDS) {
         pt_exec_rec_t *o;
-        for (o = oldest; o != NULL && o->f.ended_ms == 0; o = o->next)
+        for (o = sh->oldest; o != NULL && o->f.ended_ms == 0; o = o->next)
             ;
         if (o != NULL)
             unlink_rec(o);
     }
-    r->hnext = table[b];
-    table[b] = r;
-    r->prev = newest;
-    if (newest != NULL)
-        newest->next = r;
+    r->hnext = sh->table[b];
+    sh->table[b] = r;
+    r->prev = sh->newest;
+    if (sh->newest != NULL)
+        sh->newest->next = r;
     else
-        oldest = r;
-    newest = r;
-    count++;
+        sh->oldest = r;
+    sh->newest = r;
+    sh->count++;
 }
 
 /* Under mu: a record found by id, or NULL. */
@@ -156,7 +182,7 @@ static pt_exec_rec_t *find(const char *id, size_t len)
     pt_exec_rec_t *r;
     if (len != 32)
         return NULL;
-    for (r = table[bucket(id)]; r != NULL; r = r->hnext)
+    for (r = shard_of(id, len)->table[bucket(id)]; r != NULL; r = r->hnext)
         if (memcmp(r->f.id, id, 32) == 0)
             return r;
     return NULL;
@@ -164,6 +190,7 @@ static pt_exec_rec_t *find(const char *id, size_t len)
 
 pt_exec_rec_t *pt_exec_rec_new(const pt_exec_info_t *info)
 {
+    shard_t *sh;
     pt_exec_rec_t *r = calloc(1, sizeof(*r));
     uv_once(&once, init);
     if (r == NULL)
@@ -182,67 +209,74 @@ pt_exec_rec_t *pt_exec_rec_new(const pt_exec_info_t *info)
     r->f.status = PT_EXEC_ENQUEUED;
     r->f.enqueued_ms = now_ms();
     r->refs = 2; /* the table's and the caller's */
-    uv_mutex_lock(&mu);
+    sh = SH(r);
+    uv_mutex_lock(&sh->mu);
     link_rec(r);
-    uv_mutex_unlock(&mu);
+    uv_mutex_unlock(&sh->mu);
     changed(r);
     return r;
 }
 
 void pt_exec_rec_unref(pt_exec_rec_t *r)
 {
+    shard_t *sh;
     if (r == NULL)
         return;
-    uv_mutex_lock(&mu);
+    sh = SH(r);
+    uv_mutex_lock(&sh->mu);
     if (--r->refs == 0)
         rec_free(r);
-    uv_mutex_unlock(&mu);
+    uv_mutex_unlock(&sh->mu);
 }
 
 void pt_exec_rec_started(pt_exec_rec_t *r)
 {
-    uv_mutex_lock(&mu);
+    shard_t *sh = SH(r);
+    uv_mutex_lock(&sh->mu);
     r->f.status = PT_EXEC_INPROCESS;
     r->f.started_ms = now_ms();
-    uv_mutex_unlock(&mu);
+    uv_mutex_unlock(&sh->mu);
     changed(r);
 }
 
 int pt_exec_rec_keep_result(pt_exec_rec_t *r, uint64_t retention_ms, uint64_t max_bytes,
                             int drop_large)
 {
+    shard_t *sh = SH(r);
     int ended;
-    uv_mutex_lock(&mu);
+    uv_mutex_lock(&sh->mu);
     if (!(ended = r->ending || r->f.ended_ms != 0)) {
         r->f.keep = 1;
         r->drop_large = drop_large;
         r->retention_ms = retention_ms;
         r->max_bytes = max_bytes;
     }
-    uv_mutex_unlock(&mu);
+    uv_mutex_unlock(&sh->mu);
     return ended ? -1 : 0;
 }
 
 pt_exec_status_t pt_exec_rec_status(pt_exec_rec_t *r)
 {
+    shard_t *sh = SH(r);
     pt_exec_status_t st;
-    uv_mutex_lock(&mu);
+    uv_mutex_lock(&sh->mu);
     st = r->f.status;
-    uv_mutex_unlock(&mu);
+    uv_mutex_unlock(&sh->mu);
     return st;
 }
 
 void pt_exec_rec_set_debug(pt_exec_rec_t *r, const char *json, size_t len)
 {
+    shard_t *sh = SH(r);
     char *d = malloc(len + 1);
     if (d == NULL)
         return;
     memcpy(d, json, len);
     d[len] = '\0';
-    uv_mutex_lock(&mu);
+    uv_mutex_lock(&sh->mu);
     free(r->debug);
     r->debug = d;
-    uv_mutex_unlock(&mu);
+    uv_mutex_unlock(&sh->mu);
 }
 
 void pt_exec_rec_set_canceller(pt_exec_rec_t *r, void (*fn)(void *arg), void *arg)
@@ -255,12 +289,13 @@ void pt_exec_rec_set_canceller(pt_exec_rec_t *r, void (*fn)(void *arg), void *ar
 
 void pt_exec_interrupt(const char *id, size_t len)
 {
+    shard_t *sh = shard_of(id, len);
     pt_exec_rec_t *r;
     uv_once(&once, init);
-    uv_mutex_lock(&mu);
+    uv_mutex_lock(&sh->mu);
     if ((r = find(id, len)) != NULL)
         r->refs++;
-    uv_mutex_unlock(&mu);
+    uv_mutex_unlock(&sh->mu);
     if (r == NULL)
         return;
     uv_mutex_lock(&r->cmu);
@@ -294,11 +329,12 @@ void pt_exec_rec_ended(pt_exec_rec_t *r, pt_exec_status_t status, int http_statu
                        const char *message, const char *ctype, const pt_header_kv_t *headers,
                        size_t nheaders, const char *body, size_t len, uint64_t bytes_out)
 {
+    shard_t *sh = SH(r);
     char *rb = NULL, *rh = NULL, *rc = NULL;
     size_t rhl = 0, keep_len = len;
     int keep, truncated = 0, dropped = 0;
 
-    uv_mutex_lock(&mu);
+    uv_mutex_lock(&sh->mu);
     r->ending = 1;
     keep = r->f.keep;
     if (keep && len > r->max_bytes) {
@@ -309,7 +345,7 @@ void pt_exec_rec_ended(pt_exec_rec_t *r, pt_exec_status_t status, int http_statu
             dropped = 1;
         }
     }
-    uv_mutex_unlock(&mu);
+    uv_mutex_unlock(&sh->mu);
     if (keep) { /* copied outside the lock */
         rb = malloc(keep_len + 1);
         rh = header_lines(headers, nheaders, &rhl);
@@ -317,7 +353,7 @@ void pt_exec_rec_ended(pt_exec_rec_t *r, pt_exec_status_t status, int http_statu
         if (rb != NULL && keep_len > 0)
             memcpy(rb, body, keep_len);
     }
-    uv_mutex_lock(&mu);
+    uv_mutex_lock(&sh->mu);
     r->f.status = truncated && status == PT_EXEC_COMPLETE ? PT_EXEC_COMPLETE_WARN : status;
     r->f.http_status = http_status;
     r->f.ended_ms = now_ms();
@@ -343,7 +379,7 @@ void pt_exec_rec_ended(pt_exec_rec_t *r, pt_exec_status_t status, int http_statu
         r->f.expires_ms = r->f.ended_ms + (int64_t)r->retention_ms;
         rb = rh = rc = NULL;
     }
-    uv_mutex_unlock(&mu);
+    uv_mutex_unlock(&sh->mu);
     free(rb);
     free(rh);
     free(rc);
@@ -456,12 +492,13 @@ static int allowed(const pt_exec_rec_t *r, const char *who, int admin)
 /* A copy of the record's fields (not its result) under mu. */
 static int snapshot_of(const char *id, size_t len, const char *who, int admin, pt_exec_rec_t *copy)
 {
+    shard_t *sh = shard_of(id, len);
     pt_exec_rec_t *r;
     uv_once(&once, init);
-    uv_mutex_lock(&mu);
+    uv_mutex_lock(&sh->mu);
     r = find(id, len);
     if (r == NULL || !allowed(r, who, admin)) {
-        uv_mutex_unlock(&mu);
+        uv_mutex_unlock(&sh->mu);
         return PT_ENOENT;
     }
     *copy = *r;
@@ -473,7 +510,7 @@ static int snapshot_of(const char *id, size_t len, const char *who, int admin, p
         memcpy(copy->hooks, r->hooks, sizeof(*r->hooks) * r->nhooks);
     else
         copy->nhooks = 0;
-    uv_mutex_unlock(&mu);
+    uv_mutex_unlock(&sh->mu);
     return PT_OK;
 }
 
@@ -492,10 +529,11 @@ int pt_exec_json(const char *id, size_t len, const char *who, int admin, pt_buf_
 int pt_exec_result(const char *id, size_t len, const char *who, int admin, int *status,
                    pt_buf_t *ctype, pt_buf_t *headers, pt_buf_t *body)
 {
+    shard_t *sh = shard_of(id, len);
     pt_exec_rec_t *r;
     int rc = PT_OK;
     uv_once(&once, init);
-    uv_mutex_lock(&mu);
+    uv_mutex_lock(&sh->mu);
     r = find(id, len);
     if (r == NULL || !allowed(r, who, admin)) {
         rc = PT_ENOENT;
@@ -504,7 +542,7 @@ int pt_exec_result(const char *id, size_t len, const char *who, int admin, int *
         copy.debug = NULL;
         copy.hooks = NULL; /* not ended: no webhook yet */
         copy.nhooks = 0;
-        uv_mutex_unlock(&mu);
+        uv_mutex_unlock(&sh->mu);
         return to_json(&copy, body) == PT_OK ? PT_AGAIN : PT_ENOMEM;
     } else if (r->f.expired || (r->f.has_result && r->f.expires_ms <= now_ms())) {
         rc = PT_EEXPIRED;
@@ -518,22 +556,23 @@ int pt_exec_result(const char *id, size_t len, const char *who, int admin, int *
             pt_buf_append(body, r->f.result_body, r->f.result_len) != PT_OK)
             rc = PT_ENOMEM;
     }
-    uv_mutex_unlock(&mu);
+    uv_mutex_unlock(&sh->mu);
     return rc;
 }
 
 int pt_exec_cancel(const char *id, size_t len, const char *who, int admin, pt_buf_t *b)
 {
+    shard_t *sh = shard_of(id, len);
     pt_exec_rec_t *r, copy;
     uv_once(&once, init);
-    uv_mutex_lock(&mu);
+    uv_mutex_lock(&sh->mu);
     r = find(id, len);
     if (r == NULL || !allowed(r, who, admin)) {
-        uv_mutex_unlock(&mu);
+        uv_mutex_unlock(&sh->mu);
         return PT_ENOENT;
     }
     if (r->f.ended_ms != 0) {
-        uv_mutex_unlock(&mu);
+        uv_mutex_unlock(&sh->mu);
         return PT_EINVAL;
     }
     atomic_store_explicit(&r->cancel, 1, memory_order_relaxed);
@@ -541,18 +580,19 @@ int pt_exec_cancel(const char *id, size_t len, const char *who, int admin, pt_bu
     copy.debug = NULL;
     copy.hooks = NULL;
     copy.nhooks = 0;
-    uv_mutex_unlock(&mu);
+    uv_mutex_unlock(&sh->mu);
     return to_json(&copy, b);
 }
 
 void pt_exec_rec_webhook(const char *id, const char *url, unsigned attempt, int status,
                          const char *error, const char *state)
 {
+    shard_t *sh = shard_of(id, strlen(id));
     pt_exec_rec_t *r;
     hook_t *h = NULL;
     size_t i;
     uv_once(&once, init);
-    uv_mutex_lock(&mu);
+    uv_mutex_lock(&sh->mu);
     if ((r = find(id, strlen(id))) != NULL) {
         if (r->hooks == NULL)
             r->hooks = calloc(HOOKS_MAX, sizeof(*r->hooks));
@@ -575,7 +615,7 @@ void pt_exec_rec_webhook(const char *id, const char *url, unsigned attempt, int 
         if (r != NULL)
             r->refs++; /* held across the notification */
     }
-    uv_mutex_unlock(&mu);
+    uv_mutex_unlock(&sh->mu);
     if (r != NULL) {
         changed(r);
         pt_exec_rec_unref(r);
@@ -584,32 +624,43 @@ void pt_exec_rec_webhook(const char *id, const char *url, unsigned attempt, int 
 
 int pt_exec_api(const char *id, size_t len, char out[65])
 {
+    shard_t *sh = shard_of(id, len);
     pt_exec_rec_t *r;
     int rc = PT_ENOENT;
     uv_once(&once, init);
-    uv_mutex_lock(&mu);
+    uv_mutex_lock(&sh->mu);
     if ((r = find(id, len)) != NULL) {
         memcpy(out, r->f.api, sizeof(r->f.api));
         rc = PT_OK;
     }
-    uv_mutex_unlock(&mu);
+    uv_mutex_unlock(&sh->mu);
     return rc;
 }
 
 unsigned pt_exec_cancel_all(void)
 {
-    pt_exec_rec_t *r, **all;
-    size_t n = 0, i;
+    pt_exec_rec_t *r, **all = NULL;
+    size_t n = 0, cap = 0, i, k;
     uv_once(&once, init);
-    uv_mutex_lock(&mu);
-    all = calloc(count + 1, sizeof(*all));
-    for (r = oldest; all != NULL && r != NULL; r = r->next)
-        if (r->f.ended_ms == 0 && !r->ending) {
+    for (k = 0; k < SHARDS; k++) {
+        shard_t *sh = &shards[k];
+        uv_mutex_lock(&sh->mu);
+        for (r = sh->oldest; r != NULL; r = r->next) {
+            if (r->f.ended_ms != 0 || r->ending)
+                continue;
+            if (n == cap) {
+                pt_exec_rec_t **v = realloc(all, sizeof(*all) * (cap ? cap * 2 : 64));
+                if (v == NULL)
+                    break;
+                all = v;
+                cap = cap ? cap * 2 : 64;
+            }
             atomic_store_explicit(&r->cancel, 1, memory_order_relaxed);
             r->refs++;
             all[n++] = r;
         }
-    uv_mutex_unlock(&mu);
+        uv_mutex_unlock(&sh->mu);
+    }
     for (i = 0; i < n; i++) {
         uv_mutex_lock(&all[i]->cmu);
         if (all[i]->canceller != NULL)
@@ -625,14 +676,18 @@ void pt_exec_sweep(void)
 {
     pt_exec_rec_t *r;
     int64_t now = now_ms();
+    size_t k;
     uv_once(&once, init);
-    uv_mutex_lock(&mu);
-    for (r = oldest; r != NULL; r = r->next)
-        if (r->f.has_result && r->f.expires_ms <= now) {
-            drop_result(r);
-            r->f.expired = 1;
-        }
-    uv_mutex_unlock(&mu);
+    for (k = 0; k < SHARDS; k++) {
+        shard_t *sh = &shards[k];
+        uv_mutex_lock(&sh->mu);
+        for (r = sh->oldest; r != NULL; r = r->next)
+            if (r->f.has_result && r->f.expires_ms <= now) {
+                drop_result(r);
+                r->f.expired = 1;
+            }
+        uv_mutex_unlock(&sh->mu);
+    }
 }
 
 void pt_records_new_id(char out[33])
@@ -656,9 +711,10 @@ void pt_records_new_id(char out[33])
 
 void pt_exec_rec_ref(pt_exec_rec_t *r)
 {
-    uv_mutex_lock(&mu);
+    shard_t *sh = SH(r);
+    uv_mutex_lock(&sh->mu);
     r->refs++;
-    uv_mutex_unlock(&mu);
+    uv_mutex_unlock(&sh->mu);
 }
 
 const char *pt_exec_rec_id(const pt_exec_rec_t *r)
@@ -679,10 +735,11 @@ static char *dup_n(const char *p, size_t n)
 
 int pt_exec_rec_row(pt_exec_rec_t *r, pt_exec_row_t *row)
 {
+    shard_t *sh = SH(r);
     pt_buf_t hooks;
     int rc = PT_OK;
     pt_buf_init(&hooks, 0);
-    uv_mutex_lock(&mu);
+    uv_mutex_lock(&sh->mu);
     *row = r->f; /* then its own copies of what it points to */
     row->result_body = row->result_headers = row->result_ctype = row->webhooks = NULL;
     if (r->f.has_result) {
@@ -695,7 +752,7 @@ int pt_exec_rec_row(pt_exec_rec_t *r, pt_exec_row_t *row)
     if (r->nhooks > 0 && (hooks_json(r, &hooks) != PT_OK ||
                           (row->webhooks = dup_n(hooks.data + 12, hooks.len - 12)) == NULL))
         rc = PT_ENOMEM; /* ",\"webhooks\":" is 12 bytes */
-    uv_mutex_unlock(&mu);
+    uv_mutex_unlock(&sh->mu);
     pt_buf_free(&hooks);
     if (rc != PT_OK)
         pt_exec_row_free(row);
@@ -713,11 +770,12 @@ void pt_exec_row_free(pt_exec_row_t *row)
 
 void pt_exec_rec_restore(pt_exec_row_t *row)
 {
+    shard_t *sh = shard_of(row->id, strlen(row->id));
     pt_exec_rec_t *r;
     uv_once(&once, init);
-    uv_mutex_lock(&mu);
+    uv_mutex_lock(&sh->mu);
     if (find(row->id, strlen(row->id)) != NULL || (r = calloc(1, sizeof(*r))) == NULL) {
-        uv_mutex_unlock(&mu);
+        uv_mutex_unlock(&sh->mu);
         pt_exec_row_free(row);
         return;
     }
@@ -729,6 +787,6 @@ void pt_exec_rec_restore(pt_exec_row_t *row)
     row->result_body = row->result_headers = row->result_ctype = NULL;
     r->refs = 1; /* the table's */
     link_rec(r);
-    uv_mutex_unlock(&mu);
+    uv_mutex_unlock(&sh->mu);
     pt_exec_row_free(row);
 }

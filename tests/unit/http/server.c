@@ -101,6 +101,7 @@ static int teardown(void **state)
         free(o);
     }
     pt_buf_free(&w->scratch);
+    free(w->metrics);
     uv_loop_close(&w->loop);
     free(w);
     return 0;
