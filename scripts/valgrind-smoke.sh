@@ -231,7 +231,8 @@ check 409 -H "$H" -d '{"name": "smoke"}' "$A/environments"
 # observability: Prometheus, the dashboard's documents, a console session, its
 # CSRF check and the event stream (left open: the stop ends it)
 M="http://127.0.0.1:$aport"
-curl -fsS "$M/metrics" | grep -q '^portico_http_requests_total{api="hello"' || { echo "no metrics"; exit 1; }
+curl -fsS -o "$dir/metrics.txt" "$M/metrics"   # (to a file: grep -q would cut curl's pipe)
+grep -q '^portico_http_requests_total{api="hello"' "$dir/metrics.txt" || { echo "no metrics"; exit 1; }
 check 200 -H "$H" "$A/dashboard/summary?window=15m"
 check 200 -H "$H" "$A/dashboard/series?window=1h&api=hello"
 check 200 -H "$H" "$A/dashboard/summary?environment=other"

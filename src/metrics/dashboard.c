@@ -784,11 +784,21 @@ static void sample(int64_t t)
     pthread_mutex_lock(&D.mu);
     for (id = 0; id < n; id++) {
         sser_t *s = D.ser[id];
+        uint64_t count = 0;
+        /* a series without new requests costs its count only, not its histogram
+           (a count read ahead of its bucket is settled at the next change) */
+        for (x = 0; x < nw; x++)
+            count += atomic_load_explicit(&w[x]->series[id].count, memory_order_relaxed);
+        if (s == NULL ? count == 0 : count == s->prev.h.count) {
+            if (s != NULL) {
+                static const macc_t none;
+                point_of(&s->ring[t % RING], t, &none);
+            }
+            continue;
+        }
         memset(D.tmp, 0, sizeof(*D.tmp));
         for (x = 0; x < nw; x++)
             pt_mseries_add(D.tmp, &w[x]->series[id]);
-        if (D.tmp->h.count == 0 && s == NULL)
-            continue;
         if (s == NULL) {
             if ((s = D.ser[id] = calloc(1, sizeof(*s))) == NULL)
                 continue;
