@@ -50,4 +50,11 @@ void *pt_xmalloc(size_t n);
 void *pt_xcalloc(size_t n, size_t size);
 char *pt_xstrdup(const char *s);
 
+/* The wall clock, in milliseconds since the epoch (what records, history
+ * rows and the store keep). */
+int64_t pt_wall_ms(void);
+
+/* A monotonic clock in milliseconds (deadlines and waits). */
+uint64_t pt_mono_ms(void);
+
 #endif

@@ -103,13 +103,6 @@ static struct {
     char data[PT_DASH_TICK_MAX];
 } tick;
 
-static int64_t wall_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 const pt_mnode_t *pt_dash_node(void)
 {
     return &D.node;
@@ -413,7 +406,7 @@ static void load_history(void)
     pt_db_error_t e;
     pt_arena_t a;
     pt_json_t *rows = NULL;
-    int64_t now_min = wall_ms() / 60000;
+    int64_t now_min = pt_wall_ms() / 60000;
     if (D.node.store == NULL)
         return;
     pt_arena_init(&a, NULL);
@@ -831,27 +824,27 @@ static void *sampler_main(void *arg)
 {
     int64_t now, t;
     (void)arg;
-    sweep_history(wall_ms()); /* the retention, at start and then hourly */
+    sweep_history(pt_wall_ms()); /* the retention, at start and then hourly */
     load_history();
     pthread_mutex_lock(&D.mu);
-    D.cur_minute = wall_ms() / 60000;
+    D.cur_minute = pt_wall_ms() / 60000;
     pthread_mutex_unlock(&D.mu);
     for (;;) {
         struct timespec until;
         int64_t wake;
         pthread_mutex_lock(&D.mu);
-        now = wall_ms();
+        now = pt_wall_ms();
         wake = (now / 1000 + 1) * 1000 + 5;
         until.tv_sec = wake / 1000;
         until.tv_nsec = (wake % 1000) * 1000000;
-        while (!D.stopping && wall_ms() < wake)
+        while (!D.stopping && pt_wall_ms() < wake)
             if (pthread_cond_timedwait(&D.cv, &D.mu, &until) != 0)
                 break;
         if (D.stopping) {
             pthread_mutex_unlock(&D.mu);
             break;
         }
-        now = wall_ms();
+        now = pt_wall_ms();
         t = now / 1000 - 1; /* the second that just ended */
         if (t / 60 != D.cur_minute) {
             /* its minute is over: a row per series, written to the store */
@@ -867,7 +860,7 @@ static void *sampler_main(void *arg)
         sample(t);
     }
     /* the current minute, so a restart loses nothing */
-    sample(wall_ms() / 1000);
+    sample(pt_wall_ms() / 1000);
     pthread_mutex_lock(&D.mu);
     emit_minute(D.cur_minute);
     pthread_mutex_unlock(&D.mu);
@@ -882,7 +875,7 @@ int pt_dash_start(const pt_mnode_t *node)
     snprintf(D.env, sizeof(D.env), "%s", node->environment ? node->environment : "");
     D.node.node = D.node_id;
     D.node.environment = D.env;
-    D.started_ms = wall_ms();
+    D.started_ms = pt_wall_ms();
     if ((D.tmp = calloc(1, sizeof(*D.tmp))) == NULL)
         return -1;
     D.stopping = 0;
@@ -1003,13 +996,13 @@ static void head(pt_buf_t *b, const char *env, unsigned window_s)
 int pt_dash_series(pt_buf_t *out, const char *env, const char *api, const char *route,
                    unsigned window_s)
 {
-    int64_t now = wall_ms() / 1000 - 1, t;
+    int64_t now = pt_wall_ms() / 1000 - 1, t;
     macc_t *a;
     mslot_t *remote = NULL;
     const mslot_t *slots = D.minutes;
     if (remote_env(env)) {
         /* other nodes' minutes: whole minutes only */
-        if ((remote = load_env(env, wall_ms() / 60000 - (int64_t)window_s / 60)) == NULL)
+        if ((remote = load_env(env, pt_wall_ms() / 60000 - (int64_t)window_s / 60)) == NULL)
             return -1;
         slots = remote;
     }
@@ -1203,7 +1196,7 @@ int pt_dash_summary(pt_buf_t *out, const char *env, const char *api, const char 
     const mslot_t *slots = D.minutes;
     agg_t *g = calloc(1, sizeof(*g));
     macc_t *tot = calloc(1, sizeof(macc_t)), *pa = calloc(1, sizeof(macc_t));
-    int64_t now = wall_ms(), m, first, last, data_from;
+    int64_t now = pt_wall_ms(), m, first, last, data_from;
     double secs;
     uint32_t id, n;
     size_t i, k;
@@ -1486,7 +1479,7 @@ int pt_dash_nodes(pt_buf_t *out)
     pt_buf_printf(out,
                   "\",\"this\":true,\"last_seen_ms\":%lld,\"started_ms\":%lld,\"version\":\"%s\","
                   "\"workers\":%u}",
-                  (long long)wall_ms(), (long long)D.started_ms, PT_VERSION, D.node.workers);
+                  (long long)pt_wall_ms(), (long long)D.started_ms, PT_VERSION, D.node.workers);
     pt_arena_init(&a, NULL);
     if (D.node.store != NULL && pt_store_begin(D.node.store, &tx, 0, &e) == PT_OK) {
         if (pt_store_q(&tx, &a, PT_SQL_ROWS, &rows, &e,

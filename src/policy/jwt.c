@@ -617,13 +617,6 @@ static pt_jwks_source_t *sources;
 static pthread_t jwks_thread;
 static int jwks_running, jwks_stop;
 
-static uint64_t mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
-
 /* Fetches s once (blocking); keeps the current set on failure. */
 static void jwks_fetch(pt_jwks_source_t *s)
 {
@@ -665,7 +658,7 @@ static void *jwks_main(void *arg)
     (void)arg;
     pthread_mutex_lock(&jwks_lock);
     while (!jwks_stop) {
-        uint64_t now = mono_ms(), wake = now + 60000;
+        uint64_t now = pt_mono_ms(), wake = now + 60000;
         pt_jwks_source_t *s;
         struct timespec ts;
         for (s = sources; s != NULL; s = s->next) {
@@ -674,7 +667,7 @@ static void *jwks_main(void *arg)
                 pthread_mutex_unlock(&jwks_lock); /* sources are never unlinked while running */
                 jwks_fetch(s);
                 pthread_mutex_lock(&jwks_lock);
-                now = mono_ms();
+                now = pt_mono_ms();
             }
             if (s->next_ms < wake)
                 wake = s->next_ms;
@@ -718,7 +711,7 @@ pt_jwks_source_t *pt_jwks_source(const char *url, uint32_t refresh_ms)
     pthread_mutex_unlock(&jwks_lock);
     jwks_fetch(s); /* the first time, before the configuration is used */
     pthread_mutex_lock(&jwks_lock);
-    s->next_ms = mono_ms() + (atomic_load(&s->current) != NULL ? refresh_ms : 5000);
+    s->next_ms = pt_mono_ms() + (atomic_load(&s->current) != NULL ? refresh_ms : 5000);
     s->next = sources;
     sources = s;
     if (!jwks_running && pthread_create(&jwks_thread, NULL, jwks_main, NULL) == 0)

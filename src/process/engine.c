@@ -194,13 +194,6 @@ static const char *error_type(pt_proc_error_t k)
 
 /* ------------------------------------------------------------------ records */
 
-static int64_t wall_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* The end of the execution into its record (when it has one): its status,
  * and the response it answers with (kept when nobody waits for it). */
 /* Tells the execution's webhooks (route's, and the client's) of its end. */
@@ -1676,7 +1669,7 @@ static void exec_submit(exec_t *x)
     pt_req_t *req = x->req;
     pt_worker_t *w = req->snap->worker;
     x->submitted = 1;
-    x->enqueued_ms = wall_ms();
+    x->enqueued_ms = pt_wall_ms();
     x->snap = req->snap->snap;
     pt_snapshot_ref(x->snap);
     x->job.run = exec_run;

@@ -163,10 +163,7 @@ static void sweep(void)
     pt_store_tx_t tx;
     pt_db_error_t e;
     pt_arena_t a;
-    struct timespec ts;
-    int64_t now;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    now = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+    int64_t now = pt_wall_ms();
     memset(&e, 0, sizeof(e));
     pt_arena_init(&a, NULL);
     if (pt_store_begin(store, &tx, 1, &e) != PT_OK ||
@@ -381,10 +378,7 @@ static void crash_truth(const pt_snapshot_t *snap)
     pt_arena_t a;
     pt_json_t *rows = NULL, *pend = NULL;
     size_t i, k;
-    struct timespec ts;
-    int64_t now;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    now = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+    int64_t now = pt_wall_ms();
     memset(&e, 0, sizeof(e));
     pt_arena_init(&a, NULL);
     if (pt_store_begin(store, &tx, 1, &e) != PT_OK ||

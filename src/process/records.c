@@ -89,13 +89,6 @@ static shard_t *shard_of(const char *id, size_t len)
 
 #define SH(r) shard_of((r)->f.id, 32)
 
-static int64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 const char *pt_exec_status_name(pt_exec_status_t s)
 {
     static const char *const names[] = {"ENQUEUED", "INPROCESS", "COMPLETE", "COMPLETE_WARN",
@@ -207,7 +200,7 @@ pt_exec_rec_t *pt_exec_rec_new(const pt_exec_info_t *info)
     r->f.generation = info->generation;
     r->f.bytes_in = info->bytes_in;
     r->f.status = PT_EXEC_ENQUEUED;
-    r->f.enqueued_ms = now_ms();
+    r->f.enqueued_ms = pt_wall_ms();
     r->refs = 2; /* the table's and the caller's */
     sh = SH(r);
     uv_mutex_lock(&sh->mu);
@@ -234,7 +227,7 @@ void pt_exec_rec_started(pt_exec_rec_t *r)
     shard_t *sh = SH(r);
     uv_mutex_lock(&sh->mu);
     r->f.status = PT_EXEC_INPROCESS;
-    r->f.started_ms = now_ms();
+    r->f.started_ms = pt_wall_ms();
     uv_mutex_unlock(&sh->mu);
     changed(r);
 }
@@ -356,7 +349,7 @@ void pt_exec_rec_ended(pt_exec_rec_t *r, pt_exec_status_t status, int http_statu
     uv_mutex_lock(&sh->mu);
     r->f.status = truncated && status == PT_EXEC_COMPLETE ? PT_EXEC_COMPLETE_WARN : status;
     r->f.http_status = http_status;
-    r->f.ended_ms = now_ms();
+    r->f.ended_ms = pt_wall_ms();
     r->f.bytes_out = bytes_out;
     if (message != NULL)
         snprintf(r->f.message, sizeof(r->f.message), "%.199s", message);
@@ -434,7 +427,7 @@ static int hooks_json(const pt_exec_rec_t *r, pt_buf_t *b)
 static int to_json(const pt_exec_rec_t *r, pt_buf_t *b)
 {
     int rc = 0;
-    int64_t end = r->f.ended_ms ? r->f.ended_ms : now_ms();
+    int64_t end = r->f.ended_ms ? r->f.ended_ms : pt_wall_ms();
     rc |= pt_buf_printf(b, "{\"id\":\"%s\"", r->f.id);
     rc |= str_member(b, "api", r->f.api);
     rc |= str_member(b, "route", r->f.route);
@@ -544,7 +537,7 @@ int pt_exec_result(const char *id, size_t len, const char *who, int admin, int *
         copy.nhooks = 0;
         uv_mutex_unlock(&sh->mu);
         return to_json(&copy, body) == PT_OK ? PT_AGAIN : PT_ENOMEM;
-    } else if (r->f.expired || (r->f.has_result && r->f.expires_ms <= now_ms())) {
+    } else if (r->f.expired || (r->f.has_result && r->f.expires_ms <= pt_wall_ms())) {
         rc = PT_EEXPIRED;
     } else if (!r->f.has_result) {
         rc = PT_ENOENT; /* answered to its client: not kept */
@@ -606,7 +599,7 @@ void pt_exec_rec_webhook(const char *id, const char *url, unsigned attempt, int 
         if (h != NULL && attempt > 0) {
             hook_attempt_t *a = &h->last[(attempt - 1) % ATTEMPTS_MAX];
             h->attempts = attempt;
-            a->at_ms = now_ms();
+            a->at_ms = pt_wall_ms();
             a->status = status;
             snprintf(a->error, sizeof(a->error), "%s", error ? error : "");
         }
@@ -675,7 +668,7 @@ unsigned pt_exec_cancel_all(void)
 void pt_exec_sweep(void)
 {
     pt_exec_rec_t *r;
-    int64_t now = now_ms();
+    int64_t now = pt_wall_ms();
     size_t k;
     uv_once(&once, init);
     for (k = 0; k < SHARDS; k++) {

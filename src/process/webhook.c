@@ -39,21 +39,10 @@ void (*pt_webhook_persist)(const char *pid, const char *exec_id, const char *url
                            size_t len, unsigned attempts, const char *state, int64_t due_wall_ms,
                            int64_t give_up_wall_ms);
 
-static int64_t wall_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* Monotonic ms to wall-clock ms and back. */
 static int64_t to_wall(uint64_t mono)
 {
-    struct timespec ts;
-    uint64_t now;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    now = (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-    return wall_ms() + (int64_t)mono - (int64_t)now;
+    return pt_wall_ms() + (int64_t)mono - (int64_t)pt_mono_ms();
 }
 
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
@@ -62,13 +51,6 @@ static delivery_t *queue; /* sorted by due_ms */
 static unsigned pending;
 static pthread_t threads[SENDERS];
 static int running, stopping;
-
-static uint64_t mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
 
 static void delivery_free(delivery_t *d)
 {
@@ -171,7 +153,7 @@ static void *sender(void *arg)
     (void)arg;
     pthread_mutex_lock(&lock);
     while (!stopping) {
-        uint64_t now = mono_ms();
+        uint64_t now = pt_mono_ms();
         delivery_t *d = queue;
         if (d == NULL || d->due_ms > now) {
             struct timespec ts;
@@ -203,7 +185,7 @@ static void *sender(void *arg)
                 state = "delivered";
             else if (rc == PT_EINVAL)
                 state = "failed";
-            else if (mono_ms() >= d->give_up_ms)
+            else if (pt_mono_ms() >= d->give_up_ms)
                 state = "gave_up";
             else
                 state = "pending";
@@ -218,7 +200,7 @@ static void *sender(void *arg)
                 if (delay > 600000)
                     delay = 600000;
                 delay = delay * (750 + randombytes_uniform(501)) / 1000; /* x 0.75..1.25 */
-                d->due_ms = mono_ms() + delay;
+                d->due_ms = pt_mono_ms() + delay;
                 if (d->due_ms > d->give_up_ms)
                     d->due_ms = d->give_up_ms;
                 if (pt_webhook_persist != NULL)
@@ -282,8 +264,10 @@ void pt_webhook_stop(void)
     pthread_mutex_unlock(&lock);
 }
 
-void pt_webhook_enqueue(const pt_webhooks_config_t *w, const char *url, const char *exec_id,
-                        const char *body, size_t len)
+/* A delivery of body to url with its own copies and the node's settings;
+ * NULL out of memory (logged). */
+static delivery_t *delivery_new(const pt_webhooks_config_t *w, const char *url, const char *exec_id,
+                                const char *body, size_t len)
 {
     delivery_t *d = calloc(1, sizeof(*d));
     if (d == NULL || (d->url = strdup(url)) == NULL || (d->body = malloc(len + 1)) == NULL ||
@@ -291,18 +275,27 @@ void pt_webhook_enqueue(const pt_webhooks_config_t *w, const char *url, const ch
         if (d != NULL)
             delivery_free(d);
         pt_log_error("webhook: execution %s to %s: out of memory, not delivered", exec_id, url);
-        return;
+        return NULL;
     }
     memcpy(d->body, body, len);
     d->len = len;
     memcpy(d->secret, w->secret, w->secret_len);
     d->secret_len = w->secret_len;
     snprintf(d->exec_id, sizeof(d->exec_id), "%s", exec_id);
-    pt_records_new_id(d->pid);
-    d->due_ms = mono_ms();
-    d->give_up_ms = d->due_ms + w->retry_for_ms;
     d->retry_base_ms = w->retry_base_ms;
     d->timeout_ms = w->timeout_ms;
+    return d;
+}
+
+void pt_webhook_enqueue(const pt_webhooks_config_t *w, const char *url, const char *exec_id,
+                        const char *body, size_t len)
+{
+    delivery_t *d = delivery_new(w, url, exec_id, body, len);
+    if (d == NULL)
+        return;
+    pt_records_new_id(d->pid);
+    d->due_ms = pt_mono_ms();
+    d->give_up_ms = d->due_ms + w->retry_for_ms;
     pthread_mutex_lock(&lock);
     pending++;
     insert(d);
@@ -313,27 +306,16 @@ void pt_webhook_resume(const pt_webhooks_config_t *w, const char *pid, const cha
                        const char *exec_id, const char *body, size_t len, unsigned attempts,
                        int64_t due_wall_ms, int64_t give_up_wall_ms)
 {
-    delivery_t *d = calloc(1, sizeof(*d));
-    int64_t now = wall_ms();
-    uint64_t mono = mono_ms();
-    if (d == NULL || (d->url = strdup(url)) == NULL || (d->body = malloc(len + 1)) == NULL ||
-        (d->secret = malloc(w->secret_len + 1)) == NULL) {
-        if (d != NULL)
-            delivery_free(d);
+    delivery_t *d = delivery_new(w, url, exec_id, body, len);
+    int64_t now = pt_wall_ms();
+    uint64_t mono = pt_mono_ms();
+    if (d == NULL)
         return;
-    }
-    memcpy(d->body, body, len);
-    d->len = len;
-    memcpy(d->secret, w->secret, w->secret_len);
-    d->secret_len = w->secret_len;
-    snprintf(d->exec_id, sizeof(d->exec_id), "%s", exec_id);
     snprintf(d->pid, sizeof(d->pid), "%s", pid);
     d->persisted = 1;
     d->attempts = attempts;
     d->due_ms = due_wall_ms > now ? mono + (uint64_t)(due_wall_ms - now) : mono;
     d->give_up_ms = give_up_wall_ms > now ? mono + (uint64_t)(give_up_wall_ms - now) : mono;
-    d->retry_base_ms = w->retry_base_ms;
-    d->timeout_ms = w->timeout_ms;
     pthread_mutex_lock(&lock);
     pending++;
     insert(d);
