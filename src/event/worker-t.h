@@ -95,8 +95,6 @@ struct pt_worker_s {
     void (*sse_tick)(pt_worker_t *w); /* feeds them, from the tick */
     void (*finish_hooks[4])(pt_worker_t *w);
     unsigned nfinish_hooks;
-    /* stats, read by nobody else for now (metrics issue) */
-    uint64_t accepted, refused;
     char rbuf[PT_WORKER_READ_BUF];
     char tlsbuf[PT_WORKER_TLS_BUF];
 };

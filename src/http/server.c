@@ -766,7 +766,8 @@ static void accept_cb(uv_stream_t *server, int status)
         uv_tcp_init(&w->loop, t);
         if (uv_accept(server, (uv_stream_t *)t) == 0) {
             refuse(w, t);
-            w->refused++;
+            if (w->metrics != NULL)
+                PT_M_INC(w->metrics->refused, 1);
         }
         uv_close((uv_handle_t *)t, refuse_close_cb);
         return;
@@ -787,7 +788,6 @@ static void accept_cb(uv_stream_t *server, int status)
         w->conns->prev = c;
     w->conns = c;
     w->nconns++;
-    w->accepted++;
     if (w->metrics != NULL)
         PT_M_INC(w->metrics->accepted, 1);
     if (uv_accept(server, (uv_stream_t *)&c->tcp) != 0) {

@@ -266,7 +266,7 @@ int pt_metrics_prometheus(pt_buf_t *b)
     upstream_sum_t *us = calloc(PT_M_UPSTREAMS * 4, sizeof(*us));
     size_t ncs = 0, nus = 0, i, j;
     uint64_t cother[6] = {0}, uother = 0, conn[PT_MC_MAX] = {0}, acc = 0, tls_ok = 0,
-             tls_failed = 0, rx = 0, tx = 0;
+             tls_failed = 0, rx = 0, tx = 0, refused = 0;
     uint64_t pstat[PT_PSTAT_MAX];
     pt_mdeploy_t dep;
     pt_buf_t lab;
@@ -334,6 +334,7 @@ int pt_metrics_prometheus(pt_buf_t *b)
         }
         uother += atomic_load_explicit(&m->upstream_other, memory_order_relaxed);
         acc += atomic_load_explicit(&m->accepted, memory_order_relaxed);
+        refused += atomic_load_explicit(&m->refused, memory_order_relaxed);
         for (k = 0; k < PT_MC_MAX; k++)
             conn[k] += atomic_load_explicit(&m->closed[k], memory_order_relaxed);
         tls_ok += atomic_load_explicit(&m->tls_ok, memory_order_relaxed);
@@ -518,6 +519,9 @@ int pt_metrics_prometheus(pt_buf_t *b)
     }
     family(b, "portico_connections_accepted_total", "counter", "Client connections accepted.");
     pt_buf_printf(b, "portico_connections_accepted_total %llu\n", (unsigned long long)acc);
+    family(b, "portico_connections_refused_total", "counter",
+           "Client connections closed at once: the worker was at limits.max_connections.");
+    pt_buf_printf(b, "portico_connections_refused_total %llu\n", (unsigned long long)refused);
     family(b, "portico_connections_closed_total", "counter",
            "Client connections closed, by reason.");
     for (k = 0; k < PT_MC_MAX; k++)

@@ -128,7 +128,8 @@ typedef struct pt_wmetrics_s {
     pt_pstats_t pstats; /* the policies' decisions (policy/stats.h) */
     /* connections and bytes */
     _Atomic uint64_t accepted, closed[PT_MC_MAX], tls_ok, tls_failed, rx, tx;
-    _Atomic uint64_t open; /* gauge */
+    _Atomic uint64_t refused; /* closed at once: the node was at limits.max_connections */
+    _Atomic uint64_t open;    /* gauge */
 } pt_wmetrics_t;
 
 /* ---------------------------------------------------------------- writing */

@@ -919,6 +919,31 @@ def test_connections_accepted_closed_open(portico_factory):
     assert sc.connects == connects, "the scraper's connection was reopened"
 
 
+def test_connections_refused_at_the_limit(portico_factory):
+    n = start_node(portico_factory, {"shop.yaml": SHOP}, workers=1,
+                   limits="  max_connections: 4\n")
+    sc = n.scraper
+    base = sc.scrape()  # the scraper's own connection is one of the four
+    held = []
+    try:
+        for _ in range(3):
+            c = RawClient(n.public_port)
+            c.send(req("GET", "/shop/ok"))
+            assert c.read_response().status == 200
+            held.append(c)
+        for _ in range(2):
+            with RawClient(n.public_port) as extra:
+                data, closed = extra.read_until_close(timeout=3)
+                assert closed and data.startswith(b"HTTP/1.1 503"), data
+        exp = eventually(sc, lambda e: e.value("portico_connections_refused_total"),
+                         base.value("portico_connections_refused_total") + 2)
+        assert exp.value("portico_connections_accepted_total") == \
+            base.value("portico_connections_accepted_total") + 3
+    finally:
+        for c in held:
+            c.close()
+
+
 def test_tls_handshakes(full):
     sc = full.scraper
     before = series(sc.scrape(), "portico_tls_handshakes_total", ("result",))
