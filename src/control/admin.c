@@ -1122,10 +1122,14 @@ static void execution_result(job_t *j, const char *id)
             size_t ll = eol != NULL ? (size_t)(eol - line) : headers.len - i;
             if ((colon = memchr(line, ':', ll)) != NULL) {
                 const char *v = colon + 1;
+                char *name = pt_arena_strndup(&j->a, line, (size_t)(colon - line));
                 while (v < line + ll && *v == ' ')
                     v++;
-                pt_json_object_set(&j->a, h, pt_arena_strndup(&j->a, line, (size_t)(colon - line)),
-                                   (size_t)(colon - line),
+                if (name == NULL) {
+                    fail(j, 500, "internal-error", "Out of memory.");
+                    break;
+                }
+                pt_json_object_set(&j->a, h, name, (size_t)(colon - line),
                                    pt_json_string(&j->a, v, (size_t)(line + ll - v)));
             }
             i += ll + 2;
